@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The official postgres image's contract, for a Debian-packaged server:
+# - on an empty $PGDATA: initdb with POSTGRES_USER / POSTGRES_PASSWORD (scram-sha-256), create
+#   POSTGRES_DB, run /docker-entrypoint-initdb.d/* (*.sql with psql, *.sh executed) once;
+# - the temporary server used for that listens on the Unix socket only, so nothing can reach the
+#   database over TCP (and the TCP healthcheck cannot pass) before initialisation has finished.
+set -Eeuo pipefail
+
+: "${POSTGRES_USER:=postgres}"
+: "${POSTGRES_DB:=$POSTGRES_USER}"
+
+if [ "${1:-}" = postgres ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
+  if [ -z "${POSTGRES_PASSWORD:-}" ]; then
+    echo "docker-entrypoint: POSTGRES_PASSWORD is not set; set it (see .env.example)." >&2
+    exit 1
+  fi
+  install -d -m 700 "$PGDATA"
+  initdb --username="$POSTGRES_USER" --pwfile=<(printf '%s\n' "$POSTGRES_PASSWORD") \
+    --auth-local=scram-sha-256 --auth-host=scram-sha-256 --encoding=UTF8 --locale=C.UTF-8 >/dev/null
+
+  # The temporary server: Unix socket only, local trust for the init scripts' own psql calls.
+  tmp_hba=$(mktemp)
+  printf 'local all all trust\n' > "$tmp_hba"
+  pg_ctl -D "$PGDATA" -w -o "-c listen_addresses='' -c hba_file=$tmp_hba" start
+  export PGUSER="$POSTGRES_USER" PGHOST=/var/run/postgresql
+  if [ "$POSTGRES_DB" != postgres ]; then
+    psql -v ON_ERROR_STOP=1 --dbname postgres -c "CREATE DATABASE \"$POSTGRES_DB\"" >/dev/null
+  fi
+  for f in /docker-entrypoint-initdb.d/*; do
+    case "$f" in
+      *.sql) echo "docker-entrypoint: running $f"; psql -v ON_ERROR_STOP=1 --dbname "$POSTGRES_DB" -f "$f" ;;
+      *.sh)  echo "docker-entrypoint: running $f"; bash "$f" ;;
+      *)     [ -e "$f" ] && echo "docker-entrypoint: ignoring $f" ;;
+    esac
+  done
+  pg_ctl -D "$PGDATA" -m fast -w stop
+  rm -f "$tmp_hba"
+  unset PGUSER PGHOST
+  echo "docker-entrypoint: PostgreSQL init process complete; ready for start up."
+fi
+
+exec "$@"

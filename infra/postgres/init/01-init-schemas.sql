@@ -1,0 +1,71 @@
+-- Runs once, on an empty data directory, connected to POSTGRES_DB (trading_ecosystem) as the superuser.
+-- Role passwords come from the container's environment (PG_PASSWORD_*, see .env.example), never from
+-- this file.
+\set ON_ERROR_STOP on
+
+-- One schema per domain, and the login role its data adapter connects as.
+CREATE TEMPORARY TABLE domain (schema_name text, role_name text, description text);
+INSERT INTO domain VALUES
+  ('market_data',       'market_data_adapter',      'Market data: prices, order books and feeds'),
+  ('exchange',          'exchange_adapter',         'Exchange simulation: orders, trades and accounts'),
+  ('custodian',         'custodian_adapter',        'Custody: positions, balances and settlements'),
+  ('risk',              'risk_adapter',             'Risk monitoring: limits, exposures and alerts'),
+  ('trading',           'trading_adapter',          'Trading engine: strategies, signals and executions'),
+  ('test_coordination', 'test_coordinator_adapter', 'Test coordination: scenarios, runs and results'),
+  ('audit',             'audit_adapter',            'Audit: events and correlations across services');
+
+-- Nobody but a schema's own role may create objects outside it.
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+
+-- A read-only role for monitoring and dashboards.
+CREATE ROLE monitor LOGIN;
+GRANT pg_monitor TO monitor;
+
+DO $$
+DECLARE d record;
+BEGIN
+  FOR d IN SELECT * FROM domain LOOP
+    EXECUTE format('CREATE ROLE %I LOGIN', d.role_name);
+    EXECUTE format('CREATE SCHEMA %I AUTHORIZATION %I', d.schema_name, d.role_name);
+    EXECUTE format('COMMENT ON SCHEMA %I IS %L', d.schema_name, d.description);
+    -- Only the owner works in a schema; the monitor reads, now and for tables created later.
+    EXECUTE format('REVOKE ALL ON SCHEMA %I FROM PUBLIC', d.schema_name);
+    EXECUTE format('GRANT USAGE ON SCHEMA %I TO monitor', d.schema_name);
+    EXECUTE format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA %I GRANT SELECT ON TABLES TO monitor',
+                   d.role_name, d.schema_name);
+    EXECUTE format('ALTER ROLE %I SET search_path = %I, public', d.role_name, d.schema_name);
+  END LOOP;
+END
+$$;
+
+\getenv password PG_PASSWORD_MARKET_DATA_ADAPTER
+ALTER ROLE market_data_adapter PASSWORD :'password';
+\getenv password PG_PASSWORD_EXCHANGE_ADAPTER
+ALTER ROLE exchange_adapter PASSWORD :'password';
+\getenv password PG_PASSWORD_CUSTODIAN_ADAPTER
+ALTER ROLE custodian_adapter PASSWORD :'password';
+\getenv password PG_PASSWORD_RISK_ADAPTER
+ALTER ROLE risk_adapter PASSWORD :'password';
+\getenv password PG_PASSWORD_TRADING_ADAPTER
+ALTER ROLE trading_adapter PASSWORD :'password';
+\getenv password PG_PASSWORD_TEST_COORDINATOR_ADAPTER
+ALTER ROLE test_coordinator_adapter PASSWORD :'password';
+\getenv password PG_PASSWORD_AUDIT_ADAPTER
+ALTER ROLE audit_adapter PASSWORD :'password';
+\getenv password PG_PASSWORD_MONITOR
+ALTER ROLE monitor PASSWORD :'password';
+\unset password
+
+-- The database's own health summary, callable by every role.
+CREATE OR REPLACE FUNCTION public.health_check() RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+  SELECT jsonb_build_object(
+    'status', 'healthy',
+    'timestamp', now(),
+    'version', version(),
+    'schemas', (SELECT coalesce(jsonb_agg(nspname ORDER BY nspname), '[]'::jsonb)
+                  FROM pg_namespace
+                 WHERE nspname IN ('market_data', 'exchange', 'custodian', 'risk', 'trading',
+                                   'test_coordination', 'audit')));
+$$;
+COMMENT ON FUNCTION public.health_check() IS 'Status, time, server version and the domain schemas present';
