@@ -1,0 +1,71 @@
+"""Options and report defaults of the acceptance suite (`pytest features/`).
+
+The step definitions are plugins under steps/; the probes they call are plain functions in
+steps/probes. `pytest tests/` (the suite's own tests) needs none of the stack options.
+"""
+import re
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = [
+    "steps.stack_fixtures",
+    "steps.evidence",
+    "steps.docker_steps",
+    "steps.redis_steps",
+    "steps.postgres_steps",
+    "steps.lifecycle_steps",
+]
+
+ROOT = Path(__file__).resolve().parent
+REPORTS = ROOT / "reports"
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("stack", "the trading-ecosystem stack under test")
+    group.addoption("--stack", choices=["up", "attach"], default=None,
+                    help="up (default): start an isolated stack and remove it at the end; "
+                         "attach: test a running stack, never changing or stopping it (env TSE_STACK)")
+    group.addoption("--keep-stack", action="store_true", default=None,
+                    help="up mode: leave the stack running at the end (env TSE_KEEP_STACK=1)")
+    group.addoption("--compose-file", default=None, help="compose file (env TSE_COMPOSE_FILE)")
+    group.addoption("--env-file", default=None,
+                    help="env file with ports and development passwords (env TSE_ENV_FILE; "
+                         "default .env, else .env.example)")
+    group.addoption("--project-name", default=None,
+                    help="compose project (env TSE_PROJECT; default tse-acceptance in up mode, "
+                         "trading-ecosystem in attach mode)")
+    group.addoption("--wait-timeout", type=int, default=None,
+                    help="seconds to wait for every service to be healthy (env TSE_WAIT_TIMEOUT; default 180)")
+
+
+def _runs_features(config) -> bool:
+    features = ROOT / "features"
+    args = [Path(a.split("::")[0]).resolve() for a in config.args] or [Path.cwd()]
+    return any(a == features or features in a.parents or a in features.parents for a in args)
+
+
+def _register_feature_tags(config) -> None:
+    """Gherkin tags become markers; register them so `-m checklist_1_5` works without warnings."""
+    tags = set()
+    for feature in (ROOT / "features").glob("*.feature"):
+        tags.update(re.findall(r"@(\w+)", feature.read_text()))
+    for tag in sorted(tags):
+        config.addinivalue_line("markers", f"{tag}: Gherkin tag")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    """Plain `pytest features/` writes the evidence reports; explicit options win."""
+    _register_feature_tags(config)
+    if not _runs_features(config) or hasattr(config, "workerinput"):
+        return
+    REPORTS.mkdir(exist_ok=True)
+    option = config.option
+    if getattr(option, "htmlpath", None) is None:
+        option.htmlpath = str(REPORTS / "acceptance.html")
+        option.self_contained_html = True
+    if getattr(option, "cucumber_json_path", None) is None:
+        option.cucumber_json_path = str(REPORTS / "cucumber.json")
+    if getattr(option, "xmlpath", None) is None:
+        option.xmlpath = str(REPORTS / "junit.xml")

@@ -1,0 +1,96 @@
+"""Steps about the stack's containers, network, published ports, volumes and Docker health."""
+from __future__ import annotations
+
+from pytest_bdd import given, parsers, then
+
+from steps.expect import Mismatches, expect
+from steps.probes import docker_engine
+
+
+@given("the trading-ecosystem stack is up")
+def _stack_is_up(stack):
+    """Brings the stack up on first use (session fixture); the scenario probes it as it is."""
+
+
+@then(parsers.parse('the services "{first}" and "{second}" each run one container of the stack\'s compose project'))
+def _services_run(stack, evidence, first, second):
+    problems = Mismatches("services brought up with Docker", "see `docker compose ps -a` for the project")
+    for service in (first, second):
+        fact = evidence.record(docker_engine.running_containers(stack.project, service))
+        problems.check(len(fact.observed) == 1, f"one running {service} container", fact.observed, fact)
+    problems.raise_any()
+
+
+@then("the stack network is a bridge network with the declared subnet and gateway")
+def _network_declared(stack, evidence):
+    settings = stack.settings
+    fact = evidence.record(docker_engine.network(settings.network_name))
+    net = fact.observed
+    expected = {"driver": "bridge", "subnet": settings.subnet, "gateway": settings.gateway, "project": stack.project}
+    observed = {k: net[k] for k in expected}
+    expect(observed == expected, f"network {settings.network_name}", expected, observed, fact,
+           "see networks: in docker-compose.yml")
+
+
+@then(parsers.parse('the "{service}" service is at address {suffix} on the stack network'))
+def _service_address(stack, evidence, service, suffix):
+    fact = evidence.record(docker_engine.addresses(stack.project, service))
+    wanted = stack.settings.address(suffix)
+    observed = fact.observed.get(stack.settings.network_name)
+    expect(observed == wanted, f"{service} address on {stack.settings.network_name}", wanted,
+           fact.observed, fact, f"set ipv4_address of {service} in docker-compose.yml")
+
+
+@then(parsers.parse('the "{service}" service publishes port {port:d} on 127.0.0.1 only, at host port {variable}'))
+def _published_port(stack, evidence, service, port, variable):
+    fact = evidence.record(docker_engine.published_ports(stack.project, service))
+    wanted = {f"{port}/tcp": [("127.0.0.1", str(stack.settings.port(variable)))]}
+    expect(fact.observed == wanted, f"{service} published ports", wanted, fact.observed, fact,
+           'publish as "127.0.0.1:${' + variable + '}:' + str(port) + '", never on all interfaces')
+
+
+@then(parsers.parse('the "{service}" service keeps {path} on the named volume "{volume}"'))
+def _named_volume(stack, evidence, service, path, volume):
+    fact = evidence.record(docker_engine.mounts(stack.project, service))
+    mount = fact.observed.get(path, {})
+    wanted = {"type": "volume", "name": f"{stack.project}_{volume}"}
+    observed = {"type": mount.get("type"), "name": mount.get("name")}
+    expect(observed == wanted, f"{service} mount at {path}", wanted, observed, fact,
+           f"mount the named volume {volume} at {path} in docker-compose.yml")
+
+
+@then(parsers.parse('the "{service}" service has at least {mib:d} MiB of shared memory'))
+def _shm_size(stack, evidence, service, mib):
+    fact = evidence.record(docker_engine.host_config(stack.project, service))
+    observed = fact.observed["shm_size_bytes"] // 2**20
+    expect(observed >= mib, f"{service} /dev/shm size", f">= {mib} MiB", f"{observed} MiB", fact,
+           "set shm_size in docker-compose.yml (Docker's default is 64 MiB)")
+
+
+@then(parsers.parse('the "{service}" service reports Docker health status "{status}"'))
+def _service_health(stack, evidence, service, status):
+    fact = evidence.record(docker_engine.health(stack.project, service))
+    expect(fact.observed == status, f"{service} health", status, f"{fact.observed} (last output: {fact.raw!r})",
+           fact, "a service without a healthcheck reports none")
+
+
+@then(parsers.parse('every service of the stack reports Docker health status "{status}"'))
+def _every_service_health(stack, evidence, status):
+    problems = Mismatches("health of every service", "docker inspect shows each healthcheck's last output")
+    for service in stack.services:
+        fact = evidence.record(docker_engine.health(stack.project, service))
+        problems.check(fact.observed == status, f"{service} {status}", f"{fact.observed} ({fact.raw!r})", fact)
+    problems.raise_any()
+
+
+@then(parsers.parse('inside the network, "{first}" on port {first_port:d} and "{second}" on port {second_port:d} answer by name'))
+def _reachable_by_name(stack, evidence, first, first_port, second, second_port):
+    problems = Mismatches("name resolution and TCP inside the network")
+    # Each service is reached from the *other* service's container, through docker's DNS.
+    for source, target, port in ((second, first, first_port), (first, second, second_port)):
+        fact = evidence.record(docker_engine.exec_in(
+            stack.project, source, ["bash", "-c", f"exec 3<>/dev/tcp/{target}/{port} && echo connected"]))
+        result = fact.observed
+        problems.check(result.exit_code == 0 and "connected" in result.output,
+                       f"{target}:{port} reachable from {source}", result.output or f"exit {result.exit_code}", fact)
+    problems.raise_any()

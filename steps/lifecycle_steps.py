@@ -1,0 +1,74 @@
+"""Steps that bring services down and up again. Their scenarios are tagged @changes_stack: they run
+last, and never in attach mode (a stack we did not start is never changed)."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from pytest_bdd import given, parsers, then, when
+
+from steps.expect import expect
+from steps.probes import docker_engine, postgres_server, redis_server
+
+
+def pytest_collection_modifyitems(config, items):
+    from steps.stack_fixtures import attach_mode
+
+    if attach_mode(config):
+        skip = pytest.mark.skip(reason="attach mode: scenarios that stop and start services never run on a stack "
+                                       "this run did not start")
+        for item in items:
+            if item.get_closest_marker("changes_stack"):
+                item.add_marker(skip)
+
+
+@given(parsers.parse('a row written to the "{schema}" schema as "{role}"'), target_fixture="written_row")
+def _write_row(stack, evidence, schema, role):
+    marker = uuid.uuid4().hex
+    connection = (stack.postgres_port(), role, stack.postgres_password(role), stack.database)
+    evidence.record(postgres_server.execute(
+        *connection, f"CREATE TABLE IF NOT EXISTS {schema}.acceptance_lifecycle (marker text PRIMARY KEY)"))
+    evidence.record(postgres_server.execute(
+        *connection, f"INSERT INTO {schema}.acceptance_lifecycle VALUES (%s)", (marker,)))
+    return {"connection": connection, "schema": schema, "marker": marker}
+
+
+@given(parsers.parse('a key written under "{prefix}" as "{user}"'), target_fixture="written_key")
+def _write_key(stack, evidence, prefix, user):
+    key, value = f"{prefix}acceptance-lifecycle:{uuid.uuid4().hex[:12]}", uuid.uuid4().hex
+    evidence.record(redis_server.set_value(stack.redis_port(), user, stack.redis_password(user), key, value))
+    return {"user": user, "key": key, "value": value}
+
+
+@when("the stack is brought down without removing its volumes")
+def _down_keep_volumes(stack, evidence):
+    stack.compose.stop_keeping_volumes()
+    for service in stack.services:
+        fact = evidence.record(docker_engine.running_containers(stack.project, service))
+        expect(fact.observed == [], f"{service} after down", "no running container", fact.observed, fact)
+
+
+@when("the stack is brought up again")
+def _up_again(stack, evidence):
+    stack.compose.up()
+    for service in stack.services:
+        fact = evidence.record(docker_engine.health(stack.project, service))
+        expect(fact.observed == "healthy", f"{service} after up", "healthy", fact.observed, fact)
+
+
+@then(parsers.parse('the row is still in the "{schema}" schema'))
+def _row_kept(evidence, written_row, schema):
+    fact = evidence.record(postgres_server.query(
+        *written_row["connection"],
+        f"SELECT marker FROM {schema}.acceptance_lifecycle WHERE marker = '{written_row['marker']}'"))
+    expect(fact.observed == [(written_row["marker"],)], "row written before down", "still there",
+           fact.observed, fact, "PostgreSQL's data directory must be on the named volume postgres-data")
+
+
+@then("the key is still in Redis")
+def _key_kept(stack, evidence, written_key):
+    user = written_key["user"]
+    fact = evidence.record(redis_server.get_value(stack.redis_port(), user, stack.redis_password(user),
+                                                  written_key["key"]))
+    expect(fact.observed == written_key["value"], "key written before down", written_key["value"],
+           fact.observed, fact, "Redis needs appendonly yes and /data on the named volume redis-data")

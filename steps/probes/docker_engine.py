@@ -1,0 +1,198 @@
+"""Facts about containers, networks and volumes, read from the Docker engine.
+
+Every function takes the compose project name and a service name, finds the service's container by
+its compose labels and returns a Fact. Commands that must run inside the docker network run inside
+a container (`exec_in`), never from the host.
+"""
+from __future__ import annotations
+
+import functools
+import shlex
+from dataclasses import dataclass
+
+import docker
+from docker.errors import DockerException, NotFound
+
+from steps.probes.facts import Fact, ProbeError, StackError
+
+
+@functools.lru_cache(maxsize=1)
+def client() -> docker.DockerClient:
+    """The engine's client; raises StackError with one clear line when no engine answers."""
+    try:
+        engine = docker.from_env(timeout=60)
+        engine.ping()
+        return engine
+    except DockerException as error:
+        raise StackError(
+            f"no Docker engine answers ({error.__class__.__name__}). "
+            "Hint: run infra/host/ensure-docker, or start Docker and set DOCKER_HOST."
+        ) from None
+
+
+def engine_versions() -> dict:
+    """The engine's version and API version."""
+    version = client().version()
+    return {"engine": version.get("Version"), "api": version.get("ApiVersion")}
+
+
+def project_containers(project: str, *, all_states: bool = True) -> list:
+    return client().containers.list(all=all_states, filters={"label": f"com.docker.compose.project={project}"})
+
+
+def container(project: str, service: str):
+    """The container of `service` in compose project `project`; raises ProbeError when absent."""
+    found = client().containers.list(
+        all=True,
+        filters={"label": [f"com.docker.compose.project={project}", f"com.docker.compose.service={service}"]},
+    )
+    if not found:
+        raise ProbeError(f"service {service}: no container in compose project {project}")
+    return found[0]
+
+
+def _where(project: str, service: str) -> str:
+    return f"{service} (project {project})"
+
+
+def health(project: str, service: str) -> Fact:
+    """Docker's health status of the service's container, with its last healthcheck output."""
+    attrs = container(project, service).attrs
+    state = attrs["State"]
+    status = state.get("Health", {}).get("Status", "none" if state.get("Running") else state.get("Status"))
+    log = state.get("Health", {}).get("Log") or [{}]
+    return Fact(
+        "docker inspect .State.Health.Status",
+        _where(project, service),
+        status,
+        raw=(log[-1].get("Output") or "").strip(),
+    )
+
+
+def healthcheck_command(project: str, service: str) -> Fact:
+    """The healthcheck test of the running container, as Docker holds it."""
+    test = container(project, service).attrs["Config"].get("Healthcheck", {}).get("Test") or []
+    return Fact("docker inspect .Config.Healthcheck.Test", _where(project, service), list(test))
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    output: str
+
+
+def exec_in(project: str, service: str, command: list[str], env: dict | None = None) -> Fact:
+    """Run `command` inside the service's container; the Fact's value is an ExecResult."""
+    target = container(project, service)
+    try:
+        exit_code, output = target.exec_run(command, environment=env or {}, demux=False)
+    except DockerException as error:
+        raise ProbeError(f"service {service}: exec failed: {error}") from error
+    text = (output or b"").decode(errors="replace").strip()
+    shown = " ".join(shlex.quote(part) for part in command)
+    if env:
+        shown = " ".join(f"{k}=…" for k in env) + " " + shown
+    return Fact(f"docker exec {shown}", _where(project, service), ExecResult(exit_code, text), raw=text)
+
+
+def run_healthcheck(project: str, service: str, env: dict | None = None) -> Fact:
+    """Run the container's own healthcheck command inside it, optionally with a changed environment.
+
+    The Fact's value is the ExecResult: exit code 0 means the healthcheck passes.
+    """
+    test = healthcheck_command(project, service).observed
+    if not test or test[0] == "NONE":
+        raise ProbeError(f"service {service}: has no healthcheck")
+    command = ["/bin/sh", "-c", test[1]] if test[0] == "CMD-SHELL" else test[1:]
+    return exec_in(project, service, command, env)
+
+
+def addresses(project: str, service: str) -> Fact:
+    """The container's IPv4 address on each network it is attached to."""
+    networks = container(project, service).attrs["NetworkSettings"]["Networks"]
+    observed = {name: info.get("IPAddress") for name, info in networks.items()}
+    return Fact("docker inspect .NetworkSettings.Networks", _where(project, service), observed)
+
+
+def published_ports(project: str, service: str) -> Fact:
+    """The container's published ports: {"6379/tcp": [("127.0.0.1", "6379")], ...}."""
+    ports = container(project, service).attrs["NetworkSettings"].get("Ports") or {}
+    observed = {
+        port: sorted((b.get("HostIp"), b.get("HostPort")) for b in bindings)
+        for port, bindings in ports.items()
+        if bindings
+    }
+    return Fact("docker inspect .NetworkSettings.Ports", _where(project, service), observed)
+
+
+def mounts(project: str, service: str) -> Fact:
+    """The container's mounts: {destination: {"type", "name", "source"}}."""
+    observed = {
+        m["Destination"]: {"type": m.get("Type"), "name": m.get("Name"), "source": m.get("Source")}
+        for m in container(project, service).attrs.get("Mounts", [])
+    }
+    return Fact("docker inspect .Mounts", _where(project, service), observed)
+
+
+def host_config(project: str, service: str) -> Fact:
+    """Resource settings of the running container: memory and CPU limits, shm size, restart policy."""
+    hc = container(project, service).attrs["HostConfig"]
+    observed = {
+        "memory_bytes": hc.get("Memory") or 0,
+        "nano_cpus": hc.get("NanoCpus") or 0,
+        "shm_size_bytes": hc.get("ShmSize") or 0,
+        "restart_policy": (hc.get("RestartPolicy") or {}).get("Name") or "no",
+    }
+    return Fact("docker inspect .HostConfig", _where(project, service), observed)
+
+
+def network(name: str) -> Fact:
+    """A docker network's driver, subnet, gateway and attached containers' addresses."""
+    try:
+        attrs = client().networks.get(name).attrs
+    except NotFound:
+        raise ProbeError(f"network {name} does not exist") from None
+    ipam = (attrs.get("IPAM", {}).get("Config") or [{}])[0]
+    observed = {
+        "name": attrs["Name"],
+        "driver": attrs.get("Driver"),
+        "subnet": ipam.get("Subnet"),
+        "gateway": ipam.get("Gateway"),
+        "project": attrs.get("Labels", {}).get("com.docker.compose.project"),
+        "containers": {c["Name"]: c["IPv4Address"].split("/")[0] for c in attrs.get("Containers", {}).values()},
+    }
+    return Fact(f"docker network inspect {name}", name, observed)
+
+
+def logs(project: str, service: str, lines: int = 20) -> str:
+    """The last log lines of the service's container (empty when it has none)."""
+    try:
+        return container(project, service).logs(tail=lines).decode(errors="replace")
+    except (ProbeError, DockerException):
+        return ""
+
+
+def leftovers(project: str) -> dict:
+    """Containers, networks and volumes still labelled with the compose project."""
+    label = {"label": f"com.docker.compose.project={project}"}
+    engine = client()
+    return {
+        "containers": [c.name for c in engine.containers.list(all=True, filters=label)],
+        "networks": [n.name for n in engine.networks.list(filters=label)],
+        "volumes": [v.name for v in engine.volumes.list(filters=label)],
+    }
+
+
+def running_containers(project: str, service: str) -> Fact:
+    """Names of the service's running containers in the compose project."""
+    found = client().containers.list(
+        filters={"label": [f"com.docker.compose.project={project}", f"com.docker.compose.service={service}"],
+                 "status": "running"},
+    )
+    return Fact(f"docker ps --filter label=com.docker.compose.service={service} --filter status=running",
+                _where(project, service), sorted(c.name for c in found))
+
+
+def memory_limit_bytes(project: str, service: str) -> int:
+    """The container's memory limit in bytes (0 when unlimited)."""
+    return host_config(project, service).observed["memory_bytes"]

@@ -1,0 +1,123 @@
+"""Facts about the running PostgreSQL server, asked over its published port on 127.0.0.1.
+
+Each function opens a short-lived connection as one role, asks one thing and returns a Fact.
+Anything a probe creates is created inside a transaction that is rolled back, so probing never
+changes the database.
+"""
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+from psycopg import errors
+
+from steps.probes.facts import Fact, ProbeError
+from steps.probes.redis_server import Outcome
+
+HOST = "127.0.0.1"
+TIMEOUT_S = 5
+
+
+def _where(port: int, user: str, dbname: str) -> str:
+    return f"postgres 127.0.0.1:{port}/{dbname} as {user}"
+
+
+def connect(port: int, user: str, password: str, dbname: str) -> psycopg.Connection:
+    return psycopg.connect(
+        host=HOST, port=port, user=user, password=password, dbname=dbname, connect_timeout=TIMEOUT_S,
+    )
+
+
+def query(port: int, user: str, password: str, dbname: str, sql: str) -> Fact:
+    """Run one read-only query; observed is the list of rows (tuples)."""
+    try:
+        with connect(port, user, password, dbname) as conn:
+            rows = conn.execute(sql).fetchall()
+            conn.rollback()
+    except psycopg.OperationalError as error:
+        raise ProbeError(f"postgres 127.0.0.1:{port}: cannot connect as {user}: {error}".strip()) from error
+    return Fact(sql, _where(port, user, dbname), rows)
+
+
+def setting(port: int, user: str, password: str, dbname: str, name: str) -> Fact:
+    """SHOW `name`, read from the running server."""
+    fact = query(port, user, password, dbname, f"SHOW {name}")
+    return Fact(fact.probe, fact.where, fact.observed[0][0])
+
+
+def login(port: int, user: str, password: str, dbname: str) -> Fact:
+    """Try to log in; observed is an Outcome (allowed, with the server's current_user, or refused)."""
+    try:
+        with connect(port, user, password, dbname) as conn:
+            who = conn.execute("SELECT current_user").fetchone()[0]
+        outcome = Outcome(True, who)
+    except psycopg.OperationalError as error:
+        message = str(error).strip().splitlines()[-1] if str(error).strip() else repr(error)
+        if "Connection refused" in message or "timeout" in message:
+            raise ProbeError(f"postgres 127.0.0.1:{port} did not answer: {message}") from error
+        outcome = Outcome(False, message)
+    return Fact(f"login as {user}", _where(port, user, dbname), outcome, raw=outcome.reply)
+
+
+def schemas(port: int, user: str, password: str, dbname: str) -> Fact:
+    """The schemas outside PostgreSQL's own, with their owner and comment: {name: {...}}."""
+    sql = (
+        "SELECT n.nspname, pg_get_userbyid(n.nspowner), obj_description(n.oid, 'pg_namespace') "
+        "FROM pg_namespace n WHERE n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema'"
+    )
+    fact = query(port, user, password, dbname, sql)
+    observed = {name: {"owner": owner, "comment": comment} for name, owner, comment in fact.observed}
+    return Fact(sql, fact.where, observed)
+
+
+def login_roles(port: int, user: str, password: str, dbname: str) -> Fact:
+    """The roles that can log in."""
+    sql = "SELECT rolname FROM pg_roles WHERE rolcanlogin"
+    fact = query(port, user, password, dbname, sql)
+    return Fact(sql, fact.where, frozenset(row[0] for row in fact.observed))
+
+
+def health_check(port: int, user: str, password: str, dbname: str) -> Fact:
+    """SELECT public.health_check(): observed is the jsonb as a dict."""
+    sql = "SELECT public.health_check()"
+    try:
+        fact = query(port, user, password, dbname, sql)
+    except ProbeError:
+        raise
+    except psycopg.Error as error:
+        return Fact(sql, _where(port, user, dbname), {"error": str(error).strip()})
+    return Fact(sql, fact.where, fact.observed[0][0])
+
+
+def create_table(port: int, user: str, password: str, dbname: str, schema: str) -> Fact:
+    """As `user`, CREATE TABLE in `schema` inside a transaction that is rolled back.
+
+    observed is an Outcome: allowed when the table was created, refused with the server's error."""
+    table = f"acceptance_probe_{uuid.uuid4().hex[:8]}"
+    sql = f'CREATE TABLE "{schema}".{table} (id int); ROLLBACK'
+    try:
+        with connect(port, user, password, dbname) as conn:
+            try:
+                conn.execute(f'CREATE TABLE "{schema}".{table} (id int)')
+                outcome = Outcome(True, "created")
+            except (errors.InsufficientPrivilege, errors.InvalidSchemaName) as error:
+                outcome = Outcome(False, f"{error.sqlstate}: {str(error).strip()}")
+            conn.rollback()
+    except psycopg.OperationalError as error:
+        raise ProbeError(f"postgres 127.0.0.1:{port}: cannot connect as {user}: {error}".strip()) from error
+    return Fact(sql, _where(port, user, dbname), outcome, raw=outcome.reply)
+
+
+def hba_rules(port: int, user: str, password: str, dbname: str) -> Fact:
+    """The pg_hba.conf rules the server loaded: [(type, auth_method, address)]."""
+    sql = "SELECT type, auth_method, coalesce(address, '') FROM pg_hba_file_rules WHERE error IS NULL"
+    fact = query(port, user, password, dbname, sql)
+    return Fact(sql, fact.where, [tuple(row) for row in fact.observed])
+
+
+def execute(port: int, user: str, password: str, dbname: str, sql: str, params: tuple = ()) -> Fact:
+    """Run one statement and commit it (for scenarios that must leave data behind on purpose)."""
+    with connect(port, user, password, dbname) as conn:
+        cursor = conn.execute(sql, params)
+        rows = cursor.fetchall() if cursor.description else cursor.rowcount
+    return Fact(sql, _where(port, user, dbname), rows)

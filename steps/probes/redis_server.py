@@ -1,0 +1,191 @@
+"""Facts about the running Redis server, asked over its published port on 127.0.0.1.
+
+Each function opens a short-lived connection as one ACL user, asks one thing and returns a Fact.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import redis
+from redis.exceptions import AuthenticationError, ConnectionError, NoPermissionError, ResponseError, TimeoutError
+
+from steps.probes.facts import Fact, ProbeError
+
+HOST = "127.0.0.1"
+TIMEOUT_S = 3.0
+
+
+def _where(port: int, user: str | None) -> str:
+    return f"redis 127.0.0.1:{port} as {user or 'no user'}"
+
+
+def connect(port: int, user: str | None, password: str | None, timeout: float = TIMEOUT_S) -> redis.Redis:
+    return redis.Redis(
+        host=HOST, port=port, username=user, password=password,
+        socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True,
+    )
+
+
+def _refusal(error: Exception) -> str:
+    """The server's error line: redis-py strips the error code of the errors it maps to classes."""
+    text = str(error)
+    if isinstance(error, NoPermissionError) and not text.startswith("NOPERM"):
+        return f"NOPERM {text}"
+    if isinstance(error, AuthenticationError) and not text.startswith(("WRONGPASS", "NOAUTH")):
+        noauth = 'required' in text.lower() or 'authenticated' in text.lower()
+        return f"{'NOAUTH' if noauth else 'WRONGPASS'} {text}"
+    return text
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one command: allowed (with the reply) or refused (with the error)."""
+
+    allowed: bool
+    reply: str
+
+    @property
+    def refused_by_acl(self) -> bool:
+        return not self.allowed and self.reply.startswith(("NOPERM", "WRONGPASS", "NOAUTH"))
+
+
+def run(port: int, user: str | None, password: str | None, *command: str) -> Fact:
+    """Run one command as `user`; the Fact's value is an Outcome. Raises ProbeError when Redis does
+    not answer at all."""
+    probe = " ".join(command)
+    try:
+        with connect(port, user, password) as conn:
+            reply = conn.execute_command(*command)
+        outcome = Outcome(True, str(reply))
+    except (AuthenticationError, NoPermissionError, ResponseError) as error:
+        outcome = Outcome(False, _refusal(error))
+    except (ConnectionError, TimeoutError) as error:
+        raise ProbeError(f"redis 127.0.0.1:{port} did not answer {probe!r}: {error}") from error
+    return Fact(probe, _where(port, user), outcome, raw=outcome.reply[:500])
+
+
+def ping(port: int, user: str | None, password: str | None) -> Fact:
+    """PING as `user`: observed is "PONG" or the refusal."""
+    fact = run(port, user, password, "PING")
+    outcome = fact.observed
+    return Fact(fact.probe, fact.where, "PONG" if outcome.allowed and outcome.reply == "True" else outcome.reply)
+
+
+def config(port: int, admin_password: str, name: str) -> Fact:
+    """CONFIG GET `name` as admin, read from the running server."""
+    try:
+        with connect(port, "admin", admin_password) as conn:
+            value = conn.config_get(name).get(name)
+    except (ConnectionError, TimeoutError, ResponseError) as error:
+        raise ProbeError(f"redis 127.0.0.1:{port}: CONFIG GET {name} failed: {error}") from error
+    return Fact(f"CONFIG GET {name}", _where(port, "admin"), value)
+
+
+def acl_users(port: int, admin_password: str) -> Fact:
+    """ACL USERS as admin: the set of users the running server knows."""
+    with connect(port, "admin", admin_password) as conn:
+        users = conn.acl_users()
+    return Fact("ACL USERS", _where(port, "admin"), frozenset(users))
+
+
+def acl_dry_run(port: int, admin_password: str, user: str, *command: str) -> Fact:
+    """ACL DRYRUN: would the running server let `user` run `command`? Nothing is executed, so the
+    check is safe for destructive commands (FLUSHALL) on a stack that is not ours."""
+    probe = f"ACL DRYRUN {user} {' '.join(command)}"
+    try:
+        with connect(port, "admin", admin_password) as conn:
+            reply = conn.execute_command("ACL", "DRYRUN", user, *command)
+        outcome = Outcome(str(reply) == "OK", str(reply))
+    except ResponseError as error:
+        outcome = Outcome(False, _refusal(error))
+    return Fact(probe, _where(port, "admin"), outcome, raw=outcome.reply[:500])
+
+
+def write_and_read_back(port: int, user: str, password: str, key_prefix: str) -> Fact:
+    """As `user`, SET a uniquely named key under `key_prefix` (expiring in 60 s), read it back and
+    delete it. observed is an Outcome: allowed when the value came back."""
+    key = f"{key_prefix}acceptance-probe:{uuid.uuid4().hex[:12]}"
+    probe = f"SET {key} … PX 60000; GET; DEL"
+    try:
+        with connect(port, user, password) as conn:
+            conn.set(key, "probe", px=60_000)
+            value = conn.get(key)
+            conn.delete(key)
+        outcome = Outcome(value == "probe", f"read back {value!r}")
+    except (AuthenticationError, NoPermissionError, ResponseError) as error:
+        outcome = Outcome(False, _refusal(error))
+    except (ConnectionError, TimeoutError) as error:
+        raise ProbeError(f"redis 127.0.0.1:{port} did not answer {probe!r}: {error}") from error
+    return Fact(probe, _where(port, user), outcome, raw=outcome.reply)
+
+
+def publish(port: int, user: str, password: str, channel: str) -> Fact:
+    """PUBLISH on `channel` as `user`; observed is an Outcome."""
+    return run(port, user, password, "PUBLISH", channel, "acceptance-probe")
+
+
+def registry_round_trip(port: int, user: str, password: str, ttl_s: int = 60) -> Fact:
+    """As `user`, store a service instance the way the registry does (a hash at
+    registry:services:{name}:{instance} with a TTL), find it with SCAN MATCH and delete it.
+
+    observed: {"stored": bool, "ttl": int, "found_by_scan": bool} or an Outcome when refused.
+    """
+    instance = uuid.uuid4().hex[:12]
+    key = f"registry:services:acceptance-probe:{instance}"
+    probe = f"HSET {key} …; EXPIRE {ttl_s}; SCAN MATCH registry:services:acceptance-probe:*; DEL"
+    try:
+        with connect(port, user, password) as conn:
+            conn.hset(key, mapping={"name": "acceptance-probe", "instance_id": instance, "status": "healthy"})
+            conn.expire(key, ttl_s)
+            ttl = conn.ttl(key)
+            found = key in set(conn.scan_iter(match="registry:services:acceptance-probe:*", count=1000))
+            conn.delete(key)
+        observed: object = {"stored": True, "ttl": ttl, "found_by_scan": found}
+    except (AuthenticationError, NoPermissionError, ResponseError) as error:
+        observed = Outcome(False, _refusal(error))
+    except (ConnectionError, TimeoutError) as error:
+        raise ProbeError(f"redis 127.0.0.1:{port} did not answer {probe!r}: {error}") from error
+    return Fact(probe, _where(port, user), observed)
+
+
+def acl_log(port: int, admin_password: str) -> Fact:
+    """ACL LOG as admin: the server's recent denials, newest first, as dicts."""
+    with connect(port, "admin", admin_password) as conn:
+        entries = conn.acl_log()
+    return Fact("ACL LOG", _where(port, "admin"), entries)
+
+
+def plain_text_passwords(acl_text: str) -> list[str]:
+    """Users of an ACL file with a plain-text password (`>secret`) instead of a hash (`#hex`)."""
+    users = []
+    for line in acl_text.splitlines():
+        tokens = line.split()
+        if len(tokens) >= 2 and tokens[0] == "user" and any(t.startswith(">") for t in tokens[2:]):
+            users.append(tokens[1])
+    return users
+
+
+def ping_over_tcp_command(host: str, port: int, user: str) -> list[str]:
+    """A bash command that signs in and PINGs Redis at host:port by raw RESP over /dev/tcp, for a
+    container without redis-cli; the password comes from $PROBE_PASSWORD. Prints Redis's replies."""
+    script = (
+        f"exec 3<>/dev/tcp/{host}/{port} || exit 2; "
+        f"printf 'AUTH {user} %s\\r\\nPING\\r\\n' \"$PROBE_PASSWORD\" >&3; "
+        "timeout 3 head -n 2 <&3 | tr -d '\\r'"
+    )
+    return ["bash", "-c", script]
+
+
+def set_value(port: int, user: str, password: str, key: str, value: str) -> Fact:
+    """SET `key` as `user`, without expiry (for scenarios that must leave data behind on purpose)."""
+    with connect(port, user, password) as conn:
+        reply = conn.set(key, value)
+    return Fact(f"SET {key} {value}", _where(port, user), reply)
+
+
+def get_value(port: int, user: str, password: str, key: str) -> Fact:
+    """GET `key` as `user`."""
+    with connect(port, user, password) as conn:
+        value = conn.get(key)
+    return Fact(f"GET {key}", _where(port, user), value)
