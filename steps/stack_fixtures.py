@@ -111,11 +111,14 @@ def stack(stack_settings: StackSettings, request) -> Stack:
             unhealthy = [s for s in compose.service_names if docker_engine.health(settings.project, s).observed != "healthy"]
             if unhealthy:
                 raise StackError(compose.describe_failure(f"attach mode: not healthy: {', '.join(unhealthy)}"))
-    except Exception as error:  # noqa: BLE001 - one clear line instead of an error per scenario
+    except BaseException as error:  # noqa: BLE001 - one clear line instead of an error per scenario
+        # Also on Ctrl-C or SIGTERM during `up`: nothing this run created may be left behind.
         if started and not settings.keep:
             compose.down()
         shutil.rmtree(workdir, ignore_errors=True)
         signal.signal(signal.SIGTERM, previous)
+        if not isinstance(error, Exception):
+            raise
         pytest.exit(f"acceptance stack ({settings.mode} mode, project {settings.project}): {error}", returncode=3)
     request.config.stash[STACK_KEY] = running
     try:

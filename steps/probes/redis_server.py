@@ -8,6 +8,8 @@ import uuid
 from dataclasses import dataclass
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from redis.exceptions import AuthenticationError, ConnectionError, NoPermissionError, ResponseError, TimeoutError
 
 from steps.probes.facts import Fact, ProbeError
@@ -21,8 +23,10 @@ def _where(port: int, user: str | None) -> str:
 
 
 def connect(port: int, user: str | None, password: str | None, timeout: float = TIMEOUT_S) -> redis.Redis:
+    # RESP2 and no retries: a probe reports what the server said once; waiting is the caller's job
+    # (redis-py's default retries with backoff turn one refusal into seconds of delay).
     return redis.Redis(
-        host=HOST, port=port, username=user, password=password,
+        host=HOST, port=port, username=user, password=password, protocol=2, retry=Retry(NoBackoff(), 0),
         socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True,
     )
 
