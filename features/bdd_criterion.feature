@@ -25,6 +25,7 @@ Feature: BDD criterion: Redis and PostgreSQL up and down with Docker, networked,
   @bdd_healthy
   Scenario: Redis and PostgreSQL are in good health
     Then every service of the stack reports Docker health status "healthy"
+    And every service's own healthcheck passes when run now
 
   @bdd_down_up @changes_stack
   Scenario: Brought down and up again, Redis and PostgreSQL keep their data in their volumes

@@ -134,10 +134,16 @@ def _wrong_password(stack, evidence):
            "no trust rule in infra/postgres/pg_hba.conf")
 
 
-@then(parsers.parse('health_check() reports "{status}" with the server version and the seven domain schemas'))
 @then(parsers.parse('PostgreSQL accepts the "{role}" role from the host'))
-def _health_check_call(stack, evidence, status="healthy", role="monitor"):
-    fact = evidence.record(postgres_server.health_check(*_as(stack, role)))
+def _accepts_role(stack, evidence, role):
+    fact = evidence.record(postgres_server.login(*_as(stack, role)))
+    expect(fact.observed.allowed, f"{role} login on 127.0.0.1:{stack.postgres_port()}", "accepted",
+           fact.observed.reply, fact)
+
+
+@then(parsers.parse('health_check() reports "{status}" with the server version and the seven domain schemas'))
+def _health_check_call(stack, evidence, status):
+    fact = evidence.record(postgres_server.health_check(*_as(stack, "monitor")))
     report = fact.observed
     expected = {"status": status, "schemas": sorted(DOMAIN_SCHEMAS)}
     observed = {"status": report.get("status"), "schemas": report.get("schemas")}

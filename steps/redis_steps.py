@@ -35,8 +35,11 @@ def _redis_policy(stack, evidence, policy):
 @then("Redis refuses the default user")
 def _default_refused(stack, evidence):
     fact = evidence.record(redis_server.ping(stack.redis_port(), None, None))
-    expect(fact.observed != "PONG" and "NOAUTH" in fact.observed, "PING without signing in", "NOAUTH",
+    expect(fact.observed.startswith(("NOAUTH", "DENIED")), "PING without signing in", "NOAUTH",
            fact.observed, fact, "`user default off` in infra/redis/users.acl")
+    flags = evidence.record(redis_server.acl_user_flags(stack.redis_port(), _admin(stack), "default"))
+    expect("off" in flags.observed, "the default user", "off", flags.observed, flags,
+           "`user default off` in infra/redis/users.acl")
 
 
 @then("Redis has exactly these users, each signing in with its own password:")

@@ -193,3 +193,10 @@ def get_value(port: int, user: str, password: str, key: str) -> Fact:
     with connect(port, user, password) as conn:
         value = conn.get(key)
     return Fact(f"GET {key}", _where(port, user), value)
+
+
+def acl_user_flags(port: int, admin_password: str, user: str) -> Fact:
+    """ACL GETUSER `user` as admin: the user's flags as the running server holds them (e.g. off)."""
+    with connect(port, "admin", admin_password) as conn:
+        found = conn.acl_getuser(user)
+    return Fact(f"ACL GETUSER {user}", _where(port, "admin"), sorted((found or {}).get("flags", [])))

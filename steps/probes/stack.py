@@ -187,6 +187,9 @@ class ComposeStack(DockerCompose):
 
     project: str = "tse-acceptance"
     wait_timeout: int = 180
+    # Anonymous volumes of containers that a `down` without -v let go (an image's VOLUME without
+    # a named volume over it): the final `down -v` no longer sees them, so they are removed by name.
+    released_volumes: set = field(default_factory=set)
 
     @cached_property
     def compose_command_property(self) -> list[str]:
@@ -261,6 +264,7 @@ class ComposeStack(DockerCompose):
 
     def stop_keeping_volumes(self) -> None:
         """`down` without -v: containers and network go, the named volumes and their data stay."""
+        self.released_volumes |= self._anonymous_volumes()
         result = self.run("down", "--timeout", "10")
         if result.returncode != 0:
             raise StackError(f"docker compose down failed: {result.stderr.strip()}")
@@ -269,6 +273,20 @@ class ComposeStack(DockerCompose):
         """`down -v --remove-orphans` for this project only; the volumes it removes are the
         project's own (named <project>_...)."""
         self.run("down", "-v", "--remove-orphans", "--timeout", "10")
+        for name in self.released_volumes:
+            try:
+                docker_engine.client().volumes.get(name).remove()
+            except Exception:  # noqa: BLE001 - already gone, or still used by another container
+                pass
+
+    def _anonymous_volumes(self) -> set:
+        """Volumes mounted by the project's containers that are not the project's named volumes."""
+        return {
+            mount["Name"]
+            for container in docker_engine.project_containers(self.project)
+            for mount in container.attrs.get("Mounts", [])
+            if mount.get("Type") == "volume" and not mount["Name"].startswith(f"{self.project}_")
+        }
 
 
 def compose_for(settings: StackSettings, workdir: Path) -> ComposeStack:

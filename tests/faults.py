@@ -1,0 +1,123 @@
+"""Named faults: each one a broken copy of the stack, and the scenarios that must catch it.
+
+A fault is a list of edits (file, pattern, replacement) applied to a copy of the repository. Every
+pattern must match exactly once, so a fault can never silently stop applying when the
+infrastructure changes. `fails` names the scenarios (by tag) that must fail; when `exact`, every
+other scenario must pass, so the fault's reach is documented too.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Edit:
+    path: str
+    pattern: str
+    replacement: str
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    why: str
+    edits: tuple
+    fails: frozenset
+    exact: bool = True
+
+    def apply(self, root: Path) -> None:
+        for edit in self.edits:
+            target = root / edit.path
+            text = target.read_text()
+            matches = len(re.findall(edit.pattern, text, flags=re.M))
+            if matches != 1:
+                raise ValueError(f"fault {self.name}: {edit.pattern!r} matches {matches} times in {edit.path}")
+            target.write_text(re.sub(edit.pattern, edit.replacement, text, flags=re.M))
+
+
+def fault(name: str, why: str, edits: list, fails: set, exact: bool = True) -> Fault:
+    return Fault(name, why, tuple(Edit(*e) for e in edits), frozenset(fails), exact)
+
+
+REDIS_CONF = "infra/redis/redis.conf"
+USERS_ACL = "infra/redis/users.acl"
+COMPOSE = "docker-compose.yml"
+PG_CONF = "infra/postgres/postgresql.conf"
+PG_HBA = "infra/postgres/pg_hba.conf"
+INIT_SQL = "infra/postgres/init/01-init-schemas.sql"
+
+FAULTS = [
+    # Section 1: Redis
+    fault("redis-port-on-all-interfaces", "Redis published on every interface, not 127.0.0.1",
+          [(COMPOSE, r'"127\.0\.0\.1:(\$\{REDIS_HOST_PORT)', r'"\1')], {"checklist_1_1"}),
+    fault("redis-wrong-address", "Redis at .11 instead of its documented .10",
+          [(COMPOSE, r"(ipv4_address: \$\{TSE_SUBNET_PREFIX:-172\.20\}\.0\.)10", r"\g<1>11")],
+          {"checklist_1_1", "bdd_network"}),
+    fault("redis-data-not-on-volume", "Redis /data on an anonymous volume, lost by down/up",
+          [(COMPOSE, r"^\s+- redis-data:/data\n", "")], {"checklist_1_1", "bdd_down_up"}),
+    fault("redis-appendonly-off", "Redis without its append-only file",
+          [(REDIS_CONF, r"^appendonly yes", "appendonly no")], {"checklist_1_2"}),
+    fault("redis-default-user-on", "the default user enabled (with a password, so protected mode stays off)",
+          [(USERS_ACL, r"^user default off .*$",
+            "user default on #37a8eec1ce19687d132fe29051dca629d164e2c4958ba141d5f4133a33f0688f ~* &* +@all")],
+          {"checklist_1_3"}),
+    fault("redis-default-user-on-nopass", "the default user enabled without a password: protected mode "
+          "then refuses every client from outside the container, so all of Redis fails",
+          [(USERS_ACL, r"^user default off .*$", "user default on nopass ~* &* +@all")],
+          {"checklist_1_3", "checklist_1_2", "checklist_1_5"}, exact=False),
+    fault("redis-domain-user-all-keys", "a domain user given ~* instead of its own prefix",
+          [(USERS_ACL, r"(user market-data-adapter on \S+ resetkeys )~market-data:\*", r"\1~*")],
+          {"checklist_1_3", "checklist_1_4"}),
+    fault("redis-service-user-dangerous", "a service user given +@dangerous",
+          [(USERS_ACL, r"(&registry:\* .*)-@dangerous$", r"\1+@dangerous")], {"checklist_1_3"}),
+    fault("redis-plain-text-password", "a plain-text password in users.acl",
+          [(USERS_ACL, r"(user healthcheck on )#[0-9a-f]+", r"\1>healthcheck-dev-password")], {"checklist_1_3"}),
+    fault("redis-registry-wrong-prefix", "the registry user confined to keys the registry does not use",
+          [(USERS_ACL, r"(user registry-service on \S+ resetkeys )~registry:\*", r"\1~services:*")],
+          {"checklist_1_4"}),
+    fault("redis-lru", "LRU eviction instead of LFU",
+          [(REDIS_CONF, r"^maxmemory-policy allkeys-lfu", "maxmemory-policy allkeys-lru")], {"checklist_1_5"}),
+    fault("redis-maxmemory-1gb", "maxmemory 1gb instead of 4gb",
+          [(REDIS_CONF, r"^maxmemory 4gb", "maxmemory 1gb")], {"checklist_1_5"}),
+    fault("redis-healthcheck-ignores-errors", "a Redis healthcheck that passes whatever Redis answers",
+          [(COMPOSE, r"ping \| grep -qx PONG", "ping || true")], {"checklist_1_6"}),
+    fault("redis-healthcheck-user-without-info", "the healthcheck user cannot run INFO",
+          [(USERS_ACL, r"(user healthcheck on .*) \+info$", r"\1")], {"checklist_1_7"}),
+    fault("redis-health-degraded", "a Redis healthcheck that passed once, at start, and fails since",
+          [(COMPOSE, r'test: \["CMD-SHELL", "REDISCLI_AUTH.*$',
+            'test: ["CMD-SHELL", "test ! -e /tmp/checked-once && touch /tmp/checked-once"]')],
+          {"checklist_1_6", "bdd_healthy"}),
+    # Section 2: PostgreSQL
+    fault("postgres-no-shm-size", "PostgreSQL with Docker's default 64 MB /dev/shm",
+          [(COMPOSE, r"^\s+shm_size: \S+\n", "")], {"checklist_2_1"}),
+    fault("postgres-logging-collector", "server logs hidden from docker logs by the logging collector",
+          [(PG_CONF, r"^logging_collector = off", "logging_collector = on")], {"checklist_2_2"}),
+    fault("postgres-trust-over-tcp", "pg_hba trusts every TCP client",
+          [(PG_HBA, r"^(host\s+all\s+all\s+0\.0\.0\.0/0\s+)scram-sha-256", r"\1trust")],
+          {"checklist_2_2", "checklist_2_6"}),
+    fault("postgres-no-health-function", "public.health_check() never created",
+          [(INIT_SQL, r"FUNCTION public\.health_check\(\) RETURNS", "FUNCTION public.health_probe() RETURNS"),
+           (INIT_SQL, r"ON FUNCTION public\.health_check\(\)", "ON FUNCTION public.health_probe()")],
+          {"checklist_2_3", "checklist_2_6"}),
+    fault("postgres-schema-missing", "the trading schema missing",
+          [(INIT_SQL, r"\Z", "\nDROP SCHEMA trading CASCADE;\n")], {"checklist_2_4", "checklist_2_6"}),
+    fault("postgres-cross-domain-grant", "a domain role granted rights on another domain's schema",
+          [(INIT_SQL, r"\Z", "\nGRANT USAGE, CREATE ON SCHEMA exchange TO market_data_adapter;\n")],
+          {"checklist_2_4"}),
+    fault("postgres-healthcheck-over-socket", "a PostgreSQL healthcheck over the Unix socket",
+          [(COMPOSE, r"pg_isready -h 127\.0\.0\.1 ", "pg_isready ")], {"checklist_2_5"}),
+    fault("postgres-data-not-on-volume", "PostgreSQL data on an anonymous volume, lost by down/up",
+          [(COMPOSE, r"^\s+- postgres-data:/var/lib/postgresql/data\n", "")],
+          {"checklist_2_7", "bdd_down_up"}),
+    # The BDD criterion
+    fault("postgres-not-started", "postgres left out of a plain `docker compose up` (behind a profile)",
+          [(COMPOSE, r"(  postgres:\n)", r'\1    profiles: ["optional"]\n')], {"bdd_brought_up"}, exact=False),
+    fault("network-wrong-gateway", "the network's gateway not the declared one",
+          [(COMPOSE, r"gateway: \$\{TSE_SUBNET_PREFIX:-172\.20\}\.0\.1", "gateway: ${TSE_SUBNET_PREFIX:-172.20}.0.254")],
+          {"bdd_network"}),
+    fault("postgres-listens-on-loopback", "PostgreSQL listening inside its container only",
+          [(PG_CONF, r"^listen_addresses = '\*'", "listen_addresses = 'localhost'")],
+          {"bdd_discoverable"}, exact=False),
+]
