@@ -1,0 +1,112 @@
+"""The acceptance harness's promises: one clear error when there is no engine or the stack never
+gets healthy; nothing left behind after a failure or Ctrl-C; attach mode never changes the stack it
+tests; up mode never touches a stack it did not start."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from steps.probes import docker_engine
+from steps.probes.waiting import wait_until
+from tests.acceptance_copy import copy_repository, isolated_environment, run_acceptance, volumes
+
+pytestmark = pytest.mark.faults
+
+
+@pytest.fixture
+def copy(tmp_path):
+    return copy_repository(tmp_path / "stack")
+
+
+def _nothing_left(project: str, volumes_before: set) -> None:
+    assert docker_engine.leftovers(project) == {"containers": [], "networks": [], "volumes": []}
+    assert volumes() - volumes_before == set()
+
+
+def test_no_engine_is_one_clear_line(copy):
+    env = isolated_environment("tse-no-engine", DOCKER_HOST="unix:///nonexistent/docker.sock")
+    run = run_acceptance(copy, env, timeout=120)
+    assert run.exit_code == 3, run.output
+    assert run.output.count("no Docker engine answers") == 1, run.output
+    assert "Hint: run infra/host/ensure-docker" in run.output
+    assert "Traceback" not in run.output and "Error" not in run.output.replace("StackError", "")
+
+
+def test_a_stack_that_never_gets_healthy_is_one_error_naming_the_service(copy):
+    project, before = "tse-never-healthy", volumes()
+    # The healthcheck signs in with a password Redis does not know: Redis never becomes healthy.
+    env = isolated_environment(project, REDIS_PASSWORD_HEALTHCHECK="not-the-password", TSE_WAIT_TIMEOUT="8")
+    run = run_acceptance(copy, env, timeout=300)
+    assert run.exit_code == 3, run.output
+    assert "the stack did not get healthy within 8 s" in run.output
+    assert "redis: starting; last health output:" in run.output or "redis: unhealthy" in run.output, run.output
+    assert "Traceback" not in run.output
+    _nothing_left(project, before)
+
+
+def test_ctrl_c_during_a_run_leaves_nothing_behind(copy):
+    project, before = "tse-interrupted", volumes()
+    process = subprocess.Popen([sys.executable, "-m", "pytest", "features/", "-q", "-p", "no:cacheprovider"],
+                               cwd=copy, env=isolated_environment(project), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: docker_engine.project_containers(project), timeout=120, interval=0.2,
+                   description=f"containers of {project}")
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode != 0, output
+    _nothing_left(project, before)
+
+
+@pytest.fixture
+def users_stack(copy):
+    """A stack started by someone else (not by the acceptance harness), on the values the copy's
+    .env documents; removed at the end."""
+    project = "tse-users-stack"
+    env = isolated_environment(project)
+    documented = {k: env.pop(k) for k in ("TSE_NETWORK_NAME", "TSE_SUBNET_PREFIX", "REDIS_HOST_PORT", "POSTGRES_HOST_PORT")}
+    env.pop("TSE_PROJECT")
+    example = (copy / ".env.example").read_text()
+    (copy / ".env").write_text(example + "".join(f"{k}={v}\n" for k, v in documented.items()))
+    compose = ["docker", "compose", "-p", project]
+    subprocess.run([str(copy / "infra/host/ensure-base-image")], check=True)
+    started = subprocess.run([*compose, "up", "-d", "--wait", "--build"], cwd=copy, env=env, capture_output=True,
+                             text=True)
+    assert started.returncode == 0, started.stderr
+    try:
+        yield project, env
+    finally:
+        subprocess.run([*compose, "down", "-v"], cwd=copy, env=env, capture_output=True)
+
+
+def _state(project: str) -> dict:
+    return {c.name: (c.id, c.attrs["State"]["StartedAt"], c.status) for c in docker_engine.project_containers(project)}
+
+
+def test_attach_mode_tests_a_running_stack_without_changing_it(copy, users_stack):
+    project, env = users_stack
+    before = _state(project)
+    run = run_acceptance(copy, env, "--stack=attach", f"--project-name={project}")
+    assert run.exit_code == 0, run.output[-3000:]
+    # pytest-bdd's Cucumber JSON leaves out scenarios skipped before their first step: read pytest's summary.
+    assert not [s for s in run.scenarios.values() if "changes_stack" in s["tags"]]
+    assert "1 skipped" in run.output
+    assert "attach mode: scenarios that stop and start services never run" in run.output
+    assert _state(project) == before
+
+
+def test_up_mode_beside_a_users_stack_isolates_itself_and_leaves_that_stack_alone(copy, users_stack):
+    users_project, env = users_stack
+    before, volumes_before = _state(users_project), volumes()
+    project = "tse-beside-users-stack"
+    run = run_acceptance(copy, {**env, "TSE_PROJECT": project})
+    assert run.exit_code == 0, run.output[-3000:]
+    assert _state(users_project) == before
+    _nothing_left(project, volumes_before)

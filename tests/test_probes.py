@@ -1,0 +1,177 @@
+"""Unit tests of the probes' pure parts and the harness's helpers (no Docker needed)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from steps.evidence import Evidence
+from steps.expect import Mismatches, expect
+from steps.probes import Fact, StackError
+from steps.probes import redis_server, stack as stack_module
+from steps.probes.stack import StackSettings, isolate, read_env_file
+from steps.probes.waiting import WaitTimeout, wait_until
+from tests.faults import FAULTS, Edit, Fault
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_plain_text_passwords_are_found_and_hashes_are_not():
+    acl = "user default off\nuser a on #abc ~a:* +@all\nuser b on >secret ~b:*\n"
+    assert redis_server.plain_text_passwords(acl) == ["b"]
+
+
+def test_committed_acl_file_has_hashes_of_the_example_passwords():
+    result = subprocess.run([sys.executable, str(ROOT / "infra/redis/hash-acl-passwords"), "--check",
+                             "--env-file", str(ROOT / ".env.example")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert redis_server.plain_text_passwords((ROOT / "infra/redis/users.acl").read_text()) == []
+
+
+def test_hash_script_rewrites_hashes_from_the_env_file(tmp_path):
+    acl, env = tmp_path / "users.acl", tmp_path / ".env"
+    acl.write_text("user default off\nuser admin on >plain ~* +@all\n")
+    env.write_text("REDIS_PASSWORD_ADMIN=s3cret\n")
+    subprocess.run([sys.executable, str(ROOT / "infra/redis/hash-acl-passwords"), "--env-file", str(env),
+                    "--acl-file", str(acl)], check=True)
+    line = acl.read_text().splitlines()[1]
+    assert line == "user admin on #" + __import__("hashlib").sha256(b"s3cret").hexdigest() + " ~* +@all"
+
+
+def test_hash_script_names_a_missing_password(tmp_path):
+    acl, env = tmp_path / "users.acl", tmp_path / ".env"
+    acl.write_text("user monitor on #00 ~* +@read\n")
+    env.write_text("\n")
+    result = subprocess.run([sys.executable, str(ROOT / "infra/redis/hash-acl-passwords"), "--env-file", str(env),
+                             "--acl-file", str(acl)], capture_output=True, text=True)
+    assert result.returncode != 0 and "REDIS_PASSWORD_MONITOR is not set" in result.stderr
+
+
+def test_env_file_reading_skips_comments_and_strips_quotes(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text("# comment\n\nA=1\nB='two'\nC = \"three\"\n")
+    assert read_env_file(env) == {"A": "1", "B": "two", "C": "three"}
+
+
+def test_settings_take_the_environment_over_the_env_file_and_options_over_both(tmp_path, monkeypatch):
+    (tmp_path / "docker-compose.yml").write_text("services: {}\n")
+    (tmp_path / ".env.example").write_text("REDIS_HOST_PORT=7000\nPOSTGRES_HOST_PORT=7001\n")
+    monkeypatch.setenv("POSTGRES_HOST_PORT", "7101")
+    settings = StackSettings.resolve(compose_file=tmp_path / "docker-compose.yml",
+                                     overrides={"TSE_SUBNET_PREFIX": "172.29"})
+    assert settings.port("REDIS_HOST_PORT") == 7000
+    assert settings.port("POSTGRES_HOST_PORT") == 7101
+    assert settings.subnet == "172.29.0.0/16" and settings.address("0.10") == "172.29.0.10"
+    assert settings.explicit == {"POSTGRES_HOST_PORT", "TSE_SUBNET_PREFIX"}
+    assert settings.project == "tse-acceptance"
+    assert StackSettings.resolve(mode="attach", compose_file=tmp_path / "docker-compose.yml").project == "trading-ecosystem"
+
+
+def test_settings_name_a_missing_env_file(tmp_path):
+    (tmp_path / "docker-compose.yml").write_text("services: {}\n")
+    with pytest.raises(StackError, match="env file .* does not exist"):
+        StackSettings.resolve(compose_file=tmp_path / "docker-compose.yml")
+
+
+class _FakeNetworks:
+    def __init__(self, names, subnets):
+        self.names, self.subnets = names, subnets
+
+    def list(self, names=None):
+        if names is not None:
+            return [n for n in names if n in self.names]
+        return [type("N", (), {"attrs": {"IPAM": {"Config": [{"Subnet": s}]}}})() for s in self.subnets]
+
+
+@pytest.fixture
+def taken(monkeypatch):
+    """A fake engine holding network trading-ecosystem on 172.20.0.0/16, and port 127.0.0.1:P busy."""
+    fake = type("Engine", (), {"networks": _FakeNetworks({"trading-ecosystem"}, ["172.20.0.0/16"])})()
+    monkeypatch.setattr(stack_module.docker_engine, "client", lambda: fake)
+    import socket
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    yield busy.getsockname()[1]
+    busy.close()
+
+
+def _settings(port: int, explicit=frozenset()) -> StackSettings:
+    values = {**stack_module.DEFAULTS, "REDIS_HOST_PORT": str(port), "POSTGRES_HOST_PORT": "0"}
+    return StackSettings(values=values, explicit=frozenset(explicit))
+
+
+def test_up_mode_moves_off_taken_ports_network_and_subnet(taken):
+    settings, notes = isolate(_settings(taken))
+    assert settings.port("REDIS_HOST_PORT") != taken
+    assert settings.network_name == "tse-acceptance"
+    assert settings.subnet == "172.21.0.0/16"
+    assert len(notes) == 3
+
+
+def test_up_mode_stops_when_a_taken_resource_was_set_explicitly(taken):
+    with pytest.raises(StackError, match=rf"127\.0\.0\.1:{taken} \(REDIS_HOST_PORT\) is in use.*--stack=attach"):
+        isolate(_settings(taken, {"REDIS_HOST_PORT"}))
+
+
+def test_wait_until_returns_the_first_truthy_value_and_retries_transient_errors():
+    calls = iter([ConnectionError("no"), None, "ready"])
+
+    def check():
+        value = next(calls)
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    assert wait_until(check, timeout=5, interval=0.01, transient=(ConnectionError,)) == "ready"
+
+
+def test_wait_until_times_out_with_attempts_and_the_last_observation():
+    with pytest.raises(WaitTimeout, match=r"redis healthy: failed after \d+ attempts, waited 0\.\d s: last ''"):
+        wait_until(lambda: "", timeout=0.2, interval=0.05, description="redis healthy")
+
+
+def test_failure_messages_read_expected_observed_where_and_hint():
+    fact = Fact("CONFIG GET maxmemory-policy", "redis 127.0.0.1:6379 as admin", "noeviction")
+    with pytest.raises(AssertionError) as raised:
+        expect(False, "Redis maxmemory-policy", "allkeys-lfu", "noeviction", fact, "is redis.conf mounted?")
+    assert str(raised.value) == ("Redis maxmemory-policy: expected allkeys-lfu, observed noeviction "
+                                 "(redis 127.0.0.1:6379 as admin: CONFIG GET maxmemory-policy). "
+                                 "Hint: is redis.conf mounted?")
+
+
+def test_mismatches_report_every_item_at_once():
+    problems = Mismatches("users", "rehash")
+    problems.check(False, "a", "x")
+    problems.check(True, "b", "b")
+    problems.check(False, "c", "y")
+    with pytest.raises(AssertionError, match=r"users:\n  - expected a, observed x\n  - expected c, observed y\nHint: rehash"):
+        problems.raise_any()
+
+
+def test_evidence_groups_facts_by_step_and_serialises_to_json():
+    evidence = Evidence()
+    evidence.start_step("Then Redis refuses the default user")
+    evidence.record(Fact("PING", "redis", "NOAUTH", raw="NOAUTH Authentication required."))
+    evidence.record(Fact("ACL GETUSER default", "redis", frozenset({"off"})))
+    dumped = json.loads(json.dumps(evidence.as_dicts()))
+    assert dumped[0]["step"] == "Then Redis refuses the default user"
+    assert [f["observed"] for f in dumped[0]["facts"]] == ["NOAUTH", ["off"]]
+
+
+def test_a_fault_whose_pattern_no_longer_matches_refuses_to_apply(tmp_path):
+    (tmp_path / "f.conf").write_text("maxmemory 4gb\n")
+    broken = Fault("x", "why", (Edit("f.conf", r"^maxmemory 8gb", "maxmemory 1gb"),), frozenset({"checklist_1_5"}))
+    with pytest.raises(ValueError, match="matches 0 times"):
+        broken.apply(tmp_path)
+
+
+def test_every_fault_applies_to_the_current_repository(tmp_path):
+    from tests.acceptance_copy import copy_repository
+
+    for fault in FAULTS:
+        fault.apply(copy_repository(tmp_path / fault.name))
