@@ -1,5 +1,6 @@
-"""The stack under test as session fixtures: settled once, brought up (or attached to) on first
-use, and taken down at the end of the session, also after a failure, Ctrl-C or SIGTERM.
+"""The stack under test: settled once, started in the background while pytest collects (up mode),
+handed to the scenarios as the session fixture `stack`, and taken down at the end of the session,
+also after a failure, Ctrl-C or SIGTERM.
 
 Any failure to get a healthy stack ends the session with one clear message instead of an error per
 scenario.
@@ -10,15 +11,14 @@ import os
 import shutil
 import signal
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
 from steps.probes import StackError, docker_engine
 from steps.probes.stack import ComposeStack, StackSettings, compose_for, isolate, new_workdir
 
-
-def attach_mode(config) -> bool:
-    return (_setting(config, "stack", "TSE_STACK") or "up") == "attach"
+FEATURES = Path(__file__).resolve().parents[1] / "features"
 
 
 def _setting(config, option: str, variable: str):
@@ -26,21 +26,21 @@ def _setting(config, option: str, variable: str):
     return value if value is not None else os.environ.get(variable)
 
 
-@pytest.fixture(scope="session")
-def stack_settings(pytestconfig) -> StackSettings:
+def attach_mode(config) -> bool:
+    return (_setting(config, "stack", "TSE_STACK") or "up") == "attach"
+
+
+def settings_from(config) -> StackSettings:
     """The settings from options, environment and env file (options win)."""
-    keep = pytestconfig.getoption("keep_stack") or os.environ.get("TSE_KEEP_STACK") in ("1", "true", "yes")
-    try:
-        return StackSettings.resolve(
-            mode=_setting(pytestconfig, "stack", "TSE_STACK") or "up",
-            project=_setting(pytestconfig, "project_name", "TSE_PROJECT"),
-            compose_file=_setting(pytestconfig, "compose_file", "TSE_COMPOSE_FILE"),
-            env_file=_setting(pytestconfig, "env_file", "TSE_ENV_FILE"),
-            keep=bool(keep),
-            wait_timeout=int(_setting(pytestconfig, "wait_timeout", "TSE_WAIT_TIMEOUT") or 180),
-        )
-    except (StackError, ValueError) as error:
-        pytest.exit(f"acceptance stack: {error}", returncode=4)
+    keep = config.getoption("keep_stack") or os.environ.get("TSE_KEEP_STACK") in ("1", "true", "yes")
+    return StackSettings.resolve(
+        mode=_setting(config, "stack", "TSE_STACK") or "up",
+        project=_setting(config, "project_name", "TSE_PROJECT"),
+        compose_file=_setting(config, "compose_file", "TSE_COMPOSE_FILE"),
+        env_file=_setting(config, "env_file", "TSE_ENV_FILE"),
+        keep=bool(keep),
+        wait_timeout=int(_setting(config, "wait_timeout", "TSE_WAIT_TIMEOUT") or 180),
+    )
 
 
 @dataclass
@@ -82,57 +82,119 @@ def _terminate_as_interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-@pytest.fixture(scope="session")
-def stack(stack_settings: StackSettings, request) -> Stack:
-    """Up mode: an isolated stack brought up with `docker compose up -d --wait`, removed with
-    `down -v` at the end unless --keep-stack. Attach mode: the running stack, checked healthy."""
-    settings = stack_settings
-    workdir = new_workdir()
-    started = False
-    previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
-    try:
+class StackLauncher:
+    """Starts the stack (up mode) or checks it (attach mode), and takes down only what it started."""
+
+    def __init__(self, settings: StackSettings):
+        self.settings = settings
+        self.workdir = new_workdir()
+        self.stack: Stack | None = None
+        self.started = False
+        self.previous_sigterm = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+
+    def start(self) -> None:
+        """Preflight, images and `up` started in the background (up mode); checks only (attach)."""
+        settings, notes = self.settings, []
         docker_engine.client()
-        notes: list = []
         if settings.mode == "up":
             if docker_engine.project_containers(settings.project):
                 raise StackError(
                     f"compose project {settings.project} already has containers, and this run did not start them. "
-                    f"Hint: test them with --stack=attach --project-name {settings.project}, or remove them with "
+                    f"Hint: test them with --stack=attach --project-name {settings.project}, remove them with "
                     f"`docker compose -p {settings.project} down -v`, or pick another --project-name."
                 )
             settings, notes = isolate(settings)
-        compose = compose_for(settings, workdir)
-        running = Stack(settings, compose, notes)
+        compose = compose_for(settings, self.workdir)
+        self.stack = Stack(settings, compose, notes)
         if settings.mode == "up":
             compose.ensure_images()
-            started = True
-            compose.up()
+            self.started = True
+            compose.start_up()
+
+    def ready(self) -> Stack:
+        """Wait until every service is healthy; StackError naming the ones that are not."""
+        if self.stack is None:
+            self.start()
+        compose = self.stack.compose
+        if self.started:
+            compose.wait_up()
         else:
-            unhealthy = [s for s in compose.service_names if docker_engine.health(settings.project, s).observed != "healthy"]
+            unhealthy = [s for s in compose.service_names
+                         if docker_engine.health(self.stack.project, s).observed != "healthy"]
             if unhealthy:
                 raise StackError(compose.describe_failure(f"attach mode: not healthy: {', '.join(unhealthy)}"))
-    except BaseException as error:  # noqa: BLE001 - one clear line instead of an error per scenario
-        # Also on Ctrl-C or SIGTERM during `up`: nothing this run created may be left behind.
-        if started and not settings.keep:
-            compose.down()
-        shutil.rmtree(workdir, ignore_errors=True)
-        signal.signal(signal.SIGTERM, previous)
+        return self.stack
+
+    def stop(self) -> None:
+        """Idempotent: `down -v` of what this run started (unless --keep-stack), then tidy up."""
+        try:
+            if self.started and not self.settings.keep:
+                self.started = False
+                self.stack.compose.down()
+        finally:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            signal.signal(signal.SIGTERM, self.previous_sigterm)
+
+    def fail(self, error: BaseException):
+        """Take down what was started; end the session with one line for an ordinary error."""
+        self.stop()
         if not isinstance(error, Exception):
-            raise
-        pytest.exit(f"acceptance stack ({settings.mode} mode, project {settings.project}): {error}", returncode=3)
+            raise error
+        pytest.exit(f"acceptance stack ({self.settings.mode} mode, project {self.settings.project}): {error}",
+                    returncode=3)
+
+
+LAUNCHER_KEY = pytest.StashKey[StackLauncher]()
+STACK_KEY = pytest.StashKey[Stack]()
+
+
+def _launcher(config) -> StackLauncher:
+    if LAUNCHER_KEY not in config.stash:
+        try:
+            config.stash[LAUNCHER_KEY] = StackLauncher(settings_from(config))
+        except (StackError, ValueError) as error:
+            pytest.exit(f"acceptance stack: {error}", returncode=4)
+    return config.stash[LAUNCHER_KEY]
+
+
+def _runs_features(config) -> bool:
+    args = [Path(a.split("::")[0]).resolve() for a in config.args] or [Path.cwd()]
+    return any(a == FEATURES or FEATURES in a.parents or a in FEATURES.parents for a in args)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection(session):
+    """Up mode: start the stack now, so it comes up while pytest imports and collects."""
+    config = session.config
+    if config.option.collectonly or not _runs_features(config) or attach_mode(config):
+        return
+    launcher = _launcher(config)
+    try:
+        launcher.start()
+    except BaseException as error:  # noqa: BLE001 - one clear line; Ctrl-C re-raised
+        launcher.fail(error)
+
+
+@pytest.fixture(scope="session")
+def stack(request) -> Stack:
+    """The healthy stack: brought up by this run (up mode) or already running (attach mode)."""
+    launcher = _launcher(request.config)
+    try:
+        running = launcher.ready()
+    except BaseException as error:  # noqa: BLE001 - one clear line; Ctrl-C re-raised
+        launcher.fail(error)
     request.config.stash[STACK_KEY] = running
     try:
         yield running
     finally:
-        try:
-            if settings.mode == "up" and not settings.keep:
-                compose.down()
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
-            signal.signal(signal.SIGTERM, previous)
+        launcher.stop()
 
 
-STACK_KEY = pytest.StashKey[Stack]()
+def pytest_sessionfinish(session):
+    """Also when no scenario asked for the stack, or the run was interrupted before one did."""
+    launcher = session.config.stash.get(LAUNCHER_KEY, None)
+    if launcher is not None:
+        launcher.stop()
 
 
 def pytest_collection_modifyitems(config, items):
@@ -141,5 +203,10 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_report_header(config):
-    stack = config.stash.get(STACK_KEY, None)
-    return None if stack is None else f"stack: {stack.settings.mode} mode, project {stack.project}"
+    launcher = config.stash.get(LAUNCHER_KEY, None)
+    if launcher is None or launcher.stack is None:
+        return None
+    stack = launcher.stack
+    lines = [f"stack: {stack.settings.mode} mode, compose project {stack.project}"]
+    lines += [f"stack: {note}" for note in stack.notes]
+    return lines

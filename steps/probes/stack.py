@@ -190,6 +190,7 @@ class ComposeStack(DockerCompose):
     # Anonymous volumes of containers that a `down` without -v let go (an image's VOLUME without
     # a named volume over it): the final `down -v` no longer sees them, so they are removed by name.
     released_volumes: set = field(default_factory=set)
+    _starting: subprocess.Popen | None = field(default=None, repr=False)
 
     @cached_property
     def compose_command_property(self) -> list[str]:
@@ -240,12 +241,27 @@ class ComposeStack(DockerCompose):
         newest = max((p.stat().st_mtime for p in context.rglob("*") if p.is_file()), default=0)
         return newest > built
 
+    def start_up(self) -> None:
+        """Start `up -d --wait` in the background (its own session, so a Ctrl-C reaches us, not it);
+        `wait_up` collects it. The caller can do other work while the services start."""
+        self._starting = subprocess.Popen(
+            [*self.compose_command_property, "up", "-d", "--wait", "--wait-timeout", str(self.wait_timeout)],
+            cwd=self.context, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        )
+
+    def wait_up(self) -> None:
+        """Wait for `start_up`; on failure a StackError naming each unhealthy service, its last
+        health output and log lines."""
+        starting, self._starting = self._starting, None
+        if starting is None:
+            return
+        _, stderr = starting.communicate()
+        if starting.returncode != 0:
+            raise StackError(self.describe_failure(stderr.strip()))
+
     def up(self) -> None:
-        """`up -d --wait`; on failure a StackError naming each unhealthy service, its last health
-        output and log lines."""
-        result = self.run("up", "-d", "--wait", "--wait-timeout", str(self.wait_timeout))
-        if result.returncode != 0:
-            raise StackError(self.describe_failure(result.stderr.strip()))
+        self.start_up()
+        self.wait_up()
 
     def describe_failure(self, compose_output: str) -> str:
         lines = [f"the stack did not get healthy within {self.wait_timeout} s."]
@@ -271,7 +287,15 @@ class ComposeStack(DockerCompose):
 
     def down(self) -> None:
         """`down -v --remove-orphans` for this project only; the volumes it removes are the
-        project's own (named <project>_...)."""
+        project's own (named <project>_...). An `up` still running is stopped first."""
+        starting, self._starting = self._starting, None
+        if starting is not None and starting.poll() is None:
+            starting.terminate()
+            try:
+                starting.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                starting.kill()
+                starting.wait()
         self.run("down", "-v", "--remove-orphans", "--timeout", "10")
         for name in self.released_volumes:
             try:
