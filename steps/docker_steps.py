@@ -8,8 +8,10 @@ from steps.probes import docker_engine
 
 
 @given("the trading-ecosystem stack is up")
-def _stack_is_up(stack):
+def _stack_is_up(stack, evidence):
     """Brings the stack up on first use (session fixture); the scenario probes it as it is."""
+    for service in stack.services:
+        evidence.record(docker_engine.health(stack.project, service))
 
 
 @then(parsers.parse('the services "{first}" and "{second}" each run one container of the stack\'s compose project'))

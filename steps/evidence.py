@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 from dataclasses import dataclass, field
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from steps.probes import Fact, docker_engine
 
 EVIDENCE_KEY = pytest.StashKey["Evidence"]()
+RUN_EVIDENCE_KEY = pytest.StashKey[dict]()  # test name -> Evidence, for the Cucumber JSON
 
 
 @dataclass
@@ -94,9 +96,37 @@ def pytest_runtest_makereport(item, call):
     except ImportError:  # the HTML report is optional outside `pytest features/`
         html_extras = None
     if found is not None:
-        report.user_properties.append(("evidence", json.dumps(found.as_dicts())))
+        item.config.stash.setdefault(RUN_EVIDENCE_KEY, {})[item.name] = found
+        # JUnit XML reads the properties of the teardown report, which copies the item's.
+        item.user_properties.append(("evidence", json.dumps(found.as_dicts())))
         if html_extras:
             extras.append(html_extras.html(_facts_html(found)))
     if report.failed and html_extras:
         extras.append(html_extras.html(_stack_state_html(item)))
     report.extras = extras
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session):
+    """Add each step's evidence to the Cucumber JSON pytest-bdd has just written, as the step's
+    `output` (the field Cucumber reporters show under a step)."""
+    path = getattr(session.config.option, "cucumber_json_path", None)
+    recorded = session.config.stash.get(RUN_EVIDENCE_KEY, {})
+    if not path or not recorded or not os.path.exists(path):
+        return
+    with open(path) as file:
+        features = json.load(file)
+    for feature in features:
+        for element in feature.get("elements", []):
+            found = recorded.get(element.get("id"))
+            if found is None:
+                continue
+            by_text = {}
+            for text, facts in found.steps:
+                by_text.setdefault(text, []).append(facts)
+            for step in element.get("steps", []):
+                facts_list = by_text.get(f"{step['keyword']} {step['name']}")
+                if facts_list:
+                    step["output"] = [str(fact) for fact in facts_list.pop(0)]
+    with open(path, "w") as file:
+        json.dump(features, file, indent=2)
