@@ -14,6 +14,8 @@ pytest_plugins = [
     "steps.docker_steps",
     "steps.redis_steps",
     "steps.postgres_steps",
+    "steps.compose_steps",
+    "steps.health_steps",
     "steps.lifecycle_steps",
 ]
 

@@ -90,8 +90,7 @@ def _reachable_by_name(stack, evidence, first, first_port, second, second_port):
     problems = Mismatches("name resolution and TCP inside the network")
     # Each service is reached from the *other* service's container, through docker's DNS.
     for source, target, port in ((second, first, first_port), (first, second, second_port)):
-        fact = evidence.record(docker_engine.exec_in(
-            stack.project, source, ["bash", "-c", f"exec 3<>/dev/tcp/{target}/{port} && echo connected"]))
+        fact = evidence.record(docker_engine.tcp_connect_from(stack.project, source, target, port))
         result = fact.observed
         problems.check(result.exit_code == 0 and "connected" in result.output,
                        f"{target}:{port} reachable from {source}", result.output or f"exit {result.exit_code}", fact)

@@ -196,3 +196,143 @@ def running_containers(project: str, service: str) -> Fact:
 def memory_limit_bytes(project: str, service: str) -> int:
     """The container's memory limit in bytes (0 when unlimited)."""
     return host_config(project, service).observed["memory_bytes"]
+
+
+def _seconds(nanoseconds) -> float:
+    return (nanoseconds or 0) / 1e9
+
+
+def healthcheck_config(project: str, service: str) -> Fact:
+    """The running container's healthcheck: test, and interval, timeout, start period and start
+    interval in seconds, retries."""
+    hc = container(project, service).attrs["Config"].get("Healthcheck") or {}
+    observed = {
+        "test": list(hc.get("Test") or []),
+        "interval": _seconds(hc.get("Interval")),
+        "timeout": _seconds(hc.get("Timeout")),
+        "retries": hc.get("Retries"),
+        "start_period": _seconds(hc.get("StartPeriod")),
+        "start_interval": _seconds(hc.get("StartInterval")),
+    }
+    return Fact("docker inspect .Config.Healthcheck", _where(project, service), observed)
+
+
+def state(project: str, service: str) -> Fact:
+    """The container's run state: status, start time, restart count, main process id, health."""
+    attrs = container(project, service).attrs
+    s = attrs["State"]
+    observed = {
+        "status": s.get("Status"),
+        "started_at": s.get("StartedAt"),
+        "restart_count": attrs.get("RestartCount", 0),
+        "pid": s.get("Pid"),
+        "health": (s.get("Health") or {}).get("Status"),
+    }
+    return Fact("docker inspect .State", _where(project, service), observed)
+
+
+def container_name(project: str, service: str) -> Fact:
+    """The container's name and its compose container number."""
+    target = container(project, service)
+    return Fact("docker inspect .Name", _where(project, service),
+                (target.name, target.labels.get("com.docker.compose.container-number")))
+
+
+def became_healthy_at(project: str, service: str) -> Fact:
+    """When the container first reported healthy since it last started (from the engine's events;
+    else from the oldest healthcheck log entry). Observed is an RFC 3339 time, or None."""
+    from datetime import datetime, timezone
+
+    target = container(project, service)
+    since = parse_time(target.attrs["State"]["StartedAt"])
+    until = datetime.now(timezone.utc)
+    events = client().events(since=since, until=until, decode=True,
+                             filters={"container": target.id, "event": "health_status"})
+    for event in events:
+        if event.get("status", "").endswith(": healthy") or event.get("Action", "").endswith(": healthy"):
+            nanos = event.get("timeNano") or event["time"] * 10**9
+            moment = datetime.fromtimestamp(nanos / 1e9, tz=timezone.utc)
+            return Fact("docker events --filter event=health_status", _where(project, service),
+                        moment.isoformat())
+    log = (target.attrs["State"].get("Health") or {}).get("Log") or []
+    passed = [entry["End"] for entry in log if entry.get("ExitCode") == 0]
+    return Fact("docker inspect .State.Health.Log", _where(project, service), passed[0] if passed else None)
+
+
+def run_healthcheck_without_server(project: str, service: str) -> Fact:
+    """Run the service's healthcheck in a fresh container of its image in which the service never
+    started (no network, entrypoint replaced). A healthcheck that passes there proves nothing.
+    Observed is an ExecResult."""
+    target = container(project, service)
+    test = target.attrs["Config"].get("Healthcheck", {}).get("Test") or []
+    if not test or test[0] == "NONE":
+        raise ProbeError(f"service {service}: has no healthcheck")
+    entrypoint, command = (["/bin/sh", "-c"], [test[1]]) if test[0] == "CMD-SHELL" else ([test[1]], test[2:])
+    output = b""
+    try:
+        scratch = client().containers.run(
+            target.image.id, command=command, entrypoint=entrypoint, environment=target.attrs["Config"].get("Env"),
+            network_mode="none", detach=True, labels={"org.trading-ecosystem.probe": "healthcheck-without-server"},
+        )
+        try:
+            exit_code = scratch.wait(timeout=60)["StatusCode"]
+            output = scratch.logs()
+        finally:
+            scratch.remove(force=True)
+    except DockerException as error:
+        raise ProbeError(f"service {service}: could not run its healthcheck in a scratch container: {error}") from error
+    text = output.decode(errors="replace").strip()
+    return Fact(f"docker run --rm --network none {service}-image {' '.join(test[1:])[:120]}",
+                f"{service} image, no server", ExecResult(exit_code, text), raw=text)
+
+
+def pause(project: str, service: str) -> None:
+    container(project, service).pause()
+
+
+def unpause(project: str, service: str) -> None:
+    container(project, service).unpause()
+
+
+def kill_main_process(project: str, service: str) -> int:
+    """SIGKILL the container's main process from the host, as a crash would; returns its pid.
+    (Not `docker kill`, which Docker treats as a deliberate stop.)"""
+    import os
+    import signal
+
+    pid = container(project, service).attrs["State"]["Pid"]
+    if not pid:
+        raise ProbeError(f"service {service}: has no running process")
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
+def tcp_connect_from(project: str, source: str, host: str, port: int) -> Fact:
+    """From inside the `source` service's container, resolve `host` through docker's DNS and open a
+    TCP connection to it (bash's /dev/tcp: every image here is Debian-based). Observed: ExecResult."""
+    return exec_in(project, source, ["bash", "-c", f"exec 3<>/dev/tcp/{host}/{port} && echo connected"])
+
+
+def host_port_answers(port: int, timeout: float = 3.0) -> Fact:
+    """Open a TCP connection from the host to 127.0.0.1:`port`; observed True when it connects."""
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout):
+            answered = True
+    except OSError as error:
+        answered = False
+        return Fact(f"TCP connect 127.0.0.1:{port}", "host", answered, raw=str(error))
+    return Fact(f"TCP connect 127.0.0.1:{port}", "host", answered)
+
+
+def parse_time(text: str):
+    """A Docker or ISO timestamp ("2026-11-26T17:10:40.894529506Z") as an aware datetime (µs)."""
+    from datetime import datetime
+
+    text = text.replace("Z", "+00:00")
+    main, _, zone = text.partition("+")
+    if "." in main:
+        whole, fraction = main.split(".")
+        main = f"{whole}.{fraction[:6].ljust(6, '0')}"
+    return datetime.fromisoformat(f"{main}+{zone or '00:00'}")

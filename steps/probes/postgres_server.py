@@ -121,3 +121,19 @@ def execute(port: int, user: str, password: str, dbname: str, sql: str, params: 
         cursor = conn.execute(sql, params)
         rows = cursor.fetchall() if cursor.description else cursor.rowcount
     return Fact(sql, _where(port, user, dbname), rows)
+
+
+def timed_login(port: int, user: str, password: str, dbname: str, timeout: int) -> Fact:
+    """Log in and SELECT 1 with connect_timeout `timeout` s; observed: {"answer", "seconds"}."""
+    import time
+
+    started = time.monotonic()
+    try:
+        with psycopg.connect(host=HOST, port=port, user=user, password=password, dbname=dbname,
+                             connect_timeout=timeout) as conn:
+            answer = "ok" if conn.execute("SELECT 1").fetchone() == (1,) else "no answer"
+    except psycopg.Error as error:
+        answer = f"{type(error).__name__}: {str(error).strip().splitlines()[-1] if str(error).strip() else ''}"
+    seconds = round(time.monotonic() - started, 3)
+    return Fact(f"login and SELECT 1 (connect_timeout {timeout} s)", _where(port, user, dbname),
+                {"answer": answer, "seconds": seconds})

@@ -200,3 +200,18 @@ def acl_user_flags(port: int, admin_password: str, user: str) -> Fact:
     with connect(port, "admin", admin_password) as conn:
         found = conn.acl_getuser(user)
     return Fact(f"ACL GETUSER {user}", _where(port, "admin"), sorted((found or {}).get("flags", [])))
+
+
+def timed_ping(port: int, user: str, password: str, timeout: float) -> Fact:
+    """PING as `user` with a client timeout of `timeout` s; observed: {"answer", "seconds"}, where
+    answer is "PONG" or the client's error (class and message)."""
+    import time
+
+    started = time.monotonic()
+    try:
+        with connect(port, user, password, timeout=timeout) as conn:
+            answer = "PONG" if conn.ping() else "no PONG"
+    except (ConnectionError, TimeoutError, ResponseError) as error:
+        answer = f"{type(error).__name__}: {error}"
+    seconds = round(time.monotonic() - started, 3)
+    return Fact(f"PING (client timeout {timeout} s)", _where(port, user), {"answer": answer, "seconds": seconds})

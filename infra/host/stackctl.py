@@ -1,0 +1,189 @@
+"""Operator commands for the trading-ecosystem stack (run through infra/host/stackctl).
+
+    stackctl up                      build what is missing, start, wait until every service is healthy
+    stackctl down [--volumes]        stop and remove the containers; volumes are kept unless --volumes
+    stackctl status                  services, state, health, addresses and published ports
+    stackctl validate                the acceptance suite in attach mode; exit code is the verdict
+    stackctl logs [SERVICE ...]      the services' logs (--tail N, --follow)
+
+Options before the command: --project-name (default trading-ecosystem, env TSE_PROJECT) and
+--env-file (default .env, else .env.example). The probes are the acceptance suite's own.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from steps.probes import ProbeError, StackError, docker_engine  # noqa: E402
+from steps.probes.stack import StackSettings, compose_for  # noqa: E402
+
+
+class CommandError(Exception):
+    """A command cannot do its job; the message says why and what to do."""
+
+
+def _compose(args):
+    settings = StackSettings.resolve(mode="attach", project=args.project_name, env_file=args.env_file)
+    return settings, compose_for(settings, Path(tempfile.mkdtemp(prefix="stackctl-")))
+
+
+def _require_engine() -> None:
+    try:
+        docker_engine.client()
+    except StackError as error:
+        raise CommandError(str(error)) from None
+
+
+def _require_stack(project: str) -> None:
+    if not docker_engine.project_containers(project):
+        raise CommandError(f"no stack is running under compose project {project}. "
+                           f"Hint: `stackctl up`, or pass --project-name.")
+
+
+def status_rows(project: str, services: list[str], network: str) -> list[tuple]:
+    """One row per declared service: service, state, health, address, published ports."""
+    rows = []
+    for service in services:
+        try:
+            state = docker_engine.state(project, service).observed
+            address = docker_engine.addresses(project, service).observed.get(network) or "-"
+            ports = docker_engine.published_ports(project, service).observed
+        except ProbeError:
+            rows.append((service, "absent", "-", "-", "-"))
+            continue
+        published = ", ".join(f"{ip}:{port}->{target}" for target, bindings in sorted(ports.items())
+                              for ip, port in bindings) or "-"
+        rows.append((service, state["status"], state["health"] or "none", address, published))
+    return rows
+
+
+def format_table(header: tuple, rows: list[tuple]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    return "\n".join("  ".join(str(cell).ljust(w) for cell, w in zip(line, widths)).rstrip()
+                     for line in [header, *rows])
+
+
+def cmd_status(args) -> int:
+    _require_engine()
+    settings, compose = _compose(args)
+    _require_stack(settings.project)
+    rows = status_rows(settings.project, compose.service_names, settings.network_name)
+    print(format_table(("SERVICE", "STATE", "HEALTH", "ADDRESS", "PORTS"), rows))
+    return 0 if all(row[2] == "healthy" for row in rows) else 1
+
+
+def cmd_up(args) -> int:
+    ensure = subprocess.run([str(ROOT / "infra/host/ensure-docker")])
+    if ensure.returncode != 0:
+        raise CommandError("no Docker engine (see the line above).")
+    settings, compose = _compose(args)
+    try:
+        compose.ensure_images()
+        compose.up()
+    except StackError as error:
+        raise CommandError(str(error)) from None
+    return cmd_status(args)
+
+
+def cmd_down(args) -> int:
+    _require_engine()
+    settings, compose = _compose(args)
+    _require_stack(settings.project)
+    result = compose.run("down", *(["--volumes"] if args.volumes else []))
+    sys.stderr.write(result.stderr)
+    return result.returncode
+
+
+def cmd_logs(args) -> int:
+    _require_engine()
+    settings, compose = _compose(args)
+    _require_stack(settings.project)
+    command = [*compose.compose_command_property, "logs", "--tail", str(args.tail), *(["--follow"] if args.follow else []),
+               *args.services]
+    return subprocess.call(command, cwd=compose.context)
+
+
+def checklist_summary(cucumber: dict, feature_dir: Path) -> tuple[list, list]:
+    """(rows of tag, verdict) for every checklist and criterion tag of the features, and the
+    failures as (scenario, first line of the error)."""
+    tags = []
+    for feature in sorted(feature_dir.glob("*.feature")):
+        tags += [t for t in re.findall(r"@((?:checklist|bdd)_\w+)", feature.read_text()) if t != "bdd_criterion"]
+    verdicts, failures = {}, []
+    for feature in cucumber:
+        for element in feature.get("elements", []):
+            steps = element.get("steps", [])
+            failed = [s for s in steps if s["result"]["status"] == "failed"]
+            verdict = "failed" if failed else "passed" if steps and all(
+                s["result"]["status"] == "passed" for s in steps) else "not run"
+            for tag in (t["name"] for t in element.get("tags", [])):
+                verdicts[tag] = "failed" if "failed" in (verdicts.get(tag), verdict) else verdict
+            if failed:
+                message = (failed[0]["result"].get("error_message") or "").strip().splitlines()
+                # pytest marks the exception's lines with "E"; the first one says what failed.
+                marked = [m[1:].strip() for m in message if m.startswith("E ")]
+                failures.append((element["name"], (marked or message or [""])[0]))
+    return [(tag, verdicts.get(tag, "not run")) for tag in tags], failures
+
+
+def cmd_validate(args) -> int:
+    _require_engine()
+    settings, compose = _compose(args)
+    _require_stack(settings.project)
+    reports = Path(args.reports_dir or ROOT / "reports/validate")
+    reports.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **{k: v for k, v in settings.values.items() if k.startswith(("TSE_", "REDIS_HOST", "POSTGRES_HOST"))}}
+    command = [sys.executable, "-m", "pytest", "features/", "-q", "-p", "no:cacheprovider", "--stack=attach",
+               f"--project-name={settings.project}", f"--env-file={settings.env_file}",
+               f"--html={reports / 'acceptance.html'}", "--self-contained-html",
+               f"--cucumberjson={reports / 'cucumber.json'}", f"--junitxml={reports / 'junit.xml'}"]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    cucumber_path = reports / "cucumber.json"
+    cucumber = json.loads(cucumber_path.read_text()) if cucumber_path.exists() else []
+    rows, failures = checklist_summary(cucumber, ROOT / "features")
+    if not cucumber:
+        print(result.stdout[-3000:] + result.stderr[-2000:])
+    print(format_table(("CHECKLIST ITEM", "VERDICT"), rows))
+    for scenario, line in failures:
+        print(f"FAILED {scenario}: {line}")
+    print(f"validate: {'passed' if result.returncode == 0 else 'FAILED'} (reports in {reports})")
+    return result.returncode
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="stackctl", description=__doc__.splitlines()[0])
+    parser.add_argument("--project-name", default=os.environ.get("TSE_PROJECT", "trading-ecosystem"))
+    parser.add_argument("--env-file", default=os.environ.get("TSE_ENV_FILE"))
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("up", help="build, start and wait until healthy").set_defaults(run=cmd_up)
+    down = commands.add_parser("down", help="stop and remove the containers (volumes kept)")
+    down.add_argument("--volumes", "-v", action="store_true", help="also remove the volumes and their data")
+    down.set_defaults(run=cmd_down)
+    commands.add_parser("status", help="services, health, addresses, ports").set_defaults(run=cmd_status)
+    validate = commands.add_parser("validate", help="run the acceptance suite against the running stack")
+    validate.add_argument("--reports-dir", default=None)
+    validate.set_defaults(run=cmd_validate)
+    logs = commands.add_parser("logs", help="the services' logs")
+    logs.add_argument("services", nargs="*")
+    logs.add_argument("--tail", type=int, default=100)
+    logs.add_argument("--follow", "-f", action="store_true")
+    logs.set_defaults(run=cmd_logs)
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except (CommandError, StackError) as error:
+        print(f"stackctl {args.command}: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

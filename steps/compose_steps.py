@@ -1,0 +1,163 @@
+"""Steps about the compose orchestration (section 3), checked over every declared service."""
+from __future__ import annotations
+
+from pytest_bdd import parsers, then, when
+
+from steps.expect import Mismatches, expect
+from steps.probes import Fact, compose_model, docker_engine
+from steps.probes.waiting import WaitTimeout, wait_until
+
+RESTARTING_POLICIES = {"always", "unless-stopped", "on-failure"}
+
+
+@then(parsers.parse('docker-compose.yml validates with "docker compose config" without a warning'))
+def _compose_validates(stack, evidence):
+    fact = evidence.record(compose_model.validation(stack.compose.compose_command_property, stack.compose.context))
+    code, said = fact.observed
+    expect(code == 0 and not said, "docker compose config", "exit 0, nothing printed", fact.observed, fact)
+
+
+@then(parsers.parse('docker-compose.yml names its project "{name}" and has no "{key}" key'))
+def _compose_v2_form(stack, evidence, name, key):
+    keys = evidence.record(compose_model.top_level_keys(stack.settings.compose_file))
+    expect(key not in keys.observed and "name" in keys.observed, "top-level keys",
+           f"'name' and no '{key}'", keys.observed, keys, "Compose v2 files have no version key")
+    declared = stack.settings.compose_file.read_text()
+    expect(f"name: {name}\n" in declared, "the project name", name, "another name or none", keys)
+
+
+@then("every service is at its declared address on the stack network")
+def _declared_addresses(stack, evidence):
+    problems = Mismatches("service addresses", "every service sets ipv4_address on the stack network")
+    declared = compose_model.declared_addresses(stack.compose.config, "trading-ecosystem")
+    for service in stack.services:
+        fact = evidence.record(docker_engine.addresses(stack.project, service))
+        observed = fact.observed.get(stack.settings.network_name)
+        problems.check(declared[service] is not None and observed == declared[service],
+                       f"{service} at {declared[service]}", fact.observed, fact)
+    problems.raise_any()
+
+
+@then("every service reaches every other service by name inside the network")
+def _mesh_by_name(stack, evidence):
+    problems = Mismatches("service-to-service connections by name")
+    ports = compose_model.declared_ports(stack.compose.config)
+    for source in stack.services:
+        for target in stack.services:
+            if target == source:
+                continue
+            for _, _, port in ports[target]:
+                fact = evidence.record(docker_engine.tcp_connect_from(stack.project, source, target, port))
+                problems.check(fact.observed.exit_code == 0, f"{source} -> {target}:{port}",
+                               fact.observed.output or f"exit {fact.observed.exit_code}", fact)
+    problems.raise_any()
+
+
+@then("every published port is bound to 127.0.0.1 only, at its declared host port")
+def _ports_loopback(stack, evidence):
+    problems = Mismatches("published ports", 'publish as "127.0.0.1:<host port>:<port>", never on all interfaces')
+    declared = compose_model.declared_ports(stack.compose.config)
+    for service in stack.services:
+        fact = evidence.record(docker_engine.published_ports(stack.project, service))
+        wanted = {f"{target}/tcp": [("127.0.0.1", published)] for _, published, target in declared[service]}
+        problems.check(all(ip == "127.0.0.1" for ip, _, _ in declared[service]) and fact.observed == wanted,
+                       f"{service} {wanted}", fact.observed, fact)
+    problems.raise_any()
+
+
+@then("every published port answers on 127.0.0.1")
+def _ports_answer(stack, evidence):
+    problems = Mismatches("published ports answering")
+    for service, ports in compose_model.declared_ports(stack.compose.config).items():
+        for _, published, _ in ports:
+            fact = evidence.record(docker_engine.host_port_answers(int(published)))
+            problems.check(fact.observed, f"{service} on 127.0.0.1:{published}", fact.raw or "no answer", fact)
+    problems.raise_any()
+
+
+@then("every dependency between services waits for the dependency to be healthy")
+def _dependencies_healthy(stack, evidence):
+    declared = compose_model.declared_dependencies(stack.compose.config)
+    fact = evidence.record(Fact("depends_on conditions", "docker compose config", declared))
+    wrong = {f"{s} -> {d}": c for s, deps in declared.items() for d, c in deps.items() if c != "service_healthy"}
+    expect(not wrong, "depends_on conditions", "service_healthy for every dependency", wrong, fact,
+           "write depends_on: {<service>: {condition: service_healthy}}")
+
+
+@then("no service started before the services it depends on were healthy")
+def _started_after_healthy(stack, evidence):
+    problems = Mismatches("start order", "depends_on with condition: service_healthy")
+    for service, deps in compose_model.declared_dependencies(stack.compose.config).items():
+        started = evidence.record(docker_engine.state(stack.project, service)).observed["started_at"]
+        for dependency in deps:
+            healthy = evidence.record(docker_engine.became_healthy_at(stack.project, dependency))
+            problems.check(healthy.observed is not None
+                           and docker_engine.parse_time(healthy.observed) <= docker_engine.parse_time(started),
+                           f"{service} started ({started}) after {dependency} was healthy",
+                           healthy.observed, healthy)
+    problems.raise_any()
+
+
+@then("every container is named after its compose project, service and number")
+def _container_names(stack, evidence):
+    problems = Mismatches("container names", "leave container_name out: compose names containers <project>-<service>-<n>")
+    for service in stack.services:
+        fact = evidence.record(docker_engine.container_name(stack.project, service))
+        name, number = fact.observed
+        problems.check(name == f"{stack.project}-{service}-{number}", f"{stack.project}-{service}-{number}", name, fact)
+    problems.raise_any()
+
+
+@then("no service fixes its container name")
+def _no_fixed_names(stack, evidence):
+    fixed = {s: c["container_name"] for s, c in stack.compose.config["services"].items() if c.get("container_name")}
+    fact = evidence.record(Fact("container_name of every service", "docker compose config", fixed))
+    expect(not fixed, "fixed container names", "none (two copies of the stack must coexist)", fixed, fact)
+
+
+@then("every running container has a memory limit and a CPU limit")
+def _limits(stack, evidence):
+    problems = Mismatches("resource limits", "set deploy.resources.limits.memory and .cpus")
+    for service in stack.services:
+        fact = evidence.record(docker_engine.host_config(stack.project, service))
+        limits = {k: fact.observed[k] for k in ("memory_bytes", "nano_cpus")}
+        problems.check(all(limits.values()), f"{service} memory and CPU limited", limits, fact)
+    problems.raise_any()
+
+
+@then("every running container restarts unless stopped by hand")
+def _restart_policies(stack, evidence):
+    problems = Mismatches("restart policies", "restart: unless-stopped")
+    for service in stack.services:
+        fact = evidence.record(docker_engine.host_config(stack.project, service))
+        policy = fact.observed["restart_policy"]
+        problems.check(policy in RESTARTING_POLICIES, f"{service}: one of {sorted(RESTARTING_POLICIES)}", policy, fact)
+    problems.raise_any()
+
+
+@when("the Redis server process is killed", target_fixture="killed")
+def _kill_redis(stack, evidence):
+    before = evidence.record(docker_engine.state(stack.project, "redis")).observed
+    pid = docker_engine.kill_main_process(stack.project, "redis")
+    evidence.record(Fact(f"kill -KILL {pid}", "host", "sent"))
+    return {"service": "redis", "before": before}
+
+
+@then(parsers.parse('Docker restarts the "{service}" container and it is healthy again within its healthcheck budget'))
+def _restarted_healthy(stack, evidence, killed, service):
+    declared = compose_model.declared_healthcheck(stack.compose.config, service)
+    budget = declared["start_period"] + (declared["retries"] or 3) * (declared["interval"] + declared["timeout"])
+    before = killed["before"]
+
+    def restarted_and_healthy():
+        now = docker_engine.state(stack.project, service).observed
+        return now if now["restart_count"] > before["restart_count"] and now["health"] == "healthy" else None
+
+    try:
+        after = wait_until(restarted_and_healthy, timeout=budget, interval=0.25, description=f"{service} restarted")
+    except WaitTimeout as error:
+        after = docker_engine.state(stack.project, service).observed
+        fact = evidence.record(Fact("docker inspect .State", service, after))
+        expect(False, f"{service} after its process was killed", f"restarted and healthy within {budget:.0f} s",
+               f"{after} ({error})", fact, "restart: unless-stopped")
+    evidence.record(Fact("docker inspect .State", service, after))

@@ -1,0 +1,191 @@
+"""Steps about health checks and connection handling (section 5)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from pytest_bdd import parsers, then, when
+
+from steps.expect import Mismatches, expect
+from steps.probes import Fact, compose_model, docker_engine, postgres_server, redis_server
+from steps.probes.waiting import WaitTimeout, wait_until
+
+ROOT = Path(__file__).resolve().parents[1]
+CLIENT_TIMEOUT_S = 2
+
+
+@then(parsers.parse('the "{service}" container runs the healthcheck docker-compose.yml declares'))
+def _healthcheck_as_declared(stack, evidence, service):
+    declared = compose_model.declared_healthcheck(stack.compose.config, service)
+    fact = evidence.record(docker_engine.healthcheck_config(stack.project, service))
+    expect(fact.observed == declared, f"{service} healthcheck", declared, fact.observed, fact,
+           "recreate the container after changing docker-compose.yml")
+
+
+@then(parsers.parse('the "{service}" healthcheck fails where no server is running'))
+def _healthcheck_can_fail(stack, evidence, service):
+    fact = evidence.record(docker_engine.run_healthcheck_without_server(stack.project, service))
+    expect(fact.observed.exit_code != 0, f"{service} healthcheck without a server", "a non-zero exit",
+           fact.observed, fact, "a healthcheck that cannot fail proves nothing (exit 0, `|| true`)")
+
+
+@then("every healthcheck gives up after at most 5 s, well within its interval")
+def _healthcheck_timeouts(stack, evidence):
+    problems = Mismatches("healthcheck timeouts", "set healthcheck.timeout, e.g. 3s")
+    for service in stack.services:
+        fact = evidence.record(docker_engine.healthcheck_config(stack.project, service))
+        timeout, interval = fact.observed["timeout"], fact.observed["interval"]
+        problems.check(0 < timeout <= 5 and timeout < interval, f"{service}: 0 < timeout <= 5 s and < interval",
+                       {"timeout": timeout, "interval": interval}, fact)
+    problems.raise_any()
+
+
+@when(parsers.parse('the "{first}" and "{second}" containers are paused'), target_fixture="paused")
+def _pause(stack, evidence, request, first, second):
+    before = {}
+    for service in (first, second):
+        before[service] = evidence.record(docker_engine.state(stack.project, service)).observed
+        # Never leave a paused container behind, whatever happens next.
+        request.addfinalizer(lambda service=service: _unpause_quietly(stack.project, service))
+        docker_engine.pause(stack.project, service)
+        evidence.record(Fact(f"docker pause {service}", stack.project, "paused"))
+    return before
+
+
+def _unpause_quietly(project: str, service: str) -> None:
+    try:
+        docker_engine.unpause(project, service)
+    except Exception:  # noqa: BLE001 - already unpaused
+        pass
+
+
+@then(parsers.parse("a Redis client gives up within {limit:d} s with a timeout error"))
+def _redis_times_out(stack, evidence, limit):
+    fact = evidence.record(redis_server.timed_ping(stack.redis_port(), "healthcheck",
+                                                   stack.redis_password("healthcheck"), CLIENT_TIMEOUT_S))
+    observed = fact.observed
+    expect(observed["seconds"] <= limit and "Timeout" in observed["answer"], "Redis client against a paused server",
+           f"a timeout error within {limit} s", observed, fact)
+
+
+@then(parsers.parse("a PostgreSQL client gives up within {limit:d} s with a timeout error"))
+def _postgres_times_out(stack, evidence, limit):
+    fact = evidence.record(postgres_server.timed_login(stack.postgres_port(), "monitor",
+                                                       stack.postgres_password("monitor"), stack.database,
+                                                       CLIENT_TIMEOUT_S))
+    observed = fact.observed
+    expect(observed["seconds"] <= limit and "timeout" in observed["answer"].lower(),
+           "PostgreSQL client against a paused server", f"a timeout error within {limit} s", observed, fact)
+
+
+@when("the paused containers are unpaused")
+def _unpause(stack, evidence, paused):
+    for service in paused:
+        docker_engine.unpause(stack.project, service)
+        evidence.record(Fact(f"docker unpause {service}", stack.project, "unpaused"))
+
+
+@then("Redis and PostgreSQL answer again and Docker reports them healthy, without a restart")
+def _answers_again(stack, evidence, paused):
+    # Docker marks a container unhealthy while it is paused and only says healthy again after its
+    # next passing check, so the wait is bounded by the healthcheck's interval and timeout.
+    answers = {
+        "redis": lambda: redis_server.timed_ping(stack.redis_port(), "healthcheck",
+                                                 stack.redis_password("healthcheck"), CLIENT_TIMEOUT_S),
+        "postgres": lambda: postgres_server.timed_login(stack.postgres_port(), "monitor",
+                                                        stack.postgres_password("monitor"), stack.database,
+                                                        CLIENT_TIMEOUT_S),
+    }
+    problems = Mismatches("services after unpause", "a paused service must come back by itself")
+    budget = max(docker_engine.healthcheck_config(stack.project, s).observed["interval"] for s in paused) + 10
+    for service, before in paused.items():
+        answered = answers[service]()
+        evidence.record(answered)
+        problems.check(answered.observed["answer"] in ("PONG", "ok"), f"{service} answers", answered.observed, answered)
+    try:
+        wait_until(lambda: all(docker_engine.health(stack.project, s).observed == "healthy" for s in paused),
+                   timeout=budget, interval=0.5, description="Docker health after unpause")
+    except WaitTimeout as error:
+        problems.check(False, f"healthy within {budget:.0f} s", str(error))
+    for service, before in paused.items():
+        after = evidence.record(docker_engine.state(stack.project, service))
+        same = all(after.observed[k] == before[k] for k in ("started_at", "restart_count"))
+        problems.check(same and after.observed["health"] == "healthy", f"{service}: the same run, healthy",
+                       after.observed, after)
+    problems.raise_any()
+
+
+@then("every healthcheck probes every 10 to 30 s once the service is healthy")
+def _intervals(stack, evidence):
+    problems = Mismatches("healthcheck intervals", "interval: 30s keeps 2 cores quiet, and 10 s notices trouble soon")
+    for service in stack.services:
+        fact = evidence.record(docker_engine.healthcheck_config(stack.project, service))
+        interval = fact.observed["interval"]
+        problems.check(10 <= interval <= 30, f"{service}: 10 s <= interval <= 30 s", f"{interval} s", fact)
+    problems.raise_any()
+
+
+@then("every healthcheck probes at least every 1 s during a start period of at least 5 s")
+def _start_intervals(stack, evidence):
+    problems = Mismatches("healthcheck start", "start_period and start_interval make `up --wait` quick")
+    for service in stack.services:
+        fact = evidence.record(docker_engine.healthcheck_config(stack.project, service))
+        observed = {k: fact.observed[k] for k in ("start_interval", "start_period")}
+        problems.check(0 < observed["start_interval"] <= 1 and observed["start_period"] >= 5,
+                       f"{service}: start_interval <= 1 s, start_period >= 5 s", observed, fact)
+    problems.raise_any()
+
+
+def _validate(stack, evidence, tmp_path) -> Fact:
+    """Run the operator's validate command against this stack, as an operator would."""
+    env_values = {k: v for k, v in stack.settings.values.items()
+                  if k.startswith(("TSE_", "REDIS_HOST", "POSTGRES_HOST"))}
+    command = [sys.executable, str(ROOT / "infra/host/stackctl.py"), f"--project-name={stack.project}",
+               f"--env-file={stack.settings.env_file}", "validate", f"--reports-dir={tmp_path}"]
+    import os
+
+    result = subprocess.run(command, cwd=ROOT, env={**os.environ, **env_values}, capture_output=True, text=True,
+                            timeout=600)
+    output = (result.stdout + result.stderr).strip()
+    return evidence.record(Fact("stackctl validate", stack.project, {"exit_code": result.returncode},
+                                raw=output[-4000:]))
+
+
+@then("the operator's validate command passes on the stack")
+def _validate_passes(stack, evidence, tmp_path):
+    fact = _validate(stack, evidence, tmp_path / "healthy")
+    expect(fact.observed["exit_code"] == 0, "stackctl validate on a healthy stack", "exit 0",
+           f"exit {fact.observed['exit_code']}:\n{fact.raw[-1500:]}", fact)
+
+
+@when(parsers.parse('the "{service}" healthcheck starts failing'))
+def _break_healthcheck(stack, evidence, request, service):
+    port, admin = stack.redis_port(), stack.redis_password("admin")
+    evidence.record(redis_server.run(port, "admin", admin, "ACL", "SETUSER", "healthcheck", "resetpass",
+                                     ">acceptance-broken-on-purpose"))
+    # ACL LOAD puts users.acl back as it is on disk.
+    request.addfinalizer(lambda: redis_server.run(port, "admin", admin, "ACL", "LOAD"))
+    fact = evidence.record(docker_engine.run_healthcheck(stack.project, service))
+    expect(fact.observed.exit_code != 0, f"{service} healthcheck after its password changed", "failing",
+           fact.observed, fact)
+
+
+@then(parsers.parse('the operator\'s validate command fails, naming "{service}"'))
+def _validate_fails(stack, evidence, tmp_path, service):
+    fact = _validate(stack, evidence, tmp_path / "broken")
+    failed_lines = [line for line in fact.raw.splitlines() if line.startswith("FAILED")]
+    expect(fact.observed["exit_code"] != 0 and any(service in line for line in failed_lines),
+           "stackctl validate with a failing healthcheck", f"a non-zero exit and a FAILED line naming {service}",
+           f"exit {fact.observed['exit_code']}; FAILED lines: {failed_lines}", fact)
+
+
+@then(parsers.parse('from inside every service\'s container, "{first}" on port {first_port:d} and "{second}" on port {second_port:d} answer by name'))
+def _cross_service(stack, evidence, first, first_port, second, second_port):
+    problems = Mismatches("connections to the databases by name, from every container")
+    for source in stack.services:
+        for target, port in ((first, first_port), (second, second_port)):
+            fact = evidence.record(docker_engine.tcp_connect_from(stack.project, source, target, port))
+            problems.check(fact.observed.exit_code == 0, f"{source} -> {target}:{port}",
+                           fact.observed.output or f"exit {fact.observed.exit_code}", fact)
+    problems.raise_any()

@@ -1,0 +1,75 @@
+"""Facts about the stack as docker-compose.yml declares it: the file itself and the model
+`docker compose config` makes of it. Steps compare these declarations with the running containers.
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+from steps.probes.facts import Fact
+
+DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)")
+UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(text: str | int | float | None) -> float:
+    """Seconds in a compose duration ("1m30s", "500ms"); numbers are nanoseconds, as Docker's."""
+    if text is None or text == "":
+        return 0.0
+    if isinstance(text, (int, float)):
+        return text / 1e9
+    parts = DURATION_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"not a compose duration: {text!r}")
+    return sum(float(number) * UNIT_SECONDS[unit] for number, unit in parts)
+
+
+def top_level_keys(compose_file: Path) -> Fact:
+    """The top-level keys of the compose file, as written (before any normalisation)."""
+    keys = re.findall(r"^([A-Za-z_][\w.-]*)\s*:", compose_file.read_text(), flags=re.M)
+    return Fact(f"top-level keys of {compose_file.name}", str(compose_file), keys)
+
+
+def validation(compose_command: list[str], cwd: str) -> Fact:
+    """`docker compose config --quiet`: observed is (exit code, warnings and errors it printed)."""
+    result = subprocess.run([*compose_command, "config", "--quiet"], cwd=cwd, capture_output=True, text=True)
+    return Fact("docker compose config --quiet", cwd, (result.returncode, result.stderr.strip()))
+
+
+def declared_healthcheck(config: dict, service: str) -> dict:
+    """The service's healthcheck as declared, in Docker's terms (seconds, test with $ unescaped)."""
+    declared = config["services"][service].get("healthcheck") or {}
+    return {
+        "test": [part.replace("$$", "$") for part in declared.get("test") or []],
+        "interval": parse_duration(declared.get("interval")),
+        "timeout": parse_duration(declared.get("timeout")),
+        "retries": declared.get("retries"),
+        "start_period": parse_duration(declared.get("start_period")),
+        "start_interval": parse_duration(declared.get("start_interval")),
+    }
+
+
+def declared_dependencies(config: dict) -> dict:
+    """{service: {dependency: condition}} as declared with depends_on."""
+    return {
+        name: {dep: (spec or {}).get("condition", "service_started") for dep, spec in (svc.get("depends_on") or {}).items()}
+        for name, svc in config["services"].items()
+    }
+
+
+def declared_ports(config: dict) -> dict:
+    """{service: [(host_ip, published, target)]} as declared."""
+    return {
+        name: [(p.get("host_ip", ""), str(p.get("published", "")), int(p["target"])) for p in svc.get("ports") or []]
+        for name, svc in config["services"].items()
+    }
+
+
+def declared_addresses(config: dict, network_key: str) -> dict:
+    """{service: static IPv4 address on the network}; None for a service not on it."""
+    return {
+        name: ((svc.get("networks") or {}).get(network_key) or {}).get("ipv4_address")
+        if network_key in (svc.get("networks") or {}) else None
+        for name, svc in config["services"].items()
+    }
