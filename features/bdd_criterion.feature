@@ -27,6 +27,14 @@ Feature: BDD criterion: Redis and PostgreSQL up and down with Docker, networked,
     Then every service of the stack reports Docker health status "healthy"
     And every service's own healthcheck passes when run now
 
+  @bdd_stop_start @changes_stack
+  Scenario: Stopped and started again with docker compose, Redis and PostgreSQL keep their data
+    Given a row written to the "audit" schema as "audit_adapter"
+    And a key written under "audit:" as "audit-adapter"
+    When Redis and PostgreSQL are stopped and started again with docker compose
+    Then the row is still in the "audit" schema
+    And the key is still in Redis
+
   @bdd_down_up @changes_stack
   Scenario: Brought down and up again, Redis and PostgreSQL keep their data in their volumes
     Given a row written to the "audit" schema as "audit_adapter"
@@ -35,3 +43,11 @@ Feature: BDD criterion: Redis and PostgreSQL up and down with Docker, networked,
     And the stack is brought up again
     Then the row is still in the "audit" schema
     And the key is still in Redis
+
+  @bdd_down_volumes @changes_stack @removes_volumes
+  Scenario: Brought down with its volumes, the stack comes back empty
+    Given a row written to the "audit" schema as "audit_adapter"
+    When the stack is brought down with its volumes
+    Then none of the stack's named volumes is left
+    When the stack is brought up again
+    Then the row is no longer in the "audit" schema

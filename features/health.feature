@@ -39,9 +39,9 @@ Feature: 5. Database connection health checks
 
   @checklist_5_6 @changes_stack
   Scenario: Health check validation script
-    Then the operator's validate command passes on the stack
+    Then the operator's validate command passes for the "bdd_healthy" scenarios
     When the "redis" healthcheck starts failing
-    Then the operator's validate command fails, naming "redis"
+    Then the operator's validate command fails for the "bdd_healthy" scenarios, naming "redis"
 
   @checklist_5_7
   Scenario: Cross-service connectivity

@@ -1,6 +1,7 @@
 """Steps about health checks and connection handling (section 5)."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -137,24 +138,22 @@ def _start_intervals(stack, evidence):
     problems.raise_any()
 
 
-def _validate(stack, evidence, tmp_path) -> Fact:
+def _validate(stack, evidence, tmp_path, select: str) -> Fact:
     """Run the operator's validate command against this stack, as an operator would."""
     env_values = {k: v for k, v in stack.settings.values.items()
                   if k.startswith(("TSE_", "REDIS_HOST", "POSTGRES_HOST"))}
     command = [sys.executable, str(ROOT / "infra/host/stackctl.py"), f"--project-name={stack.project}",
-               f"--env-file={stack.settings.env_file}", "validate", f"--reports-dir={tmp_path}"]
-    import os
-
+               f"--env-file={stack.settings.env_file}", "validate", f"--reports-dir={tmp_path}", f"--select={select}"]
     result = subprocess.run(command, cwd=ROOT, env={**os.environ, **env_values}, capture_output=True, text=True,
                             timeout=600)
     output = (result.stdout + result.stderr).strip()
-    return evidence.record(Fact("stackctl validate", stack.project, {"exit_code": result.returncode},
+    return evidence.record(Fact(f"stackctl validate --select {select}", stack.project, {"exit_code": result.returncode},
                                 raw=output[-4000:]))
 
 
-@then("the operator's validate command passes on the stack")
-def _validate_passes(stack, evidence, tmp_path):
-    fact = _validate(stack, evidence, tmp_path / "healthy")
+@then(parsers.parse('the operator\'s validate command passes for the "{select}" scenarios'))
+def _validate_passes(stack, evidence, tmp_path, select):
+    fact = _validate(stack, evidence, tmp_path / "healthy", select)
     expect(fact.observed["exit_code"] == 0, "stackctl validate on a healthy stack", "exit 0",
            f"exit {fact.observed['exit_code']}:\n{fact.raw[-1500:]}", fact)
 
@@ -171,9 +170,9 @@ def _break_healthcheck(stack, evidence, request, service):
            fact.observed, fact)
 
 
-@then(parsers.parse('the operator\'s validate command fails, naming "{service}"'))
-def _validate_fails(stack, evidence, tmp_path, service):
-    fact = _validate(stack, evidence, tmp_path / "broken")
+@then(parsers.parse('the operator\'s validate command fails for the "{select}" scenarios, naming "{service}"'))
+def _validate_fails(stack, evidence, tmp_path, select, service):
+    fact = _validate(stack, evidence, tmp_path / "broken", select)
     failed_lines = [line for line in fact.raw.splitlines() if line.startswith("FAILED")]
     expect(fact.observed["exit_code"] != 0 and any(service in line for line in failed_lines),
            "stackctl validate with a failing healthcheck", f"a non-zero exit and a FAILED line naming {service}",

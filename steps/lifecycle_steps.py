@@ -8,7 +8,7 @@ import pytest
 from pytest_bdd import given, parsers, then, when
 
 from steps.expect import expect
-from steps.probes import docker_engine, postgres_server, redis_server
+from steps.probes import Fact, docker_engine, postgres_server, redis_server
 
 
 def pytest_collection_modifyitems(config, items):
@@ -48,6 +48,30 @@ def _down_keep_volumes(stack, evidence):
         expect(fact.observed == [], f"{service} after down", "no running container", fact.observed, fact)
 
 
+@when("Redis and PostgreSQL are stopped and started again with docker compose")
+def _stop_start(stack, evidence):
+    stack.compose.stop_services("redis", "postgres")
+    for service in ("redis", "postgres"):
+        fact = evidence.record(docker_engine.state(stack.project, service))
+        expect(fact.observed["status"] == "exited", f"{service} after stop", "exited", fact.observed, fact)
+    stack.compose.start_services("redis", "postgres")
+    for service in ("redis", "postgres"):
+        evidence.record(docker_engine.state(stack.project, service))
+
+
+@when("the stack is brought down with its volumes")
+def _down_with_volumes(stack, evidence):
+    stack.compose.down_with_volumes()
+    evidence.record(Fact(f"docker compose -p {stack.project} down -v", stack.project, "done"))
+
+
+@then("none of the stack's named volumes is left")
+def _volumes_gone(stack, evidence):
+    fact = evidence.record(Fact(f"docker volume ls --filter label=com.docker.compose.project={stack.project}",
+                                stack.project, docker_engine.leftovers(stack.project)["volumes"]))
+    expect(fact.observed == [], "the stack's volumes after down -v", "none", fact.observed, fact)
+
+
 @when("the stack is brought up again")
 def _up_again(stack, evidence):
     stack.compose.up()
@@ -63,6 +87,20 @@ def _row_kept(evidence, written_row, schema):
         f"SELECT marker FROM {schema}.acceptance_lifecycle WHERE marker = '{written_row['marker']}'"))
     expect(fact.observed == [(written_row["marker"],)], "row written before down", "still there",
            fact.observed, fact, "PostgreSQL's data directory must be on the named volume postgres-data")
+
+
+@then(parsers.parse('the row is no longer in the "{schema}" schema'))
+def _row_gone(evidence, written_row, schema):
+    connection = written_row["connection"]
+    table = evidence.record(postgres_server.query(
+        *connection, f"SELECT to_regclass('{schema}.acceptance_lifecycle') IS NOT NULL")).observed[0][0]
+    rows = []
+    if table:
+        rows = evidence.record(postgres_server.query(
+            *connection, f"SELECT marker FROM {schema}.acceptance_lifecycle WHERE marker = '{written_row['marker']}'"
+        )).observed
+    expect(rows == [], "the row written before down -v", "gone with the volume", rows, None,
+           "down -v must remove the named volume postgres-data")
 
 
 @then("the key is still in Redis")

@@ -198,8 +198,12 @@ def pytest_sessionfinish(session):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Scenarios that stop and start services run last, so they cannot disturb the others."""
-    items.sort(key=lambda item: item.get_closest_marker("changes_stack") is not None)
+    """Scenarios that stop and start services run last, so they cannot disturb the others; the one
+    that removes the volumes runs very last."""
+    def rank(item) -> int:
+        return 2 if item.get_closest_marker("removes_volumes") else 1 if item.get_closest_marker("changes_stack") else 0
+
+    items.sort(key=rank)
 
 
 def pytest_report_header(config):

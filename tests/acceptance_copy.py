@@ -104,3 +104,16 @@ def read_cucumber(path: Path) -> dict:
 
 def volumes() -> set:
     return {v.name for v in docker_engine.client().volumes.list()}
+
+
+def changes_stack_tags() -> set:
+    """The tags of the scenarios tagged @changes_stack (they stop or start services)."""
+    import re
+
+    tags = set()
+    for feature in (ROOT / "features").glob("*.feature"):
+        for tag_line in re.findall(r"^\s*(@.*)\n\s*Scenario", feature.read_text(), flags=re.M):
+            found = set(re.findall(r"@(\w+)", tag_line))
+            if "changes_stack" in found:
+                tags |= found - {"changes_stack", "removes_volumes"}
+    return tags

@@ -26,6 +26,8 @@ class Fault:
     edits: tuple
     fails: frozenset
     exact: bool = True
+    # An external volume the fault's compose file needs; the harness creates and removes it.
+    external_volume: str | None = None
 
     def apply(self, root: Path) -> None:
         for edit in self.edits:
@@ -37,8 +39,8 @@ class Fault:
             target.write_text(re.sub(edit.pattern, edit.replacement, text, flags=re.M))
 
 
-def fault(name: str, why: str, edits: list, fails: set, exact: bool = True) -> Fault:
-    return Fault(name, why, tuple(Edit(*e) for e in edits), frozenset(fails), exact)
+def fault(name: str, why: str, edits: list, fails: set, exact: bool = True, external_volume=None) -> Fault:
+    return Fault(name, why, tuple(Edit(*e) for e in edits), frozenset(fails), exact, external_volume)
 
 
 REDIS_CONF = "infra/redis/redis.conf"
@@ -51,7 +53,7 @@ INIT_SQL = "infra/postgres/init/01-init-schemas.sql"
 FAULTS = [
     # Section 1: Redis
     fault("redis-port-on-all-interfaces", "Redis published on every interface, not 127.0.0.1",
-          [(COMPOSE, r'"127\.0\.0\.1:(\$\{REDIS_HOST_PORT)', r'"\1')], {"checklist_1_1"}),
+          [(COMPOSE, r'"127\.0\.0\.1:(\$\{REDIS_HOST_PORT)', r'"\1')], {"checklist_1_1", "checklist_3_3"}),
     fault("redis-wrong-address", "Redis at .11 instead of its documented .10",
           [(COMPOSE, r"(ipv4_address: \$\{TSE_SUBNET_PREFIX:-172\.20\}\.0\.)10", r"\g<1>11")],
           {"checklist_1_1", "bdd_network"}),
@@ -59,6 +61,9 @@ FAULTS = [
           [(COMPOSE, r"^\s+- redis-data:/data\n", "")], {"checklist_1_1", "bdd_down_up"}),
     fault("redis-appendonly-off", "Redis without its append-only file",
           [(REDIS_CONF, r"^appendonly yes", "appendonly no")], {"checklist_1_2"}),
+    fault("redis-no-persistence", "Redis with neither an append-only file nor snapshots: a restart loses its data",
+          [(REDIS_CONF, r"^appendonly yes", "appendonly no"), (REDIS_CONF, r"^save .*$", 'save ""')],
+          {"checklist_1_2", "bdd_stop_start", "bdd_down_up"}),
     fault("redis-default-user-on", "the default user enabled (with a password, so protected mode stays off)",
           [(USERS_ACL, r"^user default off .*$",
             "user default on #37a8eec1ce19687d132fe29051dca629d164e2c4958ba141d5f4133a33f0688f ~* &* +@all")],
@@ -82,13 +87,13 @@ FAULTS = [
     fault("redis-maxmemory-1gb", "maxmemory 1gb instead of 4gb",
           [(REDIS_CONF, r"^maxmemory 4gb", "maxmemory 1gb")], {"checklist_1_5"}),
     fault("redis-healthcheck-ignores-errors", "a Redis healthcheck that passes whatever Redis answers",
-          [(COMPOSE, r"ping \| grep -qx PONG", "ping || true")], {"checklist_1_6"}),
+          [(COMPOSE, r"ping \| grep -qx PONG", "ping || true")], {"checklist_1_6", "checklist_5_2"}),
     fault("redis-healthcheck-user-without-info", "the healthcheck user cannot run INFO",
           [(USERS_ACL, r"(user healthcheck on .*) \+info$", r"\1")], {"checklist_1_7"}),
     fault("redis-health-degraded", "a Redis healthcheck that passed once, at start, and fails since",
           [(COMPOSE, r'test: \["CMD-SHELL", "REDISCLI_AUTH.*$',
             'test: ["CMD-SHELL", "test ! -e /tmp/checked-once && touch /tmp/checked-once"]')],
-          {"checklist_1_6", "bdd_healthy"}),
+          {"checklist_1_6", "checklist_5_2", "bdd_healthy"}),
     # Section 2: PostgreSQL
     fault("postgres-no-shm-size", "PostgreSQL with Docker's default 64 MB /dev/shm",
           [(COMPOSE, r"^\s+shm_size: \S+\n", "")], {"checklist_2_1"}),
@@ -116,8 +121,44 @@ FAULTS = [
           [(COMPOSE, r"(  postgres:\n)", r'\1    profiles: ["optional"]\n')], {"bdd_brought_up"}, exact=False),
     fault("network-wrong-gateway", "the network's gateway not the declared one",
           [(COMPOSE, r"gateway: \$\{TSE_SUBNET_PREFIX:-172\.20\}\.0\.1", "gateway: ${TSE_SUBNET_PREFIX:-172.20}.0.254")],
-          {"bdd_network"}),
+          {"bdd_network", "checklist_3_2"}),
     fault("postgres-listens-on-loopback", "PostgreSQL listening inside its container only",
           [(PG_CONF, r"^listen_addresses = '\*'", "listen_addresses = 'localhost'")],
           {"bdd_discoverable"}, exact=False),
+
+    # Section 3: compose orchestration
+    fault("compose-version-key", "a Compose v1 `version:` key",
+          [(COMPOSE, r"^name: trading-ecosystem\n", 'version: "3.8"\nname: trading-ecosystem\n')],
+          {"checklist_3_1"}),
+    fault("network-subnet-changed", "the network on a /24 instead of the documented 172.20.0.0/16",
+          [(COMPOSE, r"(subnet: \$\{TSE_SUBNET_PREFIX:-172\.20\}\.0\.0)/16", r"\1/24")],
+          {"checklist_3_2", "bdd_network"}),
+    fault("postgres-off-the-network", "postgres on the project's default network instead of trading-ecosystem",
+          [(COMPOSE, r"networks:\n      trading-ecosystem:\n        ipv4_address: \$\{TSE_SUBNET_PREFIX:-172\.20\}\.0\.20",
+            "networks:\n      - default")],
+          {"checklist_3_2", "checklist_5_7"}, exact=False),
+    fault("postgres-depends-on-started", "a dependency that waits for the container to start, not to be healthy",
+          [(COMPOSE, r"(  postgres:\n)", r"\1    depends_on:\n      redis:\n        condition: service_started\n")],
+          {"checklist_3_4", "checklist_5_4"}),
+    fault("redis-container-name-fixed", "a fixed container_name, so two copies of the stack cannot coexist",
+          [(COMPOSE, r"(  redis:\n)", r"\1    container_name: redis\n")], {"checklist_3_5"}),
+    fault("redis-no-memory-limit", "Redis without a memory limit",
+          [(COMPOSE, r"limits: \{ memory: 5g, ", "limits: { ")], {"checklist_3_6"}),
+    fault("postgres-no-restart-policy", "postgres without a restart policy",
+          [(COMPOSE, r"    restart: unless-stopped\n(    deploy:\n      resources:\n        limits: \{ memory: 2g)", r"\1")],
+          {"checklist_3_7"}),
+    # Section 5: health checks
+    fault("postgres-healthcheck-always-passes", "a PostgreSQL healthcheck that is `exit 0`",
+          [(COMPOSE, r'test: \["CMD-SHELL", "pg_isready.*$', 'test: ["CMD-SHELL", "exit 0"]')],
+          {"checklist_5_1"}, exact=False),
+    fault("postgres-healthcheck-timeout-30s", "a healthcheck that may hang for 30 s, as long as its interval",
+          [(COMPOSE, r"timeout: 5s", "timeout: 30s")], {"checklist_5_3"}),
+    fault("redis-healthcheck-interval-60s", "a Redis healthcheck every 60 s",
+          [(COMPOSE, r'(grep -qx PONG"\]\n      interval: )15s', r"\g<1>60s")], {"checklist_5_5"}),
+    fault("validate-ignores-the-verdict", "an operator validate command that always says passed",
+          [("infra/host/stackctl.py", r"(reports in \{reports\}\)\"\)\n)    return result\.returncode\n", r"\1    return 0\n")], {"checklist_5_6"}),
+    # Lifecycle
+    fault("postgres-data-on-external-volume", "PostgreSQL data on an external volume that `down -v` keeps",
+          [(COMPOSE, r"^  postgres-data:\n", "  postgres-data:\n    external: true\n    name: tse-fault-external-pgdata\n")],
+          {"checklist_2_7", "bdd_down_volumes"}, external_volume="tse-fault-external-pgdata"),
 ]

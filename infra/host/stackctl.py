@@ -3,7 +3,7 @@
     stackctl up                      build what is missing, start, wait until every service is healthy
     stackctl down [--volumes]        stop and remove the containers; volumes are kept unless --volumes
     stackctl status                  services, state, health, addresses and published ports
-    stackctl validate                the acceptance suite in attach mode; exit code is the verdict
+    stackctl validate [--select TAGS] the acceptance suite in attach mode; exit code is the verdict
     stackctl logs [SERVICE ...]      the services' logs (--tail N, --follow)
 
 Options before the command: --project-name (default trading-ecosystem, env TSE_PROJECT) and
@@ -97,7 +97,10 @@ def cmd_up(args) -> int:
 def cmd_down(args) -> int:
     _require_engine()
     settings, compose = _compose(args)
-    _require_stack(settings.project)
+    if not docker_engine.project_containers(settings.project) and not (
+            args.volumes and docker_engine.leftovers(settings.project)["volumes"]):
+        raise CommandError(f"nothing to take down under compose project {settings.project}. "
+                           f"Hint: pass --project-name.")
     result = compose.run("down", *(["--volumes"] if args.volumes else []))
     sys.stderr.write(result.stderr)
     return result.returncode
@@ -129,9 +132,9 @@ def checklist_summary(cucumber: dict, feature_dir: Path) -> tuple[list, list]:
                 verdicts[tag] = "failed" if "failed" in (verdicts.get(tag), verdict) else verdict
             if failed:
                 message = (failed[0]["result"].get("error_message") or "").strip().splitlines()
-                # pytest marks the exception's lines with "E"; the first one says what failed.
+                # pytest marks the exception's lines with "E"; the first few say what failed.
                 marked = [m[1:].strip() for m in message if m.startswith("E ")]
-                failures.append((element["name"], (marked or message or [""])[0]))
+                failures.append((element["name"], " ".join(marked[:3]) if marked else (message or [""])[-1]))
     return [(tag, verdicts.get(tag, "not run")) for tag in tags], failures
 
 
@@ -145,7 +148,8 @@ def cmd_validate(args) -> int:
     command = [sys.executable, "-m", "pytest", "features/", "-q", "-p", "no:cacheprovider", "--stack=attach",
                f"--project-name={settings.project}", f"--env-file={settings.env_file}",
                f"--html={reports / 'acceptance.html'}", "--self-contained-html",
-               f"--cucumberjson={reports / 'cucumber.json'}", f"--junitxml={reports / 'junit.xml'}"]
+               f"--cucumberjson={reports / 'cucumber.json'}", f"--junitxml={reports / 'junit.xml'}",
+               *(["-m", args.select] if args.select else [])]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     cucumber_path = reports / "cucumber.json"
     cucumber = json.loads(cucumber_path.read_text()) if cucumber_path.exists() else []
@@ -170,7 +174,9 @@ def main(argv=None) -> int:
     down.set_defaults(run=cmd_down)
     commands.add_parser("status", help="services, health, addresses, ports").set_defaults(run=cmd_status)
     validate = commands.add_parser("validate", help="run the acceptance suite against the running stack")
-    validate.add_argument("--reports-dir", default=None)
+    validate.add_argument("--reports-dir", default=None, help="where to write the reports (default reports/validate)")
+    validate.add_argument("--select", default=None, metavar="TAGS",
+                          help='only the scenarios with these tags, e.g. "section_5 or bdd_healthy" (pytest -m)')
     validate.set_defaults(run=cmd_validate)
     logs = commands.add_parser("logs", help="the services' logs")
     logs.add_argument("services", nargs="*")

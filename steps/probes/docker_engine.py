@@ -278,7 +278,7 @@ def run_healthcheck_without_server(project: str, service: str) -> Fact:
             exit_code = scratch.wait(timeout=60)["StatusCode"]
             output = scratch.logs()
         finally:
-            scratch.remove(force=True)
+            scratch.remove(force=True, v=True)  # and the anonymous volumes its image declares
     except DockerException as error:
         raise ProbeError(f"service {service}: could not run its healthcheck in a scratch container: {error}") from error
     text = output.decode(errors="replace").strip()

@@ -22,6 +22,7 @@ from testcontainers.compose import DockerCompose
 
 from steps.probes import docker_engine
 from steps.probes.facts import StackError
+from steps.probes.waiting import WaitTimeout, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULTS = {
@@ -278,12 +279,35 @@ class ComposeStack(DockerCompose):
         lines.append(f"  compose said: {compose_output.splitlines()[-1] if compose_output else '(nothing)'}")
         return "\n".join(lines)
 
+    def stop_services(self, *services: str) -> None:
+        """`docker compose stop`: the containers stay, stopped, with their data."""
+        result = self.run("stop", "--timeout", "10", *services)
+        if result.returncode != 0:
+            raise StackError(f"docker compose stop failed: {result.stderr.strip()}")
+
+    def start_services(self, *services: str) -> None:
+        """`docker compose start`, then wait (bounded) until each service is healthy again."""
+        result = self.run("start", *services)
+        if result.returncode != 0:
+            raise StackError(f"docker compose start failed: {result.stderr.strip()}")
+        try:
+            wait_until(lambda: all(docker_engine.health(self.project, s).observed == "healthy" for s in services),
+                       timeout=self.wait_timeout, interval=0.25, description=f"{', '.join(services)} healthy")
+        except WaitTimeout as error:
+            raise StackError(self.describe_failure(str(error))) from None
+
     def stop_keeping_volumes(self) -> None:
         """`down` without -v: containers and network go, the named volumes and their data stay."""
         self.released_volumes |= self._anonymous_volumes()
         result = self.run("down", "--timeout", "10")
         if result.returncode != 0:
             raise StackError(f"docker compose down failed: {result.stderr.strip()}")
+
+    def down_with_volumes(self) -> None:
+        """`down -v` in the middle of a run (a scenario's action); `up` brings the stack back."""
+        result = self.run("down", "-v", "--timeout", "10")
+        if result.returncode != 0:
+            raise StackError(f"docker compose down -v failed: {result.stderr.strip()}")
 
     def down(self) -> None:
         """`down -v --remove-orphans` for this project only; the volumes it removes are the
@@ -304,13 +328,17 @@ class ComposeStack(DockerCompose):
                 pass
 
     def _anonymous_volumes(self) -> set:
-        """Volumes mounted by the project's containers that are not the project's named volumes."""
-        return {
+        """Anonymous volumes (Docker labels them com.docker.volume.anonymous) mounted by the
+        project's containers; named and external volumes are never among them."""
+        names = {
             mount["Name"]
             for container in docker_engine.project_containers(self.project)
             for mount in container.attrs.get("Mounts", [])
-            if mount.get("Type") == "volume" and not mount["Name"].startswith(f"{self.project}_")
+            if mount.get("Type") == "volume"
         }
+        engine = docker_engine.client()
+        return {name for name in names
+                if "com.docker.volume.anonymous" in (engine.volumes.get(name).attrs.get("Labels") or {})}
 
 
 def compose_for(settings: StackSettings, workdir: Path) -> ComposeStack:

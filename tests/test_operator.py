@@ -1,0 +1,107 @@
+"""The operator commands (infra/host/stackctl): clear failures without Docker or a stack, and the
+whole up / status / logs / validate / down cycle on an isolated copy of the stack."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from steps.probes import docker_engine
+from tests.acceptance_copy import copy_repository, isolated_environment, volumes
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "infra/host"))
+import stackctl  # noqa: E402
+
+
+def test_status_table_lines_up_its_columns():
+    table = stackctl.format_table(("SERVICE", "HEALTH"), [("redis", "healthy"), ("postgres", "starting")])
+    assert table.splitlines() == ["SERVICE   HEALTH", "redis     healthy", "postgres  starting"]
+
+
+def test_checklist_summary_gives_each_item_its_verdict_and_names_failures(tmp_path):
+    features = tmp_path / "features"
+    features.mkdir()
+    (features / "a.feature").write_text("@checklist_1_1\nScenario: x\n@checklist_1_2\nScenario: y\n@checklist_1_3\n")
+    step = lambda status, message=None: {"result": {"status": status, **({"error_message": message} if message else {})}}  # noqa: E731
+    cucumber = [{"elements": [
+        {"name": "x", "tags": [{"name": "checklist_1_1"}], "steps": [step("passed")]},
+        {"name": "y", "tags": [{"name": "checklist_1_2"}],
+         "steps": [step("failed", "    def f():\n>       raise\nE   AssertionError: redis health: expected healthy")]},
+    ]}]
+    rows, failures = stackctl.checklist_summary(cucumber, features)
+    assert rows == [("checklist_1_1", "passed"), ("checklist_1_2", "failed"), ("checklist_1_3", "not run")]
+    assert failures == [("y", "AssertionError: redis health: expected healthy")]
+
+
+def test_checklist_summary_keeps_the_first_lines_of_a_multi_line_failure(tmp_path):
+    (tmp_path / "a.feature").write_text("@checklist_5_6\n")
+    message = "E   AssertionError: healthchecks run now:\nE     - expected redis exit 0\nE     - more\nE     - most"
+    cucumber = [{"elements": [{"name": "z", "tags": [{"name": "checklist_5_6"}],
+                               "steps": [{"result": {"status": "failed", "error_message": message}}]}]}]
+    _, failures = stackctl.checklist_summary(cucumber, tmp_path)
+    assert failures == [("z", "AssertionError: healthchecks run now: - expected redis exit 0 - more")]
+
+
+def _stackctl(copy: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(copy / "infra/host/stackctl.py"), *args], cwd=copy, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.faults
+def test_commands_say_clearly_when_there_is_no_engine(tmp_path):
+    copy = copy_repository(tmp_path / "stack")
+    env = isolated_environment("tse-operator", DOCKER_HOST="unix:///nonexistent/docker.sock")
+    for command in ("status", "validate", "logs", "down"):
+        result = _stackctl(copy, env, command)
+        assert result.returncode == 2, (command, result.stderr)
+        assert result.stderr.startswith(f"stackctl {command}: no Docker engine answers"), result.stderr
+        assert "Traceback" not in result.stderr
+
+
+@pytest.mark.faults
+def test_commands_say_clearly_when_there_is_no_stack(tmp_path):
+    copy = copy_repository(tmp_path / "stack")
+    env = isolated_environment("tse-operator-absent")
+    result = _stackctl(copy, env, "--project-name=tse-operator-absent", "status")
+    assert result.returncode == 2
+    assert "no stack is running under compose project tse-operator-absent" in result.stderr
+
+
+@pytest.mark.faults
+def test_up_status_logs_validate_down_on_an_isolated_copy(tmp_path):
+    copy = copy_repository(tmp_path / "stack")
+    project, before = "tse-operator-cycle", volumes()
+    env = isolated_environment(project)
+    run = lambda *args: _stackctl(copy, env, f"--project-name={project}", *args)  # noqa: E731
+    try:
+        up = run("up")
+        assert up.returncode == 0, up.stderr
+        status = run("status")
+        assert status.returncode == 0
+        lines = status.stdout.splitlines()
+        assert lines[0].split() == ["SERVICE", "STATE", "HEALTH", "ADDRESS", "PORTS"]
+        redis_row = next(line for line in lines if line.startswith("redis"))
+        assert f"{env['TSE_SUBNET_PREFIX']}.0.10" in redis_row and f"127.0.0.1:{env['REDIS_HOST_PORT']}->6379/tcp" in redis_row
+        assert "healthy" in redis_row
+        logs = run("logs", "redis", "--tail", "5")
+        assert logs.returncode == 0 and "redis" in logs.stdout
+        validate = run("validate", f"--reports-dir={tmp_path / 'reports'}")
+        assert validate.returncode == 0, validate.stdout[-3000:]
+        assert re.search(r"^checklist_1_5\s+passed$", validate.stdout, flags=re.M), validate.stdout
+        assert re.search(r"^checklist_3_7\s+not run$", validate.stdout, flags=re.M), "attach mode skips restarts"
+        assert "validate: passed" in validate.stdout
+        down = run("down")
+        assert down.returncode == 0
+        assert docker_engine.leftovers(project)["volumes"], "down without --volumes keeps the volumes"
+        assert docker_engine.leftovers(project)["containers"] == []
+        removed = run("down", "--volumes")
+        assert removed.returncode == 0, removed.stderr
+        assert docker_engine.leftovers(project)["volumes"] == []
+    finally:
+        subprocess.run(["docker", "compose", "-p", project, "down", "-v"], capture_output=True)
+    assert docker_engine.leftovers(project) == {"containers": [], "networks": [], "volumes": []}
+    assert volumes() - before == set()
