@@ -16,6 +16,7 @@ pytest_plugins = [
     "steps.postgres_steps",
     "steps.compose_steps",
     "steps.health_steps",
+    "steps.registry_steps",
     "steps.lifecycle_steps",
 ]
 

@@ -21,6 +21,7 @@ Feature: BDD criterion: Redis and PostgreSQL up and down with Docker, networked,
     Then Redis answers PING from the host as the "healthcheck" user
     And PostgreSQL accepts the "monitor" role from the host
     And inside the network, "redis" on port 6379 and "postgres" on port 5432 answer by name
+    And the registry reports "redis" and "postgres" healthy, with their endpoints
 
   @bdd_healthy
   Scenario: Redis and PostgreSQL are in good health

@@ -141,7 +141,7 @@ def _start_intervals(stack, evidence):
 def _validate(stack, evidence, tmp_path, select: str) -> Fact:
     """Run the operator's validate command against this stack, as an operator would."""
     env_values = {k: v for k, v in stack.settings.values.items()
-                  if k.startswith(("TSE_", "REDIS_HOST", "POSTGRES_HOST"))}
+                  if k.startswith("TSE_") or k.endswith("_HOST_PORT")}
     command = [sys.executable, str(ROOT / "infra/host/stackctl.py"), f"--project-name={stack.project}",
                f"--env-file={stack.settings.env_file}", "validate", f"--reports-dir={tmp_path}", f"--select={select}"]
     result = subprocess.run(command, cwd=ROOT, env={**os.environ, **env_values}, capture_output=True, text=True,

@@ -118,11 +118,12 @@ class StackLauncher:
         compose = self.stack.compose
         if self.started:
             compose.wait_up()
-        else:
-            unhealthy = [s for s in compose.service_names
-                         if docker_engine.health(self.stack.project, s).observed != "healthy"]
-            if unhealthy:
-                raise StackError(compose.describe_failure(f"attach mode: not healthy: {', '.join(unhealthy)}"))
+        # Docker's own word, whatever `up --wait` returned (seen here: compose 2.26 once returned 0
+        # with a service still starting) and in attach mode.
+        unhealthy = [s for s in compose.service_names
+                     if docker_engine.health(self.stack.project, s).observed != "healthy"]
+        if unhealthy:
+            raise StackError(compose.describe_failure(f"not healthy: {', '.join(unhealthy)}"))
         return self.stack
 
     def stop(self) -> None:

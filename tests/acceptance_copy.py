@@ -52,6 +52,7 @@ def isolated_environment(project: str, **extra: str) -> dict:
         "TSE_SUBNET_PREFIX": free_subnet_prefix(),
         "REDIS_HOST_PORT": str(free_port()),
         "POSTGRES_HOST_PORT": str(free_port()),
+        "REGISTRY_HOST_PORT": str(free_port()),
         "TESTCONTAINERS_RYUK_DISABLED": "true",
     })
     env.update(extra)

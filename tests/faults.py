@@ -28,6 +28,9 @@ class Fault:
     exact: bool = True
     # An external volume the fault's compose file needs; the harness creates and removes it.
     external_volume: str | None = None
+    # A fault that keeps the stack from ever getting healthy: the run must stop with one clear
+    # error naming this service (exit 3) instead of running scenarios.
+    aborts: str | None = None
 
     def apply(self, root: Path) -> None:
         for edit in self.edits:
@@ -39,8 +42,9 @@ class Fault:
             target.write_text(re.sub(edit.pattern, edit.replacement, text, flags=re.M))
 
 
-def fault(name: str, why: str, edits: list, fails: set, exact: bool = True, external_volume=None) -> Fault:
-    return Fault(name, why, tuple(Edit(*e) for e in edits), frozenset(fails), exact, external_volume)
+def fault(name: str, why: str, edits: list, fails: set, exact: bool = True, external_volume=None,
+          aborts=None) -> Fault:
+    return Fault(name, why, tuple(Edit(*e) for e in edits), frozenset(fails), exact, external_volume, aborts)
 
 
 REDIS_CONF = "infra/redis/redis.conf"
@@ -49,6 +53,8 @@ COMPOSE = "docker-compose.yml"
 PG_CONF = "infra/postgres/postgresql.conf"
 PG_HBA = "infra/postgres/pg_hba.conf"
 INIT_SQL = "infra/postgres/init/01-init-schemas.sql"
+REGISTRY_APP = "infra/service-registry/registry/app.py"
+REGISTRY_STORE = "infra/service-registry/registry/store.py"
 
 FAULTS = [
     # Section 1: Redis
@@ -69,19 +75,19 @@ FAULTS = [
             "user default on #37a8eec1ce19687d132fe29051dca629d164e2c4958ba141d5f4133a33f0688f ~* &* +@all")],
           {"checklist_1_3"}),
     fault("redis-default-user-on-nopass", "the default user enabled without a password: protected mode "
-          "then refuses every client from outside the container, so all of Redis fails",
+          "then refuses every client from outside the container, the registry included",
           [(USERS_ACL, r"^user default off .*$", "user default on nopass ~* &* +@all")],
-          {"checklist_1_3", "checklist_1_2", "checklist_1_5"}, exact=False),
+          set(), aborts="service-registry"),
     fault("redis-domain-user-all-keys", "a domain user given ~* instead of its own prefix",
           [(USERS_ACL, r"(user market-data-adapter on \S+ resetkeys )~market-data:\*", r"\1~*")],
-          {"checklist_1_3", "checklist_1_4"}),
+          {"checklist_1_3", "checklist_1_4", "checklist_4_5"}),
     fault("redis-service-user-dangerous", "a service user given +@dangerous",
           [(USERS_ACL, r"(&registry:\* .*)-@dangerous$", r"\1+@dangerous")], {"checklist_1_3"}),
     fault("redis-plain-text-password", "a plain-text password in users.acl",
           [(USERS_ACL, r"(user healthcheck on )#[0-9a-f]+", r"\1>healthcheck-dev-password")], {"checklist_1_3"}),
     fault("redis-registry-wrong-prefix", "the registry user confined to keys the registry does not use",
           [(USERS_ACL, r"(user registry-service on \S+ resetkeys )~registry:\*", r"\1~services:*")],
-          {"checklist_1_4"}),
+          {"checklist_1_4", "checklist_4_1"}, exact=False),
     fault("redis-lru", "LRU eviction instead of LFU",
           [(REDIS_CONF, r"^maxmemory-policy allkeys-lfu", "maxmemory-policy allkeys-lru")], {"checklist_1_5"}),
     fault("redis-maxmemory-1gb", "maxmemory 1gb instead of 4gb",
@@ -118,7 +124,7 @@ FAULTS = [
           {"checklist_2_7", "bdd_down_up"}),
     # The BDD criterion
     fault("postgres-not-started", "postgres left out of a plain `docker compose up` (behind a profile)",
-          [(COMPOSE, r"(  postgres:\n)", r'\1    profiles: ["optional"]\n')], {"bdd_brought_up"}, exact=False),
+          [(COMPOSE, r"^(  postgres:\n)", r'\1    profiles: ["optional"]\n')], {"bdd_brought_up"}, exact=False),
     fault("network-wrong-gateway", "the network's gateway not the declared one",
           [(COMPOSE, r"gateway: \$\{TSE_SUBNET_PREFIX:-172\.20\}\.0\.1", "gateway: ${TSE_SUBNET_PREFIX:-172.20}.0.254")],
           {"bdd_network", "checklist_3_2"}),
@@ -138,10 +144,10 @@ FAULTS = [
             "networks:\n      - default")],
           {"checklist_3_2", "checklist_5_7"}, exact=False),
     fault("postgres-depends-on-started", "a dependency that waits for the container to start, not to be healthy",
-          [(COMPOSE, r"(  postgres:\n)", r"\1    depends_on:\n      redis:\n        condition: service_started\n")],
+          [(COMPOSE, r"^(  postgres:\n)", r"\1    depends_on:\n      redis:\n        condition: service_started\n")],
           {"checklist_3_4", "checklist_5_4"}),
     fault("redis-container-name-fixed", "a fixed container_name, so two copies of the stack cannot coexist",
-          [(COMPOSE, r"(  redis:\n)", r"\1    container_name: redis\n")], {"checklist_3_5"}),
+          [(COMPOSE, r"^(  redis:\n)", r"\1    container_name: redis\n")], {"checklist_3_5"}),
     fault("redis-no-memory-limit", "Redis without a memory limit",
           [(COMPOSE, r"limits: \{ memory: 5g, ", "limits: { ")], {"checklist_3_6"}),
     fault("postgres-no-restart-policy", "postgres without a restart policy",
@@ -152,7 +158,7 @@ FAULTS = [
           [(COMPOSE, r'test: \["CMD-SHELL", "pg_isready.*$', 'test: ["CMD-SHELL", "exit 0"]')],
           {"checklist_5_1"}, exact=False),
     fault("postgres-healthcheck-timeout-30s", "a healthcheck that may hang for 30 s, as long as its interval",
-          [(COMPOSE, r"timeout: 5s", "timeout: 30s")], {"checklist_5_3"}),
+          [(COMPOSE, r'(pg_isready.*\n      interval: 15s\n      )timeout: 5s', r"\1timeout: 30s")], {"checklist_5_3"}),
     fault("redis-healthcheck-interval-60s", "a Redis healthcheck every 60 s",
           [(COMPOSE, r'(grep -qx PONG"\]\n      interval: )15s', r"\g<1>60s")], {"checklist_5_5"}),
     fault("validate-ignores-the-verdict", "an operator validate command that always says passed",
@@ -161,4 +167,37 @@ FAULTS = [
     fault("postgres-data-on-external-volume", "PostgreSQL data on an external volume that `down -v` keeps",
           [(COMPOSE, r"^  postgres-data:\n", "  postgres-data:\n    external: true\n    name: tse-fault-external-pgdata\n")],
           {"checklist_2_7", "bdd_down_volumes"}, external_volume="tse-fault-external-pgdata"),
+
+    # Section 4: the service registry
+    fault("registry-deregister-always-204", "DELETE answers 204 even for an unknown instance",
+          [(REGISTRY_APP, r"if not store\.delete\(name, instance_id\):", "if not (store.delete(name, instance_id) or True):")],
+          {"checklist_4_1"}),
+    fault("registry-status-filter-ignored", "discovery ignores ?status=",
+          [(REGISTRY_APP, r"            instances = \[i for i in instances if i\[\"status\"\] == status\]\n", "")],
+          {"checklist_4_2"}),
+    fault("registry-ttl-ignored", "instances stored without a TTL: silent ones never disappear",
+          [(REGISTRY_STORE, r"            pipe\.expire\(k, ttl_s\)\n            existed", "            existed")],
+          {"checklist_4_3", "checklist_4_5"}),
+    fault("registry-health-always-200", "a /health that answers 200 even when Redis is away",
+          [(REGISTRY_APP, r'"reason": f"Redis is unavailable: \{error\}"\}, status_code=503\)',
+            '"reason": f"Redis is unavailable: {error}"}, status_code=200)')],
+          {"checklist_4_3"}),
+    fault("registry-infrastructure-written-once", "infrastructure status written once at start, never probed again",
+          [("infra/service-registry/registry/infrastructure.py", r"await asyncio\.sleep\(self\.interval_s\)", "return")],
+          {"checklist_4_3"}, exact=False),
+    fault("registry-keys-instead-of-scan", "KEYS instead of SCAN: NOPERM under the registry's ACL user",
+          [(REGISTRY_STORE, r"return sorted\(self\.redis\.scan_iter\(match=pattern, count=1000\)\)",
+            "return sorted(self.redis.keys(pattern))")],
+          set(), aborts="service-registry"),
+    fault("registry-port-on-all-interfaces", "the registry published on every interface",
+          [(COMPOSE, r'"127\.0\.0\.1:(\$\{REGISTRY_HOST_PORT)', r'"\1')], {"checklist_4_4", "checklist_3_3"}),
+    fault("registry-depends-on-started", "the registry starts without waiting for Redis to be healthy",
+          [(COMPOSE, r"(    depends_on:\n      redis:\n        condition: )service_healthy", r"\1service_started")],
+          {"checklist_4_4", "checklist_3_4", "checklist_5_4"}),
+    fault("registry-ports-not-derived", "http_port and grpc_port not derived from the sibling's endpoints",
+          [("infra/service-registry/registry/models.py", r'"http_port": str\(http_port or ""\),', '"http_port": "",')],
+          {"checklist_4_6"}),
+    fault("registry-cors-closed", "the dashboard's origin not allowed",
+          [(COMPOSE, r"REGISTRY_CORS_ORIGINS:-http://localhost:3000,http://127\.0\.0\.1:3000",
+            "REGISTRY_CORS_ORIGINS:-https://dashboard.invalid")], {"checklist_4_7"}),
 ]

@@ -24,7 +24,7 @@ def scenario_tags() -> set:
 
 
 def test_every_scenario_has_a_fault(scenario_tags):
-    caught = set().union(*(f.fails for f in FAULTS))
+    caught = set().union(*(f.fails for f in FAULTS if not f.aborts))
     assert scenario_tags - caught == set(), f"scenarios no fault proves can fail: {sorted(scenario_tags - caught)}"
 
 
@@ -44,6 +44,11 @@ def test_fault_is_caught(fault, tmp_path):
         if fault.external_volume:
             docker_engine.client().volumes.get(fault.external_volume).remove(force=True)
 
+    if fault.aborts:
+        assert run.exit_code == 3, f"{fault.name}: expected the run to stop (exit 3), got {run.exit_code}"
+        assert f"  {fault.aborts}: " in run.output and "Traceback" not in run.output, run.output[-3000:]
+        _nothing_left(project, volumes_before)
+        return
     assert run.scenarios, f"{fault.name}: the acceptance run reported no scenario:\n{run.output[-3000:]}"
     assert run.exit_code == 1, f"{fault.name}: expected pytest exit 1 (scenarios failed), got {run.exit_code}"
     missed = fault.fails - run.failed_tags()
@@ -52,5 +57,9 @@ def test_fault_is_caught(fault, tmp_path):
         checked = {t for t in run.failed_tags() if t.startswith(("checklist_", "bdd_")) and t != "bdd_criterion"}
         collateral = checked - fault.fails
         assert not collateral, f"{fault.name}: scenarios failed beyond those named: {sorted(collateral)}"
+    _nothing_left(project, volumes_before)
+
+
+def _nothing_left(project: str, volumes_before: set) -> None:
     assert docker_engine.leftovers(project) == {"containers": [], "networks": [], "volumes": []}
-    assert volumes() - volumes_before == set(), f"{fault.name}: volumes left behind"
+    assert volumes() - volumes_before == set(), f"{project}: volumes left behind"

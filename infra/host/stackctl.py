@@ -144,7 +144,7 @@ def cmd_validate(args) -> int:
     _require_stack(settings.project)
     reports = Path(args.reports_dir or ROOT / "reports/validate")
     reports.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **{k: v for k, v in settings.values.items() if k.startswith(("TSE_", "REDIS_HOST", "POSTGRES_HOST"))}}
+    env = {**os.environ, **{k: v for k, v in settings.values.items() if k.startswith("TSE_") or k.endswith("_HOST_PORT")}}
     command = [sys.executable, "-m", "pytest", "features/", "-q", "-p", "no:cacheprovider", "--stack=attach",
                f"--project-name={settings.project}", f"--env-file={settings.env_file}",
                f"--html={reports / 'acceptance.html'}", "--self-contained-html",

@@ -215,3 +215,12 @@ def timed_ping(port: int, user: str, password: str, timeout: float) -> Fact:
         answer = f"{type(error).__name__}: {error}"
     seconds = round(time.monotonic() - started, 3)
     return Fact(f"PING (client timeout {timeout} s)", _where(port, user), {"answer": answer, "seconds": seconds})
+
+
+def stored_instance(port: int, user: str, password: str, key: str) -> Fact:
+    """As `user`: is `key` found by SCAN MATCH on its prefix, its TTL and its fields."""
+    prefix = key.rsplit(":", 1)[0] + ":*"
+    with connect(port, user, password) as conn:
+        found = key in set(conn.scan_iter(match=prefix, count=1000))
+        observed = {"found_by_scan": found, "ttl": conn.ttl(key), "fields": conn.hgetall(key)}
+    return Fact(f"SCAN MATCH {prefix}; TTL; HGETALL {key}", _where(port, user), observed)

@@ -30,9 +30,10 @@ DEFAULTS = {
     "TSE_SUBNET_PREFIX": "172.20",
     "REDIS_HOST_PORT": "6379",
     "POSTGRES_HOST_PORT": "5432",
+    "REGISTRY_HOST_PORT": "8080",
     "POSTGRES_DB": "trading_ecosystem",
 }
-PORT_VARIABLES = ("REDIS_HOST_PORT", "POSTGRES_HOST_PORT")
+PORT_VARIABLES = ("REDIS_HOST_PORT", "POSTGRES_HOST_PORT", "REGISTRY_HOST_PORT")
 
 
 def read_env_file(path: Path) -> dict:
@@ -265,7 +266,7 @@ class ComposeStack(DockerCompose):
         self.wait_up()
 
     def describe_failure(self, compose_output: str) -> str:
-        lines = [f"the stack did not get healthy within {self.wait_timeout} s."]
+        lines = [f"the stack is not healthy (waited up to {self.wait_timeout} s)."]
         for service in self.service_names:
             try:
                 fact = docker_engine.health(self.project, service)

@@ -1,0 +1,28 @@
+"""Facts from HTTP APIs published on 127.0.0.1 (the registry and, later, the other services)."""
+from __future__ import annotations
+
+import json as jsonlib
+
+import requests
+
+from steps.probes.facts import Fact, ProbeError
+
+TIMEOUT_S = 5
+
+
+def call(port: int, method: str, path: str, *, json=None, data=None, headers=None) -> Fact:
+    """One request to http://127.0.0.1:`port``path`; observed: {"status", "body", "headers"}, the
+    body parsed as JSON when it is JSON. Raises ProbeError when nothing answers."""
+    url = f"http://127.0.0.1:{port}{path}"
+    try:
+        response = requests.request(method, url, json=json, data=data, headers=headers, timeout=TIMEOUT_S)
+    except requests.RequestException as error:
+        raise ProbeError(f"{method} {url}: no answer ({error.__class__.__name__}: {error})") from error
+    try:
+        body = response.json()
+    except ValueError:
+        body = response.text
+    observed = {"status": response.status_code, "body": body,
+                "headers": {k.lower(): v for k, v in response.headers.items()}}
+    sent = "" if json is None else " " + jsonlib.dumps(json)[:300]
+    return Fact(f"{method} {path}{sent}", f"127.0.0.1:{port}", observed, raw=response.text[:2000])

@@ -1,0 +1,375 @@
+"""Steps about the service registry (section 4), through its API on 127.0.0.1 and its Redis keys."""
+from __future__ import annotations
+
+import time
+import uuid
+
+from pytest_bdd import given, parsers, then, when
+
+from steps.expect import Mismatches, expect
+from steps.probes import Fact, docker_engine, http_api, redis_server
+from steps.probes.waiting import WaitTimeout, wait_until
+
+# The registration a sibling service (risk-monitor) sends today, as it sends it.
+SIBLING_PAYLOAD = {
+    "name": "risk-monitor", "version": "0.1.0",
+    "endpoints": {"http": "http://risk-monitor:8080", "grpc": "risk-monitor:50051",
+                  "health": "http://risk-monitor:8080/api/v1/health", "metrics": "http://risk-monitor:8080/metrics"},
+    "metadata": {"environment": "docker", "capabilities": ["http", "grpc"]},
+}
+STORED_FIELDS = ("name", "version", "host", "http_port", "grpc_port", "status", "metadata", "registered_at",
+                 "last_heartbeat", "instance_id", "endpoints")
+
+
+def _port(stack) -> int:
+    return stack.settings.port("REGISTRY_HOST_PORT")
+
+
+def _probe_instance(request, stack, **changes) -> dict:
+    """A sibling-shaped registration with an instance id of its own, deregistered at the end."""
+    payload = {**SIBLING_PAYLOAD, "instance_id": f"acceptance-{uuid.uuid4().hex[:10]}", **changes}
+    request.addfinalizer(lambda: _deregister_quietly(stack, payload))
+    return payload
+
+
+def _deregister_quietly(stack, payload) -> None:
+    try:
+        http_api.call(_port(stack), "DELETE", f"/api/v1/services/{payload['name']}/instances/{payload['instance_id']}")
+    except Exception:  # noqa: BLE001 - already gone
+        pass
+
+
+def _register(stack, evidence, payload) -> Fact:
+    return evidence.record(http_api.call(_port(stack), "POST", "/api/v1/services", json=payload))
+
+
+@when("a sibling service registers with the payload it sends today", target_fixture="registration")
+def _register_sibling(stack, evidence, request):
+    payload = _probe_instance(request, stack)
+    return {"payload": payload, "fact": _register(stack, evidence, payload)}
+
+
+@given("a sibling service registered with the registry", target_fixture="registration")
+def _registered_sibling(stack, evidence, request):
+    registration = _register_sibling(stack, evidence, request)
+    expect(registration["fact"].observed["status"] == 201, "registration", 201,
+           registration["fact"].observed, registration["fact"])
+    return registration
+
+
+@then("the registry answers 201 with the stored instance")
+def _answered_201(evidence, registration):
+    fact, payload = registration["fact"], registration["payload"]
+    body = fact.observed["body"]
+    ok = fact.observed["status"] == 201 and isinstance(body, dict) and body.get("instance_id") == payload["instance_id"] \
+        and body.get("endpoints") == payload["endpoints"] and body.get("status") == "healthy"
+    expect(ok, "POST /api/v1/services", "201 with the stored instance", fact.observed, fact)
+
+
+@then("registering the same instance again answers 200")
+def _answered_200(stack, evidence, registration):
+    fact = _register(stack, evidence, registration["payload"])
+    expect(fact.observed["status"] == 200, "registering again", 200, fact.observed["status"], fact)
+
+
+@then("the registry forgets the instance when it deregisters")
+def _deregisters(stack, evidence, registration):
+    payload = registration["payload"]
+    path = f"/api/v1/services/{payload['name']}/instances/{payload['instance_id']}"
+    gone = evidence.record(http_api.call(_port(stack), "DELETE", path))
+    again = evidence.record(http_api.call(_port(stack), "DELETE", path))
+    expect((gone.observed["status"], again.observed["status"]) == (204, 404), "DELETE twice", (204, 404),
+           (gone.observed["status"], again.observed["status"]), again)
+
+
+@then("the registry lists that service with its instance count and healthy count")
+def _listed(stack, evidence, registration):
+    fact = evidence.record(http_api.call(_port(stack), "GET", "/api/v1/services"))
+    name = registration["payload"]["name"]
+    entry = next((s for s in (fact.observed["body"] or {}).get("services", []) if s.get("name") == name), None)
+    expect(entry is not None and entry["instances"] >= 1 and entry["healthy"] >= 1, f"{name} in the list",
+           "instances >= 1, healthy >= 1", entry, fact)
+
+
+def _instances(stack, evidence, name, query="") -> Fact:
+    return evidence.record(http_api.call(_port(stack), "GET", f"/api/v1/services/{name}{query}"))
+
+
+def _instance_ids(fact: Fact) -> list:
+    body = fact.observed["body"]
+    return [i.get("instance_id") for i in body.get("instances", [])] if isinstance(body, dict) else []
+
+
+@then("the registry returns its instance with its endpoints")
+def _returned(stack, evidence, registration):
+    payload = registration["payload"]
+    fact = _instances(stack, evidence, payload["name"])
+    mine = [i for i in fact.observed["body"].get("instances", []) if i.get("instance_id") == payload["instance_id"]]
+    expect(fact.observed["status"] == 200 and mine and mine[0]["endpoints"] == payload["endpoints"],
+           f"GET /api/v1/services/{payload['name']}", "its instance with its endpoints", fact.observed, fact)
+
+
+@then("asking for its healthy instances returns it but not an unhealthy one, and an unknown service answers 404")
+def _filtered(stack, evidence, request, registration):
+    payload = registration["payload"]
+    sick = _probe_instance(request, stack, status="unhealthy")
+    _register(stack, evidence, sick)
+    healthy = _instance_ids(_instances(stack, evidence, payload["name"], "?status=healthy"))
+    unknown = _instances(stack, evidence, f"no-such-service-{uuid.uuid4().hex[:6]}")
+    observed = (payload["instance_id"] in healthy, sick["instance_id"] in healthy, unknown.observed["status"])
+    expect(observed == (True, False, 404), "?status=healthy and an unknown service",
+           "(healthy listed, unhealthy not, 404)", observed, unknown)
+
+
+@given(parsers.parse("a sibling service registered with a TTL of {ttl:d} s"), target_fixture="registration")
+def _registered_with_ttl(stack, evidence, request, ttl):
+    payload = _probe_instance(request, stack, ttl_seconds=ttl)
+    fact = _register(stack, evidence, payload)
+    expect(fact.observed["status"] == 201, "registration with a TTL", 201, fact.observed, fact)
+    return {"payload": payload, "fact": fact}
+
+
+def _heartbeat(stack, evidence, payload) -> Fact:
+    path = f"/api/v1/services/{payload['name']}/instances/{payload['instance_id']}/heartbeat"
+    return evidence.record(http_api.call(_port(stack), "PUT", path, json={"status": "healthy"}))
+
+
+@when(parsers.parse("it sends heartbeats for {seconds:d} s"))
+def _heartbeats(stack, evidence, registration, seconds):
+    ttl = registration["payload"]["ttl_seconds"]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        fact = _heartbeat(stack, evidence, registration["payload"])
+        expect(fact.observed["status"] == 200, "heartbeat", 200, fact.observed, fact)
+        time.sleep(ttl / 2)  # the heartbeat period itself: half the TTL, as clients do
+
+
+@then("the registry still returns it")
+def _still_there(stack, evidence, registration):
+    payload = registration["payload"]
+    fact = _instances(stack, evidence, payload["name"])
+    expect(payload["instance_id"] in _instance_ids(fact), "an instance kept alive by heartbeats past its TTL",
+           "still registered", _instance_ids(fact), fact, "a heartbeat renews the TTL (EXPIRE)")
+
+
+@when(parsers.parse("it sends no heartbeat for {seconds:d} s"))
+def _silence(evidence, seconds):
+    time.sleep(seconds)  # the silence is the behaviour under test, not a wait for something
+    evidence.record(Fact(f"no heartbeat for {seconds} s", "client", "silent"))
+
+
+@then("the registry no longer returns it and its heartbeat answers 404")
+def _expired(stack, evidence, registration):
+    payload = registration["payload"]
+    fact = _instances(stack, evidence, payload["name"])
+    late = _heartbeat(stack, evidence, payload)
+    expect(payload["instance_id"] not in _instance_ids(fact) and late.observed["status"] == 404,
+           "an instance silent for longer than its TTL", "gone, and its heartbeat 404",
+           (_instance_ids(fact), late.observed["status"]), late, "instances are stored with EXPIRE <ttl_seconds>")
+
+
+def _infrastructure(stack, evidence) -> dict:
+    fact = evidence.record(http_api.call(_port(stack), "GET", "/health"))
+    body = fact.observed["body"] if isinstance(fact.observed["body"], dict) else {}
+    return {s["name"]: s for s in body.get("services", []) if (s.get("metadata") or {}).get("role") == "infrastructure"}
+
+
+@then(parsers.parse('the registry probes "{a}", "{b}" and "{c}" again within {seconds:d} s and reports them healthy'))
+def _probed_live(stack, evidence, a, b, c, seconds):
+    names = (a, b, c)
+    first = _infrastructure(stack, evidence)
+    before = {n: (first.get(n) or {}).get("metadata", {}).get("probed_at") for n in names}
+
+    def reprobed():
+        now = _infrastructure(stack, evidence)
+        fresh = {n: now.get(n) for n in names
+                 if now.get(n) and now[n]["metadata"].get("probed_at") != before[n]}
+        return now if len(fresh) == len(names) else None
+
+    try:
+        now = wait_until(reprobed, timeout=seconds, interval=0.5, description="infrastructure probed again")
+    except WaitTimeout as error:
+        raise AssertionError(f"registry's infrastructure status: expected {names} probed again within {seconds} s, "
+                             f"observed {error}. Hint: the registry must probe, not write once") from None
+    statuses = {n: now[n]["status"] for n in names}
+    expect(set(statuses.values()) == {"healthy"}, "infrastructure status", "healthy", statuses)
+
+
+def _status_of(stack, evidence, name) -> str | None:
+    return (_infrastructure(stack, evidence).get(name) or {}).get("status")
+
+
+@then(parsers.parse('the registry reports "{name}" {status} within {seconds:d} s'))
+def _reports_status(stack, evidence, name, status, seconds):
+    try:
+        wait_until(lambda: _status_of(stack, evidence, name) == status, timeout=seconds, interval=0.5,
+                   transient=(Exception,), description=f"{name} {status} in the registry")
+    except WaitTimeout as error:
+        raise AssertionError(f"registry status of {name}: expected {status} within {seconds} s, observed {error}") from None
+
+
+@when(parsers.parse("{service_label} is stopped"))
+def _stop(stack, evidence, request, service_label):
+    service = {"PostgreSQL": "postgres", "Redis": "redis"}[service_label]
+    stack.compose.stop_services(service)
+    request.addfinalizer(lambda: stack.compose.start_services(service))  # never leave it stopped
+    evidence.record(Fact(f"docker compose stop {service}", stack.project, "stopped"))
+
+
+@when(parsers.parse("{service_label} is started again"))
+def _start(stack, evidence, service_label):
+    service = {"PostgreSQL": "postgres", "Redis": "redis"}[service_label]
+    stack.compose.start_services(service)
+    evidence.record(Fact(f"docker compose start {service}", stack.project, "healthy"))
+
+
+@then("the registry's health answers 503 naming Redis")
+def _health_503(stack, evidence):
+    def unhealthy():
+        fact = http_api.call(_port(stack), "GET", "/health")
+        return fact if fact.observed["status"] == 503 else None
+
+    try:
+        fact = evidence.record(wait_until(unhealthy, timeout=10, interval=0.5, description="/health 503"))
+    except WaitTimeout as error:
+        raise AssertionError(f"registry /health with Redis stopped: expected 503, observed {error}. "
+                             "Hint: /health must ask Redis, not answer 200 regardless") from None
+    expect("redis" in str(fact.observed["body"]).lower(), "the 503's reason", "names Redis", fact.observed["body"], fact)
+
+
+@then(parsers.parse("the registry's health answers 200 within {seconds:d} s"))
+def _health_back(stack, evidence, seconds):
+    try:
+        fact = wait_until(lambda: (f := http_api.call(_port(stack), "GET", "/health")).observed["status"] == 200 and f,
+                          timeout=seconds, interval=0.5, description="/health 200 after Redis returned")
+    except WaitTimeout as error:
+        raise AssertionError(f"registry /health after Redis returned: expected 200, observed {error}") from None
+    evidence.record(fact)
+
+
+@then(parsers.parse('the "{service}" service waits for "{dependency}" to be healthy before it starts'))
+def _waits_for(stack, evidence, service, dependency):
+    from steps.probes import compose_model
+
+    declared = compose_model.declared_dependencies(stack.compose.config).get(service, {})
+    fact = evidence.record(Fact(f"depends_on of {service}", "docker compose config", declared))
+    expect(declared.get(dependency) == "service_healthy", f"{service} depends_on {dependency}", "service_healthy",
+           declared, fact)
+
+
+@then(parsers.parse('its instance is a Redis hash under "{prefix}" with a TTL, found with SCAN as "{user}"'))
+def _stored_hash(stack, evidence, registration, prefix, user):
+    payload = registration["payload"]
+    key = f"{prefix}{payload['name']}:{payload['instance_id']}"
+    fact = evidence.record(redis_server.stored_instance(stack.redis_port(), user, stack.redis_password(user), key))
+    observed = fact.observed
+    missing = [f for f in STORED_FIELDS if f not in observed.get("fields", {})]
+    expect(observed.get("found_by_scan") and observed.get("ttl", -1) > 0 and not missing,
+           f"{key} as {user}", "found by SCAN, TTL > 0, every field sibling services read", observed, fact)
+
+
+@then(parsers.parse('the "{first}" and "{second}" users are refused that instance\'s key'))
+def _others_refused(stack, evidence, registration, first, second):
+    payload = registration["payload"]
+    key = f"registry:services:{payload['name']}:{payload['instance_id']}"
+    problems = Mismatches("other users reading a registry entry")
+    for user in (first, second):
+        fact = evidence.record(redis_server.run(stack.redis_port(), user, stack.redis_password(user), "HGETALL", key))
+        problems.check(fact.observed.refused_by_acl, f"{user} refused", fact.observed.reply, fact)
+    problems.raise_any()
+
+
+@then(parsers.parse('each domain user may write its own services\' entries and nothing else under "{prefix}":'))
+def _domain_registry_rights(stack, evidence, datatable, prefix):
+    problems = Mismatches("domain users under registry:", "~registry:services:<domain>* for each domain user")
+    for user, own, other in datatable[1:]:
+        password = stack.redis_password(user)
+        mine = evidence.record(redis_server.write_and_read_back(stack.redis_port(), user, password,
+                                                                f"{prefix}services:{own}:"))
+        problems.check(mine.observed.allowed, f"{user} writes {own}'s entries", mine.observed.reply, mine)
+        theirs = evidence.record(redis_server.write_and_read_back(stack.redis_port(), user, password,
+                                                                  f"{prefix}services:{other}:"))
+        problems.check(theirs.observed.refused_by_acl, f"{user} refused {other}'s", theirs.observed.reply, theirs)
+        config = evidence.record(redis_server.write_and_read_back(stack.redis_port(), user, password, f"{prefix}config:"))
+        problems.check(config.observed.refused_by_acl, f"{user} refused elsewhere under {prefix}",
+                       config.observed.reply, config)
+    problems.raise_any()
+
+
+@then("the payload sibling services send registers as it is, with the fields they read")
+def _sibling_schema(stack, evidence, request):
+    payload = _probe_instance(request, stack)
+    fact = _register(stack, evidence, payload)
+    body = fact.observed["body"] if isinstance(fact.observed["body"], dict) else {}
+    wanted = {"name": "risk-monitor", "version": "0.1.0", "host": "risk-monitor", "http_port": 8080,
+              "grpc_port": 50051, "status": "healthy", "metadata": payload["metadata"]}
+    observed = {k: body.get(k) for k in wanted}
+    expect(fact.observed["status"] == 201 and observed == wanted and body.get("registered_at")
+           and body.get("last_heartbeat"), "the sibling payload's stored instance", wanted, observed, fact)
+
+
+@then("a registration with a bad name, a bad TTL and a bad endpoint is refused with 422 naming each field")
+def _bad_payload(stack, evidence):
+    bad = {"name": "Risk Monitor!", "ttl_seconds": 0, "endpoints": {"http": 42}}
+    fact = evidence.record(http_api.call(_port(stack), "POST", "/api/v1/services", json=bad))
+    body = fact.observed["body"]
+    named = " ".join(str(d) for d in body.get("detail", [])) if isinstance(body, dict) else str(body)
+    missing = [f for f in ("name", "ttl_seconds", "endpoints.http") if f not in named]
+    expect(fact.observed["status"] == 422 and not missing, "a bad registration", "422 naming name, ttl_seconds, "
+           "endpoints.http", fact.observed, fact)
+
+
+@then("a registration body over 64 KiB is refused with 413")
+def _too_large(stack, evidence):
+    payload = {**SIBLING_PAYLOAD, "metadata": {"padding": "x" * (65 * 1024)}}
+    fact = evidence.record(http_api.call(_port(stack), "POST", "/api/v1/services", json=payload))
+    expect(fact.observed["status"] == 413, "a 65 KiB registration", 413, fact.observed["status"], fact)
+
+
+@then("the registry's OpenAPI document lists its REST endpoints")
+def _openapi(stack, evidence):
+    fact = evidence.record(http_api.call(_port(stack), "GET", "/openapi.json"))
+    paths = (fact.observed["body"] or {}).get("paths", {}) if isinstance(fact.observed["body"], dict) else {}
+    wanted = {"/api/v1/services": {"get", "post"}, "/api/v1/services/{name}": {"get"},
+              "/api/v1/services/{name}/instances/{instance_id}": {"delete"},
+              "/api/v1/services/{name}/instances/{instance_id}/heartbeat": {"put"},
+              "/health": {"get"}, "/health/{name}": {"get"}}
+    missing = {p: sorted(m - set(paths.get(p, {}))) for p, m in wanted.items() if m - set(paths.get(p, {}))}
+    expect(not missing, "OpenAPI paths", sorted(wanted), f"missing {missing}", fact)
+
+
+@then("an unknown path answers 404 in JSON")
+def _unknown_path(stack, evidence):
+    fact = evidence.record(http_api.call(_port(stack), "GET", "/api/v1/no-such-thing"))
+    expect(fact.observed["status"] == 404 and isinstance(fact.observed["body"], dict), "an unknown path",
+           "404 with a JSON body", fact.observed, fact)
+
+
+@then(parsers.parse('a cross-origin request from "{origin}" is allowed'))
+def _cors(stack, evidence, origin):
+    fact = evidence.record(http_api.call(_port(stack), "OPTIONS", "/health", headers={
+        "Origin": origin, "Access-Control-Request-Method": "GET"}))
+    allowed = fact.observed["headers"].get("access-control-allow-origin")
+    expect(fact.observed["status"] == 200 and allowed in (origin, "*"), "a CORS preflight", f"allowed for {origin}",
+           fact.observed, fact, "REGISTRY_CORS_ORIGINS")
+
+
+@then("the registry serves Prometheus metrics of its registrations and heartbeats")
+def _metrics(stack, evidence):
+    fact = evidence.record(http_api.call(_port(stack), "GET", "/metrics"))
+    text = fact.observed["body"] if isinstance(fact.observed["body"], str) else ""
+    names = ("registry_registrations_total", "registry_heartbeats_total", "registry_expiries_total",
+             "registry_request_seconds", "registry_redis_errors_total")
+    missing = [n for n in names if n not in text]
+    expect(fact.observed["status"] == 200 and not missing, "/metrics", list(names), f"missing {missing}", fact)
+
+
+@then(parsers.parse('the registry reports "{first}" and "{second}" healthy, with their endpoints'))
+def _discoverable_infrastructure(stack, evidence, first, second):
+    problems = Mismatches("discovery of the infrastructure")
+    for name in (first, second):
+        fact = _instances(stack, evidence, name)
+        instances = fact.observed["body"].get("instances", []) if isinstance(fact.observed["body"], dict) else []
+        problems.check(fact.observed["status"] == 200 and instances and instances[0]["status"] == "healthy"
+                       and instances[0]["endpoints"], f"{name} healthy with endpoints", fact.observed, fact)
+    problems.raise_any()

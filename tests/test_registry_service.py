@@ -1,0 +1,142 @@
+"""Unit tests of the registry service (infra/service-registry), on an in-memory Redis (fakeredis)."""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import fakeredis
+import pytest
+from fastapi.testclient import TestClient
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "infra/service-registry"))
+from registry.app import create_app  # noqa: E402
+from registry.infrastructure import InfrastructureMonitor  # noqa: E402
+from registry.models import Registration, instance_fields, instance_view  # noqa: E402
+from registry.settings import Settings  # noqa: E402
+from registry.store import Store  # noqa: E402
+
+SIBLING = {
+    "name": "risk-monitor", "version": "0.1.0",
+    "endpoints": {"http": "http://risk-monitor:8080", "grpc": "risk-monitor:50051",
+                  "health": "http://risk-monitor:8080/api/v1/health", "metrics": "http://risk-monitor:8080/metrics"},
+    "metadata": {"environment": "docker", "capabilities": ["http", "grpc"]},
+}
+
+
+@pytest.fixture
+def redis_client():
+    return fakeredis.FakeRedis(decode_responses=True)
+
+
+@pytest.fixture
+def client(redis_client):
+    with TestClient(create_app(Settings(), redis_client)) as test_client:
+        yield test_client
+
+
+def test_sibling_payload_registers_with_the_fields_siblings_read(client, redis_client):
+    response = client.post("/api/v1/services", json=SIBLING)
+    assert response.status_code == 201
+    stored = redis_client.hgetall("registry:services:risk-monitor:risk-monitor")
+    assert {k: stored[k] for k in ("name", "instance_id", "host", "http_port", "grpc_port", "status")} == {
+        "name": "risk-monitor", "instance_id": "risk-monitor", "host": "risk-monitor", "http_port": "8080",
+        "grpc_port": "50051", "status": "healthy"}
+    assert 0 < redis_client.ttl("registry:services:risk-monitor:risk-monitor") <= 90
+    assert client.post("/api/v1/services", json=SIBLING).status_code == 200
+
+
+def test_registered_at_survives_re_registration(client):
+    first = client.post("/api/v1/services", json=SIBLING).json()
+    time.sleep(0.01)
+    again = client.post("/api/v1/services", json=SIBLING).json()
+    assert again["registered_at"] == first["registered_at"]
+    assert again["last_heartbeat"] >= first["last_heartbeat"]
+
+
+def test_heartbeat_renews_and_unknown_instances_are_404(client, redis_client):
+    client.post("/api/v1/services", json={**SIBLING, "ttl_seconds": 30})
+    redis_client.expire("registry:services:risk-monitor:risk-monitor", 5)
+    response = client.put("/api/v1/services/risk-monitor/instances/risk-monitor/heartbeat", json={"status": "unhealthy"})
+    assert response.status_code == 200 and response.json()["status"] == "unhealthy"
+    assert redis_client.ttl("registry:services:risk-monitor:risk-monitor") > 5
+    assert client.put("/api/v1/services/risk-monitor/instances/nope/heartbeat").status_code == 404
+
+
+def test_discovery_lists_filters_and_404s(client):
+    client.post("/api/v1/services", json=SIBLING)
+    client.post("/api/v1/services", json={**SIBLING, "instance_id": "b", "status": "unhealthy"})
+    assert client.get("/api/v1/services").json() == {"services": [{"name": "risk-monitor", "instances": 2, "healthy": 1}]}
+    healthy = client.get("/api/v1/services/risk-monitor?status=healthy").json()["instances"]
+    assert [i["instance_id"] for i in healthy] == ["risk-monitor"]
+    assert client.get("/api/v1/services/unknown").status_code == 404
+
+
+def test_delete_then_404(client):
+    client.post("/api/v1/services", json=SIBLING)
+    assert client.delete("/api/v1/services/risk-monitor/instances/risk-monitor").status_code == 204
+    assert client.delete("/api/v1/services/risk-monitor/instances/risk-monitor").status_code == 404
+
+
+@pytest.mark.parametrize("payload, field", [
+    ({"name": "Bad Name"}, "name"),
+    ({"name": "ok", "ttl_seconds": 0}, "ttl_seconds"),
+    ({"name": "ok", "ttl_seconds": 999999}, "ttl_seconds"),
+    ({"name": "ok", "endpoints": {"http": 1}}, "endpoints.http"),
+    ({"name": "ok", "status": "great"}, "status"),
+    ({"version": "1"}, "name"),
+])
+def test_bad_registrations_are_422_naming_the_field(client, payload, field):
+    response = client.post("/api/v1/services", json=payload)
+    assert response.status_code == 422
+    assert field in [d["field"] for d in response.json()["detail"]]
+
+
+def test_bodies_over_64_kib_are_413_and_junk_is_never_500(client):
+    assert client.post("/api/v1/services", content=b"{" + b" " * 70000 + b"}",
+                       headers={"content-type": "application/json"}).status_code == 413
+    assert client.post("/api/v1/services", content=b"not json", headers={"content-type": "application/json"}).status_code == 422
+    assert client.get("/nowhere").status_code == 404 and client.get("/nowhere").json()
+
+
+def test_writes_need_the_token_when_one_is_set(redis_client):
+    with TestClient(create_app(Settings(api_token="s3cret"), redis_client)) as client:
+        assert client.post("/api/v1/services", json=SIBLING).status_code == 401
+        headers = {"Authorization": "Bearer s3cret"}
+        assert client.post("/api/v1/services", json=SIBLING, headers=headers).status_code == 201
+        assert client.get("/api/v1/services").status_code == 200
+
+
+def test_health_is_503_while_redis_is_away():
+    # The app's own client, pointed at a port where nothing listens: answers must come at once.
+    started = time.monotonic()
+    with TestClient(create_app(Settings(redis_url="redis://127.0.0.1:1/0"))) as client:
+        response = client.get("/health")
+        assert response.status_code == 503 and response.json()["status"] == "unhealthy"
+        assert "Redis" in response.json()["reason"]
+        assert client.get("/api/v1/services").status_code == 503
+    assert time.monotonic() - started < 2
+
+
+def test_cors_allows_the_configured_origin_only(redis_client):
+    with TestClient(create_app(Settings(cors_origins=("http://dash",)), redis_client)) as client:
+        allowed = client.options("/health", headers={"Origin": "http://dash", "Access-Control-Request-Method": "GET"})
+        denied = client.options("/health", headers={"Origin": "http://evil", "Access-Control-Request-Method": "GET"})
+        assert allowed.headers.get("access-control-allow-origin") == "http://dash"
+        assert "access-control-allow-origin" not in denied.headers
+
+
+def test_infrastructure_monitor_registers_what_it_probes(redis_client):
+    declared = [{"name": "redis", "kind": "redis", "host": "redis", "port": 6379, "endpoints": {"redis": "redis://redis:6379"}},
+                {"name": "nowhere", "kind": "tcp", "host": "127.0.0.1", "port": 1, "endpoints": {}}]
+    monitor = InfrastructureMonitor(Store(redis_client), declared, 5, "")
+    assert monitor.cycle() == {"redis": "healthy", "nowhere": "unhealthy"}
+    stored = redis_client.hgetall("registry:services:nowhere:nowhere")
+    assert stored["status"] == "unhealthy" and 0 < redis_client.ttl("registry:services:nowhere:nowhere") <= 15
+
+
+def test_instance_view_survives_damaged_fields():
+    fields = instance_fields(Registration(**SIBLING), "t", None)
+    fields.update({"metadata": "{not json", "http_port": "x"})
+    view = instance_view(fields)
+    assert view["metadata"] == {} and view["http_port"] is None and view["grpc_port"] == 50051
