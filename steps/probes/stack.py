@@ -274,7 +274,8 @@ class ComposeStack(DockerCompose):
                 lines.append(f"  {service}: {error}")
                 continue
             if fact.observed != "healthy":
-                lines.append(f"  {service}: {fact.observed}; last health output: {fact.raw or '(none)'}")
+                last = (fact.raw or "").strip().splitlines()
+                lines.append(f"  {service}: {fact.observed}; last health output: {last[-1] if last else '(none)'}")
                 tail = docker_engine.logs(self.project, service, 8).strip().splitlines()
                 lines.extend(f"    | {line}" for line in tail)
         lines.append(f"  compose said: {compose_output.splitlines()[-1] if compose_output else '(nothing)'}")
