@@ -9,13 +9,13 @@ import ipaddress
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from steps.probes import docker_engine
+from steps.probes.stack import free_port, used_subnets
 
 ROOT = Path(__file__).resolve().parents[1]
 COPY_IGNORE = shutil.ignore_patterns(".git", ".venv", "reports", "__pycache__", ".pytest_cache", ".env")
@@ -27,15 +27,8 @@ def copy_repository(destination: Path) -> Path:
     return destination
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def free_subnet_prefix() -> str:
-    used = [ipaddress.ip_network(c["Subnet"]) for n in docker_engine.client().networks.list()
-            for c in (n.attrs.get("IPAM") or {}).get("Config") or [] if c.get("Subnet")]
+    used = used_subnets()
     for second in range(31, 15, -1):
         candidate = ipaddress.ip_network(f"172.{second}.0.0/16")
         if not any(candidate.overlaps(u) for u in used):

@@ -3,7 +3,6 @@ gets healthy; nothing left behind after a failure or Ctrl-C; attach mode never c
 tests; up mode never touches a stack it did not start."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys

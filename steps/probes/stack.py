@@ -124,13 +124,15 @@ def _port_is_free(port: int) -> bool:
             return False
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on now."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
 
 
-def _used_subnets() -> list:
+def used_subnets() -> list:
+    """The subnets of every docker network on this engine."""
     subnets = []
     for net in docker_engine.client().networks.list():
         for config in (net.attrs.get("IPAM") or {}).get("Config") or []:
@@ -152,7 +154,7 @@ def isolate(settings: StackSettings) -> tuple[StackSettings, list[str]]:
             if variable in settings.explicit:
                 conflicts.append(f"127.0.0.1:{port} ({variable}) is in use")
             else:
-                values[variable] = str(_free_port())
+                values[variable] = str(free_port())
                 notes.append(f"127.0.0.1:{port} is in use, so {variable}={values[variable]}")
     engine = docker_engine.client()
     if engine.networks.list(names=[values["TSE_NETWORK_NAME"]]):
@@ -161,7 +163,7 @@ def isolate(settings: StackSettings) -> tuple[StackSettings, list[str]]:
         else:
             values["TSE_NETWORK_NAME"] = settings.project
             notes.append(f"network trading-ecosystem exists, so TSE_NETWORK_NAME={settings.project}")
-    used = _used_subnets()
+    used = used_subnets()
     wanted = ipaddress.ip_network(f"{values['TSE_SUBNET_PREFIX']}.0.0/16")
     if any(wanted.overlaps(u) for u in used):
         if "TSE_SUBNET_PREFIX" in settings.explicit:
