@@ -36,8 +36,11 @@ Feature: 3. Docker Compose orchestration with proper networking
   Scenario: Resource limits
     Then every running container has a memory limit and a CPU limit
 
-  @checklist_3_7 @changes_stack
+  @checklist_3_7
   Scenario: Restart policies
     Then every running container restarts unless stopped by hand
+
+  @checklist_3_7 @changes_stack @redis_crash
+  Scenario: Restart policies: Redis restarted after its server process dies
     When the Redis server process is killed
     Then Docker restarts the "redis" container and it is healthy again within its healthcheck budget

@@ -29,7 +29,7 @@ Feature: 4. Service registry schema and APIs
     Then the registry no longer returns it and its heartbeat answers 404
     And the registry probes "redis", "postgres" and "service-registry" again within 12 s and reports them healthy
 
-  @checklist_4_3 @changes_stack
+  @checklist_4_3 @changes_stack @registry_outage
   Scenario: Health status tracking through an outage of PostgreSQL and Redis
     When PostgreSQL is stopped
     Then the registry reports "postgres" unhealthy within 15 s

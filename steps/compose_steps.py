@@ -138,8 +138,8 @@ def _restart_policies(stack, evidence):
 @when("the Redis server process is killed", target_fixture="killed")
 def _kill_redis(stack, evidence):
     before = evidence.record(docker_engine.state(stack.project, "redis")).observed
-    pid = docker_engine.kill_main_process(stack.project, "redis")
-    evidence.record(Fact(f"kill -KILL {pid}", "host", "sent"))
+    pids = docker_engine.kill_process(stack.project, "redis", "redis-server")
+    evidence.record(Fact(f"kill -KILL {' '.join(map(str, pids))} (redis-server)", "host", "sent"))
     return {"service": "redis", "before": before}
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from pytest_bdd import parsers, then, when
 
 from steps.expect import Mismatches, expect
-from steps.probes import Fact, compose_model, docker_engine, postgres_server, redis_server
+from steps.probes import Fact, ProbeError, compose_model, docker_engine, http_api, postgres_server, redis_server
 from steps.probes.waiting import WaitTimeout, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,6 +79,22 @@ def _postgres_times_out(stack, evidence, limit):
     observed = fact.observed
     expect(observed["seconds"] <= limit and "timeout" in observed["answer"].lower(),
            "PostgreSQL client against a paused server", f"a timeout error within {limit} s", observed, fact)
+
+
+@then(parsers.parse("the registry's health answers 503 naming Redis within {limit:d} s, without hanging"))
+def _registry_gives_up(stack, evidence, limit):
+    # The registry is the stack's own client of Redis: it must time out too, not hang with it.
+    started = time.monotonic()
+    try:
+        fact = http_api.call(stack.registry_port(), "GET", "/health")
+        observed = {"status": fact.observed["status"], "body": fact.observed["body"]}
+    except ProbeError as error:
+        fact, observed = None, {"status": None, "body": str(error)}
+    observed["seconds"] = round(time.monotonic() - started, 2)
+    fact = evidence.record(fact or Fact("GET /health", f"127.0.0.1:{stack.registry_port()}", observed))
+    expect(observed["status"] == 503 and "redis" in str(observed["body"]).lower() and observed["seconds"] <= limit,
+           "registry /health with Redis paused", f"503 naming Redis within {limit} s", observed, fact,
+           "give the registry's Redis client a socket timeout")
 
 
 @when("the paused containers are unpaused")

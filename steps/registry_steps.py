@@ -21,10 +21,6 @@ STORED_FIELDS = ("name", "version", "host", "http_port", "grpc_port", "status", 
                  "last_heartbeat", "instance_id", "endpoints")
 
 
-def _port(stack) -> int:
-    return stack.settings.port("REGISTRY_HOST_PORT")
-
-
 def _probe_instance(request, stack, **changes) -> dict:
     """A sibling-shaped registration with an instance id of its own, deregistered at the end."""
     payload = {**SIBLING_PAYLOAD, "instance_id": f"acceptance-{uuid.uuid4().hex[:10]}", **changes}
@@ -34,13 +30,13 @@ def _probe_instance(request, stack, **changes) -> dict:
 
 def _deregister_quietly(stack, payload) -> None:
     try:
-        http_api.call(_port(stack), "DELETE", f"/api/v1/services/{payload['name']}/instances/{payload['instance_id']}")
+        http_api.call(stack.registry_port(), "DELETE", f"/api/v1/services/{payload['name']}/instances/{payload['instance_id']}")
     except Exception:  # noqa: BLE001 - already gone
         pass
 
 
 def _register(stack, evidence, payload) -> Fact:
-    return evidence.record(http_api.call(_port(stack), "POST", "/api/v1/services", json=payload))
+    return evidence.record(http_api.call(stack.registry_port(), "POST", "/api/v1/services", json=payload))
 
 
 @when("a sibling service registers with the payload it sends today", target_fixture="registration")
@@ -76,15 +72,15 @@ def _answered_200(stack, evidence, registration):
 def _deregisters(stack, evidence, registration):
     payload = registration["payload"]
     path = f"/api/v1/services/{payload['name']}/instances/{payload['instance_id']}"
-    gone = evidence.record(http_api.call(_port(stack), "DELETE", path))
-    again = evidence.record(http_api.call(_port(stack), "DELETE", path))
+    gone = evidence.record(http_api.call(stack.registry_port(), "DELETE", path))
+    again = evidence.record(http_api.call(stack.registry_port(), "DELETE", path))
     expect((gone.observed["status"], again.observed["status"]) == (204, 404), "DELETE twice", (204, 404),
            (gone.observed["status"], again.observed["status"]), again)
 
 
 @then("the registry lists that service with its instance count and healthy count")
 def _listed(stack, evidence, registration):
-    fact = evidence.record(http_api.call(_port(stack), "GET", "/api/v1/services"))
+    fact = evidence.record(http_api.call(stack.registry_port(), "GET", "/api/v1/services"))
     name = registration["payload"]["name"]
     entry = next((s for s in (fact.observed["body"] or {}).get("services", []) if s.get("name") == name), None)
     expect(entry is not None and entry["instances"] >= 1 and entry["healthy"] >= 1, f"{name} in the list",
@@ -92,7 +88,7 @@ def _listed(stack, evidence, registration):
 
 
 def _instances(stack, evidence, name, query="") -> Fact:
-    return evidence.record(http_api.call(_port(stack), "GET", f"/api/v1/services/{name}{query}"))
+    return evidence.record(http_api.call(stack.registry_port(), "GET", f"/api/v1/services/{name}{query}"))
 
 
 def _instance_ids(fact: Fact) -> list:
@@ -131,7 +127,7 @@ def _registered_with_ttl(stack, evidence, request, ttl):
 
 def _heartbeat(stack, evidence, payload) -> Fact:
     path = f"/api/v1/services/{payload['name']}/instances/{payload['instance_id']}/heartbeat"
-    return evidence.record(http_api.call(_port(stack), "PUT", path, json={"status": "healthy"}))
+    return evidence.record(http_api.call(stack.registry_port(), "PUT", path, json={"status": "healthy"}))
 
 
 @when(parsers.parse("it sends heartbeats for {seconds:d} s"))
@@ -169,7 +165,7 @@ def _expired(stack, evidence, registration):
 
 
 def _infrastructure(stack, evidence) -> dict:
-    fact = evidence.record(http_api.call(_port(stack), "GET", "/health"))
+    fact = evidence.record(http_api.call(stack.registry_port(), "GET", "/health"))
     body = fact.observed["body"] if isinstance(fact.observed["body"], dict) else {}
     return {s["name"]: s for s in body.get("services", []) if (s.get("metadata") or {}).get("role") == "infrastructure"}
 
@@ -226,7 +222,7 @@ def _start(stack, evidence, service_label):
 @then("the registry's health answers 503 naming Redis")
 def _health_503(stack, evidence):
     def unhealthy():
-        fact = http_api.call(_port(stack), "GET", "/health")
+        fact = http_api.call(stack.registry_port(), "GET", "/health")
         return fact if fact.observed["status"] == 503 else None
 
     try:
@@ -240,7 +236,7 @@ def _health_503(stack, evidence):
 @then(parsers.parse("the registry's health answers 200 within {seconds:d} s"))
 def _health_back(stack, evidence, seconds):
     try:
-        fact = wait_until(lambda: (f := http_api.call(_port(stack), "GET", "/health")).observed["status"] == 200 and f,
+        fact = wait_until(lambda: (f := http_api.call(stack.registry_port(), "GET", "/health")).observed["status"] == 200 and f,
                           timeout=seconds, interval=0.5, description="/health 200 after Redis returned")
     except WaitTimeout as error:
         raise AssertionError(f"registry /health after Redis returned: expected 200, observed {error}") from None
@@ -311,7 +307,7 @@ def _sibling_schema(stack, evidence, request):
 @then("a registration with a bad name, a bad TTL and a bad endpoint is refused with 422 naming each field")
 def _bad_payload(stack, evidence):
     bad = {"name": "Risk Monitor!", "ttl_seconds": 0, "endpoints": {"http": 42}}
-    fact = evidence.record(http_api.call(_port(stack), "POST", "/api/v1/services", json=bad))
+    fact = evidence.record(http_api.call(stack.registry_port(), "POST", "/api/v1/services", json=bad))
     body = fact.observed["body"]
     named = " ".join(str(d) for d in body.get("detail", [])) if isinstance(body, dict) else str(body)
     missing = [f for f in ("name", "ttl_seconds", "endpoints.http") if f not in named]
@@ -322,13 +318,13 @@ def _bad_payload(stack, evidence):
 @then("a registration body over 64 KiB is refused with 413")
 def _too_large(stack, evidence):
     payload = {**SIBLING_PAYLOAD, "metadata": {"padding": "x" * (65 * 1024)}}
-    fact = evidence.record(http_api.call(_port(stack), "POST", "/api/v1/services", json=payload))
+    fact = evidence.record(http_api.call(stack.registry_port(), "POST", "/api/v1/services", json=payload))
     expect(fact.observed["status"] == 413, "a 65 KiB registration", 413, fact.observed["status"], fact)
 
 
 @then("the registry's OpenAPI document lists its REST endpoints")
 def _openapi(stack, evidence):
-    fact = evidence.record(http_api.call(_port(stack), "GET", "/openapi.json"))
+    fact = evidence.record(http_api.call(stack.registry_port(), "GET", "/openapi.json"))
     paths = (fact.observed["body"] or {}).get("paths", {}) if isinstance(fact.observed["body"], dict) else {}
     wanted = {"/api/v1/services": {"get", "post"}, "/api/v1/services/{name}": {"get"},
               "/api/v1/services/{name}/instances/{instance_id}": {"delete"},
@@ -340,14 +336,14 @@ def _openapi(stack, evidence):
 
 @then("an unknown path answers 404 in JSON")
 def _unknown_path(stack, evidence):
-    fact = evidence.record(http_api.call(_port(stack), "GET", "/api/v1/no-such-thing"))
+    fact = evidence.record(http_api.call(stack.registry_port(), "GET", "/api/v1/no-such-thing"))
     expect(fact.observed["status"] == 404 and isinstance(fact.observed["body"], dict), "an unknown path",
            "404 with a JSON body", fact.observed, fact)
 
 
 @then(parsers.parse('a cross-origin request from "{origin}" is allowed'))
 def _cors(stack, evidence, origin):
-    fact = evidence.record(http_api.call(_port(stack), "OPTIONS", "/health", headers={
+    fact = evidence.record(http_api.call(stack.registry_port(), "OPTIONS", "/health", headers={
         "Origin": origin, "Access-Control-Request-Method": "GET"}))
     allowed = fact.observed["headers"].get("access-control-allow-origin")
     expect(fact.observed["status"] == 200 and allowed in (origin, "*"), "a CORS preflight", f"allowed for {origin}",
@@ -356,7 +352,7 @@ def _cors(stack, evidence, origin):
 
 @then("the registry serves Prometheus metrics of its registrations and heartbeats")
 def _metrics(stack, evidence):
-    fact = evidence.record(http_api.call(_port(stack), "GET", "/metrics"))
+    fact = evidence.record(http_api.call(stack.registry_port(), "GET", "/metrics"))
     text = fact.observed["body"] if isinstance(fact.observed["body"], str) else ""
     names = ("registry_registrations_total", "registry_heartbeats_total", "registry_expiries_total",
              "registry_request_seconds", "registry_redis_errors_total")

@@ -65,6 +65,9 @@ class Stack:
     def postgres_port(self) -> int:
         return self.settings.port("POSTGRES_HOST_PORT")
 
+    def registry_port(self) -> int:
+        return self.settings.port("REGISTRY_HOST_PORT")
+
     def redis_password(self, user: str) -> str:
         return self.settings.secret("REDIS_PASSWORD_" + user.upper().replace("-", "_"))
 

@@ -100,14 +100,23 @@ def volumes() -> set:
     return {v.name for v in docker_engine.client().volumes.list()}
 
 
-def changes_stack_tags() -> set:
-    """The tags of the scenarios tagged @changes_stack (they stop or start services)."""
+def feature_scenarios() -> dict:
+    """Scenario name -> its own tags (feature-level tags left out), read from features/*.feature."""
     import re
 
-    tags = set()
+    found = {}
     for feature in (ROOT / "features").glob("*.feature"):
-        for tag_line in re.findall(r"^\s*(@.*)\n\s*Scenario", feature.read_text(), flags=re.M):
-            found = set(re.findall(r"@(\w+)", tag_line))
-            if "changes_stack" in found:
-                tags |= found - {"changes_stack", "removes_volumes"}
-    return tags
+        for tag_line, name in re.findall(r"^\s*(@.*)\n\s*Scenario: (.*)$", feature.read_text(), flags=re.M):
+            found[name.strip()] = set(re.findall(r"@(\w+)", tag_line))
+    return found
+
+
+def stack_changing_scenarios() -> dict:
+    """The scenarios tagged @changes_stack (they stop, kill, pause or break a service)."""
+    return {name: tags for name, tags in feature_scenarios().items() if "changes_stack" in tags}
+
+
+def stack_changing_only_tags() -> set:
+    """Tags that only stack-changing scenarios carry: naming one is the way to select such a scenario."""
+    others = set().union(*(tags for tags in feature_scenarios().values() if "changes_stack" not in tags))
+    return set().union(*stack_changing_scenarios().values()) - others - {"changes_stack", "removes_volumes"}

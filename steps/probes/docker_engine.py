@@ -294,17 +294,19 @@ def unpause(project: str, service: str) -> None:
     container(project, service).unpause()
 
 
-def kill_main_process(project: str, service: str) -> int:
-    """SIGKILL the container's main process from the host, as a crash would; returns its pid.
-    (Not `docker kill`, which Docker treats as a deliberate stop.)"""
+def kill_process(project: str, service: str, program: str) -> list[int]:
+    """SIGKILL, from the host, the container's processes running `program`, as a crash would; returns
+    their host pids. (Not `docker kill`, which Docker treats as a deliberate stop.)"""
     import os
     import signal
 
-    pid = container(project, service).attrs["State"]["Pid"]
-    if not pid:
-        raise ProbeError(f"service {service}: has no running process")
-    os.kill(pid, signal.SIGKILL)
-    return pid
+    top = container(project, service).top(ps_args="-eo pid,comm")
+    pids = [int(row[0]) for row in top.get("Processes") or [] if row[1] == program]
+    if not pids:
+        raise ProbeError(f"service {service}: no {program} process is running")
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    return pids
 
 
 def tcp_connect_from(project: str, source: str, host: str, port: int) -> Fact:
