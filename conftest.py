@@ -17,6 +17,7 @@ pytest_plugins = [
     "steps.compose_steps",
     "steps.health_steps",
     "steps.registry_steps",
+    "steps.configuration_steps",
     "steps.lifecycle_steps",
 ]
 

@@ -68,6 +68,9 @@ class Stack:
     def registry_port(self) -> int:
         return self.settings.port("REGISTRY_HOST_PORT")
 
+    def config_port(self) -> int:
+        return self.settings.port("CONFIG_HOST_PORT")
+
     def redis_password(self, user: str) -> str:
         return self.settings.secret("REDIS_PASSWORD_" + user.upper().replace("-", "_"))
 

@@ -46,6 +46,7 @@ def isolated_environment(project: str, **extra: str) -> dict:
         "REDIS_HOST_PORT": str(free_port()),
         "POSTGRES_HOST_PORT": str(free_port()),
         "REGISTRY_HOST_PORT": str(free_port()),
+        "CONFIG_HOST_PORT": str(free_port()),
         "TESTCONTAINERS_RYUK_DISABLED": "true",
     })
     env.update(extra)

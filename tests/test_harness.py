@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from steps.probes import docker_engine
+from steps.probes.stack import PORT_VARIABLES
 from steps.probes.waiting import wait_until
 from tests.acceptance_copy import copy_repository, isolated_environment, run_acceptance, stack_changing_scenarios, volumes
 
@@ -70,8 +71,7 @@ def users_stack(copy):
     .env documents; removed at the end."""
     project = "tse-users-stack"
     env = isolated_environment(project)
-    documented = {k: env.pop(k) for k in ("TSE_NETWORK_NAME", "TSE_SUBNET_PREFIX", "REDIS_HOST_PORT", "POSTGRES_HOST_PORT",
-                                        "REGISTRY_HOST_PORT")}
+    documented = {k: env.pop(k) for k in ("TSE_NETWORK_NAME", "TSE_SUBNET_PREFIX", *PORT_VARIABLES)}
     env.pop("TSE_PROJECT")
     example = (copy / ".env.example").read_text()
     (copy / ".env").write_text(example + "".join(f"{k}={v}\n" for k, v in documented.items()))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import shlex
 from dataclasses import dataclass
+from pathlib import Path
 
 import docker
 from docker.errors import DockerException, NotFound
@@ -284,6 +285,39 @@ def run_healthcheck_without_server(project: str, service: str) -> Fact:
     text = output.decode(errors="replace").strip()
     return Fact(f"docker run --rm --network none {service}-image {' '.join(test[1:])[:120]}",
                 f"{service} image, no server", ExecResult(exit_code, text), raw=text)
+
+
+def run_image_with_files(project: str, service: str, files: dict, target_dir: str, timeout: float = 60) -> Fact:
+    """Start the service's image, as built for the stack, in a scratch container with no network and
+    `files` ({name: text}) as the only content of `target_dir`; wait for it to exit. Observed: an
+    ExecResult with its exit code (None when it was still running after `timeout` s) and its log."""
+    import tempfile
+
+    target = container(project, service)
+    with tempfile.TemporaryDirectory(prefix="tse-probe-") as folder:
+        for name, text in files.items():
+            (Path(folder) / name).write_text(text)
+            (Path(folder) / name).chmod(0o644)
+        Path(folder).chmod(0o755)
+        try:
+            scratch = client().containers.run(
+                target.image.id, environment=target.attrs["Config"].get("Env"), network_mode="none", detach=True,
+                volumes={folder: {"bind": target_dir, "mode": "ro"}},
+                labels={"org.trading-ecosystem.probe": "image-with-files"},
+            )
+            try:
+                try:
+                    exit_code = scratch.wait(timeout=timeout)["StatusCode"]
+                except Exception:  # noqa: BLE001 - requests' ReadTimeout: still running
+                    exit_code = None
+                output = scratch.logs()
+            finally:
+                scratch.remove(force=True, v=True)
+        except DockerException as error:
+            raise ProbeError(f"service {service}: could not start its image in a scratch container: {error}") from error
+    text = output.decode(errors="replace").strip()
+    return Fact(f"docker run --network none -v <{', '.join(files)}>:{target_dir} {service}-image",
+                f"{service} image, scratch container", ExecResult(exit_code, text), raw=text)
 
 
 def pause(project: str, service: str) -> None:

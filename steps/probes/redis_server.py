@@ -224,3 +224,37 @@ def stored_instance(port: int, user: str, password: str, key: str) -> Fact:
         found = key in set(conn.scan_iter(match=prefix, count=1000))
         observed = {"found_by_scan": found, "ttl": conn.ttl(key), "fields": conn.hgetall(key)}
     return Fact(f"SCAN MATCH {prefix}; TTL; HGETALL {key}", _where(port, user), observed)
+
+
+class ChannelListener:
+    """Messages published on one channel, collected from the moment of subscription until `close`."""
+
+    def __init__(self, port: int, user: str, password: str, channel: str):
+        self.channel, self.where = channel, _where(port, user)
+        self._connection = connect(port, user, password)
+        self._pubsub = self._connection.pubsub(ignore_subscribe_messages=True)
+        try:
+            self._pubsub.subscribe(channel)
+            self._pubsub.get_message(timeout=1.0)  # the subscription's confirmation
+        except (AuthenticationError, NoPermissionError, ResponseError) as error:
+            self.close()
+            raise ProbeError(f"redis: {user} may not subscribe to {channel}: {_refusal(error)}") from error
+
+    def messages(self, timeout: float) -> Fact:
+        """Every message received within `timeout` s (waits only while none has come yet)."""
+        import time
+
+        received, deadline = [], time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            message = self._pubsub.get_message(timeout=max(0.0, min(0.2, deadline - time.monotonic())))
+            if message and message.get("type") == "message":
+                received.append(message["data"])
+            elif received:
+                break
+        return Fact(f"SUBSCRIBE {self.channel}", self.where, received)
+
+    def close(self) -> None:
+        try:
+            self._pubsub.close()
+        finally:
+            self._connection.close()

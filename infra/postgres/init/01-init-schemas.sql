@@ -38,6 +38,16 @@ BEGIN
 END
 $$;
 
+-- The configuration service's own schema and role (not a domain: health_check() lists domains only).
+-- The service creates its tables there at start; the monitor reads them.
+CREATE ROLE config_service LOGIN;
+CREATE SCHEMA config AUTHORIZATION config_service;
+COMMENT ON SCHEMA config IS 'Configuration service: parameters per environment and their history';
+REVOKE ALL ON SCHEMA config FROM PUBLIC;
+GRANT USAGE ON SCHEMA config TO monitor;
+ALTER DEFAULT PRIVILEGES FOR ROLE config_service IN SCHEMA config GRANT SELECT ON TABLES TO monitor;
+ALTER ROLE config_service SET search_path = config, public;
+
 \getenv password PG_PASSWORD_MARKET_DATA_ADAPTER
 ALTER ROLE market_data_adapter PASSWORD :'password';
 \getenv password PG_PASSWORD_EXCHANGE_ADAPTER
@@ -54,6 +64,8 @@ ALTER ROLE test_coordinator_adapter PASSWORD :'password';
 ALTER ROLE audit_adapter PASSWORD :'password';
 \getenv password PG_PASSWORD_MONITOR
 ALTER ROLE monitor PASSWORD :'password';
+\getenv password PG_PASSWORD_CONFIG_SERVICE
+ALTER ROLE config_service PASSWORD :'password';
 \unset password
 
 -- The database's own health summary, callable by every role.

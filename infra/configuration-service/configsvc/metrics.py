@@ -1,0 +1,27 @@
+"""The service's Prometheus metrics, in a registry of its own per app (tests create many apps)."""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        self.requests = Counter("config_requests_total", "HTTP requests", ["method", "route", "status"],
+                                registry=self.registry)
+        self.latency = Histogram("config_request_seconds", "Request latency (waiting requests included)",
+                                 ["method", "route"], registry=self.registry,
+                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30))
+        self.reads = Counter("config_reads_total", "Parameter reads", ["outcome"], registry=self.registry)
+        self.writes = Counter("config_writes_total", "Parameter writes", ["change"], registry=self.registry)
+        self.waiting = Gauge("config_waiting_clients", "Requests waiting for a change now (wait_version)",
+                             registry=self.registry)
+        self.waits = Counter("config_waits_total", "Requests that waited for a change", ["outcome"],
+                             registry=self.registry)
+        self.notifications_published = Counter("config_notifications_published_total",
+                                               "Change notifications published on config:changes",
+                                               registry=self.registry)
+        self.notifications_failed = Counter("config_notifications_failed_total",
+                                            "Change notifications Redis did not take", registry=self.registry)
+        self.storage_errors = Counter("config_storage_errors_total", "Requests PostgreSQL could not serve",
+                                      registry=self.registry)

@@ -1,0 +1,52 @@
+"""Settings from the environment, read once at start."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Settings:
+    postgres_host: str = "postgres"
+    postgres_port: int = 5432
+    postgres_db: str = "trading_ecosystem"
+    postgres_user: str = "config_service"
+    postgres_password: str = ""
+    redis_url: str = "redis://redis:6379/0"
+    redis_user: str = "config-service"
+    redis_password: str = ""
+    environments_dir: str = "environments"
+    default_environment: str = "development"
+    port: int = 8090
+    max_wait_s: float = 30.0                  # the longest a client may wait for a change (?timeout=)
+
+    @classmethod
+    def from_environment(cls, env=os.environ) -> "Settings":
+        """Raises ValueError naming the variable that is not a (positive) number or not a Redis URL."""
+
+        def number(name: str, default, kind=int):
+            try:
+                value = kind(env.get(name, default))
+            except ValueError:
+                raise ValueError(f"{name}={env.get(name)!r} is not a number") from None
+            if not value > 0:
+                raise ValueError(f"{name}={env.get(name)!r} must be above 0")
+            return value
+
+        redis_url = env.get("CONFIG_REDIS_URL", cls.redis_url)
+        if not redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"CONFIG_REDIS_URL={redis_url!r} is not a redis://, rediss:// or unix:// URL")
+        return cls(
+            postgres_host=env.get("CONFIG_POSTGRES_HOST", cls.postgres_host),
+            postgres_port=number("CONFIG_POSTGRES_PORT", cls.postgres_port),
+            postgres_db=env.get("CONFIG_POSTGRES_DB", cls.postgres_db),
+            postgres_user=env.get("CONFIG_POSTGRES_USER", cls.postgres_user),
+            postgres_password=env.get("CONFIG_POSTGRES_PASSWORD", ""),
+            redis_url=redis_url,
+            redis_user=env.get("CONFIG_REDIS_USER", cls.redis_user),
+            redis_password=env.get("CONFIG_REDIS_PASSWORD", ""),
+            environments_dir=env.get("CONFIG_ENVIRONMENTS_DIR", cls.environments_dir),
+            default_environment=env.get("CONFIG_DEFAULT_ENVIRONMENT", cls.default_environment),
+            port=number("CONFIG_PORT", cls.port),
+            max_wait_s=number("CONFIG_MAX_WAIT_SECONDS", cls.max_wait_s, float),
+        )

@@ -1,0 +1,423 @@
+"""Steps about the configuration service (section 6): its API on 127.0.0.1, its rows in PostgreSQL,
+its change notifications on Redis and its startup validation."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from datetime import datetime
+from urllib.parse import quote, urlsplit
+
+import pytest
+import yaml
+from pytest_bdd import given, parsers, then, when
+
+from steps.expect import Mismatches, expect
+from steps.probes import Fact, ProbeError, docker_engine, http_api, postgres_server, redis_server
+from steps.probes.waiting import wait_until
+
+API = "/api/v1/configuration"
+ENVIRONMENT = "development"
+SERVICE = "configuration-service"
+ENVIRONMENTS_DIR = "infra/configuration-service/environments"
+# The paths the sibling services' configuration clients call.
+CLIENT_PATHS = ("/health", API, API + "/{key}", API + "/{key}/history", "/api/v1/endpoints", "/metrics")
+
+
+def _call(stack, method: str, path: str, **kwargs) -> Fact:
+    return http_api.call(stack.config_port(), method, path, **kwargs)
+
+
+def _read(stack, key: str, environment: str = ENVIRONMENT, service: str | None = None, headers=None) -> Fact:
+    query = f"?environment={environment}" + (f"&service={service}" if service else "")
+    return _call(stack, "GET", f"{API}/{quote(key)}{query}", headers=headers)
+
+
+def _as_config_service(stack) -> tuple:
+    return stack.postgres_port(), "config_service", stack.postgres_password("config_service"), stack.database
+
+
+def _as_monitor(stack) -> tuple:
+    return stack.postgres_port(), "monitor", stack.postgres_password("monitor"), stack.database
+
+
+def _environment_files(root) -> dict:
+    """environment -> its parameters, as the repository's environment files declare them."""
+    return {path.stem: yaml.safe_load(path.read_text())["parameters"]
+            for path in sorted((root / ENVIRONMENTS_DIR).glob("*.yaml"))}
+
+
+# -- storage ------------------------------------------------------------------------------------
+
+@then(parsers.parse('the tables of the "{schema}" schema belong to the "{role}" role, which is not a superuser'))
+def _schema_owner(stack, evidence, schema, role):
+    tables = evidence.record(postgres_server.query(
+        *_as_monitor(stack), f"SELECT tablename, tableowner FROM pg_tables WHERE schemaname = '{schema}' ORDER BY 1"))
+    superuser = evidence.record(postgres_server.query(
+        *_as_monitor(stack), f"SELECT rolsuper FROM pg_roles WHERE rolname = '{role}'"))
+    address = docker_engine.addresses(stack.project, SERVICE).observed.get(stack.settings.network_name)
+    sessions = evidence.record(postgres_server.query(
+        *_as_monitor(stack), f"SELECT DISTINCT usename FROM pg_stat_activity WHERE client_addr = '{address}'"))
+    problems = Mismatches(f"the {schema} schema", f"the configuration service stores its data as {role}")
+    owners = dict(tables.observed)
+    problems.check({"parameters", "parameter_history"} <= set(owners), "tables parameters and parameter_history",
+                   sorted(owners), tables)
+    problems.check(set(owners.values()) == {role}, f"every table owned by {role}", owners, tables)
+    problems.check(superuser.observed == [(False,)], f"{role} not a superuser", superuser.observed, superuser)
+    problems.check(sessions.observed == [(role,)], f"the service's sessions (from {address}) logged in as {role}",
+                   sessions.observed, sessions)
+    problems.raise_any()
+
+
+@then("every parameter of the environment files is a row of config.parameters")
+def _seeded_rows(stack, evidence, request):
+    fact = evidence.record(postgres_server.query(
+        *_as_monitor(stack), "SELECT environment, service, key, type FROM config.parameters"))
+    stored = {(env, service or None, key): kind for env, service, key, kind in fact.observed}
+    problems = Mismatches("seeded parameters", f"the service seeds {ENVIRONMENTS_DIR}/*.yaml at start")
+    for environment, parameters in _environment_files(request.config.rootpath).items():
+        for entry in parameters:
+            where = (environment, entry.get("service"), entry["key"])
+            problems.check(stored.get(where) == entry["type"], f"{where} of type {entry['type']}",
+                           stored.get(where, "no row"), fact)
+    problems.raise_any()
+
+
+# -- endpoints ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def given_endpoints():
+    return {}
+
+
+@then(parsers.parse('the configuration service gives the "{environment}" endpoints of "{a}", "{b}", "{c}" and "{d}"'))
+def _endpoints(stack, evidence, given_endpoints, environment, a, b, c, d):
+    fact = evidence.record(_call(stack, "GET", f"/api/v1/endpoints?environment={environment}"))
+    endpoints = fact.observed["body"].get("endpoints", {}) if isinstance(fact.observed["body"], dict) else {}
+    given_endpoints.update(endpoints)
+    missing = [name for name in (a, b, c, d) if name not in endpoints]
+    expect(fact.observed["status"] == 200 and not missing, f"{environment} endpoints",
+           f"200 with {a}, {b}, {c} and {d}", {"status": fact.observed["status"], "missing": missing,
+                                               "given": sorted(endpoints)}, fact)
+
+
+@then("every endpoint it gives names a service of the stack on a port that service listens on")
+def _endpoints_match_stack(stack, evidence, given_endpoints):
+    # A service of the stack is reached inside the network by its service name on its container port.
+    config = stack.compose.config
+    ports = {name: {int(str(p.get("target"))) for p in service.get("ports", [])}
+             for name, service in config["services"].items()}
+    problems = Mismatches("endpoints", "endpoints name compose services and their container ports")
+    for name, url in sorted(given_endpoints.items()):
+        parts = urlsplit(url)
+        if parts.hostname not in ports:
+            continue  # a service of a later milestone (observability): not in this stack yet
+        fact = evidence.record(docker_engine.tcp_connect_from(stack.project, SERVICE, parts.hostname, parts.port))
+        problems.check(parts.port in ports[parts.hostname] and fact.observed.exit_code == 0,
+                       f"{name}: {parts.hostname}:{parts.port} answering",
+                       f"{url} (ports of {parts.hostname}: {sorted(ports[parts.hostname])}, "
+                       f"connect exit {fact.observed.exit_code})", fact)
+    problems.check(len(given_endpoints) > 0, "at least one endpoint", "none")
+    problems.raise_any()
+
+
+@then("no endpoint it gives carries credentials")
+def _endpoints_without_credentials(evidence, given_endpoints):
+    with_credentials = {name: "***" for name, url in given_endpoints.items() if urlsplit(url).password
+                        or urlsplit(url).username}
+    fact = evidence.record(Fact("endpoints with user or password", "GET /api/v1/endpoints", sorted(with_credentials)))
+    expect(not with_credentials, "endpoints", "no user or password in any URL", sorted(with_credentials), fact)
+
+
+# -- parameters ---------------------------------------------------------------------------------
+
+@given(parsers.parse('a parameter created through the configuration API with type "{kind}" and value "{value}"'),
+       target_fixture="parameter")
+def _create_parameter(stack, evidence, request, kind, value):
+    key = f"acceptance.p{uuid.uuid4().hex[:12]}"
+    request.addfinalizer(lambda: _forget(stack, key))
+    fact = evidence.record(_call(stack, "POST", API, json={
+        "key": key, "type": kind, "value": value, "environment": ENVIRONMENT,
+        "description": "written by the acceptance suite, removed at the end of its scenario"}))
+    expect(fact.observed["status"] == 201, f"POST {API} {key}", "201 Created", fact.observed, fact)
+    return {"key": key, "type": kind, "value": value, "version": fact.observed["body"].get("version")}
+
+
+def _forget(stack, key: str) -> None:
+    """Leave the stack as the scenario found it: the parameter and its history gone."""
+    try:
+        _call(stack, "DELETE", f"{API}/{quote(key)}?environment={ENVIRONMENT}")
+    except ProbeError:
+        pass
+    try:
+        postgres_server.execute(*_as_config_service(stack), "DELETE FROM config.parameter_history WHERE key = %s",
+                                (key,))
+    except Exception:  # noqa: BLE001 - the table may not exist in a broken copy of the stack
+        pass
+
+
+@when(parsers.parse('the parameter is changed to "{value}" with its current version'))
+def _change_parameter(stack, evidence, parameter, value):
+    fact = evidence.record(_call(stack, "PUT", f"{API}/{quote(parameter['key'])}?environment={ENVIRONMENT}",
+                                 json={"value": value}, headers={"If-Match": f'"{parameter["version"]}"'}))
+    expect(fact.observed["status"] == 200, f"PUT {parameter['key']} with If-Match {parameter['version']}", "200",
+           fact.observed, fact)
+    parameter["changed_at"] = time.monotonic()
+    parameter.update(previous=parameter["value"], value=value, version=fact.observed["body"].get("version"))
+
+
+@then(parsers.parse('reading the parameter gives value "{value}" at version {version:d}'))
+def _reads(stack, evidence, parameter, value, version):
+    fact = evidence.record(_read(stack, parameter["key"]))
+    body = fact.observed["body"] if isinstance(fact.observed["body"], dict) else {}
+    observed = {k: body.get(k) for k in ("key", "value", "type", "environment", "version")}
+    wanted = {"key": parameter["key"], "value": value, "type": parameter["type"], "environment": ENVIRONMENT,
+              "version": version}
+    expect(fact.observed["status"] == 200 and observed == wanted, f"GET {parameter['key']}", wanted, observed, fact)
+
+
+@then(parsers.parse('its history records "{old}" replaced by "{new}" at version {version:d}'))
+def _history_change(stack, evidence, parameter, old, new, version):
+    entries = _history(stack, evidence, parameter["key"])
+    found = [e for e in entries if e.get("old_value") == old and e.get("new_value") == new and e.get("version") == version]
+    expect(bool(found), f"history of {parameter['key']}", f"{old} -> {new} at version {version}", entries)
+    rows = evidence.record(postgres_server.query(
+        *_as_monitor(stack), f"SELECT old_value, new_value, version FROM config.parameter_history "
+                             f"WHERE key = '{parameter['key']}' ORDER BY version"))
+    expect((old, new, version) in [tuple(r) for r in rows.observed], "config.parameter_history rows",
+           f"({old}, {new}, {version})", rows.observed, rows)
+
+
+def _history(stack, evidence, key: str) -> list:
+    fact = evidence.record(_call(stack, "GET", f"{API}/{quote(key)}/history?environment={ENVIRONMENT}"))
+    body = fact.observed["body"]
+    return body.get("history", []) if isinstance(body, dict) else []
+
+
+@then(parsers.parse('a change sent with the old version is refused with 412, and the value stays "{value}"'))
+def _stale_change(stack, evidence, parameter, value):
+    stale = parameter["version"] - 1
+    fact = evidence.record(_call(stack, "PUT", f"{API}/{quote(parameter['key'])}?environment={ENVIRONMENT}",
+                                 json={"value": "-1"}, headers={"If-Match": f'"{stale}"'}))
+    after = evidence.record(_read(stack, parameter["key"]))
+    observed = {"status": fact.observed["status"], "value after": after.observed["body"].get("value")}
+    expect(observed == {"status": 412, "value after": value}, f"PUT with If-Match {stale} (stale)",
+           {"status": 412, "value after": value}, observed, fact, "compare If-Match with the stored version")
+
+
+@then("values that do not parse as their type are refused with 422 naming the problem:")
+def _invalid_values(stack, evidence, datatable):
+    problems = Mismatches("invalid parameters", "validate key, type and value before storing")
+    for key, kind, value in datatable[1:]:
+        fact = evidence.record(_call(stack, "POST", API, json={"key": key, "type": kind, "value": value,
+                                                               "environment": ENVIRONMENT}))
+        named = key in fact.raw or kind in fact.raw or "value" in fact.raw.lower()
+        problems.check(fact.observed["status"] == 422 and named, f"{key} ({kind} {value!r}): 422 naming the problem",
+                       f"{fact.observed['status']} {fact.raw[:200]}", fact)
+        if fact.observed["status"] in (200, 201):
+            _forget(stack, key)
+    problems.raise_any()
+
+
+@when("the parameter is deleted")
+def _delete(stack, evidence, parameter):
+    fact = evidence.record(_call(stack, "DELETE", f"{API}/{quote(parameter['key'])}?environment={ENVIRONMENT}"))
+    expect(fact.observed["status"] == 204, f"DELETE {parameter['key']}", 204, fact.observed, fact)
+
+
+@then("reading the parameter answers 404 and its history records the deletion")
+def _deleted(stack, evidence, parameter):
+    fact = evidence.record(_read(stack, parameter["key"]))
+    expect(fact.observed["status"] == 404, f"GET {parameter['key']} after DELETE", 404, fact.observed, fact)
+    entries = _history(stack, evidence, parameter["key"])
+    expect(any(e.get("change") == "deleted" and e.get("old_value") == parameter["value"] for e in entries),
+           f"history of {parameter['key']}", f"a deletion of {parameter['value']!r}", entries)
+
+
+# -- the API ------------------------------------------------------------------------------------
+
+@then("the configuration service's OpenAPI document lists the paths sibling services call")
+def _openapi(stack, evidence):
+    fact = evidence.record(_call(stack, "GET", "/openapi.json"))
+    paths = set(fact.observed["body"].get("paths", {})) if isinstance(fact.observed["body"], dict) else set()
+    documented = {p for p in CLIENT_PATHS if p in paths or p == "/metrics"}
+    missing = sorted(set(CLIENT_PATHS) - documented)
+    expect(not missing, "OpenAPI paths", list(CLIENT_PATHS), {"missing": missing, "documented": sorted(paths)}, fact)
+    metrics = evidence.record(_call(stack, "GET", "/metrics"))
+    expect(metrics.observed["status"] == 200 and "# TYPE" in metrics.raw, "GET /metrics", "Prometheus text",
+           metrics.raw[:200], metrics)
+
+
+@then(parsers.parse('"{key}" reads the same by path and by query, with its value as a string'))
+def _path_and_query(stack, evidence, key):
+    by_path = evidence.record(_read(stack, key))
+    by_query = evidence.record(_call(stack, "GET", f"{API}?key={quote(key)}&environment={ENVIRONMENT}"))
+    body = by_path.observed["body"] if isinstance(by_path.observed["body"], dict) else {}
+    fields = {"key", "value", "type", "environment", "service", "version", "last_updated"}
+    problems = Mismatches(f"{key} read as sibling clients read it")
+    problems.check(by_path.observed["status"] == 200 and fields <= set(body), f"200 with {sorted(fields)}",
+                   by_path.observed, by_path)
+    problems.check(by_query.observed["body"] == body, "the same object by query", by_query.observed["body"], by_query)
+    problems.check(isinstance(body.get("value"), str) and isinstance(body.get("version"), int),
+                   "value a string, version an integer", {k: body.get(k) for k in ("value", "version")}, by_path)
+    problems.check(_is_rfc3339(body.get("last_updated")), "last_updated in RFC 3339", body.get("last_updated"), by_path)
+    problems.raise_any()
+
+
+def _is_rfc3339(text) -> bool:
+    try:
+        return isinstance(text, str) and "T" in text and datetime.fromisoformat(text.replace("Z", "+00:00")).tzinfo
+    except ValueError:
+        return False
+
+
+@then("the configuration service's health reports PostgreSQL and Redis healthy")
+def _config_health(stack, evidence):
+    fact = evidence.record(_call(stack, "GET", "/health"))
+    body = fact.observed["body"] if isinstance(fact.observed["body"], dict) else {}
+    observed = {"status": fact.observed["status"], "postgres": (body.get("postgres") or {}).get("status"),
+                "redis": (body.get("redis") or {}).get("status")}
+    wanted = {"status": 200, "postgres": "healthy", "redis": "healthy"}
+    expect(observed == wanted, "GET /health", wanted, observed, fact)
+
+
+# -- environments -------------------------------------------------------------------------------
+
+@then(parsers.parse('"{key}" is different in "{first}" and "{second}"'))
+def _differs(stack, evidence, request, key, first, second):
+    files = _environment_files(request.config.rootpath)
+    declared = {env: next((p["value"] for p in files[env] if p["key"] == key and not p.get("service")), None)
+                for env in (first, second)}
+    served = {}
+    for environment in (first, second):
+        fact = evidence.record(_read(stack, key, environment))
+        served[environment] = fact.observed["body"].get("value") if fact.observed["status"] == 200 else None
+    expect(served[first] is not None and served[first] != served[second]
+           and served == {env: str(value) for env, value in declared.items()},
+           f"{key} per environment", f"the environment files' values {declared}, as strings", served)
+
+
+@then(parsers.parse('the environments "{a}", "{b}" and "{c}" are read as "{full_a}", "{full_b}" and "{full_c}"'))
+def _aliases(stack, evidence, a, b, c, full_a, full_b, full_c):
+    problems = Mismatches("environment aliases")
+    for alias, full in ((a, full_a), (b, full_b), (c, full_c)):
+        fact = evidence.record(_call(stack, "GET", f"{API}?environment={alias}"))
+        body = fact.observed["body"] if isinstance(fact.observed["body"], dict) else {}
+        problems.check(fact.observed["status"] == 200 and body.get("environment") == full, f"{alias} -> {full}",
+                       {"status": fact.observed["status"], "environment": body.get("environment")}, fact)
+    problems.raise_any()
+
+
+@then(parsers.parse('a service-specific parameter of "{environment}" overrides the environment-wide one for that '
+                    'service only'))
+def _service_override(stack, evidence, request, environment):
+    files = _environment_files(request.config.rootpath)[environment]
+    overridden = [(p["key"], p["service"], p["value"]) for p in files
+                  if p.get("service") and any(q["key"] == p["key"] and not q.get("service") for q in files)]
+    expect(bool(overridden), f"{environment} file", "a parameter overridden for one service", "none")
+    key, service, value = overridden[0]
+    wide = next(q["value"] for q in files if q["key"] == key and not q.get("service"))
+    results = {
+        "by header": evidence.record(_read(stack, key, environment, headers={"X-Service-Name": service})),
+        "by query": evidence.record(_read(stack, key, environment, service=service)),
+        "another service": evidence.record(_read(stack, key, environment, service="acceptance-other-service")),
+        "no service": evidence.record(_read(stack, key, environment)),
+    }
+    served = {label: fact.observed["body"].get("value") for label, fact in results.items()}
+    wanted = {"by header": str(value), "by query": str(value), "another service": str(wide), "no service": str(wide)}
+    expect(served == wanted, f"{key} for {service} in {environment}", wanted, served)
+
+
+# -- startup validation -------------------------------------------------------------------------
+
+@then("the running configuration service's environment files pass its own startup check")
+def _files_pass(stack, evidence):
+    fact = evidence.record(docker_engine.exec_in(stack.project, SERVICE, ["python3", "-m", "configsvc", "--check"]))
+    expect(fact.observed.exit_code == 0, "configsvc --check on the mounted environment files", "exit 0",
+           fact.observed, fact)
+
+
+@then(parsers.parse('the configuration service refuses to start on each of these "{environment}" files, logging '
+                    'file, key and reason:'))
+def _refuses_bad_files(stack, evidence, environment, datatable):
+    problems = Mismatches("startup validation", "validate every environment file before serving; exit non-zero")
+    file_name = f"{environment}.yaml"
+    for key, kind, value, reason in datatable[1:]:
+        text = yaml.safe_dump({"parameters": [{"key": key, "type": kind, "value": value}]})
+        fact = evidence.record(docker_engine.run_image_with_files(stack.project, SERVICE, {file_name: text},
+                                                                  "/app/environments", timeout=45))
+        log = fact.observed.output.lower()
+        named = all(word.lower() in log for word in (file_name, key, reason))
+        problems.check(fact.observed.exit_code not in (0, None) and named,
+                       f"{key} ({kind} {value!r}): exit non-zero, log naming {file_name}, {key} and {reason!r}",
+                       f"exit {fact.observed.exit_code}, log: {fact.observed.output[-300:]}", fact)
+    problems.raise_any()
+
+
+# -- runtime updates ----------------------------------------------------------------------------
+
+@given("a client waiting for the parameter's next version", target_fixture="waiter")
+def _waiting_client(stack, evidence, parameter):
+    path = f"{API}/{quote(parameter['key'])}?environment={ENVIRONMENT}&wait_version={parameter['version']}&timeout=4"
+    waiter = {"path": path, "fact": None, "error": None, "answered_at": None}
+
+    def wait():
+        try:
+            waiter["fact"] = _call(stack, "GET", path)
+        except ProbeError as error:
+            waiter["error"] = str(error)
+        waiter["answered_at"] = time.monotonic()
+
+    waiter["thread"] = threading.Thread(target=wait, daemon=True)
+    waiter["thread"].start()
+    # The change must come after the request is parked, or the test would not prove the wake-up.
+    waiting = wait_until(lambda: _waiting_clients(stack) or None, timeout=5, interval=0.05,
+                         description="the configuration service counting a waiting client")
+    evidence.record(Fact(f"GET {path} (in the background)", f"127.0.0.1:{stack.config_port()}",
+                         f"waiting ({waiting} waiting clients in /metrics)"))
+    return waiter
+
+
+def _waiting_clients(stack) -> int:
+    metrics = str(_call(stack, "GET", "/metrics").observed["body"])
+    values = [line.split()[-1] for line in metrics.splitlines() if line.startswith("config_waiting_clients ")]
+    return int(float(values[0])) if values else 0
+
+
+@given(parsers.parse('a subscriber to the Redis channel "{channel}" as "{user}"'), target_fixture="listener")
+def _subscriber(stack, request, channel, user):
+    listener = redis_server.ChannelListener(stack.redis_port(), user, stack.redis_password(user), channel)
+    request.addfinalizer(listener.close)
+    return listener
+
+
+@then(parsers.parse('the waiting client is woken within {seconds:d} s with value "{value}" at version {version:d}'))
+def _woken(stack, evidence, waiter, parameter, seconds, value, version):
+    changed_at = parameter["changed_at"]
+    waiter["thread"].join(timeout=10)
+    fact = waiter["fact"]
+    if fact:
+        evidence.record(fact)
+    delay = None if waiter["answered_at"] is None else round(waiter["answered_at"] - changed_at, 2)
+    body = fact.observed["body"] if fact and isinstance(fact.observed["body"], dict) else {}
+    observed = {"status": fact.observed["status"] if fact else waiter["error"], "value": body.get("value"),
+                "version": body.get("version"), "seconds after the change": delay}
+    expect(fact is not None and fact.observed["status"] == 200 and body.get("value") == value
+           and body.get("version") == version and delay is not None and delay <= seconds,
+           f"GET {waiter['path']}", f"200 with {value!r} at version {version}, within {seconds} s of the change",
+           observed, fact, "wake waiting clients on every change, not only at their timeout")
+
+
+@then(parsers.parse('"{channel}" announces the parameter\'s key, environment and version {version:d}'))
+def _announced(evidence, listener, parameter, channel, version):
+    fact = evidence.record(listener.messages(timeout=3))
+    decoded = []
+    for message in fact.observed:
+        try:
+            decoded.append(json.loads(message))
+        except ValueError:
+            decoded.append(message)
+    wanted = {"key": parameter["key"], "environment": ENVIRONMENT, "version": version}
+    found = [m for m in decoded if isinstance(m, dict) and {k: m.get(k) for k in wanted} == wanted]
+    expect(bool(found), f"messages on {channel}", wanted, decoded, fact, "PUBLISH every committed change")

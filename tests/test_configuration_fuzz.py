@@ -1,0 +1,29 @@
+"""Fuzz the configuration service's API from its own OpenAPI document (schemathesis): whatever a
+client sends, it never answers with a 5xx. Runs in-process, on the in-memory Store seeded with the
+shipped environment files and an in-memory Redis (fakeredis)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import fakeredis
+import schemathesis
+from hypothesis import HealthCheck, settings
+
+from tests.configuration_memory_store import MemoryStore  # also puts infra/configuration-service on sys.path
+from configsvc.app import create_app  # noqa: E402
+from configsvc.seed import load_environments, seed  # noqa: E402
+from configsvc.settings import Settings  # noqa: E402
+
+store = MemoryStore()
+# Waits are bounded to 0.2 s (the documented maximum of ?timeout= follows it), so wait_version cases stay fast.
+app = create_app(Settings(max_wait_s=0.2), store, fakeredis.FakeRedis(decode_responses=True), listen=False)
+seed(store, load_environments(Path(__file__).resolve().parents[1] / "infra/configuration-service/environments")[0],
+     app.state.notifier)
+schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+
+
+@schema.parametrize()
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+def test_no_request_makes_the_configuration_service_answer_5xx(case):
+    response = case.call()
+    assert response.status_code < 500, f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text}"
