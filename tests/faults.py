@@ -55,6 +55,9 @@ PG_HBA = "infra/postgres/pg_hba.conf"
 INIT_SQL = "infra/postgres/init/01-init-schemas.sql"
 REGISTRY_APP = "infra/service-registry/registry/app.py"
 REGISTRY_STORE = "infra/service-registry/registry/store.py"
+CONFIG_MODEL = "infra/configuration-service/configsvc/model.py"
+CONFIG_STORE = "infra/configuration-service/configsvc/store.py"
+CONFIG_NOTIFIER = "infra/configuration-service/configsvc/notifier.py"
 
 FAULTS = [
     # Section 1: Redis
@@ -172,6 +175,32 @@ FAULTS = [
           [("infra/host/stackctl.py", r'"--stack=attach",\n\s+f"--project-name', 'f"--project-name')], {"checklist_5_6"}),
     fault("validate-ignores-the-verdict", "an operator validate command that always says passed",
           [("infra/host/stackctl.py", r"(reports in \{reports\}\)\"\)\n)    return result\.returncode\n", r"\1    return 0\n")], {"validate_fails"}),
+    # Section 6: configuration service
+    fault("config-values-not-validated", "a value stored as sent, whatever its type",
+          [(CONFIG_MODEL, r"text = FORMATTERS\[type_\]\(value\)", "text = str(value)")],
+          {"checklist_6_3", "checklist_6_6"}),
+    fault("config-history-not-written", "changes stored without their history",
+          [(CONFIG_STORE, r"cur\.execute\(INSERT_HISTORY, ", "None and cur.execute(INSERT_HISTORY, ")], {"checklist_6_3"}),
+    fault("config-notifications-not-published", "changes never announced on config:changes",
+          [(CONFIG_NOTIFIER, r"self\.redis\.publish\(CHANNEL, (json\.dumps\(change_message\(change\)\))\)", r"\1")],
+          {"checklist_6_7"}),
+    fault("config-environment-ignored", "parameters resolved across environments",
+          [(CONFIG_STORE, r"environment = %\(environment\)s AND key = %\(key\)s", "key = %(key)s")],
+          {"checklist_6_5"}, exact=False),
+    fault("config-lost-update", "a change with a stale If-Match version is applied",
+          [(CONFIG_STORE, r"\(current\.version if current else 0\) != expected_version", "False")], {"checklist_6_3"}),
+    fault("config-startup-validation-skipped", "environment files seeded without validation",
+          [("infra/configuration-service/configsvc/__main__.py", r"entries = validate\(settings\)",
+            "entries = load_environments(settings.environments_dir)[0]")], {"checklist_6_6"}),
+    fault("config-endpoint-wrong-port", "the Redis endpoint given on a port Redis does not listen on",
+          [("infra/configuration-service/environments/development.yaml", r"value: redis://redis:6379/0",
+            "value: redis://redis:6380/0")], {"checklist_6_2"}),
+    fault("config-port-on-all-interfaces", "the configuration service published on every interface",
+          [(COMPOSE, r'"127\.0\.0\.1:(\$\{CONFIG_HOST_PORT)', r'"\1')], {"checklist_6_4", "checklist_3_3"}),
+    fault("config-as-superuser", "the configuration service connects as the PostgreSQL superuser",
+          [(COMPOSE, r"CONFIG_POSTGRES_PASSWORD: \$\{PG_PASSWORD_CONFIG_SERVICE:\?set it in \.env \(copy \.env\.example\)\}",
+            "CONFIG_POSTGRES_USER: postgres\n      CONFIG_POSTGRES_PASSWORD: ${POSTGRES_PASSWORD}")],
+          {"checklist_6_1"}, exact=False),
     # Lifecycle
     fault("postgres-data-on-external-volume", "PostgreSQL data on an external volume that `down -v` keeps",
           [(COMPOSE, r"^  postgres-data:\n", "  postgres-data:\n    external: true\n    name: tse-fault-external-pgdata\n")],
