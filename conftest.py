@@ -11,6 +11,7 @@ import pytest
 pytest_plugins = [
     "steps.stack_fixtures",
     "steps.evidence",
+    "steps.signoff",
     "steps.docker_steps",
     "steps.redis_steps",
     "steps.postgres_steps",
