@@ -56,7 +56,27 @@ def test_fault_is_caught(fault, tmp_path):
     if fault.exact:
         collateral = [name for name, s in run.scenarios.items() if s["status"] == "failed" and not s["tags"] & fault.fails]
         assert not collateral, f"{fault.name}: scenarios failed beyond those named: {collateral}"
+    _checklist_shows_the_fault(copy, fault)
     _nothing_left(project, volumes_before)
+
+
+def _checklist_shows_the_fault(copy, fault) -> None:
+    """The run's checklist marks failed exactly the items of the scenarios the fault names, with the
+    failure as the reason; no other item is failed."""
+    import json
+
+    from steps import checklist
+
+    declared = checklist.declared_scenarios(copy / "features")
+    named = set().union(*(tags for tags in declared.values() if tags & fault.fails))
+    mapping = checklist.load_mapping(copy / "features/checklist.yaml")
+    expected = {item.id for item in checklist.mapped_items(mapping) if set(item.tags) & named}
+    report = json.loads((copy / "reports/checklist.json").read_text())
+    failed = {item["id"] for item in report["items"] if item["verdict"] == "failed"}
+    assert expected <= failed, f"{fault.name}: checklist items not marked failed: {sorted(expected - failed)}"
+    if fault.exact:
+        assert failed <= expected, f"{fault.name}: checklist items failed beyond the fault's: {sorted(failed - expected)}"
+    assert all(item["reason"] for item in report["items"] if item["verdict"] == "failed")
 
 
 def _nothing_left(project: str, volumes_before: set) -> None:

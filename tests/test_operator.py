@@ -22,28 +22,21 @@ def test_status_table_lines_up_its_columns():
     assert table.splitlines() == ["SERVICE   HEALTH", "redis     healthy", "postgres  starting"]
 
 
-def test_checklist_summary_gives_each_item_its_verdict_and_names_failures(tmp_path):
-    features = tmp_path / "features"
-    features.mkdir()
-    (features / "a.feature").write_text("@checklist_1_1\nScenario: x\n@checklist_1_2\nScenario: y\n@checklist_1_3\n")
-    step = lambda status, message=None: {"result": {"status": status, **({"error_message": message} if message else {})}}  # noqa: E731
-    cucumber = [{"elements": [
-        {"name": "x", "tags": [{"name": "checklist_1_1"}], "steps": [step("passed")]},
-        {"name": "y", "tags": [{"name": "checklist_1_2"}],
-         "steps": [step("failed", "    def f():\n>       raise\nE   AssertionError: redis health: expected healthy")]},
-    ]}]
-    rows, failures = stackctl.checklist_summary(cucumber, features)
-    assert rows == [("checklist_1_1", "passed"), ("checklist_1_2", "failed"), ("checklist_1_3", "not run")]
-    assert failures == [("y", "AssertionError: redis health: expected healthy")]
-
-
-def test_checklist_summary_keeps_the_first_lines_of_a_multi_line_failure(tmp_path):
-    (tmp_path / "a.feature").write_text("@checklist_5_6\n")
-    message = "E   AssertionError: healthchecks run now:\nE     - expected redis exit 0\nE     - more\nE     - most"
-    cucumber = [{"elements": [{"name": "z", "tags": [{"name": "checklist_5_6"}],
-                               "steps": [{"result": {"status": "failed", "error_message": message}}]}]}]
-    _, failures = stackctl.checklist_summary(cucumber, tmp_path)
-    assert failures == [("z", "AssertionError: healthchecks run now: - expected redis exit 0 - more")]
+def test_checklist_summary_gives_each_item_its_verdict_and_names_failures():
+    report = {"criterion": "failed", "items": [
+        {"id": "1.1", "title": "Redis Docker service definition", "verdict": "passed", "reason": "",
+         "scenarios": [{"name": "x", "outcome": "passed", "reason": ""}]},
+        {"id": "5.6", "title": "Health check validation script", "verdict": "failed",
+         "reason": "redis health: expected healthy",
+         "scenarios": [{"name": "y", "outcome": "failed", "reason": "redis health: expected healthy"}]},
+        {"id": "7.1", "title": "Prometheus metrics collection", "verdict": "no scenario",
+         "reason": "no scenario covers this item", "scenarios": []},
+    ]}
+    rows, failures = stackctl.checklist_summary(report)
+    assert rows == [("1.1 Redis Docker service definition", "passed"),
+                    ("5.6 Health check validation script", "failed (redis health: expected healthy)"),
+                    ("7.1 Prometheus metrics collection", "no scenario (no scenario covers this item)")]
+    assert failures == [("y", "redis health: expected healthy")]
 
 
 def _stackctl(copy: Path, env: dict, *args: str) -> subprocess.CompletedProcess:

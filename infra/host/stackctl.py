@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -115,27 +114,14 @@ def cmd_logs(args) -> int:
     return subprocess.call(command, cwd=compose.context)
 
 
-def checklist_summary(cucumber: dict, feature_dir: Path) -> tuple[list, list]:
-    """(rows of tag, verdict) for every checklist and criterion tag of the features, and the
-    failures as (scenario, first line of the error)."""
-    tags = []
-    for feature in sorted(feature_dir.glob("*.feature")):
-        tags += [t for t in re.findall(r"@((?:checklist|bdd)_\w+)", feature.read_text()) if t != "bdd_criterion"]
-    verdicts, failures = {}, []
-    for feature in cucumber:
-        for element in feature.get("elements", []):
-            steps = element.get("steps", [])
-            failed = [s for s in steps if s["result"]["status"] == "failed"]
-            verdict = "failed" if failed else "passed" if steps and all(
-                s["result"]["status"] == "passed" for s in steps) else "not run"
-            for tag in (t["name"] for t in element.get("tags", [])):
-                verdicts[tag] = "failed" if "failed" in (verdicts.get(tag), verdict) else verdict
-            if failed:
-                message = (failed[0]["result"].get("error_message") or "").strip().splitlines()
-                # pytest marks the exception's lines with "E"; the first few say what failed.
-                marked = [m[1:].strip() for m in message if m.startswith("E ")]
-                failures.append((element["name"], " ".join(marked[:3]) if marked else (message or [""])[-1]))
-    return [(tag, verdicts.get(tag, "not run")) for tag in tags], failures
+def checklist_summary(report: dict) -> tuple[list, list]:
+    """(rows of item, verdict) from the run's checklist.json, and the failures as (scenario, what failed)."""
+    rows, failures = [], []
+    for item in report.get("items", []):
+        reason = f" ({item['reason'][:100]})" if item["reason"] and item["verdict"] != "passed" else ""
+        rows.append((f"{item['id']} {item['title']}"[:70], item["verdict"] + reason))
+        failures += [(s["name"], s["reason"]) for s in item["scenarios"] if s["outcome"] == "failed"]
+    return rows, list(dict.fromkeys(failures))
 
 
 def cmd_validate(args) -> int:
@@ -151,11 +137,13 @@ def cmd_validate(args) -> int:
                f"--cucumberjson={reports / 'cucumber.json'}", f"--junitxml={reports / 'junit.xml'}",
                *(["-m", args.select] if args.select else [])]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
-    cucumber_path = reports / "cucumber.json"
-    cucumber = json.loads(cucumber_path.read_text()) if cucumber_path.exists() else []
-    rows, failures = checklist_summary(cucumber, ROOT / "features")
-    if not cucumber:
+    checklist_path = reports / "checklist.json"
+    report = json.loads(checklist_path.read_text()) if checklist_path.exists() else {}
+    rows, failures = checklist_summary(report)
+    if not report:
         print(result.stdout[-3000:] + result.stderr[-2000:])
+    else:
+        print(f"BDD criterion: {report['criterion'].upper()}")
     print(format_table(("CHECKLIST ITEM", "VERDICT"), rows))
     for scenario, line in failures:
         print(f"FAILED {scenario}: {line}")
