@@ -12,7 +12,8 @@ from pathlib import Path
 import yaml
 
 PASSED, FAILED, NOT_RUN, PARTLY_RUN, NOT_COVERED = "passed", "failed", "not run", "partly run", "no scenario"
-SYMBOLS = {PASSED: "✅", FAILED: "❌", NOT_RUN: "⏸", PARTLY_RUN: "◐", NOT_COVERED: "∅"}
+# Characters DejaVu Sans has (Debian's default font), so a headless browser draws them too.
+SYMBOLS = {PASSED: "✓", FAILED: "✗", NOT_RUN: "–", PARTLY_RUN: "◐", NOT_COVERED: "∅"}
 HISTORY_SHOWN = 5
 
 

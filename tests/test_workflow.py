@@ -1,0 +1,65 @@
+"""The GitHub Actions workflow (.github/workflows/acceptance.yml): actionlint finds nothing wrong, and
+it runs the README's acceptance command nightly, on pull requests and by hand, uploading the reports
+even when the run fails."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOW = ROOT / ".github" / "workflows" / "acceptance.yml"
+
+
+def actionlint_binary() -> str:
+    """The binary the dev extra installs next to the venv's python, else one on PATH."""
+    beside = Path(sys.executable).parent / "actionlint"
+    found = str(beside) if beside.is_file() else shutil.which("actionlint")
+    assert found, "no actionlint binary: install the dev extra (pip install -e '.[dev]')"
+    return found
+
+
+@pytest.fixture(scope="module")
+def workflow() -> dict:
+    return yaml.safe_load(WORKFLOW.read_text())
+
+
+def steps(workflow: dict) -> list[dict]:
+    return [step for job in workflow["jobs"].values() for step in job.get("steps", [])]
+
+
+def test_actionlint_passes():
+    result = subprocess.run([actionlint_binary(), "-no-color", str(WORKFLOW)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"actionlint exit {result.returncode}:\n{result.stdout}{result.stderr}"
+
+
+def test_triggers(workflow):
+    # YAML 1.1 reads the bare key `on` as the boolean True.
+    triggers = workflow.get("on", workflow.get(True))
+    assert isinstance(triggers, dict), f"the triggers should be a mapping, got {triggers!r}"
+    assert {"schedule", "pull_request", "workflow_dispatch"} <= set(triggers), sorted(triggers)
+    assert triggers["schedule"] and all("cron" in entry for entry in triggers["schedule"]), triggers["schedule"]
+
+
+def test_runs_the_acceptance_command(workflow):
+    runs = [step.get("run", "") for step in steps(workflow)]
+    assert any("infra/host/run-pytest features/" in run for run in runs), runs
+
+
+def test_uploads_the_reports_always(workflow):
+    uploads = [step for step in steps(workflow) if str(step.get("uses", "")).startswith("actions/upload-artifact@")]
+    assert uploads, "no actions/upload-artifact step"
+    for step in uploads:
+        assert str(step.get("if", "")).replace("${{", "").replace("}}", "").strip() == "always()", step
+        assert str(step.get("with", {}).get("path", "")).rstrip("/") == "reports", step
+
+
+def test_read_only_token_and_bounded_run(workflow):
+    assert workflow.get("permissions") == {"contents": "read"}, workflow.get("permissions")
+    assert "concurrency" in workflow, "two runs of the suite could overlap"
+    assert all("timeout-minutes" in job for job in workflow["jobs"].values()), "a job without timeout-minutes"
