@@ -103,7 +103,7 @@ FAULTS = [
     fault("redis-health-degraded", "a Redis healthcheck that passed once, at start, and fails since",
           [(COMPOSE, r'test: \["CMD-SHELL", "REDISCLI_AUTH.*$',
             'test: ["CMD-SHELL", "test ! -e /tmp/checked-once && touch /tmp/checked-once"]')],
-          {"checklist_1_6", "checklist_5_2", "bdd_healthy"}),
+          {"checklist_1_6", "checklist_5_2", "bdd_healthy", "checklist_5_6"}),
     # Section 2: PostgreSQL
     fault("postgres-no-shm-size", "PostgreSQL with Docker's default 64 MB /dev/shm",
           [(COMPOSE, r"^\s+shm_size: \S+\n", "")], {"checklist_2_1"}),
@@ -127,14 +127,24 @@ FAULTS = [
           [(COMPOSE, r"^\s+- postgres-data:/var/lib/postgresql/data\n", "")],
           {"checklist_2_7", "bdd_down_up"}),
     # The BDD criterion
-    fault("postgres-not-started", "postgres left out of a plain `docker compose up` (behind a profile)",
-          [(COMPOSE, r"^(  postgres:\n)", r'\1    profiles: ["optional"]\n')], {"bdd_brought_up"}, exact=False),
+    fault("postgres-not-started", "postgres and what needs it left out of a plain `docker compose up` (a profile)",
+          [(COMPOSE, r"^(  postgres:\n)", r'\1    profiles: ["optional"]\n'),
+           (COMPOSE, r"^(  configuration-service:\n)", r'\1    profiles: ["optional"]\n')],
+          {"bdd_brought_up"}, exact=False),
     fault("network-wrong-gateway", "the network's gateway not the declared one",
           [(COMPOSE, r"gateway: \$\{TSE_SUBNET_PREFIX:-172\.20\}\.0\.1", "gateway: ${TSE_SUBNET_PREFIX:-172.20}.0.254")],
           {"bdd_network", "checklist_3_2"}),
+    # The configuration service needs PostgreSQL over the network: the stack cannot come up, and the
+    # run says so in one line naming the service that never got healthy.
     fault("postgres-listens-on-loopback", "PostgreSQL listening inside its container only",
           [(PG_CONF, r"^listen_addresses = '\*'", "listen_addresses = 'localhost'")],
-          {"bdd_discoverable"}, exact=False),
+          set(), aborts="configuration-service"),
+    fault("registry-probes-the-wrong-postgres-port", "the registry looks for PostgreSQL on a port it does not use",
+          [("infra/service-registry/infrastructure.json", r'"port": 5432,', '"port": 5433,')],
+          {"bdd_discoverable", "checklist_4_3"}),
+    fault("postgres-name-shadowed", "a stale extra_hosts entry: inside the registry, `postgres` is 127.0.0.1",
+          [(COMPOSE, r"^(  service-registry:\n)", '\\1    extra_hosts: ["postgres:127.0.0.1"]\n')],
+          {"checklist_5_7"}, exact=False),
 
     # Section 3: compose orchestration
     fault("compose-version-key", "a Compose v1 `version:` key",
@@ -143,10 +153,11 @@ FAULTS = [
     fault("network-subnet-changed", "the network on a /24 instead of the documented 172.20.0.0/16",
           [(COMPOSE, r"(subnet: \$\{TSE_SUBNET_PREFIX:-172\.20\}\.0\.0)/16", r"\1/24")],
           {"checklist_3_2", "bdd_network"}),
+    # Every service now reaches PostgreSQL by name, so without it on the network the stack cannot start.
     fault("postgres-off-the-network", "postgres on the project's default network instead of trading-ecosystem",
           [(COMPOSE, r"networks:\n      trading-ecosystem:\n        ipv4_address: \$\{TSE_SUBNET_PREFIX:-172\.20\}\.0\.20",
             "networks:\n      - default")],
-          {"checklist_3_2", "checklist_5_7"}, exact=False),
+          set(), aborts="configuration-service"),
     fault("postgres-depends-on-started", "a dependency that waits for the container to start, not to be healthy",
           [(COMPOSE, r"^(  postgres:\n)", r"\1    depends_on:\n      redis:\n        condition: service_started\n")],
           {"checklist_3_4", "checklist_5_4"}),
