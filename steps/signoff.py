@@ -21,6 +21,7 @@ FEATURES = ROOT / "features"
 RESULTS_KEY = pytest.StashKey[dict]()     # nodeid -> ScenarioResult
 RUN_KEY = pytest.StashKey[dict]()         # facts about this run, for the checklist's header
 ITEMS_KEY = pytest.StashKey[list]()       # the computed checklist, once
+MAPPING_KEY = pytest.StashKey[dict]()     # features/checklist.yaml, read once
 
 
 def _template(item):
@@ -117,6 +118,12 @@ def _reports_dir(config) -> Path | None:
     return Path(path).resolve().parent if path else None
 
 
+def _mapping(config) -> dict:
+    if MAPPING_KEY not in config.stash:
+        config.stash[MAPPING_KEY] = checklist.load_mapping(FEATURES / "checklist.yaml")
+    return config.stash[MAPPING_KEY]
+
+
 def checklist_items(config) -> list:
     """The checklist of this run, computed once all scenarios have reported."""
     if ITEMS_KEY not in config.stash:
@@ -130,7 +137,7 @@ def checklist_items(config) -> list:
         reports = _reports_dir(config)
         history = checklist.read_history(reports / "history.jsonl") if reports else []
         config.stash[ITEMS_KEY] = checklist.compute(
-            checklist.load_mapping(FEATURES / "checklist.yaml"), checklist.declared_scenarios(FEATURES),
+            _mapping(config), checklist.declared_scenarios(FEATURES),
             list(config.stash.get(RESULTS_KEY, {}).values()), history)
     return config.stash[ITEMS_KEY]
 
@@ -141,8 +148,8 @@ def _covers_features(config) -> bool:
 
 def pytest_html_results_summary(prefix, summary, postfix, session):
     if _covers_features(session.config):
-        prefix.append(checklist.render_html(checklist.load_mapping(FEATURES / "checklist.yaml"),
-                                            checklist_items(session.config), session.config.stash[RUN_KEY]))
+        prefix.append(checklist.render_html(_mapping(session.config), checklist_items(session.config),
+                                            session.config.stash[RUN_KEY]))
 
 
 @pytest.hookimpl(trylast=True)
@@ -154,7 +161,7 @@ def pytest_sessionfinish(session):
     items = checklist_items(config)
     run = config.stash[RUN_KEY]
     reports.mkdir(parents=True, exist_ok=True)
-    mapping = checklist.load_mapping(FEATURES / "checklist.yaml")
+    mapping = _mapping(config)
     (reports / "checklist.md").write_text(checklist.render_markdown(mapping, items, run))
     (reports / "checklist.json").write_text(json.dumps(checklist.as_json(mapping, items, run), indent=2) + "\n")
     checklist.append_history(reports / "history.jsonl", run, items)

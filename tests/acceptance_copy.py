@@ -102,14 +102,10 @@ def volumes() -> set:
 
 
 def feature_scenarios() -> dict:
-    """Scenario name -> its own tags (feature-level tags left out), read from features/*.feature."""
-    import re
+    """Scenario name -> its tags (feature-level ones included), read from features/*.feature."""
+    from steps.checklist import declared_scenarios
 
-    found = {}
-    for feature in (ROOT / "features").glob("*.feature"):
-        for tag_line, name in re.findall(r"^\s*(@.*)\n\s*Scenario: (.*)$", feature.read_text(), flags=re.M):
-            found[name.strip()] = set(re.findall(r"@(\w+)", tag_line))
-    return found
+    return declared_scenarios(ROOT / "features")
 
 
 def stack_changing_scenarios() -> dict:
