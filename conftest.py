@@ -19,6 +19,7 @@ pytest_plugins = [
     "steps.health_steps",
     "steps.registry_steps",
     "steps.configuration_steps",
+    "steps.observability_steps",
     "steps.lifecycle_steps",
 ]
 

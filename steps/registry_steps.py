@@ -204,9 +204,13 @@ def _reports_status(stack, evidence, name, status, seconds):
         raise AssertionError(f"registry status of {name}: expected {status} within {seconds} s, observed {error}") from None
 
 
+# How the scenarios name the services they stop and start.
+SERVICE_LABELS = {"PostgreSQL": "postgres", "Redis": "redis", "the configuration service": "configuration-service"}
+
+
 @when(parsers.parse("{service_label} is stopped"))
 def _stop(stack, evidence, request, service_label):
-    service = {"PostgreSQL": "postgres", "Redis": "redis"}[service_label]
+    service = SERVICE_LABELS[service_label]
     stack.compose.stop_services(service)
     request.addfinalizer(lambda: stack.compose.start_services(service))  # never leave it stopped
     evidence.record(Fact(f"docker compose stop {service}", stack.project, "stopped"))
@@ -214,7 +218,7 @@ def _stop(stack, evidence, request, service_label):
 
 @when(parsers.parse("{service_label} is started again"))
 def _start(stack, evidence, service_label):
-    service = {"PostgreSQL": "postgres", "Redis": "redis"}[service_label]
+    service = SERVICE_LABELS[service_label]
     stack.compose.start_services(service)
     evidence.record(Fact(f"docker compose start {service}", stack.project, "healthy"))
 

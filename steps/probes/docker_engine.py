@@ -372,3 +372,24 @@ def parse_time(text: str):
         whole, fraction = main.split(".")
         main = f"{whole}.{fraction[:6].ljust(6, '0')}"
     return datetime.fromisoformat(f"{main}+{zone or '00:00'}")
+
+
+def image_present(image: str) -> Fact:
+    """Whether `image` (name:tag) is in the engine's local images."""
+    try:
+        client().images.get(image)
+        present = True
+    except docker.errors.ImageNotFound:
+        present = False
+    except DockerException as error:
+        raise ProbeError(f"image {image}: the engine did not answer: {error}") from error
+    return Fact(f"docker image inspect {image}", "engine", present)
+
+
+def running(project: str, service: str) -> Fact:
+    """Whether the service has a running container (False when it has none)."""
+    try:
+        observed = bool(container(project, service).attrs["State"].get("Running"))
+    except ProbeError:
+        observed = False
+    return Fact("docker inspect .State.Running", _where(project, service), observed)

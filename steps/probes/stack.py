@@ -32,9 +32,18 @@ DEFAULTS = {
     "POSTGRES_HOST_PORT": "5432",
     "REGISTRY_HOST_PORT": "8080",
     "CONFIG_HOST_PORT": "8090",
+    "PROMETHEUS_HOST_PORT": "9090",
+    # The `telemetry` profile's ports (used only when it runs).
+    "GRAFANA_HOST_PORT": "3000",
+    "JAEGER_UI_HOST_PORT": "16686",
+    "OTEL_GRPC_HOST_PORT": "4317",
+    "OTEL_HTTP_HOST_PORT": "4318",
+    "OTEL_HEALTH_HOST_PORT": "13133",
     "POSTGRES_DB": "trading_ecosystem",
 }
-PORT_VARIABLES = ("REDIS_HOST_PORT", "POSTGRES_HOST_PORT", "REGISTRY_HOST_PORT", "CONFIG_HOST_PORT")
+PORT_VARIABLES = ("REDIS_HOST_PORT", "POSTGRES_HOST_PORT", "REGISTRY_HOST_PORT", "CONFIG_HOST_PORT",
+                  "PROMETHEUS_HOST_PORT", "GRAFANA_HOST_PORT", "JAEGER_UI_HOST_PORT", "OTEL_GRPC_HOST_PORT",
+                  "OTEL_HTTP_HOST_PORT", "OTEL_HEALTH_HOST_PORT")
 
 
 def read_env_file(path: Path) -> dict:
@@ -215,6 +224,14 @@ class ComposeStack(DockerCompose):
         result = self.run("config", "--format", "json")
         if result.returncode != 0:
             raise StackError(f"docker compose config failed: {result.stderr.strip()}")
+        return json.loads(result.stdout)
+
+    @cached_property
+    def config_all_profiles(self) -> dict:
+        """The compose model with the services of every profile too (`--profile '*'`)."""
+        result = self.run("--profile", "*", "config", "--format", "json")
+        if result.returncode != 0:
+            raise StackError(f"docker compose --profile '*' config failed: {result.stderr.strip()}")
         return json.loads(result.stdout)
 
     @property

@@ -282,7 +282,7 @@ def create_app(settings: Optional[Settings] = None, store: Optional[Store] = Non
         value = normalise_value(body.key, body.type, body.value, service)
         change = store.upsert(environment, service, body.key, body.type, value, description,
                               author(x_updated_by, x_service_name))
-        metrics.writes.labels(change.change).inc()
+        metrics.changed(change)
         notifier.announce(change)
         return parameter_response(change.row, 201 if change.change == "created" else 200)
 
@@ -314,7 +314,7 @@ def create_app(settings: Optional[Settings] = None, store: Optional[Store] = Non
             if conflict.current is None:
                 raise not_found(key, environment, service) from None
             return precondition_failed(key, expected, conflict.current)
-        metrics.writes.labels(change.change).inc()
+        metrics.changed(change)
         notifier.announce(change)
         return parameter_response(change.row)
 
@@ -335,7 +335,7 @@ def create_app(settings: Optional[Settings] = None, store: Optional[Store] = Non
             return precondition_failed(key, expected, conflict.current)
         if change is None:
             raise not_found(key, environment, service)
-        metrics.writes.labels(change.change).inc()
+        metrics.changed(change)
         notifier.announce(change)
         return Response(status_code=204)
 

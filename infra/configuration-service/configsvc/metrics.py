@@ -14,6 +14,14 @@ class Metrics:
                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30))
         self.reads = Counter("config_reads_total", "Parameter reads", ["outcome"], registry=self.registry)
         self.writes = Counter("config_writes_total", "Parameter writes", ["change"], registry=self.registry)
+        # Every version a write creates; the dashboard's "versions" panel shows it.
+        self.last_version = Gauge("config_last_change_version", "Version number of the latest parameter change",
+                                  registry=self.registry)
+        # Known label values exist from the start, so dashboards and alerts see 0 rather than no series.
+        for outcome in ("found", "missing", "list"):
+            self.reads.labels(outcome)
+        for change in ("created", "updated", "deleted", "unchanged"):
+            self.writes.labels(change)
         self.waiting = Gauge("config_waiting_clients", "Requests waiting for a change now (wait_version)",
                              registry=self.registry)
         self.waits = Counter("config_waits_total", "Requests that waited for a change", ["outcome"],
@@ -25,3 +33,9 @@ class Metrics:
                                             "Change notifications Redis did not take", registry=self.registry)
         self.storage_errors = Counter("config_storage_errors_total", "Requests PostgreSQL could not serve",
                                       registry=self.registry)
+
+    def changed(self, change) -> None:
+        """Count a write and remember the version it made."""
+        self.writes.labels(change.change).inc()
+        if change.change != "unchanged":
+            self.last_version.set(change.row.version)

@@ -34,8 +34,20 @@ class Metrics:
         self.heartbeats = Counter("registry_heartbeats_total", "Heartbeats", ["outcome"], registry=self.registry)
         self.expiries = Counter("registry_expiries_total", "Instances that disappeared when their TTL ended",
                                 registry=self.registry)
+        # Known label values exist from the start, so dashboards and alerts see 0 rather than no series.
+        for outcome in ("new", "replaced"):
+            self.registrations.labels(outcome)
+        for outcome in ("renewed", "unknown"):
+            self.heartbeats.labels(outcome)
         self.redis_errors = Counter("registry_redis_errors_total", "Redis commands that failed", registry=self.registry)
         self.instances = Gauge("registry_instances", "Live instances", registry=self.registry)
+        self.requests = Counter("registry_requests_total", "HTTP requests", ["method", "route", "status"],
+                                registry=self.registry)
+        # 1 while the last probe of a declared infrastructure service passed: the alert on "no healthy
+        # instance of a registered infrastructure service" reads it.
+        self.infrastructure_healthy = Gauge("registry_infrastructure_healthy",
+                                            "1 if the last probe of the infrastructure service passed",
+                                            ["service"], registry=self.registry)
         self.latency = Histogram("registry_request_seconds", "Request latency", ["method", "route"],
                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
                                  registry=self.registry)
@@ -52,7 +64,8 @@ def create_app(settings: Optional[Settings] = None, client: Optional[redis.Redis
     )
     store, metrics = Store(client), Metrics()
     monitor = InfrastructureMonitor(store, settings.infrastructure, settings.probe_interval_s,
-                                    settings.postgres_password, lambda event: metrics.redis_errors.inc())
+                                    settings.postgres_password, lambda event: metrics.redis_errors.inc(),
+                                    lambda name, healthy: metrics.infrastructure_healthy.labels(name).set(healthy))
     seen: set = set()
 
     def track_expiries(keys: list) -> None:
@@ -85,9 +98,9 @@ def create_app(settings: Optional[Settings] = None, client: Optional[redis.Redis
             if len(body) > MAX_BODY_BYTES:
                 return JSONResponse({"detail": f"request body over {MAX_BODY_BYTES} bytes"}, status_code=413)
         response = await call_next(request)
-        route = request.scope.get("route")
-        metrics.latency.labels(request.method, getattr(route, "path", "unmatched")).observe(
-            time.perf_counter() - started)
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        metrics.latency.labels(request.method, route).observe(time.perf_counter() - started)
+        metrics.requests.labels(request.method, route, str(response.status_code)).inc()
         return response
 
     @app.exception_handler(redis.RedisError)

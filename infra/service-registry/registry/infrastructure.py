@@ -41,9 +41,10 @@ class InfrastructureMonitor:
     """Probes the declared services and registers each with its current status."""
 
     def __init__(self, store: Store, declared: list, interval_s: float, postgres_password: str,
-                 counters: Callable[[str], None] = lambda event: None):
+                 counters: Callable[[str], None] = lambda event: None,
+                 observe: Callable[[str, bool], None] = lambda name, healthy: None):
         self.store, self.declared, self.interval_s = store, declared, interval_s
-        self.postgres_password, self.count = postgres_password, counters
+        self.postgres_password, self.count, self.observe = postgres_password, counters, observe
 
     def probe(self, entry: Dict) -> bool:
         kind = entry["kind"]
@@ -63,7 +64,9 @@ class InfrastructureMonitor:
         """Probe every declared service once and register the outcome; {name: status}."""
         statuses = {}
         for entry in self.declared:
-            status = "healthy" if self.probe(entry) else "unhealthy"
+            healthy = self.probe(entry)
+            self.observe(entry["name"], healthy)
+            status = "healthy" if healthy else "unhealthy"
             statuses[entry["name"]] = status
             registration = Registration(
                 name=entry["name"], version=entry.get("version", "infrastructure"), instance_id=entry["name"],
