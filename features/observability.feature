@@ -43,7 +43,7 @@ Feature: 7. Enhanced observability
     When the configuration service is started again
     Then the "InstanceDown" alert for job "configuration-service" is gone within 30 s
 
-  @checklist_7_2
+  @checklist_7_2 @grafana_files
   Scenario: Grafana visualization: datasources provisioned from files
     Then Grafana's provisioned datasources point at the stack's services: "Prometheus" at "prometheus" on the port Prometheus listens on, "Jaeger" at "jaeger" on Jaeger's query port
     And Grafana takes its admin password from the environment and downloads nothing at start
@@ -54,7 +54,7 @@ Feature: 7. Enhanced observability
     Then Grafana's health API answers ok on 127.0.0.1 at host port GRAFANA_HOST_PORT
     And Grafana reports the "prometheus" datasource healthy
 
-  @checklist_7_3
+  @checklist_7_3 @jaeger_files
   Scenario: Jaeger distributed tracing: configuration
     Then Jaeger's pipelines name only components its configuration defines
     And Jaeger receives OTLP over gRPC and HTTP and serves queries on the port docker-compose.yml publishes
@@ -66,7 +66,7 @@ Feature: 7. Enhanced observability
     When a span is sent to the collector over OTLP/HTTP
     Then Jaeger's query API finds the span's trace within 20 s
 
-  @checklist_7_4
+  @checklist_7_4 @collector_files
   Scenario: OpenTelemetry collector: configuration
     Then the collector's pipelines name only components its configuration defines
     And the collector sends traces over OTLP to "jaeger" on the port Jaeger receives OTLP gRPC on
@@ -79,7 +79,7 @@ Feature: 7. Enhanced observability
     Then the collector's health extension answers on 127.0.0.1 at host port OTEL_HEALTH_HOST_PORT
     And Prometheus scrapes the jobs "otel-collector", every target up
 
-  @checklist_7_6
+  @checklist_7_6 @dashboard_queries
   Scenario: Pre-configured dashboards: the dashboard's queries work on this Prometheus
     Then Grafana provisions the "Infrastructure overview" dashboard from the folder docker-compose.yml mounts
     And the dashboard has panels for "Redis memory", "Redis operations", "Redis evictions", "PostgreSQL connections", "PostgreSQL transactions", "PostgreSQL database size", "Registry instances", "Registry registrations", "Registry latency (p99)", "Configuration reads", "Configuration writes" and "Configuration versions"

@@ -13,6 +13,7 @@ from pytest_bdd import given, parsers, then, when
 from steps.expect import Mismatches, expect
 from steps.probes import Fact, ProbeError, docker_engine, http_api, prometheus_server, telemetry_files
 from steps.probes.waiting import WaitTimeout, wait_until
+from steps.stack_fixtures import TELEMETRY_PROFILE
 
 PROMETHEUS_SERVICE = "prometheus"
 COLLECTOR_FILE = "infra/otel-collector/config.yaml"
@@ -392,11 +393,11 @@ def _telemetry_running(stack, evidence, service):
         return
     image = _service_model(stack, service).get("image")
     if not evidence.record(docker_engine.image_present(image)).observed:
-        pytest.skip(f"{service} is not running: its image {image} is not on this machine and cannot be pulled "
-                    f"here; where a registry is reachable, `docker pull {image}` and the run starts the "
-                    f"telemetry profile")
+        pytest.skip(f"{service} is not running: its image {image} is not on this machine, and runs never pull "
+                    f"(no registry is reachable here). Where one is, `docker pull {image}`: up mode then starts "
+                    f"the {TELEMETRY_PROFILE} profile")
     pytest.skip(f"{service} is not running in this stack although its image {image} is present; start it with "
-                f"`docker compose --profile telemetry up -d`")
+                f"`docker compose --profile {TELEMETRY_PROFILE} up -d`")
 
 
 def _grafana(stack, path: str) -> Fact:

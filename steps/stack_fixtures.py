@@ -19,6 +19,8 @@ from steps.probes import StackError, docker_engine
 from steps.probes.stack import ComposeStack, StackSettings, compose_for, isolate, new_workdir
 
 FEATURES = Path(__file__).resolve().parents[1] / "features"
+# Grafana, Jaeger and the collector: upstream images, started (up mode) only when all are on this machine.
+TELEMETRY_PROFILE = "telemetry"
 
 
 def _setting(config, option: str, variable: str):
@@ -96,6 +98,7 @@ class StackLauncher:
         self.workdir = new_workdir()
         self.stack: Stack | None = None
         self.started = False
+        self.telemetry = False
         self.previous_sigterm = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
 
     def start(self) -> None:
@@ -114,6 +117,7 @@ class StackLauncher:
         self.stack = Stack(settings, compose, notes)
         if settings.mode == "up":
             compose.ensure_images()
+            self.telemetry = self._telemetry_images_present(compose, notes)
             self.started = True
             compose.start_up()
 
@@ -130,7 +134,20 @@ class StackLauncher:
                      if docker_engine.health(self.stack.project, s).observed != "healthy"]
         if unhealthy:
             raise StackError(compose.describe_failure(f"not healthy: {', '.join(unhealthy)}"))
+        if self.telemetry:
+            self.telemetry = False
+            compose.start_profile(TELEMETRY_PROFILE)
         return self.stack
+
+    @staticmethod
+    def _telemetry_images_present(compose, notes: list) -> bool:
+        """Whether every image of the telemetry profile is on this machine (nothing is pulled); a note
+        says which are missing. Its scenarios report "not run" when it does not start."""
+        images = compose.profile_images(TELEMETRY_PROFILE)
+        missing = sorted(image for image in images.values() if not docker_engine.image_present(image).observed)
+        if missing:
+            notes.append(f"{TELEMETRY_PROFILE} profile not started: {', '.join(missing)} not on this machine")
+        return bool(images) and not missing
 
     def stop(self) -> None:
         """Idempotent: `down -v` of what this run started (unless --keep-stack), then tidy up."""

@@ -58,6 +58,8 @@ REGISTRY_STORE = "infra/service-registry/registry/store.py"
 CONFIG_MODEL = "infra/configuration-service/configsvc/model.py"
 CONFIG_STORE = "infra/configuration-service/configsvc/store.py"
 CONFIG_NOTIFIER = "infra/configuration-service/configsvc/notifier.py"
+PROMETHEUS_CONF = "infra/prometheus/prometheus.yml"
+ALERT_RULES = "infra/prometheus/rules/infrastructure.yml"
 
 FAULTS = [
     # Section 1: Redis
@@ -251,4 +253,39 @@ FAULTS = [
     fault("registry-cors-closed", "the dashboard's origin not allowed",
           [(COMPOSE, r"REGISTRY_CORS_ORIGINS:-http://localhost:3000,http://127\.0\.0\.1:3000",
             "REGISTRY_CORS_ORIGINS:-https://dashboard.invalid")], {"checklist_4_7"}),
+
+    # Section 7: observability
+    fault("prometheus-scrapes-redis-directly", "Prometheus scraping Redis's own port, which does not speak HTTP",
+          [(PROMETHEUS_CONF, r'"redis-exporter:9121"', '"redis:6379"')],
+          {"checklist_7_1", "checklist_7_5", "dashboard_queries"}, exact=False),
+    fault("prometheus-admin-api-enabled", "Prometheus started with its unauthenticated admin and lifecycle APIs",
+          [(COMPOSE, r"(    healthcheck:\n      # Ready means the rule files loaded)",
+            '    command: ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus",'
+            ' "--web.enable-admin-api", "--web.enable-lifecycle"]\n\\1')],
+          {"checklist_7_1"}),
+    fault("redis-exporter-wrong-password", "the Redis exporter logging in with a wrong password: it serves "
+          "metrics, but only redis_up 0",
+          [(COMPOSE, r"REDIS_PASSWORD: \$\{REDIS_PASSWORD_MONITOR:\?", "REDIS_PASSWORD: wrong${REDIS_PASSWORD_MONITOR:?")],
+          {"checklist_7_5"}, exact=False),
+    fault("alert-rule-syntax-error", "an alert rule that does not parse: Prometheus refuses to start",
+          [(ALERT_RULES, r"expr: up == 0$", "expr: up == == 0")],
+          set(), aborts="prometheus"),
+    fault("instance-down-never-fires", "an InstanceDown rule that can never match",
+          [(ALERT_RULES, r"expr: up == 0$", "expr: up == 2")],
+          {"checklist_7_7", "alert_fires"}),
+    fault("grafana-datasource-wrong-port", "Grafana's Prometheus datasource on a port Prometheus does not listen on",
+          [("infra/grafana/provisioning/datasources/datasources.yaml", r"url: http://prometheus:9090",
+            "url: http://prometheus:9091")],
+          {"grafana_files"}),
+    fault("jaeger-without-otlp-http", "Jaeger receiving OTLP over gRPC only",
+          [("infra/jaeger/config.yaml", r"^      http:\n        endpoint: 0\.0\.0\.0:4318\n", "")],
+          {"jaeger_files"}),
+    fault("collector-pipeline-names-undefined-exporter", "the collector's traces pipeline naming an exporter it "
+          "does not define",
+          [("infra/otel-collector/config.yaml", r"exporters: \[otlp/jaeger\]", "exporters: [otlp/tempo]")],
+          {"collector_files"}),
+    fault("dashboard-unknown-series", "a dashboard query naming a series no exporter has",
+          [("infra/grafana/dashboards/infrastructure-overview.json", r"rate\(redis_evicted_keys_total",
+            "rate(redis_evictions_total")],
+          {"dashboard_queries"}),
 ]

@@ -14,11 +14,16 @@ pytestmark = pytest.mark.faults
 
 def test_every_scenario_has_a_fault():
     """A scenario is proven by a fault naming one of its tags; a stack-changing scenario, by a fault
-    naming a tag only stack-changing scenarios carry (other faults run without them)."""
+    naming a tag only stack-changing scenarios carry (other faults run without them). Scenarios of
+    the `telemetry` profile need upstream images no registry here can supply: they are reported "not
+    run" with that reason (test_harness checks it), and their configuration files have scenarios
+    and faults of their own."""
     caught = set().union(*(f.fails for f in FAULTS if not f.aborts))
     stack_only = stack_changing_only_tags()
     unproven = []
     for name, tags in feature_scenarios().items():
+        if "telemetry" in tags:
+            continue
         own = tags & stack_only if "changes_stack" in tags else tags
         if not own & caught:
             unproven.append(name)

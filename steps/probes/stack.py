@@ -234,6 +234,19 @@ class ComposeStack(DockerCompose):
             raise StackError(f"docker compose --profile '*' config failed: {result.stderr.strip()}")
         return json.loads(result.stdout)
 
+    def profile_images(self, profile: str) -> dict:
+        """{service: image} of the services only `profile` starts (upstream images, not built here)."""
+        return {name: service.get("image") for name, service in self.config_all_profiles["services"].items()
+                if profile in (service.get("profiles") or [])}
+
+    def start_profile(self, profile: str) -> None:
+        """Start the services of `profile` beside the running stack and wait for them; StackError
+        naming the ones that did not start."""
+        result = self.run("--profile", profile, "up", "-d", "--wait", "--wait-timeout", str(self.wait_timeout),
+                          timeout=self.wait_timeout + 60)
+        if result.returncode != 0:
+            raise StackError(f"the {profile} profile did not start: {result.stderr.strip()[-1500:]}")
+
     @property
     def service_names(self) -> list[str]:
         return sorted(self.config["services"])

@@ -1,0 +1,101 @@
+"""The observability configuration as files: Prometheus's configuration and alert rules checked and
+unit-tested by promtool (from the same Debian package the stack runs), and the parsers the
+section-7 scenarios use to read the collector's, Jaeger's and Grafana's files."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from steps.probes import telemetry_files
+
+ROOT = Path(__file__).resolve().parents[1]
+PROMETHEUS = ROOT / "infra/prometheus"
+IMAGE = "tse-promtool"
+
+
+@pytest.fixture(scope="module")
+def promtool():
+    """Run promtool from the stack's Prometheus image with infra/prometheus at /etc/prometheus."""
+    subprocess.run([str(ROOT / "infra/host/ensure-base-image")], check=True, capture_output=True)
+    base = os.environ.get("BASE_IMAGE", "debian:trixie-slim")
+    subprocess.run(["docker", "build", "-q", "--build-arg", f"BASE_IMAGE={base}", "-t", IMAGE, str(PROMETHEUS)],
+                   check=True, capture_output=True)
+
+    def run(*args: str, folder: Path = PROMETHEUS) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["docker", "run", "--rm", "--network", "none", "-v", f"{folder}:/etc/prometheus:ro",
+             "--entrypoint", "promtool", IMAGE, *args],
+            capture_output=True, text=True, timeout=120)
+
+    yield run
+    subprocess.run(["docker", "image", "rm", IMAGE], capture_output=True)
+
+
+def test_prometheus_configuration_and_rules_are_valid(promtool):
+    result = promtool("check", "config", "/etc/prometheus/prometheus.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "7 rules found" in result.stdout
+
+
+def test_every_alert_fires_on_its_series_in_promtool_unit_tests(promtool):
+    result = promtool("test", "rules", "/etc/prometheus/tests/alerts_test.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    rules = yaml.safe_load((PROMETHEUS / "rules/infrastructure.yml").read_text())
+    alerts = {rule["alert"] for group in rules["groups"] for rule in group["rules"]}
+    tested = (PROMETHEUS / "tests/alerts_test.yml").read_text()
+    assert all(f"alertname: {name}" in tested for name in alerts), "an alert without a unit test"
+
+
+def test_a_rule_with_a_syntax_error_is_refused(promtool, tmp_path):
+    broken = tmp_path / "prometheus"
+    subprocess.run(["cp", "-r", str(PROMETHEUS), str(broken)], check=True)
+    rules = broken / "rules/infrastructure.yml"
+    rules.write_text(rules.read_text().replace("expr: up == 0", "expr: up == == 0"))
+    result = promtool("check", "rules", "/etc/prometheus/rules/infrastructure.yml", folder=broken)
+    assert result.returncode != 0 and "parse error" in (result.stdout + result.stderr)
+
+
+def test_metric_names_of_promql_expressions():
+    names = telemetry_files.metric_names_in
+    assert names("rate(redis_commands_processed_total[1m])") == {"redis_commands_processed_total"}
+    assert names('sum by (outcome) (rate(config_reads_total{outcome="a b"}[5m]))') == {"config_reads_total"}
+    assert names("histogram_quantile(0.99, sum by (le) (rate(x_bucket[5m])))") == {"x_bucket"}
+    assert names("a / on (instance) max by (instance) (b) > 0.8") == {"a", "b"}
+    assert names("up offset 5m == bool 1e3") == {"up"}
+
+
+def test_undefined_pipeline_components_are_named():
+    config = {"receivers": {"otlp": {}}, "exporters": {"otlp/jaeger": {}}, "extensions": {},
+              "service": {"extensions": ["health_check"],
+                          "pipelines": {"traces": {"receivers": ["otlp"], "exporters": ["otlp/tempo"]}}}}
+    problems = telemetry_files.undefined_references(config)
+    assert any("'health_check'" in p for p in problems) and any("'otlp/tempo'" in p for p in problems)
+    config["service"] = {"pipelines": {"traces": {"receivers": ["otlp"], "exporters": ["otlp/jaeger"]}}}
+    assert telemetry_files.undefined_references(config) == []
+
+
+@pytest.mark.parametrize("relative", ["infra/otel-collector/config.yaml", "infra/jaeger/config.yaml"])
+def test_the_repositorys_pipelines_resolve(relative):
+    assert telemetry_files.undefined_references(telemetry_files.load_yaml(ROOT / relative).observed) == []
+
+
+def test_otlp_ports_default_to_the_protocol_ports():
+    config = {"receivers": {"otlp": {"protocols": {"grpc": None, "http": {"endpoint": "0.0.0.0:14318"}}}}}
+    assert telemetry_files.otlp_ports(config) == {"grpc": 4317, "http": 14318}
+
+
+def test_the_dashboard_has_a_query_per_panel():
+    dashboard = json.loads((ROOT / "infra/grafana/dashboards/infrastructure-overview.json").read_text())
+    assert len(telemetry_files.dashboard_queries(dashboard)) >= 12
+
+
+def test_a_file_that_does_not_parse_is_named(tmp_path):
+    bad = tmp_path / "config.yaml"
+    bad.write_text("receivers: [unclosed\n")
+    with pytest.raises(telemetry_files.ProbeError, match="config.yaml: cannot be read as YAML"):
+        telemetry_files.load_yaml(bad)
