@@ -2,11 +2,11 @@
 telemetry profile's services when they run, and their configuration files in every run."""
 from __future__ import annotations
 
+import base64
 import secrets
 import time
 
 import pytest
-import requests
 import yaml
 from pytest_bdd import given, parsers, then, when
 
@@ -393,26 +393,18 @@ def _telemetry_running(stack, evidence, service):
         return
     image = _service_model(stack, service).get("image")
     if not evidence.record(docker_engine.image_present(image)).observed:
-        pytest.skip(f"{service} is not running: its image {image} is not on this machine, and runs never pull "
-                    f"(no registry is reachable here). Where one is, `docker pull {image}`: up mode then starts "
-                    f"the {TELEMETRY_PROFILE} profile")
+        pytest.skip(f"{service} is not running: its image {image} is not on this machine, and runs never pull. "
+                    f"`docker pull {image}` where a registry is reachable: up mode then starts the "
+                    f"{TELEMETRY_PROFILE} profile")
     pytest.skip(f"{service} is not running in this stack although its image {image} is present; start it with "
                 f"`docker compose --profile {TELEMETRY_PROFILE} up -d`")
 
 
 def _grafana(stack, path: str) -> Fact:
-    port = stack.settings.port("GRAFANA_HOST_PORT")
-    url = f"http://127.0.0.1:{port}{path}"
-    try:
-        response = requests.get(url, auth=("admin", stack.settings.secret("GRAFANA_ADMIN_PASSWORD")), timeout=5)
-    except requests.RequestException as error:
-        raise ProbeError(f"GET {url}: no answer ({error})") from error
-    try:
-        body = response.json()
-    except ValueError:
-        body = response.text
-    return Fact(f"GET {path}", f"127.0.0.1:{port}", {"status": response.status_code, "body": body},
-                raw=response.text[:500])
+    """GET `path` from Grafana's API as its admin (basic auth, the password from the env file)."""
+    credentials = base64.b64encode(f"admin:{stack.settings.secret('GRAFANA_ADMIN_PASSWORD')}".encode()).decode()
+    return http_api.call(stack.settings.port("GRAFANA_HOST_PORT"), "GET", path,
+                         headers={"Authorization": f"Basic {credentials}"})
 
 
 @then("Grafana's health API answers ok on 127.0.0.1 at host port GRAFANA_HOST_PORT")

@@ -173,7 +173,7 @@ def _complete_cucumber(path: Path, items: list) -> None:
     if not path.exists():
         return
     features = json.loads(path.read_text())
-    present = {(f.get("uri"), e.get("name")) for f in features for e in f.get("elements", [])}
+    present = {(f.get("uri"), e.get("name")): e for f in features for e in f.get("elements", [])}
     by_uri = {f.get("uri"): f for f in features}
     for item in items:
         template = _template(item)
@@ -183,6 +183,7 @@ def _complete_cucumber(path: Path, items: list) -> None:
             continue
         uri = template.feature.rel_filename
         if (uri, template.name) in present:
+            _mark_skipped(present[(uri, template.name)], template, found.reason)
             continue
         feature = by_uri.get(uri)
         if feature is None:
@@ -201,6 +202,19 @@ def _complete_cucumber(path: Path, items: list) -> None:
                       for step in template.steps],
         })
     path.write_text(json.dumps(features, indent=2))
+
+
+def _mark_skipped(element: dict, template, reason: str) -> None:
+    """A scenario skipped inside a step: pytest-bdd records that step as passed. It is the skipped
+    one (with the reason), and the steps after it, never reached, are skipped too."""
+    steps = element.get("steps") or []
+    if steps:
+        steps[-1]["result"] = {"status": "skipped", "duration": steps[-1]["result"].get("duration", 0),
+                               "error_message": reason}
+    for step in template.steps[len(steps):]:
+        steps.append({"keyword": step.keyword, "name": step.name, "line": step.line_number,
+                      "match": {"location": ""}, "result": {"status": "skipped", "duration": 0}})
+    element["steps"] = steps
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from steps.probes import docker_engine
-from steps.probes.stack import free_port, used_subnets
+from steps.probes.stack import PORT_VARIABLES, free_port, used_subnets
 
 ROOT = Path(__file__).resolve().parents[1]
 COPY_IGNORE = shutil.ignore_patterns(".git", ".venv", "reports", "__pycache__", ".pytest_cache", ".env")
@@ -43,10 +43,7 @@ def isolated_environment(project: str, **extra: str) -> dict:
         "TSE_PROJECT": project,
         "TSE_NETWORK_NAME": project,
         "TSE_SUBNET_PREFIX": free_subnet_prefix(),
-        "REDIS_HOST_PORT": str(free_port()),
-        "POSTGRES_HOST_PORT": str(free_port()),
-        "REGISTRY_HOST_PORT": str(free_port()),
-        "CONFIG_HOST_PORT": str(free_port()),
+        **{variable: str(free_port()) for variable in PORT_VARIABLES},
         "TESTCONTAINERS_RYUK_DISABLED": "true",
     })
     env.update(extra)
