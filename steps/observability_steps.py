@@ -12,6 +12,7 @@ from pytest_bdd import given, parsers, then, when
 
 from steps.expect import Mismatches, expect
 from steps.probes import Fact, ProbeError, docker_engine, http_api, prometheus_server, telemetry_files
+from steps.probes.telemetry_files import dig
 from steps.probes.waiting import WaitTimeout, wait_until
 from steps.stack_fixtures import TELEMETRY_PROFILE
 
@@ -67,19 +68,24 @@ def _published(stack, service: str, target: int) -> bool:
 @then("Prometheus answers healthy and ready")
 def _prometheus_healthy(stack, evidence):
     for path in ("/-/healthy", "/-/ready"):
-        fact = evidence.record(prometheus_server.endpoint_status(_port(stack), "GET", path))
-        expect(fact.observed == 200, f"Prometheus {path}", 200, f"{fact.observed} {fact.raw[:80]}", fact)
+        fact = evidence.record(http_api.call(_port(stack), "GET", path))
+        status = fact.observed["status"]
+        expect(status == 200, f"Prometheus {path}", 200, f"{status} {fact.raw[:80]}", fact)
 
 
-def _targets_by_job(stack, evidence, jobs: list[str]) -> dict:
-    """Wait (bounded) until every target of `jobs` has been scraped up; {job: [targets]}."""
+def _by_job(fact: Fact, jobs: list[str]) -> dict:
+    return {job: [t for t in fact.observed if t["job"] == job] for job in jobs}
+
+
+def _targets_by_job(stack, evidence, jobs: list[str]) -> tuple[Fact, dict]:
+    """Wait (bounded) until every target of `jobs` has been scraped up; the last targets Fact and
+    {job: [targets]}, up or not."""
     last = {}
 
     def all_up():
-        fact = prometheus_server.targets(_port(stack))
-        last["fact"] = fact
-        found = {job: [t for t in fact.observed if t["job"] == job] for job in jobs}
-        return all(found[job] and all(t["health"] == "up" for t in found[job]) for job in jobs)
+        last["fact"] = prometheus_server.targets(_port(stack))
+        return all(targets and all(t["health"] == "up" for t in targets)
+                   for targets in _by_job(last["fact"], jobs).values())
 
     try:
         wait_until(all_up, timeout=FIRST_SCRAPE_WAIT_S, interval=0.5, transient=(ProbeError,),
@@ -87,7 +93,7 @@ def _targets_by_job(stack, evidence, jobs: list[str]) -> dict:
     except WaitTimeout:
         pass  # the mismatch below names each target that is not up, with Prometheus's error
     fact = evidence.record(last.get("fact") or prometheus_server.targets(_port(stack)))
-    return fact, {job: [t for t in fact.observed if t["job"] == job] for job in jobs}
+    return fact, _by_job(fact, jobs)
 
 
 @then(parsers.parse("Prometheus scrapes the jobs {jobs}, every target up"))
@@ -111,9 +117,10 @@ def _no_admin_api(stack, evidence):
     problems = Mismatches("Prometheus's unauthenticated admin and lifecycle APIs",
                           "run Prometheus without --web.enable-admin-api and --web.enable-lifecycle")
     for path in ("/-/reload", "/api/v1/admin/tsdb/clean_tombstones"):
-        fact = evidence.record(prometheus_server.endpoint_status(_port(stack), "POST", path))
-        problems.check(fact.observed >= 400 and ("not enabled" in fact.raw or "disabled" in fact.raw),
-                       f"POST {path} refused as disabled", f"{fact.observed} {fact.raw[:80]}", fact)
+        fact = evidence.record(http_api.call(_port(stack), "POST", path))
+        status = fact.observed["status"]
+        problems.check(status >= 400 and ("not enabled" in fact.raw or "disabled" in fact.raw),
+                       f"POST {path} refused as disabled", f"{status} {fact.raw[:80]}", fact)
     problems.raise_any()
 
 
@@ -122,16 +129,14 @@ def _series_per_service(stack, evidence, datatable):
     header, *rows = datatable
     problems = Mismatches("series in Prometheus", "check the job's scrape target and what its endpoint serves")
     for row in rows:
-        job, series = dict(zip(header, row))["job"], dict(zip(header, row))["series"]
-        expression = f'{series}{{job="{job}"}}'
+        wanted = dict(zip(header, row))
+        expression = f'{wanted["series"]}{{job="{wanted["job"]}"}}'
         try:
-            fact = evidence.record(wait_until(
+            evidence.record(wait_until(
                 lambda: (f := prometheus_server.query(_port(stack), expression)).observed and f,
                 timeout=FIRST_SCRAPE_WAIT_S, interval=0.5, transient=(ProbeError,), description=expression))
         except WaitTimeout as error:
             problems.check(False, f"series {expression}", f"none within {FIRST_SCRAPE_WAIT_S} s ({error})")
-            continue
-        problems.check(bool(fact.observed), f"series {expression}", "none", fact)
     problems.raise_any()
 
 
@@ -187,19 +192,24 @@ def _nothing_firing(stack, evidence):
     expect(not firing, "alerts firing", "none", firing, fact)
 
 
-def _alert_present(stack, evidence, name: str, label: str, value: str) -> list:
-    fact = prometheus_server.alerts(_port(stack))
-    matching = [a for a in fact.observed if a["name"] == name and a["labels"].get(label) == value]
-    if matching:
-        evidence.record(fact)
+def _await_alerts(stack, evidence, name: str, label: str, value: str, present: bool, seconds: int) -> list:
+    """Poll Prometheus's alerts until the alert `name` with `label`=`value` is there (or gone);
+    record the alerts seen then, and return the matching ones. WaitTimeout after `seconds`."""
+    def seen():
+        fact = prometheus_server.alerts(_port(stack))
+        matching = [a for a in fact.observed if a["name"] == name and a["labels"].get(label) == value]
+        return (fact, matching) if bool(matching) == present else None
+
+    fact, matching = wait_until(seen, timeout=seconds, interval=1, transient=(ProbeError,),
+                                description=f"{name} for {label}={value} {'present' if present else 'gone'}")
+    evidence.record(fact)
     return matching
 
 
 @then(parsers.parse('Prometheus shows the "{name}" alert for {label} "{value}" pending or firing within {seconds:d} s'))
 def _alert_fires(stack, evidence, name, label, value, seconds):
     try:
-        found = wait_until(lambda: _alert_present(stack, evidence, name, label, value), timeout=seconds,
-                           interval=1, transient=(ProbeError,), description=f"{name} for {label}={value}")
+        found = _await_alerts(stack, evidence, name, label, value, True, seconds)
     except WaitTimeout as error:
         raise AssertionError(f"alert {name} for {label}={value}: expected pending or firing within {seconds} s, "
                              f"observed {error}. Hint: check the rule's expression in infra/prometheus/rules/") from None
@@ -209,25 +219,21 @@ def _alert_fires(stack, evidence, name, label, value, seconds):
 @then(parsers.parse('the "{name}" alert for {label} "{value}" is gone within {seconds:d} s'))
 def _alert_clears(stack, evidence, name, label, value, seconds):
     try:
-        wait_until(lambda: not _alert_present(stack, evidence, name, label, value), timeout=seconds, interval=1,
-                   transient=(ProbeError,), description=f"{name} for {label}={value} gone")
+        _await_alerts(stack, evidence, name, label, value, False, seconds)
     except WaitTimeout as error:
         raise AssertionError(f"alert {name} for {label}={value}: expected gone within {seconds} s, "
                              f"observed {error}") from None
-    evidence.record(prometheus_server.alerts(_port(stack)))
 
 
 # -- configuration files (every run) ------------------------------------------------------------
 
 def _listen_port_of_prometheus(stack) -> int:
-    command = _service_model(stack, PROMETHEUS_SERVICE).get("command") or []
-    flag = next((c for c in command if c.startswith("--web.listen-address=")), "--web.listen-address=:9090")
-    return telemetry_files.endpoint_port(flag.split("=", 1)[1])
+    """The container port docker-compose.yml publishes Prometheus's UI and API from."""
+    return _service_model(stack, PROMETHEUS_SERVICE)["ports"][0]["target"]
 
 
-def _jaeger_query_port(jaeger: dict) -> int | None:
-    query = (jaeger.get("extensions") or {}).get("jaeger_query") or {}
-    return telemetry_files.endpoint_port(((query.get("http") or {}).get("endpoint"))) or 16686
+def _jaeger_query_port(jaeger: dict) -> int:
+    return telemetry_files.endpoint_port(dig(jaeger, "extensions", "jaeger_query", "http", "endpoint")) or 16686
 
 
 @then(parsers.parse('Grafana\'s provisioned datasources point at the stack\'s services: "{prometheus}" at '
@@ -243,7 +249,7 @@ def _datasources(stack, evidence, prometheus, prometheus_host, jaeger, jaeger_ho
     problems = Mismatches(f"datasources in {DATASOURCES_FILE}",
                           "use the compose service name and the port the service listens on inside the network")
     for name, url in wanted.items():
-        observed = (sources.get(name) or {}).get("url")
+        observed = dig(sources, name, "url")
         problems.check(observed == url, f"{name} at {url}", observed)
     problems.check({prometheus_host, jaeger_host} <= services, "services of docker-compose.yml", sorted(services))
     problems.raise_any()
@@ -286,8 +292,8 @@ def _jaeger_ports(stack, evidence):
     problems = Mismatches(f"Jaeger's endpoints ({JAEGER_FILE})")
     ports = telemetry_files.otlp_ports(jaeger)
     problems.check(set(ports) == {"grpc", "http"}, "OTLP receiver with grpc and http", ports)
-    problems.check("otlp" in (((jaeger.get("service") or {}).get("pipelines") or {}).get("traces") or {})
-                   .get("receivers", []), "the traces pipeline receiving otlp", "not receiving otlp")
+    problems.check("otlp" in dig(jaeger, "service", "pipelines", "traces", "receivers", default=[]),
+                   "the traces pipeline receiving otlp", "not receiving otlp")
     query_port = _jaeger_query_port(jaeger)
     problems.check(_published(stack, "jaeger", query_port), f"query port {query_port} published on 127.0.0.1",
                    _service_model(stack, "jaeger").get("ports"))
@@ -298,9 +304,8 @@ def _jaeger_ports(stack, evidence):
 def _collector_to_jaeger(stack, evidence, host):
     collector = _yaml(stack, evidence, COLLECTOR_FILE)
     jaeger_grpc = telemetry_files.otlp_ports(_yaml(stack, evidence, JAEGER_FILE)).get("grpc")
-    exporters = ((collector.get("service") or {}).get("pipelines") or {}).get("traces", {}).get("exporters", [])
-    endpoints = [((collector.get("exporters") or {}).get(name) or {}).get("endpoint") for name in exporters
-                 if name.split("/")[0] == "otlp"]
+    exporters = dig(collector, "service", "pipelines", "traces", "exporters", default=[])
+    endpoints = [dig(collector, "exporters", name, "endpoint") for name in exporters if name.split("/")[0] == "otlp"]
     expect(f"{host}:{jaeger_grpc}" in endpoints, "the collector's OTLP trace exporter", f"{host}:{jaeger_grpc}",
            endpoints or "no otlp exporter in the traces pipeline", hint=f"see {COLLECTOR_FILE}")
 
@@ -308,9 +313,9 @@ def _collector_to_jaeger(stack, evidence, host):
 @then("the collector's health extension listens on the port docker-compose.yml publishes")
 def _collector_health_port(stack, evidence):
     collector = _yaml(stack, evidence, COLLECTOR_FILE)
-    health = (collector.get("extensions") or {}).get("health_check")
-    port = telemetry_files.endpoint_port((health or {}).get("endpoint")) or 13133
-    enabled = "health_check" in ((collector.get("service") or {}).get("extensions") or [])
+    health = dig(collector, "extensions", "health_check")
+    port = telemetry_files.endpoint_port(dig(health, "endpoint")) or 13133
+    enabled = "health_check" in dig(collector, "service", "extensions", default=[])
     expect(health is not None and enabled, "the collector's health_check extension", "defined and enabled",
            {"defined": health is not None, "enabled": enabled})
     expect(_published(stack, "otel-collector", port), f"port {port} published on 127.0.0.1", port,
@@ -320,21 +325,18 @@ def _collector_health_port(stack, evidence):
 @then("Prometheus is configured to scrape the collector's own metrics port")
 def _collector_scraped(stack, evidence):
     collector = _yaml(stack, evidence, COLLECTOR_FILE)
-    readers = (((collector.get("service") or {}).get("telemetry") or {}).get("metrics") or {}).get("readers") or []
-    own = [((r.get("pull") or {}).get("exporter") or {}).get("prometheus", {}).get("port") for r in readers]
-    scraped = [
-        (name, config.get("port"))
-        for job in _yaml(stack, evidence, PROMETHEUS_FILE).get("scrape_configs") or []
-        for config in job.get("dns_sd_configs") or []
-        for name in config.get("names") or []
-    ] + [
-        tuple(target.rsplit(":", 1)) for job in _yaml(stack, evidence, PROMETHEUS_FILE).get("scrape_configs") or []
-        for static in job.get("static_configs") or [] for target in static.get("targets") or []
-    ]
-    wanted = [("otel-collector", port) for port in own if port]
-    expect(bool(wanted) and all(w in scraped or (w[0], str(w[1])) in scraped for w in wanted),
-           "Prometheus scrape of the collector's own metrics", wanted or "a telemetry.metrics prometheus reader",
-           scraped, hint=f"see {PROMETHEUS_FILE} and {COLLECTOR_FILE}")
+    readers = dig(collector, "service", "telemetry", "metrics", "readers", default=[])
+    own = [dig(reader, "pull", "exporter", "prometheus", "port") for reader in readers]
+    jobs = _yaml(stack, evidence, PROMETHEUS_FILE).get("scrape_configs") or []
+    # "host:port" of every target, found by DNS or listed.
+    scraped = {f"{name}:{config.get('port')}" for job in jobs for config in job.get("dns_sd_configs") or []
+               for name in config.get("names") or []}
+    scraped |= {target for job in jobs for static in job.get("static_configs") or []
+                for target in static.get("targets") or []}
+    wanted = [f"otel-collector:{port}" for port in own if port]
+    expect(bool(wanted) and set(wanted) <= scraped, "Prometheus scrape of the collector's own metrics",
+           wanted or "a telemetry.metrics prometheus reader", sorted(scraped),
+           hint=f"see {PROMETHEUS_FILE} and {COLLECTOR_FILE}")
 
 
 def _dashboards(stack, evidence) -> dict:
@@ -352,7 +354,7 @@ def _dashboards(stack, evidence) -> dict:
 @then(parsers.parse('Grafana provisions the "{title}" dashboard from the folder docker-compose.yml mounts'))
 def _dashboard_provisioned_from_files(stack, evidence, title):
     providers = _yaml(stack, evidence, DASHBOARD_PROVIDERS_FILE).get("providers") or []
-    paths = [(p.get("options") or {}).get("path") for p in providers]
+    paths = [dig(p, "options", "path") for p in providers]
     mounts = {v.get("target"): v.get("source") for v in _service_model(stack, "grafana").get("volumes") or []}
     folder = str(_file(stack, DASHBOARDS_DIR).resolve())
     expect(any(mounts.get(path) == folder for path in paths), "Grafana's dashboard provider path",

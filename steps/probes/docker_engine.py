@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import docker
-from docker.errors import DockerException, NotFound
+from docker.errors import DockerException, ImageNotFound, NotFound
 
 from steps.probes.facts import Fact, ProbeError, StackError
 
@@ -379,7 +379,7 @@ def image_present(image: str) -> Fact:
     try:
         client().images.get(image)
         present = True
-    except docker.errors.ImageNotFound:
+    except ImageNotFound:
         present = False
     except DockerException as error:
         raise ProbeError(f"image {image}: the engine did not answer: {error}") from error

@@ -41,9 +41,7 @@ DEFAULTS = {
     "OTEL_HEALTH_HOST_PORT": "13133",
     "POSTGRES_DB": "trading_ecosystem",
 }
-PORT_VARIABLES = ("REDIS_HOST_PORT", "POSTGRES_HOST_PORT", "REGISTRY_HOST_PORT", "CONFIG_HOST_PORT",
-                  "PROMETHEUS_HOST_PORT", "GRAFANA_HOST_PORT", "JAEGER_UI_HOST_PORT", "OTEL_GRPC_HOST_PORT",
-                  "OTEL_HTTP_HOST_PORT", "OTEL_HEALTH_HOST_PORT")
+PORT_VARIABLES = tuple(variable for variable in DEFAULTS if variable.endswith("_HOST_PORT"))
 
 
 def read_env_file(path: Path) -> dict:

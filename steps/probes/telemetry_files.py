@@ -40,24 +40,34 @@ def load_json(path: Path) -> Fact:
     return Fact(f"parse {path.name} as JSON", str(path), observed)
 
 
+def dig(data, *keys, default=None):
+    """data[k1][k2]… of parsed YAML, or `default` where a key is missing or a value is empty (YAML
+    writes an empty section as null)."""
+    for key in keys:
+        data = data.get(key) if isinstance(data, dict) else None
+        if data is None:
+            return default
+    return data
+
+
 def undefined_references(config: dict) -> list[str]:
     """What an OpenTelemetry Collector configuration (the collector's or Jaeger v2's) uses but does
     not define: pipeline components and enabled extensions. Empty when every name resolves."""
     problems = []
-    service = config.get("service") or {}
-    for name in service.get("extensions") or []:
-        if name not in (config.get("extensions") or {}):
+    for name in dig(config, "service", "extensions", default=[]):
+        if name not in dig(config, "extensions", default={}):
             problems.append(f"service.extensions names {name!r}, which extensions: does not define")
-    pipelines = service.get("pipelines") or {}
+    pipelines = dig(config, "service", "pipelines", default={})
     if not pipelines:
         problems.append("service.pipelines is empty")
+    connectors = set(dig(config, "connectors", default={}))
     for pipeline, parts in pipelines.items():
-        if not (parts or {}).get("receivers") or not (parts or {}).get("exporters"):
+        if not dig(parts, "receivers") or not dig(parts, "exporters"):
             problems.append(f"pipeline {pipeline} needs at least one receiver and one exporter")
         for kind in COMPONENT_KINDS:
-            for name in (parts or {}).get(kind) or []:
-                defined = set(config.get(kind) or {}) | (set(config.get("connectors") or {})
-                                                         if kind in ("receivers", "exporters") else set())
+            # A connector is the exporter of one pipeline and the receiver of another.
+            defined = set(dig(config, kind, default={})) | (connectors if kind in ("receivers", "exporters") else set())
+            for name in dig(parts, kind, default=[]):
                 if name not in defined:
                     problems.append(f"pipeline {pipeline} names {kind[:-1]} {name!r}, which {kind}: does not define")
     return problems
@@ -72,9 +82,9 @@ def endpoint_port(endpoint: str | None) -> int | None:
 def otlp_ports(config: dict) -> dict:
     """{"grpc": port, "http": port} of the otlp receiver (a protocol without an endpoint listens on
     the OTLP default: 4317 for gRPC, 4318 for HTTP)."""
-    protocols = ((config.get("receivers") or {}).get("otlp") or {}).get("protocols") or {}
+    protocols = dig(config, "receivers", "otlp", "protocols", default={})
     defaults = {"grpc": 4317, "http": 4318}
-    return {name: endpoint_port((settings or {}).get("endpoint")) or defaults[name]
+    return {name: endpoint_port(dig(settings, "endpoint")) or defaults[name]
             for name, settings in protocols.items() if name in defaults}
 
 
