@@ -4,7 +4,7 @@ from __future__ import annotations
 from pytest_bdd import parsers, then, when
 
 from steps.expect import Mismatches, expect
-from steps.probes import Fact, compose_model, docker_engine
+from steps.probes import Fact, compose_model, docker_engine, start_order
 from steps.probes.waiting import WaitTimeout, wait_until
 
 RESTARTING_POLICIES = {"always", "unless-stopped", "on-failure"}
@@ -88,13 +88,11 @@ def _dependencies_healthy(stack, evidence):
 def _started_after_healthy(stack, evidence):
     problems = Mismatches("start order", "depends_on with condition: service_healthy")
     for service, deps in compose_model.declared_dependencies(stack.compose.config).items():
-        started = evidence.record(docker_engine.state(stack.project, service)).observed["started_at"]
         for dependency in deps:
-            healthy = evidence.record(docker_engine.became_healthy_at(stack.project, dependency))
-            problems.check(healthy.observed is not None
-                           and docker_engine.parse_time(healthy.observed) <= docker_engine.parse_time(started),
-                           f"{service} started ({started}) after {dependency} was healthy",
-                           healthy.observed, healthy)
+            fact = evidence.record(start_order.start_order(stack.project, service, dependency, stack.start_record))
+            order = fact.observed
+            problems.check(order["ok"], f"{service} started ({order['dependent_started']}) after {dependency} was healthy",
+                           f"{order['detail']} (source: {order['source']})", fact)
     problems.raise_any()
 
 

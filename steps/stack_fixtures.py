@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from steps.probes import StackError, docker_engine
-from steps.probes.stack import ComposeStack, StackSettings, compose_for, isolate, new_workdir
+from steps.probes.stack import ROOT, ComposeStack, StackSettings, compose_for, isolate, new_workdir
+from steps.probes.start_order import StartRecord, StartRecorder, load_record, record_path
 
 FEATURES = Path(__file__).resolve().parents[1] / "features"
 # Grafana, Jaeger and the collector: upstream images, started (up mode) only when all are on this machine.
@@ -52,6 +53,9 @@ class Stack:
     settings: StackSettings
     compose: ComposeStack
     notes: list = field(default_factory=list)
+    # The engine's start and health events, heard while the stack started (up mode: by this run;
+    # attach mode: by `stackctl up`, when it started the stack); None when nobody heard them.
+    start_record: StartRecord | None = None
 
     @property
     def project(self) -> str:
@@ -99,6 +103,7 @@ class StackLauncher:
         self.stack: Stack | None = None
         self.started = False
         self.telemetry = False
+        self.recorder: StartRecorder | None = None
         self.previous_sigterm = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
 
     def start(self) -> None:
@@ -118,8 +123,24 @@ class StackLauncher:
         if settings.mode == "up":
             compose.ensure_images()
             self.telemetry = self._telemetry_images_present(compose, notes)
+            self.recorder = StartRecorder(settings.project, "the acceptance run (up mode)").start()
+            self.stack.start_record = self.recorder.record
             self.started = True
             compose.start_up()
+        else:
+            self.stack.start_record = self._saved_record(settings.project, notes)
+
+    @staticmethod
+    def _saved_record(project: str, notes: list) -> StartRecord | None:
+        """The start record `stackctl up` saved for this project, if any (each use checks that it
+        covers the running containers' starts)."""
+        path = record_path(ROOT, project)
+        record = load_record(path) if path.exists() else None
+        if record is not None and record.project == project:
+            notes.append(f"start record of {record.recorded_by} read from {path.relative_to(ROOT)}")
+            return record
+        notes.append("no start record (the stack was not started by stackctl up): start order from what the engine still holds")
+        return None
 
     def ready(self) -> Stack:
         """Wait until every service is healthy; StackError naming the ones that are not."""
@@ -151,6 +172,8 @@ class StackLauncher:
 
     def stop(self) -> None:
         """Idempotent: `down -v` of what this run started (unless --keep-stack), then tidy up."""
+        if self.recorder is not None:
+            self.recorder.stop()
         try:
             if self.started and not self.settings.keep:
                 self.started = False

@@ -18,7 +18,7 @@ from steps.probes import docker_engine
 from steps.probes.stack import PORT_VARIABLES, free_port, used_subnets
 
 ROOT = Path(__file__).resolve().parents[1]
-COPY_IGNORE = shutil.ignore_patterns(".git", ".venv", "reports", "__pycache__", ".pytest_cache", ".env")
+COPY_IGNORE = shutil.ignore_patterns(".git", ".venv", "reports", "__pycache__", ".pytest_cache", ".env", ".stack")
 
 
 def copy_repository(destination: Path) -> Path:

@@ -100,3 +100,59 @@ def test_up_status_logs_validate_down_on_an_isolated_copy(tmp_path):
         subprocess.run(["docker", "compose", "-p", project, "down", "-v"], capture_output=True)
     assert docker_engine.leftovers(project) == {"containers": [], "networks": [], "volumes": []}
     assert volumes() - before == set()
+
+
+def _health_logs_rotated(project: str) -> bool:
+    """Whether every container's health log has lost its first checks (Docker keeps five)."""
+    from steps.probes.start_order import container_run, health_log_first_healthy
+
+    runs = [container_run(project, c.labels["com.docker.compose.service"])
+            for c in docker_engine.project_containers(project)]
+    return all(not health_log_first_healthy(run)[0] for run in runs)
+
+
+def _start_order_sources(cucumber: Path) -> set:
+    """The sources the start-order step used, read from its evidence in the Cucumber JSON."""
+    import json
+
+    return {re.match(r"start order \(([^)]*)\)", line).group(1)
+            for feature in json.loads(cucumber.read_text()) for element in feature["elements"]
+            for step in element["steps"] for line in step.get("output", []) if line.startswith("start order (")}
+
+
+@pytest.mark.faults
+def test_validate_gives_the_same_verdict_on_a_stack_up_for_minutes(tmp_path):
+    """Issue 12, the operator's case: `stackctl up`, the stack left running until every health log
+    has rotated (and a registry probe round and a few Prometheus scrapes have passed), then
+    `stackctl validate` several times in a row: every run passes, with the same verdicts."""
+    from steps.probes.waiting import wait_until
+    from tests.acceptance_copy import read_cucumber
+
+    copy = copy_repository(tmp_path / "stack")
+    project, before = "tse-long-running", volumes()
+    env = isolated_environment(project)
+    run = lambda *args: _stackctl(copy, env, f"--project-name={project}", *args)  # noqa: E731
+    try:
+        up = run("up")
+        assert up.returncode == 0, up.stderr
+        record = copy / ".stack" / f"{project}.start-record.json"
+        assert record.exists(), "stackctl up keeps the start record for attach mode"
+        # 5 checks 15 s apart: about 80 s. A condition, not a sleep; bounded.
+        wait_until(lambda: _health_logs_rotated(project), timeout=240, interval=2, description="health logs rotated")
+        verdicts, sources = [], []
+        for attempt in range(3):
+            if attempt == 1:
+                record.unlink()  # a stack started by someone else: no start record
+            reports = tmp_path / f"reports-{attempt}"
+            validate = run("validate", f"--reports-dir={reports}")
+            assert validate.returncode == 0, f"run {attempt + 1}:\n{validate.stdout[-3000:]}"
+            verdicts.append({name: s["status"] for name, s in read_cucumber(reports / "cucumber.json").items()})
+            sources.append(_start_order_sources(reports / "cucumber.json"))
+        assert verdicts[0] == verdicts[1] == verdicts[2]
+        assert sources[0] == {"start record"}, sources
+        # The runs before flushed the engine's event buffer; the health logs had rotated.
+        assert sources[1] <= {"engine events", "depends_on label"} and sources[2] == {"depends_on label"}, sources
+    finally:
+        subprocess.run(["docker", "compose", "-p", project, "down", "-v"], capture_output=True)
+    assert docker_engine.leftovers(project) == {"containers": [], "networks": [], "volumes": []}
+    assert volumes() - before == set()

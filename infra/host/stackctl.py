@@ -24,6 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 from steps.probes import ProbeError, StackError, docker_engine  # noqa: E402
 from steps.probes.stack import StackSettings, compose_for  # noqa: E402
+from steps.probes.start_order import StartRecorder, load_record, record_path  # noqa: E402
+from steps.probes.waiting import WaitTimeout, wait_until  # noqa: E402
 
 
 class CommandError(Exception):
@@ -87,10 +89,39 @@ def cmd_up(args) -> int:
     settings, compose = _compose(args)
     try:
         compose.ensure_images()
-        compose.up()
+        recorder = StartRecorder(settings.project, "stackctl up").start()
+        try:
+            compose.up()
+            _hear_every_healthy(recorder, settings.project)
+        finally:
+            save_start_record(recorder.stop(), record_path(ROOT, settings.project))
     except StackError as error:
         raise CommandError(str(error)) from None
     return cmd_status(args)
+
+
+def _hear_every_healthy(recorder: StartRecorder, project: str) -> None:
+    """`up --wait` returns once Docker reports every service healthy; the events saying so may reach
+    the recorder a moment later."""
+    with_healthcheck = [c.id for c in docker_engine.project_containers(project)
+                        if (c.attrs["Config"].get("Healthcheck") or {}).get("Test", ["NONE"])[0] != "NONE"]
+    try:
+        wait_until(lambda: recorder.heard_healthy(with_healthcheck), timeout=10, interval=0.1,
+                   description="the healthy events of every service")
+    except WaitTimeout as error:
+        print(f"stackctl up: {error}; the start record may not prove the start order", file=sys.stderr)
+
+
+def save_start_record(record, path: Path) -> None:
+    """Keep the engine's start and health events of this `up` for `stackctl validate` (attach
+    mode): Docker's own health log and event buffer forget them within minutes. Events of an
+    earlier `up` of the same project are kept: containers this `up` left running started then."""
+    earlier = load_record(path)
+    if earlier is not None and earlier.project == record.project:
+        record.since_ns = min(record.since_ns, earlier.since_ns)
+        record.events = earlier.events + record.events
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(record.to_json())
 
 
 def cmd_down(args) -> int:
@@ -102,6 +133,8 @@ def cmd_down(args) -> int:
                            f"Hint: pass --project-name.")
     result = compose.run("down", *(["--volumes"] if args.volumes else []))
     sys.stderr.write(result.stderr)
+    if result.returncode == 0:
+        record_path(ROOT, settings.project).unlink(missing_ok=True)
     return result.returncode
 
 

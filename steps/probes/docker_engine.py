@@ -239,27 +239,6 @@ def container_name(project: str, service: str) -> Fact:
                 (target.name, target.labels.get("com.docker.compose.container-number")))
 
 
-def became_healthy_at(project: str, service: str) -> Fact:
-    """When the container first reported healthy since it last started (from the engine's events;
-    else from the oldest healthcheck log entry). Observed is an RFC 3339 time, or None."""
-    from datetime import datetime, timezone
-
-    target = container(project, service)
-    since = parse_time(target.attrs["State"]["StartedAt"])
-    until = datetime.now(timezone.utc)
-    events = client().events(since=since, until=until, decode=True,
-                             filters={"container": target.id, "event": "health_status"})
-    for event in events:
-        if event.get("status", "").endswith(": healthy") or event.get("Action", "").endswith(": healthy"):
-            nanos = event.get("timeNano") or event["time"] * 10**9
-            moment = datetime.fromtimestamp(nanos / 1e9, tz=timezone.utc)
-            return Fact("docker events --filter event=health_status", _where(project, service),
-                        moment.isoformat())
-    log = (target.attrs["State"].get("Health") or {}).get("Log") or []
-    passed = [entry["End"] for entry in log if entry.get("ExitCode") == 0]
-    return Fact("docker inspect .State.Health.Log", _where(project, service), passed[0] if passed else None)
-
-
 def run_healthcheck_without_server(project: str, service: str) -> Fact:
     """Run the service's healthcheck in a fresh container of its image in which the service never
     started (no network, entrypoint replaced). A healthcheck that passes there proves nothing.

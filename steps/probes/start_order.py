@@ -1,0 +1,271 @@
+"""When the containers of a compose project started and first became healthy, from evidence that
+does not age away, and whether each dependent started after its dependencies were healthy.
+
+Docker forgets quickly: a container's health log keeps its last five checks, and the engine's event
+buffer its last 256 events (each healthcheck adds three: exec_create, exec_start, exec_die), so on a
+stack that has been up for a minute neither still shows when a service first became healthy. The
+sources, strongest first, each used only where it provably still covers the start:
+
+1. "start record": the engine's events, heard live by a `StartRecorder` from before `up` (the
+   acceptance harness in up mode, `stackctl up` for attach mode, which saves it to a file);
+2. "engine events": the engine's buffer, while it still holds the dependency's own start event;
+3. "health log": the dependency's health log, while nothing since its start has rotated out;
+4. "depends_on label": what the stack still shows for good: compose's `com.docker.compose.depends_on`
+   label on the dependent (the condition compose enforced when it started it) and the two start times.
+
+`order_verdict` is a plain function over those facts, so each source's rule is unit-tested.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from steps.probes import docker_engine
+from steps.probes.facts import Fact
+
+HEALTH_LOG_ENTRIES = 5  # Docker's maxLogEntries: the health log never holds more
+# A recorded start event is the dependent's current start when their times are this close.
+SAME_START = timedelta(seconds=2)
+PROJECT_LABEL = "com.docker.compose.project"
+SERVICE_LABEL = "com.docker.compose.service"
+DEPENDS_ON_LABEL = "com.docker.compose.depends_on"
+
+
+def _moment(nanos: int) -> datetime:
+    return datetime.fromtimestamp(nanos / 1e9, tz=timezone.utc)
+
+
+def _event_entry(event: dict) -> dict | None:
+    """A start or health_status event as {"id", "service", "action", "time_ns"}; None for others."""
+    action = event.get("Action") or event.get("status") or ""
+    if action != "start" and not action.startswith("health_status"):
+        return None
+    actor = event.get("Actor") or {}
+    return {
+        "id": actor.get("ID") or event.get("id"),
+        "service": (actor.get("Attributes") or {}).get(SERVICE_LABEL),
+        "action": action.replace("health_status: ", "health_status:"),
+        "time_ns": event.get("timeNano") or event.get("time", 0) * 10**9,
+    }
+
+
+@dataclass
+class StartRecord:
+    """The start and health_status events of one compose project, from `since_ns` on."""
+
+    project: str
+    since_ns: int
+    events: list = field(default_factory=list)
+    recorded_by: str = ""
+
+    def starts(self, container_id: str) -> list[datetime]:
+        return [_moment(e["time_ns"]) for e in self.events if e["id"] == container_id and e["action"] == "start"]
+
+    def first_healthy(self, container_id: str, after: datetime) -> datetime | None:
+        times = [_moment(e["time_ns"]) for e in self.events
+                 if e["id"] == container_id and e["action"] == "health_status:healthy" and _moment(e["time_ns"]) >= after]
+        return min(times, default=None)
+
+    def covers_start(self, container_id: str, started_at: datetime) -> bool:
+        """Whether the record heard this start (so it also heard what came before it, back to `since`)."""
+        return any(abs(moment - started_at) <= SAME_START for moment in self.starts(container_id))
+
+    def to_json(self) -> str:
+        return json.dumps({"project": self.project, "since_ns": self.since_ns, "recorded_by": self.recorded_by,
+                           "events": self.events}, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> "StartRecord":
+        data = json.loads(text)
+        return cls(data["project"], int(data["since_ns"]), list(data["events"]), data.get("recorded_by", ""))
+
+
+class StartRecorder:
+    """Hears the engine's events for one compose project from `start()` to `stop()`, on a thread of
+    its own with a client without read timeout (a quiet minute must not end the stream); a dropped
+    stream is resumed from the last event heard."""
+
+    def __init__(self, project: str, recorded_by: str):
+        self.record = StartRecord(project, 0, recorded_by=recorded_by)
+        self._stopping = threading.Event()
+        self._stream = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> "StartRecorder":
+        now = datetime.now(timezone.utc)
+        self.record.since_ns = int(now.timestamp() * 1e9)
+        self._thread = threading.Thread(target=self._listen, name=f"events-{self.record.project}", daemon=True)
+        self._thread.start()
+        return self
+
+    def _listen(self) -> None:
+        import docker
+
+        engine = docker.from_env(timeout=None)
+        since = self.record.since_ns / 1e9
+        while not self._stopping.is_set():
+            try:
+                self._stream = engine.events(since=since, decode=True, filters={
+                    "type": "container", "label": f"{PROJECT_LABEL}={self.record.project}"})
+                for event in self._stream:
+                    entry = _event_entry(event)
+                    if entry:
+                        self.record.events.append(entry)
+                    since = (event.get("timeNano") or since * 1e9) / 1e9
+            except Exception:  # noqa: BLE001 - a dropped stream is resumed, a closed one ends the loop
+                if self._stopping.wait(0.2):
+                    break
+        engine.close()
+
+    def heard_healthy(self, container_ids: list[str]) -> bool:
+        """Whether a healthy event was heard for each of these containers."""
+        healthy = {e["id"] for e in self.record.events if e["action"] == "health_status:healthy"}
+        return set(container_ids) <= healthy
+
+    def stop(self) -> StartRecord:
+        self._stopping.set()
+        if self._stream is not None:
+            try:
+                self._stream.close()
+            except Exception:  # noqa: BLE001 - closing a stream the engine already ended
+                pass
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        return self.record
+
+
+def record_path(root: Path, project: str) -> Path:
+    """Where `stackctl up` keeps the start record of `project` (read by attach mode)."""
+    return root / ".stack" / f"{project}.start-record.json"
+
+
+def load_record(path: Path) -> StartRecord | None:
+    try:
+        return StartRecord.from_json(path.read_text())
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+@dataclass(frozen=True)
+class ContainerRun:
+    """What the engine still shows of a container's current run."""
+
+    service: str
+    container_id: str
+    started_at: datetime
+    restart_count: int
+    health_log: tuple  # ((start, end, exit_code), ...) oldest first
+    depends_on: dict  # {dependency: condition} from compose's label
+
+    def as_dict(self) -> dict:
+        return {"service": self.service, "id": self.container_id[:12], "started_at": self.started_at.isoformat(),
+                "restart_count": self.restart_count, "depends_on": self.depends_on}
+
+
+def parse_depends_on_label(text: str) -> dict:
+    """Compose's label "redis:service_healthy:false,postgres:service_healthy:false" as
+    {"redis": "service_healthy", "postgres": "service_healthy"}."""
+    result = {}
+    for part in filter(None, (text or "").split(",")):
+        name, _, rest = part.partition(":")
+        result[name] = rest.split(":")[0] or "service_started"
+    return result
+
+
+def container_run(project: str, service: str) -> ContainerRun:
+    target = docker_engine.container(project, service)
+    state = target.attrs["State"]
+    log = (state.get("Health") or {}).get("Log") or []
+    return ContainerRun(
+        service, target.id, docker_engine.parse_time(state["StartedAt"]), target.attrs.get("RestartCount", 0),
+        tuple((docker_engine.parse_time(e["Start"]), docker_engine.parse_time(e["End"]), e.get("ExitCode"))
+              for e in log),
+        parse_depends_on_label(target.labels.get(DEPENDS_ON_LABEL, "")),
+    )
+
+
+def buffered_events(container_id: str, since: datetime) -> StartRecord:
+    """What the engine's event buffer still holds for this container since `since`."""
+    now = datetime.now(timezone.utc)
+    record = StartRecord("", int(since.timestamp() * 1e9))
+    for event in docker_engine.client().events(since=since - SAME_START, until=now, decode=True,
+                                               filters={"container": container_id}):
+        entry = _event_entry(event)
+        if entry:
+            record.events.append(entry)
+    return record
+
+
+def health_log_first_healthy(run: ContainerRun) -> tuple[bool, datetime | None]:
+    """(whether the log still holds every check of the current run, end of its first passing check).
+    Complete when it has room left, or still holds a check from before the current start."""
+    complete = len(run.health_log) < HEALTH_LOG_ENTRIES or any(start < run.started_at for start, _, _ in run.health_log)
+    passed = [end for start, end, code in run.health_log if code == 0 and start >= run.started_at]
+    return complete, min(passed, default=None)
+
+
+@dataclass(frozen=True)
+class OrderVerdict:
+    ok: bool
+    source: str
+    healthy_at: datetime | None
+    detail: str
+
+
+def order_verdict(dependent: ContainerRun, dependency: ContainerRun, record: StartRecord | None = None,
+                  engine: StartRecord | None = None) -> OrderVerdict:
+    """Whether `dependent` started after `dependency` was healthy, from the strongest source that
+    still covers the dependent's start (see the module's docstring)."""
+    started = dependent.started_at
+    if dependency.started_at > started:
+        # The dependency's current run began after the dependent's: restarted since (its policy, an
+        # operator). How the dependent's start went is told only by what compose enforced then.
+        return _by_label(dependent, dependency, f"{dependency.service} restarted after {dependent.service} started "
+                                                f"({dependency.started_at.isoformat()})")
+    for source, events in (("start record", record), ("engine events", engine)):
+        if events is not None and events.covers_start(dependency.container_id, dependency.started_at):
+            healthy = events.first_healthy(dependency.container_id, dependency.started_at - SAME_START)
+            return _compare(source, started, healthy, dependency)
+    complete, healthy = health_log_first_healthy(dependency)
+    if complete:
+        return _compare("health log", started, healthy, dependency)
+    return _by_label(dependent, dependency, "start record, engine events and health log no longer reach back to the start")
+
+
+def _compare(source: str, started: datetime, healthy: datetime | None, dependency: ContainerRun) -> OrderVerdict:
+    if healthy is None:
+        return OrderVerdict(False, source, None, f"{dependency.service} never reported healthy")
+    return OrderVerdict(healthy <= started, source, healthy,
+                        f"{dependency.service} healthy at {healthy.isoformat()}")
+
+
+def _by_label(dependent: ContainerRun, dependency: ContainerRun, why: str) -> OrderVerdict:
+    condition = dependent.depends_on.get(dependency.service)
+    gap = (dependent.started_at - dependency.started_at).total_seconds()
+    order = (f"{dependent.service} started {gap:.1f} s after {dependency.service}" if gap >= 0
+             else f"{dependency.service} restart count {dependency.restart_count}")
+    return OrderVerdict(
+        condition == "service_healthy", "depends_on label", None,
+        f"{why}; compose started {dependent.service} with depends_on {dependency.service}: "
+        f"{condition or 'absent'}; {order}")
+
+
+def start_order(project: str, dependent: str, dependency: str, record: StartRecord | None) -> Fact:
+    """Whether `dependent` started after `dependency` was healthy. Observed: {"ok", "source",
+    "dependent_started", "dependency_healthy", "detail"}."""
+    later, earlier = container_run(project, dependent), container_run(project, dependency)
+    engine = None
+    if record is None or not record.covers_start(earlier.container_id, earlier.started_at):
+        engine = buffered_events(earlier.container_id, earlier.started_at)
+    verdict = order_verdict(later, earlier, record, engine)
+    observed = {
+        "ok": verdict.ok,
+        "source": verdict.source,
+        "dependent_started": later.started_at.isoformat(),
+        "dependency_healthy": verdict.healthy_at.isoformat() if verdict.healthy_at else None,
+        "detail": verdict.detail,
+    }
+    return Fact(f"start order ({verdict.source})", f"{dependent} after {dependency} (project {project})", observed)
