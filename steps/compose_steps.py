@@ -87,12 +87,12 @@ def _dependencies_healthy(stack, evidence):
 @then("no service started before the services it depends on were healthy")
 def _started_after_healthy(stack, evidence):
     problems = Mismatches("start order", "depends_on with condition: service_healthy")
-    for service, deps in compose_model.declared_dependencies(stack.compose.config).items():
-        for dependency in deps:
-            fact = evidence.record(start_order.start_order(stack.project, service, dependency, stack.start_record))
-            order = fact.observed
-            problems.check(order["ok"], f"{service} started ({order['dependent_started']}) after {dependency} was healthy",
-                           f"{order['detail']} (source: {order['source']})", fact)
+    declared = compose_model.declared_dependencies(stack.compose.config)
+    for fact in start_order.start_orders(stack.project, declared, stack.start_record):
+        order = evidence.record(fact).observed
+        problems.check(order["ok"], f"{order['dependent']} started ({order['dependent_started']}) after "
+                       f"{order['dependency']} was healthy",
+                       f"{order['detail']} (source: {order['source']})", fact)
     problems.raise_any()
 
 

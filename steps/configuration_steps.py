@@ -370,12 +370,13 @@ def _waiting_client(stack, evidence, parameter):
         waiter["answered_at"] = time.monotonic()
 
     waiter["thread"] = threading.Thread(target=wait, daemon=True)
+    already = _waiting_clients(stack)  # sibling services' own long polls
     waiter["thread"].start()
     # The change must come after the request is parked, or the test would not prove the wake-up.
-    waiting = wait_until(lambda: _waiting_clients(stack) or None, timeout=5, interval=0.05,
+    waiting = wait_until(lambda: max(_waiting_clients(stack) - already, 0), timeout=5, interval=0.05,
                          description="the configuration service counting a waiting client")
     evidence.record(Fact(f"GET {path} (in the background)", f"127.0.0.1:{stack.config_port()}",
-                         f"waiting ({waiting} waiting clients in /metrics)"))
+                         f"waiting ({already + waiting} waiting clients in /metrics, {already} before)"))
     return waiter
 
 

@@ -370,6 +370,8 @@ def _discoverable_infrastructure(stack, evidence, first, second):
     for name in (first, second):
         fact = _instances(stack, evidence, name)
         instances = fact.observed["body"].get("instances", []) if isinstance(fact.observed["body"], dict) else []
-        problems.check(fact.observed["status"] == 200 and instances and instances[0]["status"] == "healthy"
-                       and instances[0]["endpoints"], f"{name} healthy with endpoints", fact.observed, fact)
+        # Other instances may share the name (a sibling's own Redis); the stack's is instance `name`.
+        own = next((i for i in instances if i.get("instance_id") == name), None)
+        problems.check(fact.observed["status"] == 200 and own is not None and own["status"] == "healthy"
+                       and own["endpoints"], f"{name} (instance {name}) healthy with endpoints", fact.observed, fact)
     problems.raise_any()

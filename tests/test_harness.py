@@ -65,11 +65,9 @@ def test_ctrl_c_during_a_run_leaves_nothing_behind(copy):
     _nothing_left(project, before)
 
 
-@pytest.fixture
-def users_stack(copy):
-    """A stack started by someone else (not by the acceptance harness), on the values the copy's
-    .env documents; removed at the end."""
-    project = "tse-users-stack"
+def _start_users_stack(copy, project: str, *then: list) -> dict:
+    """Start the copy's stack as a user would (plain `docker compose`, not the harness), on the values
+    the copy's .env documents, then run the compose commands `then`. Returns the environment."""
     env = isolated_environment(project)
     documented = {k: env.pop(k) for k in ("TSE_NETWORK_NAME", "TSE_SUBNET_PREFIX", *PORT_VARIABLES)}
     env.pop("TSE_PROJECT")
@@ -77,13 +75,20 @@ def users_stack(copy):
     (copy / ".env").write_text(example + "".join(f"{k}={v}\n" for k, v in documented.items()))
     compose = ["docker", "compose", "-p", project]
     subprocess.run([str(copy / "infra/host/ensure-base-image")], check=True)
-    started = subprocess.run([*compose, "up", "-d", "--wait", "--build"], cwd=copy, env=env, capture_output=True,
-                             text=True)
-    assert started.returncode == 0, started.stderr
+    for command in [["up", "-d", "--wait", "--build"], *then]:
+        done = subprocess.run([*compose, *command], cwd=copy, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, (command, done.stderr)
+    return env
+
+
+@pytest.fixture
+def users_stack(copy):
+    """A stack started by someone else (not by the acceptance harness); removed at the end."""
+    project = "tse-users-stack"
     try:
-        yield project, env
+        yield project, _start_users_stack(copy, project)
     finally:
-        subprocess.run([*compose, "down", "-v"], cwd=copy, env=env, capture_output=True)
+        subprocess.run(["docker", "compose", "-p", project, "down", "-v"], cwd=copy, capture_output=True)
 
 
 def _state(project: str) -> dict:
@@ -123,3 +128,22 @@ def test_up_mode_beside_a_users_stack_isolates_itself_and_leaves_that_stack_alon
     assert run.exit_code == 0, run.output[-3000:]
     assert _state(users_project) == before
     _nothing_left(project, volumes_before)
+
+
+def test_attach_mode_catches_a_dependent_started_before_its_dependencies(copy):
+    """3.4 and 5.4 on a stack restarted out of order by hand: Redis stopped, its exporter recreated
+    without it (`--no-deps`), Redis started again. Every depends_on is declared right, the start was
+    not; the engine still holds the events."""
+    project, before = "tse-out-of-order", volumes()
+    try:
+        env = _start_users_stack(copy, project, ["stop", "redis"],
+                                 ["up", "-d", "--no-deps", "--force-recreate", "redis-exporter"],
+                                 ["start", "redis"], ["up", "-d", "--wait", "--no-recreate"])
+        run = run_acceptance(copy, env, "--stack=attach", f"--project-name={project}",
+                             "-m", "checklist_3_4 or checklist_5_4")
+        assert run.failed_tags() >= {"checklist_3_4", "checklist_5_4"}, run.output[-3000:]
+        assert "redis was not running (stopped at" in run.output and "(source: engine events)" in run.output, \
+            run.output[-3000:]
+    finally:
+        subprocess.run(["docker", "compose", "-p", project, "down", "-v"], cwd=copy, capture_output=True)
+    _nothing_left(project, before)

@@ -23,10 +23,10 @@ def run(service, started, health_log=(), depends_on=None, restarts=0) -> Contain
                         tuple((at(s), at(e), code) for s, e, code in health_log), depends_on or {})
 
 
-def record(*events) -> StartRecord:
-    """events: (service, action, seconds)."""
-    return StartRecord("p", ns(-10), [{"id": f"{service}-id", "service": service, "action": action,
-                                       "time_ns": ns(when)} for service, action, when in events])
+def record(*events, since=-10, fresh=True) -> StartRecord:
+    """events: (service, action, seconds); heard completely from `since` s."""
+    return StartRecord("p", ns(since), [{"id": f"{service}-id", "service": service, "action": action,
+                                         "time_ns": ns(when)} for service, action, when in events], fresh=fresh)
 
 
 # A health log that rotated: five checks, all long after the start.
@@ -55,22 +55,56 @@ def test_the_start_record_catches_a_start_before_healthy_whatever_the_label_says
     assert (verdict.ok, verdict.source) == (False, "start record")
 
 
-def test_a_record_that_missed_the_dependencys_start_is_not_used():
-    """Heard from a later `up` only: its first healthy event is not the first one."""
+def test_a_fresh_record_catches_a_dependent_started_before_its_dependency_existed():
+    """`docker compose up --no-deps prometheus` first, the rest later: the label is right, the order is not."""
+    redis, registry = run("redis", 5, ROTATED), run("service-registry", 1, depends_on=HEALTHY_LABEL)
+    heard = record(("service-registry", "start", 1), ("redis", "start", 5), ("redis", "health_status:healthy", 6))
+    verdict = order_verdict(registry, redis, heard)
+    assert (verdict.ok, verdict.source) == (False, "start record") and "no container of redis" in verdict.detail
+    # Not fresh (containers ran before it began): it cannot tell, and the fallbacks decide.
+    assert order_verdict(registry, redis, record(("service-registry", "start", 1), fresh=False)).source == "depends_on label"
+
+
+def test_a_record_catches_a_dependent_recreated_while_its_dependency_was_stopped():
+    """`compose stop redis`, `compose up --no-deps --force-recreate redis-exporter`, `compose start redis`."""
+    redis, exporter = run("redis", 60, ROTATED), run("redis-exporter", 30, depends_on=HEALTHY_LABEL)
+    heard = record(("redis", "start", 0), ("redis", "health_status:healthy", 1), ("redis", "die", 20),
+                   ("redis-exporter", "start", 30), ("redis", "start", 60))
+    verdict = order_verdict(exporter, redis, heard)
+    assert (verdict.ok, verdict.source) == (False, "start record") and "redis was not running" in verdict.detail
+
+
+def test_a_record_follows_the_dependency_service_across_containers():
+    """Redis recreated (a new container id) after the registry started against the old one."""
+    registry = run("service-registry", 3, depends_on=HEALTHY_LABEL)
+    new_redis = ContainerRun("redis", "redis-new", at(50), 0, (), {})
+    heard = record(("redis", "start", 0), ("redis", "health_status:healthy", 1), ("service-registry", "start", 3))
+    heard.events.append({"id": "redis-new", "service": "redis", "action": "start", "time_ns": ns(50)})
+    verdict = order_verdict(registry, new_redis, heard)
+    assert (verdict.ok, verdict.source, verdict.healthy_at) == (True, "start record", at(1))
+
+
+def test_a_record_that_began_after_the_dependent_started_is_not_used():
+    """Heard from a later `up` only: it cannot tell how the dependent's start went."""
     redis, registry = run("redis", 0, ROTATED), run("service-registry", 3, depends_on={"redis": "service_started"})
-    heard = StartRecord("p", ns(500), [{"id": "redis-id", "service": "redis", "action": "health_status:healthy",
-                                        "time_ns": ns(501)}])
+    heard = record(("redis", "health_status:healthy", 501), since=500, fresh=False)
     verdict = order_verdict(registry, redis, heard)
     assert (verdict.ok, verdict.source) == (False, "depends_on label")
 
 
-def test_engine_events_count_only_while_they_still_hold_the_dependencys_start():
+def test_engine_events_count_only_while_they_still_reach_back_before_the_dependents_start():
     redis, registry = run("redis", 0, ROTATED), run("service-registry", 1, depends_on=HEALTHY_LABEL)
-    held = record(("redis", "start", 0), ("redis", "health_status:healthy", 2))
+    held = record(("redis", "start", 0), ("redis", "health_status:healthy", 2), ("service-registry", "start", 1))
     assert (lambda v: (v.ok, v.source))(order_verdict(registry, redis, None, held)) == (False, "engine events")
     # The buffer moved on: a later healthy event (after a flap) must not be taken for the first.
-    moved_on = record(("redis", "health_status:healthy", 700))
+    moved_on = record(("redis", "health_status:healthy", 700), since=690, fresh=False)
     assert (lambda v: (v.ok, v.source))(order_verdict(registry, redis, None, moved_on)) == (True, "depends_on label")
+
+
+def test_record_survives_its_file():
+    heard = record(("redis", "start", 0), since=-3)
+    again = StartRecord.from_json(heard.to_json())
+    assert (again.events, again.since, again.fresh) == (heard.events, at(-3), True)
 
 
 def test_a_health_log_counts_only_while_nothing_rotated_out():
@@ -95,7 +129,11 @@ def test_a_long_running_stack_rests_on_compose_label_and_start_times():
 
 def test_a_dependency_restarted_since_does_not_fail_its_dependent():
     """Redis restarted by its policy after a crash, a day after the registry started against it."""
-    redis = run("redis", 86_400, ROTATED, restarts=1)
-    verdict = order_verdict(run("service-registry", 3, depends_on=HEALTHY_LABEL), redis, record())
+    redis, registry = run("redis", 86_400, ROTATED, restarts=1), run("service-registry", 3, depends_on=HEALTHY_LABEL)
+    heard = record(("redis", "start", 0), ("redis", "health_status:healthy", 1), ("service-registry", "start", 3),
+                   ("redis", "start", 86_400), ("redis", "health_status:healthy", 86_401))
+    verdict = order_verdict(registry, redis, heard)
+    assert (verdict.ok, verdict.source, verdict.healthy_at) == (True, "start record", at(1))
+    verdict = order_verdict(registry, redis)
     assert (verdict.ok, verdict.source) == (True, "depends_on label")
     assert "redis restarted after service-registry started" in verdict.detail

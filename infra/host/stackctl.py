@@ -103,8 +103,9 @@ def cmd_up(args) -> int:
 def _hear_every_healthy(recorder: StartRecorder, project: str) -> None:
     """`up --wait` returns once Docker reports every service healthy; the events saying so may reach
     the recorder a moment later."""
-    with_healthcheck = [c.id for c in docker_engine.project_containers(project)
-                        if (c.attrs["Config"].get("Healthcheck") or {}).get("Test", ["NONE"])[0] != "NONE"]
+    started = {e["id"] for e in recorder.record.events if e["action"] == "start"}
+    with_healthcheck = [c.id for c in docker_engine.project_containers(project) if c.id in started
+                        and (c.attrs["Config"].get("Healthcheck") or {}).get("Test", ["NONE"])[0] != "NONE"]
     try:
         wait_until(lambda: recorder.heard_healthy(with_healthcheck), timeout=10, interval=0.1,
                    description="the healthy events of every service")
@@ -114,11 +115,11 @@ def _hear_every_healthy(recorder: StartRecorder, project: str) -> None:
 
 def save_start_record(record, path: Path) -> None:
     """Keep the engine's start and health events of this `up` for `stackctl validate` (attach
-    mode): Docker's own health log and event buffer forget them within minutes. Events of an
-    earlier `up` of the same project are kept: containers this `up` left running started then."""
+    mode): Docker's own health log and event buffer forget them within minutes. When this `up` found
+    containers running, the record of the `up` that started them is kept too."""
     earlier = load_record(path)
-    if earlier is not None and earlier.project == record.project:
-        record.since_ns = min(record.since_ns, earlier.since_ns)
+    if earlier is not None and earlier.project == record.project and not record.fresh:
+        record.since_ns, record.fresh = earlier.since_ns, earlier.fresh
         record.events = earlier.events + record.events
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(record.to_json())

@@ -45,7 +45,8 @@ def container(project: str, service: str):
     """The container of `service` in compose project `project`; raises ProbeError when absent."""
     found = client().containers.list(
         all=True,
-        filters={"label": [f"com.docker.compose.project={project}", f"com.docker.compose.service={service}"]},
+        filters={"label": [f"com.docker.compose.project={project}", f"com.docker.compose.service={service}",
+                           "com.docker.compose.oneoff=False"]},
     )
     if not found:
         raise ProbeError(f"service {service}: no container in compose project {project}")
@@ -187,8 +188,8 @@ def leftovers(project: str) -> dict:
 def running_containers(project: str, service: str) -> Fact:
     """Names of the service's running containers in the compose project."""
     found = client().containers.list(
-        filters={"label": [f"com.docker.compose.project={project}", f"com.docker.compose.service={service}"],
-                 "status": "running"},
+        filters={"label": [f"com.docker.compose.project={project}", f"com.docker.compose.service={service}",
+                           "com.docker.compose.oneoff=False"], "status": "running"},
     )
     return Fact(f"docker ps --filter label=com.docker.compose.service={service} --filter status=running",
                 _where(project, service), sorted(c.name for c in found))

@@ -36,9 +36,12 @@ def query(port: int, expression: str) -> Fact:
     return Fact(f"GET /api/v1/query?query={expression}", fact.where, observed)
 
 
-def metric_names(port: int) -> Fact:
-    """Every metric name Prometheus holds series for."""
-    fact, data = _data(port, "/api/v1/label/__name__/values")
+def metric_names(port: int, within_seconds: int = 300) -> Fact:
+    """The metric names of series Prometheus scraped in the last `within_seconds` (not of its whole
+    retention: on an old stack a series nobody exports any more would still count)."""
+    import time
+
+    fact, data = _data(port, "/api/v1/label/__name__/values", {"start": f"{time.time() - within_seconds:.0f}"})
     return Fact(fact.probe, fact.where, set(data))
 
 

@@ -39,9 +39,10 @@ def _moment(nanos: int) -> datetime:
 
 
 def _event_entry(event: dict) -> dict | None:
-    """A start or health_status event as {"id", "service", "action", "time_ns"}; None for others."""
+    """A start, die or health_status event as {"id", "service", "action", "time_ns"}; None for others."""
     action = event.get("Action") or event.get("status") or ""
-    if action != "start" and not action.startswith("health_status"):
+    if event.get("Type", "container") != "container" or (action not in ("start", "die")
+                                                         and not action.startswith("health_status")):
         return None
     actor = event.get("Actor") or {}
     return {
@@ -54,33 +55,43 @@ def _event_entry(event: dict) -> dict | None:
 
 @dataclass
 class StartRecord:
-    """The start and health_status events of one compose project, from `since_ns` on."""
+    """The start and health_status events of one compose project, every one of them from `since_ns`
+    on. `fresh`: nothing of the project ran before `since_ns` (heard from before its first start)."""
 
     project: str
     since_ns: int
     events: list = field(default_factory=list)
     recorded_by: str = ""
+    fresh: bool = False
 
-    def starts(self, container_id: str) -> list[datetime]:
-        return [_moment(e["time_ns"]) for e in self.events if e["id"] == container_id and e["action"] == "start"]
+    @property
+    def since(self) -> datetime:
+        return _moment(self.since_ns)
+
+    def last_start_before(self, service: str, moment: datetime) -> tuple[datetime, str] | None:
+        """(time, container id) of the service's last start at or before `moment`."""
+        starts = [(_moment(e["time_ns"]), e["id"]) for e in self.events
+                  if e["service"] == service and e["action"] == "start" and _moment(e["time_ns"]) <= moment]
+        return max(starts, default=None)
+
+    def died_between(self, container_id: str, start: datetime, end: datetime) -> datetime | None:
+        return min((_moment(e["time_ns"]) for e in self.events if e["id"] == container_id and e["action"] == "die"
+                    and start < _moment(e["time_ns"]) <= end), default=None)
 
     def first_healthy(self, container_id: str, after: datetime) -> datetime | None:
         times = [_moment(e["time_ns"]) for e in self.events
                  if e["id"] == container_id and e["action"] == "health_status:healthy" and _moment(e["time_ns"]) >= after]
         return min(times, default=None)
 
-    def covers_start(self, container_id: str, started_at: datetime) -> bool:
-        """Whether the record heard this start (so it also heard what came before it, back to `since`)."""
-        return any(abs(moment - started_at) <= SAME_START for moment in self.starts(container_id))
-
     def to_json(self) -> str:
         return json.dumps({"project": self.project, "since_ns": self.since_ns, "recorded_by": self.recorded_by,
-                           "events": self.events}, indent=1)
+                           "fresh": self.fresh, "events": self.events}, indent=1)
 
     @classmethod
     def from_json(cls, text: str) -> "StartRecord":
         data = json.loads(text)
-        return cls(data["project"], int(data["since_ns"]), list(data["events"]), data.get("recorded_by", ""))
+        return cls(data["project"], int(data["since_ns"]), list(data["events"]), data.get("recorded_by", ""),
+                   bool(data.get("fresh")))
 
 
 class StartRecorder:
@@ -95,8 +106,8 @@ class StartRecorder:
         self._thread: threading.Thread | None = None
 
     def start(self) -> "StartRecorder":
-        now = datetime.now(timezone.utc)
-        self.record.since_ns = int(now.timestamp() * 1e9)
+        self.record.fresh = not docker_engine.project_containers(self.record.project)
+        self.record.since_ns = int(datetime.now(timezone.utc).timestamp() * 1e9)
         self._thread = threading.Thread(target=self._listen, name=f"events-{self.record.project}", daemon=True)
         self._thread.start()
         return self
@@ -187,16 +198,19 @@ def container_run(project: str, service: str) -> ContainerRun:
     )
 
 
-def buffered_events(container_id: str, since: datetime) -> StartRecord:
-    """What the engine's event buffer still holds for this container since `since`."""
+def buffered_record(project: str) -> StartRecord:
+    """What the engine's event buffer still holds of the project, as a record complete from its
+    oldest event; fresh when it still holds the creation of the project's network (compose creates
+    it before any container, and it lives until `down`)."""
     now = datetime.now(timezone.utc)
-    record = StartRecord("", int(since.timestamp() * 1e9))
-    for event in docker_engine.client().events(since=since - SAME_START, until=now, decode=True,
-                                               filters={"container": container_id}):
-        entry = _event_entry(event)
-        if entry:
-            record.events.append(entry)
-    return record
+    held = list(docker_engine.client().events(since=1, until=now, decode=True))
+    networks = {n.id for n in docker_engine.client().networks.list(filters={"label": f"{PROJECT_LABEL}={project}"})}
+    created = [e.get("timeNano") for e in held if e.get("Type") == "network" and e.get("Action") == "create"
+               and (e.get("Actor") or {}).get("ID") in networks]
+    since = created[0] if created else (held[0].get("timeNano") if held else int(now.timestamp() * 1e9))
+    mine = [e for e in held if ((e.get("Actor") or {}).get("Attributes") or {}).get(PROJECT_LABEL) == project]
+    return StartRecord(project, since, [x for x in map(_event_entry, mine) if x], "the engine's event buffer",
+                       bool(created))
 
 
 def health_log_first_healthy(run: ContainerRun) -> tuple[bool, datetime | None]:
@@ -219,20 +233,37 @@ def order_verdict(dependent: ContainerRun, dependency: ContainerRun, record: Sta
                   engine: StartRecord | None = None) -> OrderVerdict:
     """Whether `dependent` started after `dependency` was healthy, from the strongest source that
     still covers the dependent's start (see the module's docstring)."""
-    started = dependent.started_at
-    if dependency.started_at > started:
+    for source, heard in (("start record", record), ("engine events", engine)):
+        verdict = _by_events(source, heard, dependent, dependency) if heard is not None else None
+        if verdict is not None:
+            return verdict
+    if dependency.started_at > dependent.started_at:
         # The dependency's current run began after the dependent's: restarted since (its policy, an
         # operator). How the dependent's start went is told only by what compose enforced then.
         return _by_label(dependent, dependency, f"{dependency.service} restarted after {dependent.service} started "
                                                 f"({dependency.started_at.isoformat()})")
-    for source, events in (("start record", record), ("engine events", engine)):
-        if events is not None and events.covers_start(dependency.container_id, dependency.started_at):
-            healthy = events.first_healthy(dependency.container_id, dependency.started_at - SAME_START)
-            return _compare(source, started, healthy, dependency)
     complete, healthy = health_log_first_healthy(dependency)
     if complete:
-        return _compare("health log", started, healthy, dependency)
+        return _compare("health log", dependent.started_at, healthy, dependency)
     return _by_label(dependent, dependency, "start record, engine events and health log no longer reach back to the start")
+
+
+def _by_events(source: str, heard: StartRecord, dependent: ContainerRun, dependency: ContainerRun) -> OrderVerdict | None:
+    """The verdict of a record complete from `heard.since`, or None when it cannot tell: it began
+    after the dependent started, or after the dependency's last start before that."""
+    started = dependent.started_at
+    if heard.since - SAME_START > started:
+        return None
+    last = heard.last_start_before(dependency.service, started)
+    if last is None:
+        if not heard.fresh:
+            return None
+        return OrderVerdict(False, source, None, f"no container of {dependency.service} had started yet")
+    moment, container_id = last
+    died = heard.died_between(container_id, moment, started)
+    if died is not None:
+        return OrderVerdict(False, source, None, f"{dependency.service} was not running (stopped at {died.isoformat()})")
+    return _compare(source, started, heard.first_healthy(container_id, moment), dependency)
 
 
 def _compare(source: str, started: datetime, healthy: datetime | None, dependency: ContainerRun) -> OrderVerdict:
@@ -253,19 +284,27 @@ def _by_label(dependent: ContainerRun, dependency: ContainerRun, why: str) -> Or
         f"{condition or 'absent'}; {order}")
 
 
-def start_order(project: str, dependent: str, dependency: str, record: StartRecord | None) -> Fact:
-    """Whether `dependent` started after `dependency` was healthy. Observed: {"ok", "source",
-    "dependent_started", "dependency_healthy", "detail"}."""
-    later, earlier = container_run(project, dependent), container_run(project, dependency)
-    engine = None
-    if record is None or not record.covers_start(earlier.container_id, earlier.started_at):
-        engine = buffered_events(earlier.container_id, earlier.started_at)
-    verdict = order_verdict(later, earlier, record, engine)
-    observed = {
-        "ok": verdict.ok,
-        "source": verdict.source,
-        "dependent_started": later.started_at.isoformat(),
-        "dependency_healthy": verdict.healthy_at.isoformat() if verdict.healthy_at else None,
-        "detail": verdict.detail,
-    }
-    return Fact(f"start order ({verdict.source})", f"{dependent} after {dependency} (project {project})", observed)
+def start_orders(project: str, dependencies: dict, record: StartRecord | None) -> list[Fact]:
+    """For each dependent and each of its dependencies ({dependent: [dependency, ...]}), whether it
+    started after the dependency was healthy. Each Fact's observed: {"dependent", "dependency", "ok",
+    "source", "dependent_started", "dependency_healthy", "detail"}."""
+    facts, engine = [], None
+    for dependent, needed in dependencies.items():
+        later = container_run(project, dependent)
+        for dependency in needed:
+            earlier = container_run(project, dependency)
+            if engine is None and (record is None or _by_events("", record, later, earlier) is None):
+                engine = buffered_record(project)  # read once: the buffer only grows during the step
+            verdict = order_verdict(later, earlier, record, engine)
+            observed = {
+                "dependent": dependent,
+                "dependency": dependency,
+                "ok": verdict.ok,
+                "source": verdict.source,
+                "dependent_started": later.started_at.isoformat(),
+                "dependency_healthy": verdict.healthy_at.isoformat() if verdict.healthy_at else None,
+                "detail": verdict.detail,
+            }
+            facts.append(Fact(f"start order ({verdict.source})", f"{dependent} after {dependency} (project {project})",
+                              observed))
+    return facts
