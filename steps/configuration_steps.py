@@ -15,12 +15,13 @@ from pytest_bdd import given, parsers, then, when
 
 from steps.expect import Mismatches, expect
 from steps.probes import Fact, ProbeError, docker_engine, http_api, postgres_server, redis_server
-from steps.probes.waiting import wait_until
+from steps.probes.waiting import WaitTimeout, wait_until
 
 API = "/api/v1/configuration"
 ENVIRONMENT = "development"
 SERVICE = "configuration-service"
 ENVIRONMENTS_DIR = "infra/configuration-service/environments"
+SEED_AUTHOR = "seed"  # configsvc.seed.SEED_AUTHOR: the author of the rows the seed wrote last
 # The paths the sibling services' configuration clients call.
 CLIENT_PATHS = ("/health", API, API + "/{key}", API + "/{key}/history", "/api/v1/endpoints", "/metrics")
 
@@ -57,8 +58,18 @@ def _schema_owner(stack, evidence, schema, role):
     superuser = evidence.record(postgres_server.query(
         *_as_monitor(stack), f"SELECT rolsuper FROM pg_roles WHERE rolname = '{role}'"))
     address = docker_engine.addresses(stack.project, SERVICE).observed.get(stack.settings.network_name)
-    sessions = evidence.record(postgres_server.query(
-        *_as_monitor(stack), f"SELECT DISTINCT usename FROM pg_stat_activity WHERE client_addr = '{address}'"))
+
+    def service_sessions():
+        fact = postgres_server.query(*_as_monitor(stack), "SELECT DISTINCT usename FROM pg_stat_activity "
+                                     "WHERE client_addr = %(address)s", {"address": address})
+        return fact if fact.observed else None
+
+    # Its pool replaces a connection once an hour: on a long-running stack there may be none for a moment.
+    try:
+        sessions = evidence.record(wait_until(service_sessions, timeout=5, interval=0.25,
+                                              description="a session of the configuration service"))
+    except WaitTimeout as error:
+        sessions = evidence.record(Fact("pg_stat_activity", address, [], raw=str(error)))
     problems = Mismatches(f"the {schema} schema", f"the configuration service stores its data as {role}")
     owners = dict(tables.observed)
     problems.check({"parameters", "parameter_history"} <= set(owners), "tables parameters and parameter_history",
@@ -73,14 +84,26 @@ def _schema_owner(stack, evidence, schema, role):
 @then("every parameter of the environment files is a row of config.parameters")
 def _seeded_rows(stack, evidence, request):
     fact = evidence.record(postgres_server.query(
-        *_as_monitor(stack), "SELECT environment, service, key, type FROM config.parameters"))
-    stored = {(env, service or None, key): kind for env, service, key, kind in fact.observed}
+        *_as_monitor(stack), "SELECT environment, service, key, type, updated_by FROM config.parameters"))
+    stored = {(env, service or None, key): (kind, by) for env, service, key, kind, by in fact.observed}
+    # The seed never overwrites a parameter changed through the API, nor brings back one deleted
+    # through it: on a stack in use those are the users' own, and are listed, not held to the files.
+    deleted = evidence.record(postgres_server.query(
+        *_as_monitor(stack), "SELECT DISTINCT environment, service, key FROM config.parameter_history "
+                             "WHERE change = 'deleted' AND changed_by <> %(seed)s", {"seed": SEED_AUTHOR}))
+    deleted_at_run_time = {(env, service or None, key) for env, service, key in deleted.observed}
     problems = Mismatches("seeded parameters", f"the service seeds {ENVIRONMENTS_DIR}/*.yaml at start")
+    changed_at_run_time = []
     for environment, parameters in _environment_files(request.config.rootpath).items():
         for entry in parameters:
             where = (environment, entry.get("service"), entry["key"])
-            problems.check(stored.get(where) == entry["type"], f"{where} of type {entry['type']}",
-                           stored.get(where, "no row"), fact)
+            kind, by = stored.get(where, (None, None))
+            if (by is not None and by != SEED_AUTHOR) or (by is None and where in deleted_at_run_time):
+                changed_at_run_time.append(where)
+                continue
+            problems.check(kind == entry["type"], f"{where} of type {entry['type']}", kind or "no row", fact)
+    evidence.record(Fact("parameters of the files changed or deleted through the API since", "config.parameters",
+                         changed_at_run_time))
     problems.raise_any()
 
 
@@ -284,18 +307,38 @@ def _config_health(stack, evidence):
 
 # -- environments -------------------------------------------------------------------------------
 
+def _stored_rows(stack, evidence, environment: str, key: str) -> dict:
+    """{service ('' = environment-wide): (value, updated_by)} of a key's rows in one environment."""
+    fact = evidence.record(postgres_server.query(
+        *_as_monitor(stack), "SELECT service, value, updated_by FROM config.parameters "
+                             "WHERE environment = %(environment)s AND key = %(key)s",
+        {"environment": environment, "key": key}))
+    return {service: (value, by) for service, value, by in fact.observed}
+
+
+def _held_to_files(rows: dict, declared: dict) -> dict:
+    """What each row must hold: the file's value (as a string) while the seed wrote it last; a value
+    changed through the API since (which the seed never overwrites) is the row's own."""
+    return {service: str(declared[service]) if by == SEED_AUTHOR and service in declared else value
+            for service, (value, by) in rows.items()}
+
+
 @then(parsers.parse('"{key}" is different in "{first}" and "{second}"'))
 def _differs(stack, evidence, request, key, first, second):
     files = _environment_files(request.config.rootpath)
-    declared = {env: next((p["value"] for p in files[env] if p["key"] == key and not p.get("service")), None)
-                for env in (first, second)}
-    served = {}
+    served, wanted, seeded = {}, {}, True
     for environment in (first, second):
+        declared = {"": p["value"] for p in files[environment] if p["key"] == key and not p.get("service")}
+        rows = _stored_rows(stack, evidence, environment, key)
+        wanted[environment] = _held_to_files(rows, declared).get("")
+        seeded = seeded and (rows.get("", (None, None))[1] == SEED_AUTHOR)
         fact = evidence.record(_read(stack, key, environment))
         served[environment] = fact.observed["body"].get("value") if fact.observed["status"] == 200 else None
-    expect(served[first] is not None and served[first] != served[second]
-           and served == {env: str(value) for env, value in declared.items()},
-           f"{key} per environment", f"the environment files' values {declared}, as strings", served)
+    # Seeded in both, the files' values differ; changed through the API since, each environment's own
+    # row is what it serves.
+    expect(served[first] is not None and served == wanted and (served[first] != served[second] or not seeded),
+           f"{key} per environment", f"each environment's value {wanted} (the files' while seeded), as strings",
+           served)
 
 
 @then(parsers.parse('the environments "{a}", "{b}" and "{c}" are read as "{full_a}", "{full_b}" and "{full_c}"'))
@@ -318,6 +361,8 @@ def _service_override(stack, evidence, request, environment):
     expect(bool(overridden), f"{environment} file", "a parameter overridden for one service", "none")
     key, service, value = overridden[0]
     wide = next(q["value"] for q in files if q["key"] == key and not q.get("service"))
+    held = _held_to_files(_stored_rows(stack, evidence, environment, key), {service: value, "": wide})
+    value, wide = held.get(service), held.get("")
     results = {
         "by header": evidence.record(_read(stack, key, environment, headers={"X-Service-Name": service})),
         "by query": evidence.record(_read(stack, key, environment, service=service)),

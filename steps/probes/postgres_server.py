@@ -28,11 +28,11 @@ def connect(port: int, user: str, password: str, dbname: str) -> psycopg.Connect
     )
 
 
-def query(port: int, user: str, password: str, dbname: str, sql: str) -> Fact:
-    """Run one read-only query; observed is the list of rows (tuples)."""
+def query(port: int, user: str, password: str, dbname: str, sql: str, params: dict | None = None) -> Fact:
+    """Run one read-only query (with `params` bound by the driver); observed is the list of rows (tuples)."""
     try:
         with connect(port, user, password, dbname) as conn:
-            rows = conn.execute(sql).fetchall()
+            rows = conn.execute(sql, params).fetchall()
             conn.rollback()
     except psycopg.OperationalError as error:
         raise ProbeError(f"postgres 127.0.0.1:{port}: cannot connect as {user}: {error}".strip()) from error
