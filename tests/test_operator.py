@@ -2,6 +2,7 @@
 whole up / status / logs / validate / down cycle on an isolated copy of the stack."""
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 import sys
@@ -64,13 +65,24 @@ def test_commands_say_clearly_when_there_is_no_stack(tmp_path):
     assert "no stack is running under compose project tse-operator-absent" in result.stderr
 
 
+@contextlib.contextmanager
+def _operator_copy(tmp_path: Path, project: str):
+    """An isolated copy of the repository, its environment, and `stackctl` bound to both and to
+    `project`. Whatever runs under `project` is removed at the end, and nothing may be left behind."""
+    copy, before = copy_repository(tmp_path / "stack"), volumes()
+    env = isolated_environment(project)
+    try:
+        yield copy, env, lambda *args: _stackctl(copy, env, f"--project-name={project}", *args)
+    finally:
+        subprocess.run(["docker", "compose", "-p", project, "down", "-v"], capture_output=True)
+    assert docker_engine.leftovers(project) == {"containers": [], "networks": [], "volumes": []}
+    assert volumes() - before == set()
+
+
 @pytest.mark.faults
 def test_up_status_logs_validate_down_on_an_isolated_copy(tmp_path):
-    copy = copy_repository(tmp_path / "stack")
-    project, before = "tse-operator-cycle", volumes()
-    env = isolated_environment(project)
-    run = lambda *args: _stackctl(copy, env, f"--project-name={project}", *args)  # noqa: E731
-    try:
+    project = "tse-operator-cycle"
+    with _operator_copy(tmp_path, project) as (copy, env, run):
         up = run("up")
         assert up.returncode == 0, up.stderr
         status = run("status")
@@ -96,10 +108,7 @@ def test_up_status_logs_validate_down_on_an_isolated_copy(tmp_path):
         removed = run("down", "--volumes")
         assert removed.returncode == 0, removed.stderr
         assert docker_engine.leftovers(project)["volumes"] == []
-    finally:
-        subprocess.run(["docker", "compose", "-p", project, "down", "-v"], capture_output=True)
-    assert docker_engine.leftovers(project) == {"containers": [], "networks": [], "volumes": []}
-    assert volumes() - before == set()
+        assert not (copy / ".stack" / f"{project}.start-record.json").exists(), "down removes the start record"
 
 
 def _health_logs_rotated(project: str) -> bool:
@@ -128,11 +137,8 @@ def test_validate_gives_the_same_verdict_on_a_stack_up_for_minutes(tmp_path):
     from steps.probes.waiting import wait_until
     from tests.acceptance_copy import read_cucumber
 
-    copy = copy_repository(tmp_path / "stack")
-    project, before = "tse-long-running", volumes()
-    env = isolated_environment(project)
-    run = lambda *args: _stackctl(copy, env, f"--project-name={project}", *args)  # noqa: E731
-    try:
+    project = "tse-long-running"
+    with _operator_copy(tmp_path, project) as (copy, env, run):
         up = run("up")
         assert up.returncode == 0, up.stderr
         record = copy / ".stack" / f"{project}.start-record.json"
@@ -152,7 +158,21 @@ def test_validate_gives_the_same_verdict_on_a_stack_up_for_minutes(tmp_path):
         assert sources[0] == {"start record"}, sources
         # The runs before flushed the engine's event buffer; the health logs had rotated.
         assert sources[1] <= {"engine events", "depends_on label"} and sources[2] == {"depends_on label"}, sources
-    finally:
-        subprocess.run(["docker", "compose", "-p", project, "down", "-v"], capture_output=True)
-    assert docker_engine.leftovers(project) == {"containers": [], "networks": [], "volumes": []}
-    assert volumes() - before == set()
+
+
+def test_a_fresh_start_record_replaces_the_saved_one_and_a_partial_one_extends_it(tmp_path):
+    """`stackctl up` on an empty project starts everything anew; on a running one, the containers it
+    left alone started under the record saved before."""
+    from steps.probes.start_order import StartRecord, load_record
+
+    path = tmp_path / ".stack" / "p.start-record.json"
+    first = StartRecord("p", 100, [{"id": "a", "service": "redis", "action": "start", "time_ns": 101}], "stackctl up", True)
+    stackctl.save_start_record(first, path)
+    partial = StartRecord("p", 500, [{"id": "b", "service": "prometheus", "action": "start", "time_ns": 501}],
+                          "stackctl up", False)
+    stackctl.save_start_record(partial, path)
+    merged = load_record(path)
+    assert (merged.since_ns, merged.fresh, [e["id"] for e in merged.events]) == (100, True, ["a", "b"])
+    anew = StartRecord("p", 900, [{"id": "c", "service": "redis", "action": "start", "time_ns": 901}], "stackctl up", True)
+    stackctl.save_start_record(anew, path)
+    assert [e["id"] for e in load_record(path).events] == ["c"]
