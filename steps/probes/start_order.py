@@ -113,8 +113,13 @@ class StartRecorder:
         return self
 
     def _listen(self) -> None:
+        import signal
+
         import docker
 
+        # Ctrl-C and SIGTERM go to the main thread: delivered here, they would not interrupt what
+        # the main thread is blocked in (waiting for `up`), and the run would go on.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         engine = docker.from_env(timeout=None)
         since = self.record.since_ns / 1e9
         while not self._stopping.is_set():
