@@ -176,10 +176,6 @@ class ContainerRun:
     health_log: tuple  # ((start, end, exit_code), ...) oldest first
     depends_on: dict  # {dependency: condition} from compose's label
 
-    def as_dict(self) -> dict:
-        return {"service": self.service, "id": self.container_id[:12], "started_at": self.started_at.isoformat(),
-                "restart_count": self.restart_count, "depends_on": self.depends_on}
-
 
 def parse_depends_on_label(text: str) -> dict:
     """Compose's label "redis:service_healthy:false,postgres:service_healthy:false" as
@@ -293,11 +289,17 @@ def start_orders(project: str, dependencies: dict, record: StartRecord | None) -
     """For each dependent and each of its dependencies ({dependent: [dependency, ...]}), whether it
     started after the dependency was healthy. Each Fact's observed: {"dependent", "dependency", "ok",
     "source", "dependent_started", "dependency_healthy", "detail"}."""
-    facts, engine = [], None
+    facts, engine, runs = [], None, {}
+
+    def run_of(service: str) -> ContainerRun:  # one inspect per service, however many depend on it
+        if service not in runs:
+            runs[service] = container_run(project, service)
+        return runs[service]
+
     for dependent, needed in dependencies.items():
-        later = container_run(project, dependent)
+        later = run_of(dependent)
         for dependency in needed:
-            earlier = container_run(project, dependency)
+            earlier = run_of(dependency)
             if engine is None and (record is None or _by_events("", record, later, earlier) is None):
                 engine = buffered_record(project)  # read once: the buffer only grows during the step
             verdict = order_verdict(later, earlier, record, engine)
