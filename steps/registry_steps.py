@@ -368,10 +368,21 @@ def _metrics(stack, evidence):
 def _discoverable_infrastructure(stack, evidence, first, second):
     problems = Mismatches("discovery of the infrastructure")
     for name in (first, second):
-        fact = _instances(stack, evidence, name)
-        instances = fact.observed["body"].get("instances", []) if isinstance(fact.observed["body"], dict) else []
-        # Other instances may share the name (a sibling's own Redis); the stack's is instance `name`.
-        own = next((i for i in instances if i.get("instance_id") == name), None)
-        problems.check(fact.observed["status"] == 200 and own is not None and own["status"] == "healthy"
-                       and own["endpoints"], f"{name} (instance {name}) healthy with endpoints", fact.observed, fact)
+        def discovered(name=name):
+            fact = http_api.call(stack.registry_port(), "GET", f"/api/v1/services/{name}")
+            instances = fact.observed["body"].get("instances", []) if isinstance(fact.observed["body"], dict) else []
+            # Other instances may share the name (a sibling's own Redis); the stack's is instance `name`.
+            own = next((i for i in instances if i.get("instance_id") == name), None)
+            return fact, (fact.observed["status"] == 200 and own is not None and own["status"] == "healthy"
+                          and bool(own["endpoints"]))
+
+        # The registry reports what its last probe saw: just after start, a probe from before the
+        # service answered, until the next round (every 5 s).
+        try:
+            fact, ok = wait_until(lambda: (lambda seen: seen if seen[1] else None)(discovered()), timeout=12,
+                                  interval=0.5, description=f"{name} healthy in the registry")
+        except WaitTimeout:
+            fact, ok = discovered()
+        evidence.record(fact)
+        problems.check(ok, f"{name} (instance {name}) healthy with endpoints", fact.observed, fact)
     problems.raise_any()
