@@ -41,6 +41,11 @@ class Metrics:
             self.heartbeats.labels(outcome)
         self.redis_errors = Counter("registry_redis_errors_total", "Redis commands that failed", registry=self.registry)
         self.instances = Gauge("registry_instances", "Live instances", registry=self.registry)
+        # Keys under registry:services: that no layout reads (a client's malformed or foreign entry):
+        # skipped, never an error; this says how many the last full read skipped.
+        self.unreadable = Gauge("registry_unreadable_entries",
+                                "Keys under registry:services: the last full read skipped as unreadable",
+                                registry=self.registry)
         self.requests = Counter("registry_requests_total", "HTTP requests", ["method", "route", "status"],
                                 registry=self.registry)
         # 1 while the last probe of a declared infrastructure service passed: the alert on "no healthy
@@ -67,6 +72,13 @@ def create_app(settings: Optional[Settings] = None, client: Optional[redis.Redis
                                     settings.postgres_password, lambda event: metrics.redis_errors.inc(),
                                     lambda name, healthy: metrics.infrastructure_healthy.labels(name).set(healthy))
     seen: set = set()
+
+    def read_all():
+        """Every readable instance; counts the skipped keys and the expiries."""
+        listing = store.listing()
+        metrics.unreadable.set(len(listing.unreadable))
+        track_expiries(list(listing.instances))
+        return list(listing.instances.values())
 
     def track_expiries(keys: list) -> None:
         """Instances seen before and gone now, without a DELETE, expired."""
@@ -157,8 +169,7 @@ def create_app(settings: Optional[Settings] = None, client: Optional[redis.Redis
 
     @app.get("/api/v1/services")
     def services():
-        instances = store.instances()
-        track_expiries([f"registry:services:{i['name']}:{i['instance_id']}" for i in instances])
+        instances = read_all()
         summary = {}
         for instance in instances:
             entry = summary.setdefault(instance["name"], {"name": instance["name"], "instances": 0, "healthy": 0})
@@ -185,7 +196,7 @@ def create_app(settings: Optional[Settings] = None, client: Optional[redis.Redis
     def health():
         try:
             store.ping()
-            instances = store.instances()
+            instances = read_all()
         except redis.RedisError as error:
             metrics.redis_errors.inc()
             return JSONResponse({"status": "unhealthy", "timestamp": now_rfc3339(),

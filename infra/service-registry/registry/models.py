@@ -1,7 +1,10 @@
 """The registration schema: what clients send and what the registry stores and returns."""
 from __future__ import annotations
 
+import json
+import math
 import re
+from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional
 from urllib.parse import urlsplit
 
@@ -55,8 +58,6 @@ def _host_and_port(url: Optional[str]) -> tuple:
 
 def instance_fields(request: Registration, now: str, registered_at: Optional[str]) -> Dict[str, str]:
     """The Redis hash of one instance, with the field names sibling services already read."""
-    import json
-
     http_host, http_port = _host_and_port(request.endpoints.http)
     grpc_host, grpc_port = _host_and_port(request.endpoints.grpc)
     return {
@@ -73,13 +74,97 @@ def instance_fields(request: Registration, now: str, registered_at: Optional[str
         "ttl_seconds": str(request.ttl_seconds),
         "registered_at": registered_at or now,
         "last_heartbeat": now,
+        "registered_via": "api",
+    }
+
+
+class Unreadable(ValueError):
+    """A key under registry:services: that is not an instance in a layout the registry reads."""
+
+
+PREFIX = "registry:services:"
+PORT = re.compile(r"^\d{1,5}(\.0)?$")   # "8080", or "8080.0" from a float
+
+
+def _json(fields: Dict[str, str], name: str, kind: type, default: str) -> str:
+    text = fields.get(name) or default
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise Unreadable(f"{name} is not JSON") from None
+    if value is not None and not isinstance(value, kind):
+        raise Unreadable(f"{name} is not a JSON {kind.__name__}")
+    return json.dumps(value if value is not None else kind())
+
+
+def _port(fields: Dict[str, str], name: str) -> str:
+    text = (fields.get(name) or "").strip()
+    if text and not (PORT.match(text) and 0 < float(text) < 65536):
+        raise Unreadable(f"{name} {text[:20]!r} is not a port")
+    return str(int(float(text))) if text else ""
+
+
+def _epoch_as_rfc3339(fields: Dict[str, str], name: str) -> str:
+    """The writer's str(time.time()) as the RFC 3339 text the registry's own instances carry."""
+    text = (fields.get(name) or "").strip()
+    try:
+        seconds = float(text)
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ValueError(text)
+        moment = datetime.fromtimestamp(seconds, timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        raise Unreadable(f"{name} {text[:40]!r} is not a time in epoch seconds") from None
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _common(fields: Dict[str, str], name: str) -> None:
+    if fields.get("name") != name:
+        raise Unreadable(f"field name {str(fields.get('name'))[:70]!r} is not the key's name {name!r}")
+    if fields.get("status") not in STATUSES:
+        raise Unreadable(f"status {str(fields.get('status'))[:40]!r} is none of {', '.join(STATUSES)}")
+    if not fields.get("host"):
+        raise Unreadable("no host")
+
+
+def read_entry(key: str, fields: Dict[str, str], ttl: Optional[int]) -> Dict[str, str]:
+    """The instance a hash under registry:services: holds, as a hash of the registry's own layout
+    (instance_view shows it); raises Unreadable when it is none.
+
+    - registry:services:{name}:{instance_id}: the registry's own (POST /api/v1/services);
+    - registry:services:{name}: the hash risk-monitor-py and trading-engine-py write themselves
+      (name, version, host, http_port, grpc_port, status, metadata as JSON text, registered_at and
+      last_heartbeat as epoch seconds, TTL set by the writer): one instance whose id is its name,
+      its endpoints built from host and ports, its TTL the key's.
+    """
+    rest = key[len(PREFIX):] if key.startswith(PREFIX) else ""
+    name, _, instance_id = rest.partition(":")
+    if not re.match(NAME, name or "-"):
+        raise Unreadable(f"{name[:70]!r} is not a service name")
+    _common(fields, name)
+    if instance_id:
+        if not re.match(INSTANCE, instance_id) or fields.get("instance_id") != instance_id:
+            raise Unreadable(f"field instance_id {str(fields.get('instance_id'))[:70]!r} is not the key's "
+                             f"{instance_id[:70]!r}")
+        checked = {"http_port": _port(fields, "http_port"), "grpc_port": _port(fields, "grpc_port"),
+                   "endpoints": _json(fields, "endpoints", dict, "{}"),
+                   "metadata": _json(fields, "metadata", dict, "{}"), "tags": _json(fields, "tags", list, "[]")}
+        return {**fields, **checked, "registered_via": fields.get("registered_via") or "api"}
+    http_port, grpc_port, host = _port(fields, "http_port"), _port(fields, "grpc_port"), fields["host"]
+    endpoints = {**({"http": f"http://{host}:{http_port}"} if http_port else {}),
+                 **({"grpc": f"{host}:{grpc_port}"} if grpc_port else {})}
+    return {
+        "name": name, "instance_id": name, "version": fields.get("version") or "unknown", "host": host,
+        "http_port": http_port, "grpc_port": grpc_port, "status": fields["status"],
+        "endpoints": json.dumps(endpoints), "metadata": _json(fields, "metadata", dict, "{}"), "tags": "[]",
+        "ttl_seconds": str(ttl) if ttl and ttl > 0 else "",
+        "registered_at": _epoch_as_rfc3339(fields, "registered_at"),
+        "last_heartbeat": _epoch_as_rfc3339(fields, "last_heartbeat"),
+        "registered_via": "redis",
     }
 
 
 def instance_view(fields: Dict[str, str]) -> Dict[str, Any]:
     """A stored hash as the API returns it (JSON fields decoded, ports as numbers)."""
-    import json
-
     def decoded(key, default):
         try:
             return json.loads(fields.get(key) or "null") or default
@@ -104,4 +189,6 @@ def instance_view(fields: Dict[str, str]) -> Dict[str, Any]:
         "ttl_seconds": number("ttl_seconds"),
         "registered_at": fields.get("registered_at"),
         "last_heartbeat": fields.get("last_heartbeat"),
+        # "api": registered through POST /api/v1/services; "redis": a hash its service wrote itself.
+        "registered_via": fields.get("registered_via") or "api",
     }
