@@ -40,7 +40,7 @@ def pytest_addoption(parser):
                          "default .env, else .env.example)")
     group.addoption("--project-name", default=None,
                     help="compose project (env TSE_PROJECT; default tse-acceptance in up mode, "
-                         "trading-ecosystem in attach mode)")
+                         "COMPOSE_PROJECT_NAME else trading-ecosystem in attach mode)")
     group.addoption("--wait-timeout", type=int, default=None,
                     help="seconds to wait for every service to be healthy (env TSE_WAIT_TIMEOUT; default 180)")
 

@@ -93,7 +93,7 @@ def test_unknown_types_are_refused():
 @pytest.mark.parametrize("given, canonical", [
     ("development", "development"), ("dev", "development"), ("DEV", "development"), ("Development", "development"),
     ("test", "testing"), ("testing", "testing"), ("prod", "production"), ("PRODUCTION", "production"),
-    (None, "development"), ("", "development"),
+    (None, "development"), ("", "development"), ("docker", "development"),
 ])
 def test_environments_and_their_aliases(given, canonical):
     assert canonical_environment(given, "development") == canonical

@@ -70,6 +70,20 @@ def test_settings_take_the_environment_over_the_env_file_and_options_over_both(t
     assert StackSettings.resolve(mode="attach", compose_file=tmp_path / "docker-compose.yml").project == "trading-ecosystem"
 
 
+def test_attach_mode_and_stackctl_honour_compose_project_name(tmp_path, monkeypatch):
+    """The project compose users already name with COMPOSE_PROJECT_NAME (environment, then env file);
+    an explicit project wins, and up mode keeps a project of its own."""
+    compose = tmp_path / "docker-compose.yml"
+    compose.write_text("services: {}\n")
+    (tmp_path / ".env").write_text("COMPOSE_PROJECT_NAME=from-env-file\n")
+    monkeypatch.delenv("COMPOSE_PROJECT_NAME", raising=False)
+    assert StackSettings.resolve(mode="attach", compose_file=compose).project == "from-env-file"
+    monkeypatch.setenv("COMPOSE_PROJECT_NAME", "mine")
+    assert StackSettings.resolve(mode="attach", compose_file=compose).project == "mine"
+    assert StackSettings.resolve(mode="attach", project="explicit", compose_file=compose).project == "explicit"
+    assert StackSettings.resolve(mode="up", compose_file=compose).project == "tse-acceptance"
+
+
 def test_settings_name_a_missing_env_file(tmp_path):
     (tmp_path / "docker-compose.yml").write_text("services: {}\n")
     with pytest.raises(StackError, match="env file .* does not exist"):

@@ -6,8 +6,8 @@
     stackctl validate [--select TAGS] the acceptance suite in attach mode; exit code is the verdict
     stackctl logs [SERVICE ...]      the services' logs (--tail N, --follow)
 
-Options before the command: --project-name (default trading-ecosystem, env TSE_PROJECT) and
---env-file (default .env, else .env.example). The probes are the acceptance suite's own.
+Options before the command: --project-name (env TSE_PROJECT, else COMPOSE_PROJECT_NAME from the
+environment or the env file, else trading-ecosystem) and --env-file (default .env, else .env.example). The probes are the acceptance suite's own.
 """
 from __future__ import annotations
 
@@ -187,7 +187,8 @@ def cmd_validate(args) -> int:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="stackctl", description=__doc__.splitlines()[0])
-    parser.add_argument("--project-name", default=os.environ.get("TSE_PROJECT", "trading-ecosystem"))
+    parser.add_argument("--project-name", default=os.environ.get("TSE_PROJECT"),
+                        help="compose project (default: TSE_PROJECT, COMPOSE_PROJECT_NAME, trading-ecosystem)")
     parser.add_argument("--env-file", default=os.environ.get("TSE_ENV_FILE"))
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("up", help="build, start and wait until healthy").set_defaults(run=cmd_up)

@@ -94,7 +94,9 @@ class StackSettings:
                 values[key] = str(value)
                 explicit.add(key)
         if project is None:
-            project = "tse-acceptance" if mode == "up" else "trading-ecosystem"
+            # Up mode runs a project of its own; attach mode tests the stack compose users started,
+            # under the COMPOSE_PROJECT_NAME they set (environment or env file), as compose itself does.
+            project = "tse-acceptance" if mode == "up" else values.get("COMPOSE_PROJECT_NAME") or "trading-ecosystem"
         return cls(mode, project, compose_file, env_file, keep, wait_timeout, values, frozenset(explicit))
 
     @property

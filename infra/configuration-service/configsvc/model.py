@@ -11,7 +11,11 @@ from typing import Any, Dict, Iterable, List, Optional
 from urllib.parse import urlsplit
 
 ENVIRONMENTS = ("development", "testing", "production")
-ALIASES = {"dev": "development", "test": "testing", "prod": "production"}
+# "docker" is the name risk-monitor-py and test-coordinator-py give (ENVIRONMENT=docker in the original
+# compose) to "running inside this stack": that is what development.yaml describes (its endpoints are
+# the in-network addresses), so it is read as development rather than kept as a copy that would drift
+# from it and miss the changes an operator makes there.
+ALIASES = {"dev": "development", "test": "testing", "prod": "production", "docker": "development"}
 TYPES = ("string", "number", "boolean", "json")
 KEY = re.compile(r"^[a-zA-Z][a-zA-Z0-9_]*(\.[a-zA-Z][a-zA-Z0-9_]*)*$")
 SERVICE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
