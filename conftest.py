@@ -21,6 +21,7 @@ pytest_plugins = [
     "steps.configuration_steps",
     "steps.observability_steps",
     "steps.lifecycle_steps",
+    "steps.ecosystem_steps",
 ]
 
 ROOT = Path(__file__).resolve().parent

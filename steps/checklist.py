@@ -15,6 +15,9 @@ PASSED, FAILED, NOT_RUN, PARTLY_RUN, NOT_COVERED = "passed", "failed", "not run"
 # Characters DejaVu Sans has (Debian's default font), so a headless browser draws them too.
 SYMBOLS = {PASSED: "✓", FAILED: "✗", NOT_RUN: "–", PARTLY_RUN: "◐", NOT_COVERED: "∅"}
 HISTORY_SHOWN = 5
+# A section of features/checklist.yaml marked `extra: true` goes beyond the milestone document: shown
+# as such, and not part of the BDD criterion's verdict (which reads the criterion's parts only).
+EXTRA = " (extra, beyond the milestone)"
 
 
 @dataclass
@@ -174,7 +177,7 @@ def render_markdown(mapping: dict, items: list[Item], run: dict) -> str:
     lines += [f"- {label}: {run.get(key, '')}" for key, label in RUN_FIELDS]
     lines += ["", f"Legend: {', '.join(f'{s} {v}' for v, s in SYMBOLS.items())}. History: the last runs, "
               "this one last.", ""]
-    section_titles = {s["id"]: s["title"] for s in mapping["sections"]}
+    section_titles = {s["id"]: s["title"] + (EXTRA if s.get("extra") else "") for s in mapping["sections"]}
     current = None
     for item in items:
         if item.section != current:
@@ -208,9 +211,10 @@ def render_html(mapping: dict, items: list[Item], run: dict) -> str:
              "<table class='run'>" + "".join(f"<tr><th>{e(label)}</th><td>{e(str(run.get(key, '')))}</td></tr>"
                                              for key, label in RUN_FIELDS) + "</table>"]
     counts = section_counts(items)
+    extra = {s["id"] for s in mapping["sections"] if s.get("extra")}
     order = (PASSED, FAILED, PARTLY_RUN, NOT_RUN, NOT_COVERED)
     parts.append("<table class='counts'><tr><th>section</th>" + "".join(f"<th>{e(v)}</th>" for v in order) + "</tr>"
-                 + "".join(f"<tr><td>{e(section)}</td>" + "".join(f"<td>{counts[section].get(v, 0) or ''}</td>"
+                 + "".join(f"<tr><td>{e(section)}{e(EXTRA) if section in extra else ''}</td>" + "".join(f"<td>{counts[section].get(v, 0) or ''}</td>"
                                                                  for v in order) + "</tr>" for section in counts)
                  + "</table>")
     failed = [(item, s) for item in items for s in item.scenarios if s.outcome == FAILED]

@@ -55,6 +55,8 @@ PG_HBA = "infra/postgres/pg_hba.conf"
 INIT_SQL = "infra/postgres/init/01-init-schemas.sql"
 REGISTRY_APP = "infra/service-registry/registry/app.py"
 REGISTRY_STORE = "infra/service-registry/registry/store.py"
+REGISTRY_MODELS = "infra/service-registry/registry/models.py"
+ENV_EXAMPLE = ".env.example"
 CONFIG_MODEL = "infra/configuration-service/configsvc/model.py"
 CONFIG_STORE = "infra/configuration-service/configsvc/store.py"
 CONFIG_NOTIFIER = "infra/configuration-service/configsvc/notifier.py"
@@ -293,4 +295,31 @@ FAULTS = [
           [("infra/grafana/dashboards/infrastructure-overview.json", r"rate\(redis_evicted_keys_total",
             "rate(redis_evictions_total")],
           {"dashboard_queries"}),
+    # E. The ecosystem's services connect (extra section).
+    fault("registry-direct-hash-unread", "the registry reading only its own layout: the hash risk-monitor-py and "
+          "trading-engine-py write themselves is skipped, so they are never discovered",
+          [(REGISTRY_MODELS, r'^    http_port, grpc_port, host = _port\(fields, "http_port"\)',
+            '    raise Unreadable("only the registry\'s own layout is read")\n    http_port, grpc_port, host = '
+            '_port(fields, "http_port")')],
+          {"checklist_E_1", "checklist_E_2"}),
+    fault("registry-5xx-on-malformed-entry", "a key under registry:services: the registry cannot read makes every "
+          "listing answer 503 (the risk-monitor report of the issue)",
+          [(REGISTRY_STORE, r"^                listing\.unreadable\[k\] = str\(why\)$", "                raise")],
+          {"checklist_E_1"}),
+    fault("redis-market-data-namespace-missing", "the market-data adapter confined to market-data:, not the "
+          "market_data: namespace its code uses",
+          [(USERS_ACL, r"(user market-data-adapter on \S+ resetkeys ~market-data:\*) ~market_data:\*", r"\1")],
+          {"checklist_E_4"}),
+    fault("config-docker-environment-refused", "environment=docker, which risk-monitor-py and test-coordinator-py "
+          "send, refused with 422",
+          [(CONFIG_MODEL, r', "docker": "development"\}', "}")],
+          {"checklist_E_1", "checklist_E_3"}),
+    fault("ecosystem-default-passwords-changed", "the env file's trading-adapter Redis password and "
+          "test_coordinator_adapter PostgreSQL password no longer the ones their services default to",
+          [(ENV_EXAMPLE, r"^REDIS_PASSWORD_TRADING_ADAPTER=.*$", "REDIS_PASSWORD_TRADING_ADAPTER=trading-dev-password"),
+           (USERS_ACL, r"(user trading-adapter on )#[0-9a-f]+",
+            r"\1#010361324c453c5608da92209ccf424fab603d46fbe3df0778d54c67dea2342b"),
+           (ENV_EXAMPLE, r"^PG_PASSWORD_TEST_COORDINATOR_ADAPTER=.*$",
+            "PG_PASSWORD_TEST_COORDINATOR_ADAPTER=test-coordinator-dev-password")],
+          {"checklist_E_2", "checklist_E_3"}),
 ]

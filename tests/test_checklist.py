@@ -101,5 +101,7 @@ def test_renderings_carry_every_item_and_the_verdict(mapping):
         assert f"| {item.id} " in markdown
         assert f"data-item='{item.id}'" in page
     assert "id='verdict'" in page and "id='checklist'" in page
+    assert "## E. The ecosystem's services connect (extra, beyond the milestone)" in markdown
+    assert "E (extra, beyond the milestone)" in page
     assert "expected 172.20.0.10, observed 172.20.0.11" in page  # failures first, one line each
     assert json.loads(json.dumps(checklist.as_json(mapping, items, run)))["items"][5]["verdict"] == FAILED

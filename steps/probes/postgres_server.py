@@ -108,6 +108,33 @@ def create_table(port: int, user: str, password: str, dbname: str, schema: str) 
     return Fact(sql, _where(port, user, dbname), outcome, raw=outcome.reply)
 
 
+def landing_schema(port: int, user: str, password: str, dbname: str) -> Fact:
+    """As `user`, where an unqualified name lands: its search_path, current_schema(), and the schema
+    a table created without a schema name is in (created in a transaction that is rolled back).
+
+    observed: {"search_path", "current_schema", "created_in"}, or an Outcome when refused."""
+    table = f"acceptance_probe_{uuid.uuid4().hex[:8]}"
+    sql = f"SHOW search_path; SELECT current_schema(); CREATE TABLE {table} (id int); ROLLBACK"
+    try:
+        with connect(port, user, password, dbname) as conn:
+            path = conn.execute("SHOW search_path").fetchone()[0]
+            current = conn.execute("SELECT current_schema()").fetchone()[0]
+            try:
+                conn.execute(f"CREATE TABLE {table} (id int)")
+                created = conn.execute("SELECT table_schema FROM information_schema.tables WHERE table_name = %s",
+                                       (table,)).fetchone()[0]
+            except (errors.InsufficientPrivilege, errors.InvalidSchemaName) as error:
+                created = f"refused: {error.sqlstate}: {str(error).strip()}"
+            conn.rollback()
+        observed: object = {"search_path": path, "current_schema": current, "created_in": created}
+    except psycopg.OperationalError as error:
+        message = str(error).strip().splitlines()[-1] if str(error).strip() else repr(error)
+        if "Connection refused" in message or "timeout" in message:
+            raise ProbeError(f"postgres 127.0.0.1:{port} did not answer: {message}") from error
+        observed = Outcome(False, message)
+    return Fact(sql, _where(port, user, dbname), observed)
+
+
 def hba_rules(port: int, user: str, password: str, dbname: str) -> Fact:
     """The pg_hba.conf rules the server loaded: [(type, auth_method, address)]."""
     sql = "SELECT type, auth_method, coalesce(address, '') FROM pg_hba_file_rules WHERE error IS NULL"

@@ -153,6 +153,63 @@ def registry_round_trip(port: int, user: str, password: str, ttl_s: int = 60) ->
     return Fact(probe, _where(port, user), observed)
 
 
+# The commands the ecosystem's services run (README: "what each service of the ecosystem uses"),
+# each with the arguments their code gives it, on one key (SCAN and KEYS: on its pattern).
+SERVICE_COMMANDS = {
+    "PING": lambda key, pattern: ("PING",),
+    "SET": lambda key, pattern: ("SET", key, "acceptance-probe", "EX", "90"),
+    "GET": lambda key, pattern: ("GET", key),
+    "EXISTS": lambda key, pattern: ("EXISTS", key),
+    "EXPIRE": lambda key, pattern: ("EXPIRE", key, "90"),
+    "TTL": lambda key, pattern: ("TTL", key),
+    "DEL": lambda key, pattern: ("DEL", key),
+    "HSET": lambda key, pattern: ("HSET", key, "name", "acceptance-probe"),
+    "HGETALL": lambda key, pattern: ("HGETALL", key),
+    "SCAN": lambda key, pattern: ("SCAN", "0", "MATCH", pattern, "COUNT", "100"),
+    "DBSIZE": lambda key, pattern: ("DBSIZE",),
+    "MEMORY USAGE": lambda key, pattern: ("MEMORY", "USAGE", key),
+    "KEYS": lambda key, pattern: ("KEYS", pattern),
+}
+
+
+def run_as_service(port: int, user: str, password: str, pattern: str, commands: list[str]) -> Fact:
+    """As `user`, over one connection, `commands` (names of SERVICE_COMMANDS) in order on a fresh key
+    matching `pattern` (its `*` made unique). observed: {"key", "outcomes": {command: Outcome}}; the
+    key is deleted at the end whatever happened."""
+    key = pattern.replace("*", f"acceptance-{uuid.uuid4().hex[:10]}", 1)
+    outcomes = {}
+    try:
+        with connect(port, user, password) as conn:
+            for name in commands:
+                try:
+                    outcomes[name] = Outcome(True, str(conn.execute_command(*SERVICE_COMMANDS[name](key, pattern)))[:200])
+                except (AuthenticationError, NoPermissionError, ResponseError) as error:
+                    outcomes[name] = Outcome(False, _refusal(error))
+            try:
+                conn.delete(key)
+            except (NoPermissionError, ResponseError):
+                pass  # refused: then nothing was written either
+    except (ConnectionError, TimeoutError) as error:
+        raise ProbeError(f"redis 127.0.0.1:{port} did not answer {commands!r} on {key}: {error}") from error
+    return Fact(f"{', '.join(commands)} on {key}", _where(port, user), {"key": key, "outcomes": outcomes})
+
+
+def write_hash(port: int, user: str, password: str, key: str, fields: dict, ttl_s: int) -> Fact:
+    """As `user`, HSET `fields` on `key` and EXPIRE it in `ttl_s` (a service registering itself in
+    Redis); observed is an Outcome."""
+    probe = f"HSET {key} {' '.join(fields)}; EXPIRE {key} {ttl_s}"
+    try:
+        with connect(port, user, password) as conn:
+            conn.hset(key, mapping=fields)
+            conn.expire(key, ttl_s)
+        outcome = Outcome(True, "stored")
+    except (AuthenticationError, NoPermissionError, ResponseError) as error:
+        outcome = Outcome(False, _refusal(error))
+    except (ConnectionError, TimeoutError) as error:
+        raise ProbeError(f"redis 127.0.0.1:{port} did not answer {probe!r}: {error}") from error
+    return Fact(probe, _where(port, user), outcome, raw=outcome.reply)
+
+
 def acl_log(port: int, admin_password: str) -> Fact:
     """ACL LOG as admin: the server's recent denials, newest first, as dicts."""
     with connect(port, "admin", admin_password) as conn:

@@ -1,0 +1,69 @@
+@section_E
+Feature: E. The ecosystem's services connect (extra, beyond the milestone)
+  The next milestones plug the ecosystem's own services into this stack, unchanged: each connects
+  with the credentials, key namespaces, schema and environment name its code uses (read from the
+  sk-quantfidential repositories, not their READMEs), and is discovered the way its code registers.
+  A foreign or malformed entry never takes a shared service down. Every probe key and service name
+  is the scenario's own ("acceptance-…"), so a real service running alongside is never touched.
+
+  Background:
+    Given the trading-ecosystem stack is up
+
+  @checklist_E_1
+  Scenario: risk-monitor-py connects and is discovered
+    Then Redis user "risk-adapter" signs in with the password risk-monitor-py defaults to
+    And Redis user "risk-adapter" runs what risk-monitor-py's code runs on its own keys:
+      | keys                             | commands                         |
+      | registry:services:risk-monitor*  | PING, HSET, EXPIRE, HGETALL, DEL |
+    And Redis user "risk-adapter" is refused the keys of another domain under "exchange:" and "registry:services:exchange-simulator"
+    And PostgreSQL role "risk_adapter" signs in with the password risk-monitor-py defaults to, lands in schema "risk" and creates a table there
+    When risk-monitor-py registers as its code does: its own hash in Redis as "risk-adapter", and a POST to the registry
+    Then the registry lists it, returns its registrations by name and reports it in its health, every endpoint answering 200
+    When its heartbeat leaves behind a hash with only "last_heartbeat" after the entry expired
+    Then every registry endpoint still answers 200, the registry stays healthy and counts the entry unreadable
+    And the configuration reads of risk-monitor-py answer with the fields its client parses:
+      | request                                                                 | fields           |
+      | GET /api/v1/configuration?key=risk.max_position_usd&environment=docker  | key, value, type |
+      | GET /api/v1/configuration?key=risk.max_position_usd                     | key, value, type |
+
+  @checklist_E_2
+  Scenario: trading-engine-py connects and is discovered
+    Then Redis user "trading-adapter" signs in with the password trading-engine-py defaults to
+    And Redis user "trading-adapter" runs what trading-engine-py's code runs on its own keys:
+      | keys                                      | commands                         |
+      | registry:services:trading-system-engine*  | PING, HSET, EXPIRE, HGETALL, DEL |
+    And Redis user "trading-adapter" is refused the keys of another domain under "risk:" and "registry:services:risk-monitor"
+    And PostgreSQL role "trading_adapter" signs in with the password trading-engine-py defaults to, lands in schema "trading" and creates a table there
+    When trading-engine-py registers as its code does: its own hash in Redis as "trading-adapter"
+    Then the registry lists it, returns its registrations by name and reports it in its health, every endpoint answering 200
+    And the configuration reads of trading-engine-py answer with the fields its client parses:
+      | request                                                   | fields           |
+      | GET /api/v1/configuration/trading.order_rate_limit_per_second | key, value, type |
+
+  @checklist_E_3
+  Scenario: test-coordinator-py connects
+    Then Redis user "test-coordinator-adapter" signs in with the password test-coordinator-py defaults to
+    And Redis user "test-coordinator-adapter" runs what test-coordinator-py's code runs on its own keys:
+      | keys                        | commands                         |
+      | services:test-coordinator*  | PING, HSET, EXPIRE, HGETALL, SCAN |
+    And Redis user "test-coordinator-adapter" is refused the keys of another domain under "audit:" and "services:risk-monitor"
+    And PostgreSQL role "test_coordinator_adapter" signs in with the password test-coordinator-py defaults to, lands in schema "test_coordination" and creates a table there
+    And the configuration reads of test-coordinator-py answer with the fields its client parses:
+      | request                                                            | fields           |
+      | GET /api/v1/configuration/features.paper_trading?environment=docker | key, value, type |
+
+  @checklist_E_4
+  Scenario: The Go data adapters connect
+    Then each data adapter signs in to Redis and PostgreSQL with the passwords its repository defaults to, and runs what its code runs on its own keys:
+      | adapter                     | redis user          | keys                     | commands                                   | role                | schema      |
+      | market-data-data-adapter-go | market-data-adapter | market_data:*            | PING, SET, GET, EXISTS, EXPIRE, DEL        | market_data_adapter | market_data |
+      | market-data-data-adapter-go | market-data-adapter | market_data:service:*    | SET, GET, EXPIRE, DEL                      | market_data_adapter | market_data |
+      | exchange-data-adapter-go    | exchange-adapter    | exchange:*               | PING, SET, GET, EXISTS, EXPIRE, DEL        | exchange_adapter    | exchange    |
+      | custodian-data-adapter-go   | custodian-adapter   | custodian:*              | PING, SET, GET, EXISTS, EXPIRE, DEL        | custodian_adapter   | custodian   |
+      | audit-data-adapter-go       | audit-adapter       | audit:*                  | PING, SET, GET, TTL, DBSIZE, MEMORY USAGE, DEL | audit_adapter   | audit       |
+    And each data adapter's Redis user is refused another domain's keys:
+      | redis user          | other keys     |
+      | market-data-adapter | exchange:*     |
+      | exchange-adapter    | market_data:*  |
+      | custodian-adapter   | trading:*      |
+      | audit-adapter       | custodian:*    |

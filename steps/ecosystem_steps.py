@@ -1,0 +1,280 @@
+"""Steps of section E (extra): the ecosystem's services, as their code is today, connect to the
+stack and are discovered. What each service runs is written in features/ecosystem.feature from its
+repository's code; README "what each service of the ecosystem uses" lists the sources."""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+import uuid
+
+from pytest_bdd import parsers, then, when
+
+from steps.expect import Mismatches, expect
+from steps.probes import Fact, docker_engine, http_api, postgres_server, redis_server
+
+# SHA-256 of the development passwords the services default to: the original stack's compose
+# (trading-ecosystem-orchestrator-docker, each service's REDIS_URL and POSTGRES_URL) and the Go
+# adapters' .env.example. Hashes, as in users.acl: the repository holds no password in plain text
+# outside .env.example, which must hold these for a service started with its defaults to connect.
+SERVICE_DEFAULT_SHA256 = {
+    "redis": {
+        "market-data-adapter": "5a4919621e0aeea03a0fba077091df004ca52b79d4c775458034ede2144ec508",
+        "exchange-adapter": "6d3d06b2dc326010038713a753cfeed59fd59073e6221aa7d1a64ba779a9b09b",
+        "custodian-adapter": "8f46b7ba5da306d827c4a21acf8fd08c9c232a74b0ad545eb0697ac15d3e5dc8",
+        "risk-adapter": "7b51233bd1d54cfe902e88ac8caddba1309f1e0f722c001708ba00704d9991de",
+        "trading-adapter": "7bcec756c3bd8079600299a587c20a398a274a6cbb5042514bb35f91e78b747c",
+        "test-coordinator-adapter": "3cd1bedf5b322b68e9a761626139ae788536665e8ddf8b6aa14156046beca1cd",
+        "audit-adapter": "0982e2720db5775568dfafe83e7374b56d946a8ef67308089d5341ec1a532b37",
+    },
+    "postgres": {
+        "market_data_adapter": "0b715eea079de4b5b80f83162ceded5b05fce33539eb7ef295d410928b634684",
+        "exchange_adapter": "c78beac4a17820a5c9883e5b4bba0b4f63a97484beaff825b04ca3c121359854",
+        "custodian_adapter": "a769bb4558acfe8bcf534254d05a297dd6517734e34b967fdfa74901111c79fa",
+        "risk_adapter": "ab106e6c3b306cbc6f2dae933e1f3905965695b1fd2819b748a8028f32473546",
+        "trading_adapter": "90e4b17b57b56755fad7f573123cb03121c2ff48c0878eee57cacbb8298e976f",
+        "test_coordinator_adapter": "87f9c4cc8f53f7159b0919a67ff2f6b34d6ea647e06fa8024e9d481ee83c46dc",
+        "audit_adapter": "6905f9af780329c0e40ba1dd0b04b7f5f7c5151aae03552990b0e21c7eea66c4",
+    },
+}
+# The name each service registers under (its settings' service_name).
+REGISTRY_NAMES = {"risk-monitor-py": "risk-monitor", "trading-engine-py": "trading-system-engine"}
+REGISTRY_ENDPOINTS = ("/api/v1/services", "/api/v1/services/{name}", "/health", "/health/{name}")
+
+
+def _commands(cell: str) -> list[str]:
+    return [c.strip() for c in cell.split(",") if c.strip()]
+
+
+def _check_default_password(problems: Mismatches, stack, evidence, kind: str, account: str, service: str) -> None:
+    """The env file's password of `account` is the one `service` defaults to (compared as SHA-256;
+    neither is shown)."""
+    variable = ("REDIS_PASSWORD_" + account.upper().replace("-", "_")) if kind == "redis" \
+        else "PG_PASSWORD_" + account.upper()
+    password = stack.redis_password(account) if kind == "redis" else stack.postgres_password(account)
+    same = hashlib.sha256(password.encode()).hexdigest() == SERVICE_DEFAULT_SHA256[kind][account]
+    fact = evidence.record(Fact(f"sha256({variable}) == sha256(the password {service} defaults to)",
+                                stack.settings.env_file.name, same))
+    problems.check(same, f"{variable} = the password {service} defaults to",
+                   "another password: the service started with its defaults is refused", fact)
+
+
+def _run_as_service(problems: Mismatches, stack, evidence, user: str, keys: str, commands: list[str]) -> None:
+    fact = evidence.record(redis_server.run_as_service(stack.redis_port(), user, stack.redis_password(user), keys,
+                                                       commands))
+    refused = {name: o.reply for name, o in fact.observed["outcomes"].items() if not o.allowed}
+    problems.check(not refused, f"{user} runs {', '.join(commands)} on {fact.observed['key']}",
+                   f"refused {refused}", fact)
+
+
+def _refused_everything(problems: Mismatches, stack, evidence, user: str, keys: str) -> None:
+    fact = evidence.record(redis_server.run_as_service(stack.redis_port(), user, stack.redis_password(user), keys,
+                                                       ["SET", "GET", "HSET", "HGETALL"]))
+    allowed = [name for name, o in fact.observed["outcomes"].items() if not o.refused_by_acl]
+    problems.check(not allowed, f"{user} refused (NOPERM) every command on {fact.observed['key']}",
+                   f"allowed {allowed}", fact)
+
+
+def _lands_in(problems: Mismatches, stack, evidence, role: str, schema: str) -> None:
+    fact = evidence.record(postgres_server.landing_schema(stack.postgres_port(), role, stack.postgres_password(role),
+                                                          stack.database))
+    observed = fact.observed
+    ok = isinstance(observed, dict) and observed["current_schema"] == schema and observed["created_in"] == schema
+    problems.check(ok, f"{role} signs in, its current schema and a new table's are {schema}", observed, fact)
+
+
+@then(parsers.parse('Redis user "{user}" signs in with the password {service} defaults to'))
+def _redis_default_password(stack, evidence, user, service):
+    problems = Mismatches(f"{service}'s Redis user", "set the REDIS_PASSWORD_* of .env to what the service uses, "
+                          "then rehash: python3 infra/redis/hash-acl-passwords --env-file .env")
+    _check_default_password(problems, stack, evidence, "redis", user, service)
+    ping = evidence.record(redis_server.ping(stack.redis_port(), user, stack.redis_password(user)))
+    problems.check(ping.observed == "PONG", f"{user} signs in and PINGs", ping.observed, ping)
+    problems.raise_any()
+
+
+@then(parsers.parse("Redis user \"{user}\" runs what {service}'s code runs on its own keys:"))
+def _runs_what_its_code_runs(stack, evidence, datatable, user, service):
+    problems = Mismatches(f"{service}'s Redis commands on its own keys", f"{user}'s key patterns in infra/redis/users.acl")
+    for keys, commands in datatable[1:]:
+        _run_as_service(problems, stack, evidence, user, keys, _commands(commands))
+    problems.raise_any()
+
+
+@then(parsers.parse('Redis user "{user}" is refused the keys of another domain under "{first}" and "{second}"'))
+def _refused_other_domain(stack, evidence, user, first, second):
+    problems = Mismatches(f"{user} and another domain's keys", f"{user} has its own key patterns only")
+    for prefix in (first, second):
+        _refused_everything(problems, stack, evidence, user, prefix + ("*" if prefix.endswith(":") else ":*"))
+    problems.raise_any()
+
+
+@then(parsers.parse('PostgreSQL role "{role}" signs in with the password {service} defaults to, lands in schema '
+                    '"{schema}" and creates a table there'))
+def _postgres_role(stack, evidence, role, service, schema):
+    problems = Mismatches(f"{service}'s PostgreSQL role", "PG_PASSWORD_* in .env (a changed password needs a new "
+                          "volume: the init scripts run once); search_path in infra/postgres/init")
+    _check_default_password(problems, stack, evidence, "postgres", role, service)
+    _lands_in(problems, stack, evidence, role, schema)
+    problems.raise_any()
+
+
+@then(parsers.parse("each data adapter signs in to Redis and PostgreSQL with the passwords its repository defaults "
+                    "to, and runs what its code runs on its own keys:"))
+def _data_adapters(stack, evidence, datatable):
+    problems = Mismatches("the Go data adapters", "their users and patterns in infra/redis/users.acl, their roles in "
+                          "infra/postgres/init, the passwords in .env")
+    checked = set()
+    for adapter, user, keys, commands, role, schema in datatable[1:]:
+        if adapter not in checked:
+            checked.add(adapter)
+            _check_default_password(problems, stack, evidence, "redis", user, adapter)
+            _check_default_password(problems, stack, evidence, "postgres", role, adapter)
+            _lands_in(problems, stack, evidence, role, schema)
+        _run_as_service(problems, stack, evidence, user, keys, _commands(commands))
+    problems.raise_any()
+
+
+@then("each data adapter's Redis user is refused another domain's keys:")
+def _data_adapters_refused(stack, evidence, datatable):
+    problems = Mismatches("the data adapters and other domains' keys", "each user has its own key patterns only")
+    for user, keys in datatable[1:]:
+        _refused_everything(problems, stack, evidence, user, keys)
+    problems.raise_any()
+
+
+def _service_hash(name: str, now: float) -> dict:
+    """ServiceDiscovery.register_service() of risk-monitor-py and trading-engine-py: HSET of
+    asdict(ServiceInfo) with str() on each value, metadata as JSON text, host its settings' default."""
+    host, http_port, grpc_port = "0.0.0.0", 8080, 50051
+    metadata = {"environment": "docker", "capabilities": ["http", "grpc", "metrics", "health"],
+                "protocols": {"http": f"http://{host}:{http_port}", "grpc": f"{host}:{grpc_port}"}}
+    return {"name": name, "version": "0.1.0", "host": host, "http_port": str(http_port), "grpc_port": str(grpc_port),
+            "status": "healthy", "metadata": json.dumps(metadata), "registered_at": str(now),
+            "last_heartbeat": str(now)}
+
+
+def _registry_payload(name: str) -> dict:
+    """ServiceRegistryClient.register() of risk-monitor-py: POST /api/v1/services."""
+    base = f"http://{name}:8080"
+    return {"name": name, "version": "0.1.0",
+            "endpoints": {"http": base, "grpc": f"{name}:50051", "health": f"{base}/api/v1/health",
+                          "metrics": f"{base}/metrics"},
+            "metadata": {"environment": "docker"}}
+
+
+def _clean_up(stack, key: str, name: str, via_api: bool) -> None:
+    try:
+        redis_server.run(stack.redis_port(), "admin", stack.redis_password("admin"), "DEL", key)
+        if via_api:
+            http_api.call(stack.registry_port(), "DELETE", f"/api/v1/services/{name}/instances/{name}")
+    except Exception:  # noqa: BLE001 - already gone
+        pass
+
+
+@when(parsers.re(r'(?P<service>\S+) registers as its code does: its own hash in Redis as "(?P<user>[^"]+)"'
+                 r'(?P<post>, and a POST to the registry)?$'), target_fixture="ecosystem_registration")
+def _registers(stack, evidence, request, service, user, post):
+    name = f"{REGISTRY_NAMES[service]}-acceptance-{uuid.uuid4().hex[:8]}"
+    key = f"registry:services:{name}"
+    request.addfinalizer(lambda: _clean_up(stack, key, name, bool(post)))
+    stored = evidence.record(redis_server.write_hash(stack.redis_port(), user, stack.redis_password(user), key,
+                                                     _service_hash(name, time.time()), 90))
+    expect(stored.observed.allowed, f"{service} writing {key} as {user}", "stored", stored.observed.reply, stored,
+           f"~registry:services:<its name>* for {user} in infra/redis/users.acl")
+    via = ["redis"]
+    if post:
+        posted = evidence.record(http_api.call(stack.registry_port(), "POST", "/api/v1/services",
+                                               json=_registry_payload(name)))
+        expect(posted.observed["status"] in (200, 201), f"{service}'s POST /api/v1/services", "200 or 201",
+               posted.observed, posted)
+        via.append("api")
+    return {"service": service, "user": user, "name": name, "key": key, "via": sorted(via)}
+
+
+def _get(stack, evidence, path: str) -> Fact:
+    return evidence.record(http_api.call(stack.registry_port(), "GET", path))
+
+
+def _every_endpoint(stack, evidence, name: str) -> dict:
+    """GET each registry endpoint that shows `name`; {path template: Fact}."""
+    return {path: _get(stack, evidence, path.format(name=name)) for path in REGISTRY_ENDPOINTS}
+
+
+@then("the registry lists it, returns its registrations by name and reports it in its health, every endpoint "
+      "answering 200")
+def _discovered(stack, evidence, ecosystem_registration):
+    name, via = ecosystem_registration["name"], ecosystem_registration["via"]
+    problems = Mismatches(f"discovery of {ecosystem_registration['service']}", "the registry reads "
+                          "registry:services:{name} hashes (infra/service-registry/registry/models.py read_entry)")
+    answers = _every_endpoint(stack, evidence, name)
+    for path, fact in answers.items():
+        problems.check(fact.observed["status"] == 200, f"{path} answers 200", fact.observed["status"], fact)
+    body = lambda path: answers[path].observed["body"] if isinstance(answers[path].observed["body"], dict) else {}
+    listed = next((s for s in body("/api/v1/services").get("services", []) if s.get("name") == name), None)
+    problems.check(listed and listed.get("instances") == len(via), f"{name} listed with {len(via)} instance(s)",
+                   listed, answers["/api/v1/services"])
+    instances = body("/api/v1/services/{name}").get("instances", [])
+    problems.check(sorted(i.get("registered_via") for i in instances) == via, f"{name}'s registrations via {via}",
+                   [(i.get("registered_via"), i.get("endpoints")) for i in instances], answers["/api/v1/services/{name}"])
+    problems.check(any(s.get("name") == name for s in body("/health").get("services", [])), f"{name} in /health",
+                   "absent", answers["/health"])
+    problems.check(body("/health/{name}").get("status") == "healthy", f"/health/{name} healthy",
+                   body("/health/{name}").get("status"), answers["/health/{name}"])
+    problems.raise_any()
+
+
+def _unreadable_entries(stack, evidence) -> float | None:
+    """registry_unreadable_entries after a full read (GET /api/v1/services)."""
+    _get(stack, evidence, "/api/v1/services")
+    fact = _get(stack, evidence, "/metrics")
+    text = fact.observed["body"] if isinstance(fact.observed["body"], str) else ""
+    found = re.search(r"^registry_unreadable_entries (\S+)$", text, flags=re.M)
+    return float(found.group(1)) if found else None
+
+
+@when(parsers.parse('its heartbeat leaves behind a hash with only "{field}" after the entry expired'))
+def _heartbeat_after_expiry(stack, evidence, ecosystem_registration, field):
+    # risk-monitor-py's heartbeat loop: HSET last_heartbeat, EXPIRE; after the key expired (a pause
+    # longer than its TTL) that HSET creates a hash holding nothing else.
+    registration, user = ecosystem_registration, ecosystem_registration["user"]
+    registration["unreadable_before"] = _unreadable_entries(stack, evidence)
+    evidence.record(redis_server.run(stack.redis_port(), user, stack.redis_password(user), "DEL", registration["key"]))
+    stored = evidence.record(redis_server.write_hash(stack.redis_port(), user, stack.redis_password(user),
+                                                     registration["key"], {field: str(time.time())}, 90))
+    expect(stored.observed.allowed, f"HSET {field} as {user}", "stored", stored.observed.reply, stored)
+
+
+@then("every registry endpoint still answers 200, the registry stays healthy and counts the entry unreadable")
+def _malformed_harmless(stack, evidence, ecosystem_registration):
+    name = ecosystem_registration["name"]
+    problems = Mismatches("the registry with a malformed entry", "a key the registry cannot read is skipped and "
+                          "counted (store.listing), never a 5xx")
+    for path, fact in _every_endpoint(stack, evidence, name).items():
+        # By name, only the HTTP registration is left: 200 while it lives.
+        problems.check(fact.observed["status"] == 200, f"{path} answers 200", fact.observed["status"], fact)
+    health = evidence.record(docker_engine.run_healthcheck(stack.project, "service-registry"))
+    problems.check(health.observed.exit_code == 0, "the registry's container healthcheck passes",
+                   health.observed, health)
+    before, after = ecosystem_registration["unreadable_before"], _unreadable_entries(stack, evidence)
+    problems.check(before is not None and after == before + 1, "registry_unreadable_entries one more than before",
+                   f"{before} then {after}", None)
+    problems.raise_any()
+
+
+@then(parsers.parse("the configuration reads of {service} answer with the fields its client parses:"))
+def _configuration_reads(stack, evidence, datatable, service):
+    problems = Mismatches(f"{service}'s configuration reads", "environments and aliases in "
+                          "infra/configuration-service/configsvc/model.py")
+    for request, fields in datatable[1:]:
+        method, path = request.split(" ", 1)
+        fact = evidence.record(http_api.call(stack.config_port(), method, path))
+        body = fact.observed["body"] if isinstance(fact.observed["body"], dict) else {}
+        missing = [f for f in _commands(fields) if f not in body]
+        typed = isinstance(body.get("value"), str) and body.get("type") in ("string", "number", "boolean", "json") \
+            and (body.get("type") != "boolean" or body.get("value") in ("true", "false"))
+        problems.check(fact.observed["status"] == 200 and not missing and typed,
+                       f"{request}: 200 with {fields} (value a string of its type)",
+                       f"{fact.observed['status']} {body or fact.raw[:200]}", fact)
+    problems.raise_any()
