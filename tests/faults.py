@@ -88,7 +88,7 @@ FAULTS = [
     fault("redis-domain-user-all-keys", "a domain user given ~* instead of its own prefix",
           [(USERS_ACL, r"(user market-data-adapter on \S+ resetkeys )~market-data:\* ~market_data:\* ~registry:services:market-data\*",
             r"\1~*")],
-          {"checklist_1_3", "checklist_1_4", "checklist_4_5"}),
+          {"checklist_1_3", "checklist_1_4", "checklist_4_5", "checklist_E_4"}),
     fault("redis-service-user-dangerous", "a service user given +@dangerous",
           [(USERS_ACL, r"(&registry:\* .*)-@dangerous$", r"\1+@dangerous")], {"checklist_1_3"}),
     fault("redis-plain-text-password", "a plain-text password in users.acl",
