@@ -82,6 +82,8 @@ def test_attach_mode_and_stackctl_honour_compose_project_name(tmp_path, monkeypa
     assert StackSettings.resolve(mode="attach", compose_file=compose).project == "mine"
     assert StackSettings.resolve(mode="attach", project="explicit", compose_file=compose).project == "explicit"
     assert StackSettings.resolve(mode="up", compose_file=compose).project == "tse-acceptance"
+    (tmp_path / ".env").write_text("REDIS_HOST_PORT=6379\n")
+    assert StackSettings.resolve(mode="attach", compose_file=compose).project == "mine"
 
 
 def test_settings_name_a_missing_env_file(tmp_path):
