@@ -214,13 +214,15 @@ def render_html(mapping: dict, items: list[Item], run: dict) -> str:
     extra = {s["id"] for s in mapping["sections"] if s.get("extra")}
     order = (PASSED, FAILED, PARTLY_RUN, NOT_RUN, NOT_COVERED)
     parts.append("<table class='counts'><tr><th>section</th>" + "".join(f"<th>{e(v)}</th>" for v in order) + "</tr>"
-                 + "".join(f"<tr><td>{e(section)}{e(EXTRA) if section in extra else ''}</td>" + "".join(f"<td>{counts[section].get(v, 0) or ''}</td>"
-                                                                 for v in order) + "</tr>" for section in counts)
+                 + "".join(f"<tr><td>{e(section)}{e(EXTRA) if section in extra else ''}</td>"
+                           + "".join(f"<td>{counts[section].get(v, 0) or ''}</td>" for v in order) + "</tr>"
+                           for section in counts)
                  + "</table>")
     failed = [(item, s) for item in items for s in item.scenarios if s.outcome == FAILED]
     if failed:
         parts.append("<div id='failures'><h3>Failures</h3><ul>" + "".join(
-            f"<li><b>{e(item.id)}</b> {e(s.name)}: <code>{e(s.reason)}</code></li>" for item, s in failed) + "</ul></div>")
+            f"<li><b>{e(item.id)}</b> {e(s.name)}: <code>{e(s.reason)}</code></li>" for item, s in failed)
+            + "</ul></div>")
     rows = []
     for item in sorted(items, key=lambda i: i.verdict != FAILED):
         scenarios = "".join(

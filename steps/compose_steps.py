@@ -98,7 +98,8 @@ def _started_after_healthy(stack, evidence):
 
 @then("every container is named after its compose project, service and number")
 def _container_names(stack, evidence):
-    problems = Mismatches("container names", "leave container_name out: compose names containers <project>-<service>-<n>")
+    problems = Mismatches("container names",
+                          "leave container_name out: compose names containers <project>-<service>-<n>")
     for service in stack.services:
         fact = evidence.record(docker_engine.container_name(stack.project, service))
         name, number = fact.observed

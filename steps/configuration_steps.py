@@ -203,7 +203,8 @@ def _reads(stack, evidence, parameter, value, version):
 @then(parsers.parse('its history records "{old}" replaced by "{new}" at version {version:d}'))
 def _history_change(stack, evidence, parameter, old, new, version):
     entries = _history(stack, evidence, parameter["key"])
-    found = [e for e in entries if e.get("old_value") == old and e.get("new_value") == new and e.get("version") == version]
+    found = [e for e in entries
+             if e.get("old_value") == old and e.get("new_value") == new and e.get("version") == version]
     expect(bool(found), f"history of {parameter['key']}", f"{old} -> {new} at version {version}", entries)
     rows = evidence.record(postgres_server.query(
         *_as_monitor(stack), f"SELECT old_value, new_value, version FROM config.parameter_history "
@@ -328,7 +329,8 @@ def _differs(stack, evidence, request, key, first, second):
     files = _environment_files(request.config.rootpath)
     served, wanted, seeded = {}, {}, True
     for environment in (first, second):
-        declared = {"": p["value"] for p in files[environment] if p["key"] == key and not p.get("service")}
+        values = [p["value"] for p in files[environment] if p["key"] == key and not p.get("service")]
+        declared = {"": values[-1]} if values else {}
         rows = _stored_rows(stack, evidence, environment, key)
         wanted[environment] = _held_to_files(rows, declared).get("")
         seeded = seeded and (rows.get("", (None, None))[1] == SEED_AUTHOR)

@@ -85,7 +85,8 @@ def _every_service_health(stack, evidence, status):
     problems.raise_any()
 
 
-@then(parsers.parse('inside the network, "{first}" on port {first_port:d} and "{second}" on port {second_port:d} answer by name'))
+@then(parsers.parse('inside the network, "{first}" on port {first_port:d} and "{second}" on port {second_port:d} '
+                    'answer by name'))
 def _reachable_by_name(stack, evidence, first, first_port, second, second_port):
     problems = Mismatches("name resolution and TCP inside the network")
     # Each service is reached from the *other* service's container, through docker's DNS.

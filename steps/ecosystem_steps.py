@@ -96,7 +96,8 @@ def _redis_default_password(stack, evidence, user, service):
 
 @then(parsers.parse("Redis user \"{user}\" runs what {service}'s code runs on its own keys:"))
 def _runs_what_its_code_runs(stack, evidence, datatable, user, service):
-    problems = Mismatches(f"{service}'s Redis commands on its own keys", f"{user}'s key patterns in infra/redis/users.acl")
+    problems = Mismatches(f"{service}'s Redis commands on its own keys",
+                          f"{user}'s key patterns in infra/redis/users.acl")
     for keys, commands in datatable[1:]:
         _run_as_service(problems, stack, evidence, user, keys, _commands(commands))
     problems.raise_any()
@@ -211,13 +212,17 @@ def _discovered(stack, evidence, ecosystem_registration):
     answers = _every_endpoint(stack, evidence, name)
     for path, fact in answers.items():
         problems.check(fact.observed["status"] == 200, f"{path} answers 200", fact.observed["status"], fact)
-    body = lambda path: answers[path].observed["body"] if isinstance(answers[path].observed["body"], dict) else {}
+
+    def body(path: str) -> dict:
+        return answers[path].observed["body"] if isinstance(answers[path].observed["body"], dict) else {}
+
     listed = next((s for s in body("/api/v1/services").get("services", []) if s.get("name") == name), None)
     problems.check(listed and listed.get("instances") == len(via), f"{name} listed with {len(via)} instance(s)",
                    listed, answers["/api/v1/services"])
     instances = body("/api/v1/services/{name}").get("instances", [])
     problems.check(sorted(i.get("registered_via") for i in instances) == via, f"{name}'s registrations via {via}",
-                   [(i.get("registered_via"), i.get("endpoints")) for i in instances], answers["/api/v1/services/{name}"])
+                   [(i.get("registered_via"), i.get("endpoints")) for i in instances],
+                   answers["/api/v1/services/{name}"])
     problems.check(any(s.get("name") == name for s in body("/health").get("services", [])), f"{name} in /health",
                    "absent", answers["/health"])
     problems.check(body("/health/{name}").get("status") == "healthy", f"/health/{name} healthy",

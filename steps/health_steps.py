@@ -117,7 +117,7 @@ def _answers_again(stack, evidence, paused):
     }
     problems = Mismatches("services after unpause", "a paused service must come back by itself")
     budget = max(docker_engine.healthcheck_config(stack.project, s).observed["interval"] for s in paused) + 10
-    for service, before in paused.items():
+    for service in paused:
         answered = answers[service]()
         evidence.record(answered)
         problems.check(answered.observed["answer"] in ("PONG", "ok"), f"{service} answers", answered.observed, answered)
@@ -196,7 +196,8 @@ def _validate_fails(stack, evidence, tmp_path, select, service):
            f"exit {fact.observed['exit_code']}; FAILED lines: {failed_lines}", fact)
 
 
-@then(parsers.parse('from inside every service\'s container, "{first}" on port {first_port:d} and "{second}" on port {second_port:d} answer by name'))
+@then(parsers.parse('from inside every service\'s container, "{first}" on port {first_port:d} and "{second}" on '
+                    'port {second_port:d} answer by name'))
 def _cross_service(stack, evidence, first, first_port, second, second_port):
     problems = Mismatches("connections to the databases by name, from every container")
     for source in stack.services:

@@ -129,11 +129,11 @@ def _series_per_service(stack, evidence, datatable):
     header, *rows = datatable
     problems = Mismatches("series in Prometheus", "check the job's scrape target and what its endpoint serves")
     for row in rows:
-        wanted = dict(zip(header, row))
+        wanted = dict(zip(header, row, strict=False))
         expression = f'{wanted["series"]}{{job="{wanted["job"]}"}}'
         try:
             evidence.record(wait_until(
-                lambda: (f := prometheus_server.query(_port(stack), expression)).observed and f,
+                lambda expression=expression: (f := prometheus_server.query(_port(stack), expression)).observed and f,
                 timeout=FIRST_SCRAPE_WAIT_S, interval=0.5, transient=(ProbeError,), description=expression))
         except WaitTimeout as error:
             problems.check(False, f"series {expression}", f"none within {FIRST_SCRAPE_WAIT_S} s ({error})")
@@ -214,7 +214,8 @@ def _alert_fires(stack, evidence, name, label, value, seconds):
         found = _await_alerts(stack, evidence, name, label, value, True, seconds)
     except WaitTimeout as error:
         raise AssertionError(f"alert {name} for {label}={value}: expected pending or firing within {seconds} s, "
-                             f"observed {error}. Hint: check the rule's expression in infra/prometheus/rules/") from None
+                             f"observed {error}. Hint: check the rule's expression in infra/prometheus/rules/"
+                             ) from None
     expect(found[0]["state"] in ("pending", "firing"), f"state of {name}", "pending or firing", found[0]["state"])
 
 
@@ -377,7 +378,8 @@ def _dashboard_panels(stack, evidence, titles):
 def _dashboard_queries_work(stack, evidence):
     known = evidence.record(prometheus_server.metric_names(_port(stack))).observed
     problems = Mismatches("dashboard queries against this Prometheus",
-                          "name series the exporters and services really export (see Prometheus's /api/v1/label/__name__/values)")
+                          "name series the exporters and services really export "
+                          "(see Prometheus's /api/v1/label/__name__/values)")
     for dashboard in _dashboards(stack, evidence).values():
         for panel, expression in telemetry_files.dashboard_queries(dashboard):
             unknown = sorted(telemetry_files.metric_names_in(expression) - known)

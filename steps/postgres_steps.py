@@ -114,7 +114,8 @@ def _pg_healthcheck_tcp(stack, evidence, service):
            fact.observed, fact, "probe over TCP (-h 127.0.0.1): the init server listens on the socket only")
 
 
-@then(parsers.parse('every domain role and the monitor role log in to "{dbname}" from the host with their own passwords'))
+@then(parsers.parse('every domain role and the monitor role log in to "{dbname}" from the host with their own '
+                    'passwords'))
 def _logins(stack, evidence, dbname):
     problems = Mismatches("logins over TCP", "passwords come from PG_PASSWORD_* in the env file")
     roles = [f"{s.replace('test_coordination', 'test_coordinator')}_adapter" for s in DOMAIN_SCHEMAS] + ["monitor"]

@@ -45,7 +45,8 @@ def _default_refused(stack, evidence):
 @then("Redis has exactly these users, each signing in with its own password:")
 def _users_sign_in(stack, evidence, datatable):
     wanted = {row[0] for row in datatable[1:]}
-    problems = Mismatches("Redis ACL users", "passwords come from the env file; rehash with infra/redis/hash-acl-passwords")
+    problems = Mismatches("Redis ACL users",
+                          "passwords come from the env file; rehash with infra/redis/hash-acl-passwords")
     users = evidence.record(redis_server.acl_users(stack.redis_port(), _admin(stack)))
     problems.check(users.observed - {"default"} == wanted, sorted(wanted), sorted(users.observed - {"default"}), users)
     for user in sorted(wanted):
@@ -76,8 +77,8 @@ def _dangerous_commands(stack, evidence):
         for command in DANGEROUS:
             fact = evidence.record(redis_server.acl_dry_run(port, admin, user, *command))
             may = fact.observed.allowed
-            problems.check(may == (user == "admin"), f"{user} {'may' if user == 'admin' else 'may not'} run {command[0]}",
-                           fact.observed.reply, fact)
+            verb = "may" if user == "admin" else "may not"
+            problems.check(may == (user == "admin"), f"{user} {verb} run {command[0]}", fact.observed.reply, fact)
     problems.raise_any()
 
 
@@ -154,8 +155,8 @@ def _healthcheck_user_limits(stack, evidence, user):
     for command in (("PING",), ("INFO", "server")):
         fact = evidence.record(redis_server.run(port, user, password, *command))
         problems.check(fact.observed.allowed, f"{command[0]} allowed", fact.observed.reply[:80], fact)
-    for command in (("GET", "registry:x"), ("SET", "registry:x", "1"), ("SCAN", "0"), ("PUBLISH", "config:changes", "x"),
-                    ("CLIENT", "LIST"), ("CONFIG", "GET", "maxmemory")):
+    for command in (("GET", "registry:x"), ("SET", "registry:x", "1"), ("SCAN", "0"),
+                    ("PUBLISH", "config:changes", "x"), ("CLIENT", "LIST"), ("CONFIG", "GET", "maxmemory")):
         fact = evidence.record(redis_server.acl_dry_run(port, admin, user, *command))
         problems.check(not fact.observed.allowed, f"{command[0]} refused", fact.observed.reply, fact)
     problems.raise_any()

@@ -7,7 +7,7 @@ import uuid
 from pytest_bdd import given, parsers, then, when
 
 from steps.expect import Mismatches, expect
-from steps.probes import Fact, docker_engine, http_api, redis_server
+from steps.probes import Fact, http_api, redis_server
 from steps.probes.waiting import WaitTimeout, wait_until
 
 # The registration a sibling service (risk-monitor) sends today, as it sends it.
@@ -30,7 +30,8 @@ def _probe_instance(request, stack, **changes) -> dict:
 
 def _deregister_quietly(stack, payload) -> None:
     try:
-        http_api.call(stack.registry_port(), "DELETE", f"/api/v1/services/{payload['name']}/instances/{payload['instance_id']}")
+        http_api.call(stack.registry_port(), "DELETE",
+                      f"/api/v1/services/{payload['name']}/instances/{payload['instance_id']}")
     except Exception:  # noqa: BLE001 - already gone
         pass
 
@@ -57,8 +58,9 @@ def _registered_sibling(stack, evidence, request):
 def _answered_201(evidence, registration):
     fact, payload = registration["fact"], registration["payload"]
     body = fact.observed["body"]
-    ok = fact.observed["status"] == 201 and isinstance(body, dict) and body.get("instance_id") == payload["instance_id"] \
-        and body.get("endpoints") == payload["endpoints"] and body.get("status") == "healthy"
+    ok = (fact.observed["status"] == 201 and isinstance(body, dict)
+          and body.get("instance_id") == payload["instance_id"]
+          and body.get("endpoints") == payload["endpoints"] and body.get("status") == "healthy")
     expect(ok, "POST /api/v1/services", "201 with the stored instance", fact.observed, fact)
 
 
@@ -201,7 +203,8 @@ def _reports_status(stack, evidence, name, status, seconds):
         wait_until(lambda: _status_of(stack, evidence, name) == status, timeout=seconds, interval=0.5,
                    transient=(Exception,), description=f"{name} {status} in the registry")
     except WaitTimeout as error:
-        raise AssertionError(f"registry status of {name}: expected {status} within {seconds} s, observed {error}") from None
+        raise AssertionError(f"registry status of {name}: expected {status} within {seconds} s, "
+                             f"observed {error}") from None
 
 
 # How the scenarios name the services they stop and start.
@@ -234,13 +237,15 @@ def _health_503(stack, evidence):
     except WaitTimeout as error:
         raise AssertionError(f"registry /health with Redis stopped: expected 503, observed {error}. "
                              "Hint: /health must ask Redis, not answer 200 regardless") from None
-    expect("redis" in str(fact.observed["body"]).lower(), "the 503's reason", "names Redis", fact.observed["body"], fact)
+    expect("redis" in str(fact.observed["body"]).lower(), "the 503's reason", "names Redis", fact.observed["body"],
+           fact)
 
 
 @then(parsers.parse("the registry's health answers 200 within {seconds:d} s"))
 def _health_back(stack, evidence, seconds):
     try:
-        fact = wait_until(lambda: (f := http_api.call(stack.registry_port(), "GET", "/health")).observed["status"] == 200 and f,
+        fact = wait_until(lambda: (f := http_api.call(stack.registry_port(), "GET", "/health"))
+                          .observed["status"] == 200 and f,
                           timeout=seconds, interval=0.5, description="/health 200 after Redis returned")
     except WaitTimeout as error:
         raise AssertionError(f"registry /health after Redis returned: expected 200, observed {error}") from None
@@ -290,7 +295,8 @@ def _domain_registry_rights(stack, evidence, datatable, prefix):
         theirs = evidence.record(redis_server.write_and_read_back(stack.redis_port(), user, password,
                                                                   f"{prefix}services:{other}:"))
         problems.check(theirs.observed.refused_by_acl, f"{user} refused {other}'s", theirs.observed.reply, theirs)
-        config = evidence.record(redis_server.write_and_read_back(stack.redis_port(), user, password, f"{prefix}config:"))
+        config = evidence.record(redis_server.write_and_read_back(stack.redis_port(), user, password,
+                                                                  f"{prefix}config:"))
         problems.check(config.observed.refused_by_acl, f"{user} refused elsewhere under {prefix}",
                        config.observed.reply, config)
     problems.raise_any()

@@ -139,7 +139,8 @@ class StackLauncher:
         if record is not None and record.project == project:
             notes.append(f"start record of {record.recorded_by} read from {path.relative_to(ROOT)}")
             return record
-        notes.append("no start record (the stack was not started by stackctl up): start order from what the engine still holds")
+        notes.append("no start record (the stack was not started by stackctl up): start order from what the engine "
+                     "still holds")
         return None
 
     def ready(self) -> Stack:

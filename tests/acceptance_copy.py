@@ -77,7 +77,8 @@ def run_acceptance(copy: Path, env: dict, *args: str, timeout: float = 600) -> A
         [sys.executable, "-m", "pytest", "features/", "-q", "-p", "no:cacheprovider", *args],
         cwd=copy, env=env, capture_output=True, text=True, timeout=timeout,
     )
-    return AcceptanceRun(result.returncode, result.stdout + result.stderr, read_cucumber(copy / "reports/cucumber.json"))
+    return AcceptanceRun(result.returncode, result.stdout + result.stderr,
+                         read_cucumber(copy / "reports/cucumber.json"))
 
 
 def read_cucumber(path: Path) -> dict:

@@ -7,7 +7,8 @@
     stackctl logs [SERVICE ...]      the services' logs (--tail N, --follow)
 
 Options before the command: --project-name (env TSE_PROJECT, else COMPOSE_PROJECT_NAME from the
-environment or the env file, else trading-ecosystem) and --env-file (default .env, else .env.example). The probes are the acceptance suite's own.
+environment or the env file, else trading-ecosystem) and --env-file (default .env, else .env.example).
+The probes are the acceptance suite's own.
 """
 from __future__ import annotations
 
@@ -68,8 +69,8 @@ def status_rows(project: str, services: list[str], network: str) -> list[tuple]:
 
 
 def format_table(header: tuple, rows: list[tuple]) -> str:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
-    return "\n".join("  ".join(str(cell).ljust(w) for cell, w in zip(line, widths)).rstrip()
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=False)]
+    return "\n".join("  ".join(str(cell).ljust(w) for cell, w in zip(line, widths, strict=False)).rstrip()
                      for line in [header, *rows])
 
 
@@ -143,8 +144,8 @@ def cmd_logs(args) -> int:
     _require_engine()
     settings, compose = _compose(args)
     _require_stack(settings.project)
-    command = [*compose.compose_command_property, "logs", "--tail", str(args.tail), *(["--follow"] if args.follow else []),
-               *args.services]
+    follow = ["--follow"] if args.follow else []
+    command = [*compose.compose_command_property, "logs", "--tail", str(args.tail), *follow, *args.services]
     return subprocess.call(command, cwd=compose.context)
 
 
@@ -164,7 +165,8 @@ def cmd_validate(args) -> int:
     _require_stack(settings.project)
     reports = Path(args.reports_dir or ROOT / "reports/validate")
     reports.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **{k: v for k, v in settings.values.items() if k.startswith("TSE_") or k.endswith("_HOST_PORT")}}
+    addresses = {k: v for k, v in settings.values.items() if k.startswith("TSE_") or k.endswith("_HOST_PORT")}
+    env = {**os.environ, **addresses}
     command = [sys.executable, "-m", "pytest", "features/", "-q", "-p", "no:cacheprovider", "--stack=attach",
                f"--project-name={settings.project}", f"--env-file={settings.env_file}",
                f"--html={reports / 'acceptance.html'}", "--self-contained-html",

@@ -53,7 +53,8 @@ def declared_healthcheck(config: dict, service: str) -> dict:
 def declared_dependencies(config: dict) -> dict:
     """{service: {dependency: condition}} as declared with depends_on."""
     return {
-        name: {dep: (spec or {}).get("condition", "service_started") for dep, spec in (svc.get("depends_on") or {}).items()}
+        name: {dep: (spec or {}).get("condition", "service_started")
+               for dep, spec in (svc.get("depends_on") or {}).items()}
         for name, svc in config["services"].items()
     }
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import redis
 from redis.backoff import NoBackoff
-from redis.retry import Retry
 from redis.exceptions import AuthenticationError, ConnectionError, NoPermissionError, ResponseError, TimeoutError
+from redis.retry import Retry
 
 from steps.probes.facts import Fact, ProbeError
 
@@ -182,7 +182,8 @@ def run_as_service(port: int, user: str, password: str, pattern: str, commands: 
         with connect(port, user, password) as conn:
             for name in commands:
                 try:
-                    outcomes[name] = Outcome(True, str(conn.execute_command(*SERVICE_COMMANDS[name](key, pattern)))[:200])
+                    reply = conn.execute_command(*SERVICE_COMMANDS[name](key, pattern))
+                    outcomes[name] = Outcome(True, str(reply)[:200])
                 except (AuthenticationError, NoPermissionError, ResponseError) as error:
                     outcomes[name] = Outcome(False, _refusal(error))
             try:

@@ -80,7 +80,8 @@ class StartRecord:
 
     def first_healthy(self, container_id: str, after: datetime) -> datetime | None:
         times = [_moment(e["time_ns"]) for e in self.events
-                 if e["id"] == container_id and e["action"] == "health_status:healthy" and _moment(e["time_ns"]) >= after]
+                 if e["id"] == container_id and e["action"] == "health_status:healthy"
+                 and _moment(e["time_ns"]) >= after]
         return min(times, default=None)
 
     def to_json(self) -> str:
@@ -246,10 +247,12 @@ def order_verdict(dependent: ContainerRun, dependency: ContainerRun, record: Sta
     complete, healthy = health_log_first_healthy(dependency)
     if complete:
         return _compare("health log", dependent.started_at, healthy, dependency)
-    return _by_label(dependent, dependency, "start record, engine events and health log no longer reach back to the start")
+    return _by_label(dependent, dependency,
+                     "start record, engine events and health log no longer reach back to the start")
 
 
-def _by_events(source: str, heard: StartRecord, dependent: ContainerRun, dependency: ContainerRun) -> OrderVerdict | None:
+def _by_events(source: str, heard: StartRecord, dependent: ContainerRun,
+               dependency: ContainerRun) -> OrderVerdict | None:
     """The verdict of a record complete from `heard.since`, or None when it cannot tell: it began
     after the dependent started, or after the dependency's last start before that."""
     started = dependent.started_at
@@ -263,7 +266,8 @@ def _by_events(source: str, heard: StartRecord, dependent: ContainerRun, depende
     moment, container_id = last
     died = heard.died_between(container_id, moment, started)
     if died is not None:
-        return OrderVerdict(False, source, None, f"{dependency.service} was not running (stopped at {died.isoformat()})")
+        return OrderVerdict(False, source, None,
+                            f"{dependency.service} was not running (stopped at {died.isoformat()})")
     return _compare(source, started, heard.first_healthy(container_id, moment), dependency)
 
 

@@ -34,7 +34,7 @@ def wait_until(
             if value:
                 return value
             last = value
-        except transient as error:  # noqa: PERF203 - retrying is the point
+        except transient as error:
             last = error
         waited = time.monotonic() - started
         if waited >= timeout:

@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import logging
 import re
-import time
 import threading
+import time
 from typing import Callable, Optional, Tuple
 
 import redis
@@ -20,12 +20,32 @@ from redis.retry import Retry
 from starlette.concurrency import run_in_threadpool
 
 from configsvc.metrics import Metrics
-from configsvc.model import (ENDPOINT_PREFIX, Invalid, Row, canonical_environment, check_description, check_key,
-                             check_service, history_view, normalise_value, now_rfc3339, parameter_view, resolve,
-                             resolved_view)
+from configsvc.model import (
+    ENDPOINT_PREFIX,
+    Invalid,
+    Row,
+    canonical_environment,
+    check_description,
+    check_key,
+    check_service,
+    history_view,
+    normalise_value,
+    now_rfc3339,
+    parameter_view,
+    resolve,
+    resolved_view,
+)
 from configsvc.notifier import ChangeListener, ChangeSignal, Notifier
-from configsvc.schemas import (Endpoints, Health, History, Parameter, ParameterIn, ParameterList, ParameterUpdate,
-                               Problem)
+from configsvc.schemas import (
+    Endpoints,
+    Health,
+    History,
+    Parameter,
+    ParameterIn,
+    ParameterList,
+    ParameterUpdate,
+    Problem,
+)
 from configsvc.settings import Settings
 from configsvc.store import PostgresStore, Store, StoreUnavailable, VersionConflict
 

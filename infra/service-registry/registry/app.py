@@ -9,13 +9,13 @@ import time
 from typing import Optional
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from fastapi import FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from registry.infrastructure import InfrastructureMonitor
 from registry.models import Heartbeat, Registration, instance_fields, instance_view

@@ -123,7 +123,7 @@ class Store:
             # A key of another type answers WRONGTYPE: that reply is kept as an error, not raised.
             replies = pipe.execute(raise_on_error=False)
         listing = Listing()
-        for k, fields, ttl in zip(found, replies[0::2], replies[1::2]):
+        for k, fields, ttl in zip(found, replies[0::2], replies[1::2], strict=True):
             if isinstance(ttl, Exception):
                 raise ttl  # the connection, not a key, failed
             if ttl == -2 or fields == {}:

@@ -1,20 +1,17 @@
 """Unit tests of the registry service (infra/service-registry), on an in-memory Redis (fakeredis)."""
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import fakeredis
 import pytest
 from fastapi.testclient import TestClient
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "infra/service-registry"))
-from registry.app import create_app  # noqa: E402
-from registry.infrastructure import InfrastructureMonitor  # noqa: E402
-from registry.models import Registration, instance_fields, instance_view  # noqa: E402
-from registry.settings import Settings  # noqa: E402
-from registry.store import Store  # noqa: E402
+from registry.app import create_app
+from registry.infrastructure import InfrastructureMonitor
+from registry.models import Registration, instance_fields, instance_view
+from registry.settings import Settings
+from registry.store import Store
 
 SIBLING = {
     "name": "risk-monitor", "version": "0.1.0",
@@ -57,7 +54,8 @@ def test_registered_at_survives_re_registration(client):
 def test_heartbeat_renews_and_unknown_instances_are_404(client, redis_client):
     client.post("/api/v1/services", json={**SIBLING, "ttl_seconds": 30})
     redis_client.expire("registry:services:risk-monitor:risk-monitor", 5)
-    response = client.put("/api/v1/services/risk-monitor/instances/risk-monitor/heartbeat", json={"status": "unhealthy"})
+    response = client.put("/api/v1/services/risk-monitor/instances/risk-monitor/heartbeat",
+                          json={"status": "unhealthy"})
     assert response.status_code == 200 and response.json()["status"] == "unhealthy"
     assert redis_client.ttl("registry:services:risk-monitor:risk-monitor") > 5
     assert client.put("/api/v1/services/risk-monitor/instances/nope/heartbeat").status_code == 404
@@ -66,7 +64,8 @@ def test_heartbeat_renews_and_unknown_instances_are_404(client, redis_client):
 def test_discovery_lists_filters_and_404s(client):
     client.post("/api/v1/services", json=SIBLING)
     client.post("/api/v1/services", json={**SIBLING, "instance_id": "b", "status": "unhealthy"})
-    assert client.get("/api/v1/services").json() == {"services": [{"name": "risk-monitor", "instances": 2, "healthy": 1}]}
+    listed = client.get("/api/v1/services").json()
+    assert listed == {"services": [{"name": "risk-monitor", "instances": 2, "healthy": 1}]}
     healthy = client.get("/api/v1/services/risk-monitor?status=healthy").json()["instances"]
     assert [i["instance_id"] for i in healthy] == ["risk-monitor"]
     assert client.get("/api/v1/services/unknown").status_code == 404
@@ -95,7 +94,8 @@ def test_bad_registrations_are_422_naming_the_field(client, payload, field):
 def test_bodies_over_64_kib_are_413_and_junk_is_never_500(client):
     assert client.post("/api/v1/services", content=b"{" + b" " * 70000 + b"}",
                        headers={"content-type": "application/json"}).status_code == 413
-    assert client.post("/api/v1/services", content=b"not json", headers={"content-type": "application/json"}).status_code == 422
+    not_json = client.post("/api/v1/services", content=b"not json", headers={"content-type": "application/json"})
+    assert not_json.status_code == 422
     assert client.get("/nowhere").status_code == 404 and client.get("/nowhere").json()
 
 

@@ -1,15 +1,21 @@
-"""Every scenario can fail: each fault of tests/faults.py, applied to a copy of the stack, makes the
+"""Every scenario can fail: each fault of tests/faults/faults.py, applied to a copy of the stack, makes the
 scenarios it names fail, and the run leaves nothing behind."""
 from __future__ import annotations
 
 import pytest
 
 from steps.probes import docker_engine
-from tests.acceptance_copy import (copy_repository, feature_scenarios, isolated_environment, run_acceptance,
-                                   stack_changing_only_tags, volumes)
-from tests.faults import FAULTS
+from tests.acceptance_copy import (
+    copy_repository,
+    feature_scenarios,
+    isolated_environment,
+    run_acceptance,
+    stack_changing_only_tags,
+    volumes,
+)
+from tests.faults.faults import FAULTS
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.docker]
 
 
 def test_every_scenario_has_a_fault():
@@ -59,7 +65,8 @@ def test_fault_is_caught(fault, tmp_path):
     missed = fault.fails - run.failed_tags()
     assert not missed, f"{fault.name} ({fault.why}) not caught by {sorted(missed)}:\n{run.output[-3000:]}"
     if fault.exact:
-        collateral = [name for name, s in run.scenarios.items() if s["status"] == "failed" and not s["tags"] & fault.fails]
+        collateral = [name for name, s in run.scenarios.items()
+                      if s["status"] == "failed" and not s["tags"] & fault.fails]
         assert not collateral, f"{fault.name}: scenarios failed beyond those named: {collateral}"
     _checklist_shows_the_fault(copy, fault)
     _nothing_left(project, volumes_before)
@@ -80,7 +87,8 @@ def _checklist_shows_the_fault(copy, fault) -> None:
     failed = {item["id"] for item in report["items"] if item["verdict"] == "failed"}
     assert expected <= failed, f"{fault.name}: checklist items not marked failed: {sorted(expected - failed)}"
     if fault.exact:
-        assert failed <= expected, f"{fault.name}: checklist items failed beyond the fault's: {sorted(failed - expected)}"
+        assert failed <= expected, \
+            f"{fault.name}: checklist items failed beyond the fault's: {sorted(failed - expected)}"
     assert all(item["reason"] for item in report["items"] if item["verdict"] == "failed")
 
 

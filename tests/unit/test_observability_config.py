@@ -13,7 +13,7 @@ import yaml
 
 from steps.probes import telemetry_files
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = ROOT / "infra/prometheus"
 IMAGE = "tse-promtool"
 
@@ -36,12 +36,14 @@ def promtool():
     subprocess.run(["docker", "image", "rm", IMAGE], capture_output=True)
 
 
+@pytest.mark.docker
 def test_prometheus_configuration_and_rules_are_valid(promtool):
     result = promtool("check", "config", "/etc/prometheus/prometheus.yml")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "7 rules found" in result.stdout
 
 
+@pytest.mark.docker
 def test_every_alert_fires_on_its_series_in_promtool_unit_tests(promtool):
     result = promtool("test", "rules", "/etc/prometheus/tests/alerts_test.yml")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -51,6 +53,7 @@ def test_every_alert_fires_on_its_series_in_promtool_unit_tests(promtool):
     assert all(f"alertname: {name}" in tested for name in alerts), "an alert without a unit test"
 
 
+@pytest.mark.docker
 def test_a_rule_with_a_syntax_error_is_refused(promtool, tmp_path):
     broken = tmp_path / "prometheus"
     subprocess.run(["cp", "-r", str(PROMETHEUS), str(broken)], check=True)

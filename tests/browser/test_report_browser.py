@@ -17,6 +17,8 @@ import pytest
 
 from tests.acceptance_copy import ROOT, copy_repository, isolated_environment, run_acceptance
 
+pytestmark = pytest.mark.docker  # renders a report of a real acceptance run
+
 SCREENSHOT = ROOT / "reports" / "acceptance-screenshot.png"
 # One checklist item and the whole BDD criterion: the criterion's verdict is PASSED only when all of
 # its scenarios ran and passed (a part of them is "partly run"), and a passing run must show PASSED.

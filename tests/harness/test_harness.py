@@ -12,9 +12,15 @@ import pytest
 from steps.probes import docker_engine
 from steps.probes.stack import PORT_VARIABLES
 from steps.probes.waiting import wait_until
-from tests.acceptance_copy import copy_repository, isolated_environment, run_acceptance, stack_changing_scenarios, volumes
+from tests.acceptance_copy import (
+    copy_repository,
+    isolated_environment,
+    run_acceptance,
+    stack_changing_scenarios,
+    volumes,
+)
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.docker]
 
 
 @pytest.fixture

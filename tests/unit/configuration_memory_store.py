@@ -3,15 +3,12 @@ PostgreSQL one: versions per (environment, service, key) that never go backwards
 change, the expected-version (If-Match) check, and an outage switch (`failing`)."""
 from __future__ import annotations
 
-import sys
 import threading
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "infra/configuration-service"))
-from configsvc.model import Change, HistoryEntry, Row  # noqa: E402
-from configsvc.store import HISTORY_LIMIT, Store, StoreUnavailable, check_expected  # noqa: E402
+from configsvc.model import Change, HistoryEntry, Row
+from configsvc.store import HISTORY_LIMIT, Store, StoreUnavailable, check_expected
 
 RowId = Tuple[str, str, str]
 

@@ -1,5 +1,5 @@
 """Unit tests of the configuration service (infra/configuration-service), on an in-memory Store
-(tests/configuration_memory_store.py) and an in-memory Redis (fakeredis): no Docker, no PostgreSQL."""
+(tests/unit/configuration_memory_store.py) and an in-memory Redis (fakeredis): no Docker, no PostgreSQL."""
 from __future__ import annotations
 
 import json
@@ -15,15 +15,15 @@ import fakeredis
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.configuration_memory_store import MemoryStore  # also puts infra/configuration-service on sys.path
-from configsvc.app import create_app  # noqa: E402
-from configsvc.metrics import Metrics  # noqa: E402
-from configsvc.model import Invalid, canonical_environment, check_key, check_service, normalise_value  # noqa: E402
-from configsvc.notifier import CHANNEL, ChangeSignal, Notifier  # noqa: E402
-from configsvc.seed import load_environments, seed  # noqa: E402
-from configsvc.settings import Settings  # noqa: E402
+from configsvc.app import create_app
+from configsvc.metrics import Metrics
+from configsvc.model import Invalid, canonical_environment, check_key, check_service, normalise_value
+from configsvc.notifier import CHANNEL, ChangeSignal, Notifier
+from configsvc.seed import load_environments, seed
+from configsvc.settings import Settings
+from tests.unit.configuration_memory_store import MemoryStore
 
-SERVICE_DIR = Path(__file__).resolve().parents[1] / "infra/configuration-service"
+SERVICE_DIR = Path(__file__).resolve().parents[2] / "infra/configuration-service"
 API = "/api/v1/configuration"
 
 

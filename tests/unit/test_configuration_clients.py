@@ -12,13 +12,13 @@ import fakeredis
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.configuration_memory_store import MemoryStore  # also puts infra/configuration-service on sys.path
-from configsvc.app import create_app  # noqa: E402
-from configsvc.seed import load_environments, seed  # noqa: E402
-from configsvc.settings import Settings  # noqa: E402
+from configsvc.app import create_app
+from configsvc.seed import load_environments, seed
+from configsvc.settings import Settings
+from tests.unit.configuration_memory_store import MemoryStore
 
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
-ENTRIES, PROBLEMS = load_environments(Path(__file__).resolve().parents[1] / "infra/configuration-service/environments")
+ENTRIES, PROBLEMS = load_environments(Path(__file__).resolve().parents[2] / "infra/configuration-service/environments")
 DEVELOPMENT = sorted({e.key for e in ENTRIES if e.environment == "development" and not e.service})
 
 

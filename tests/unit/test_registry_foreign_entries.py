@@ -4,18 +4,16 @@ or malformed key makes an endpoint answer 5xx."""
 from __future__ import annotations
 
 import json
-import sys
 import time
-from pathlib import Path
 
 import fakeredis
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "infra/service-registry"))
-from registry.app import create_app  # noqa: E402
-from registry.settings import Settings  # noqa: E402
+from registry.app import create_app
+from registry.settings import Settings
 
 DIRECT_KEY = "registry:services:risk-monitor"
 
@@ -104,7 +102,10 @@ MALFORMED = {
 @pytest.mark.parametrize("kind", MALFORMED)
 def test_a_malformed_key_is_skipped_counted_and_logged_once(client, redis_client, caplog, kind):
     command, key, value = MALFORMED[kind]
-    getattr(redis_client, command)(key, mapping=value) if command == "hset" else getattr(redis_client, command)(key, value)
+    if command == "hset":
+        redis_client.hset(key, mapping=value)
+    else:
+        getattr(redis_client, command)(key, value)
     client.post("/api/v1/services", json={"name": "exchange-simulator", "endpoints": {"http": "http://x:8080"}})
     for _ in range(3):
         for path in ("/api/v1/services", "/health", "/api/v1/services/risk-monitor", "/health/risk-monitor"):

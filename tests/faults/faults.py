@@ -86,7 +86,8 @@ FAULTS = [
           [(USERS_ACL, r"^user default off .*$", "user default on nopass ~* &* +@all")],
           set(), aborts="service-registry"),
     fault("redis-domain-user-all-keys", "a domain user given ~* instead of its own prefix",
-          [(USERS_ACL, r"(user market-data-adapter on \S+ resetkeys )~market-data:\* ~market_data:\* ~registry:services:market-data\*",
+          [(USERS_ACL, r"(user market-data-adapter on \S+ resetkeys )"
+                       r"~market-data:\* ~market_data:\* ~registry:services:market-data\*",
             r"\1~*")],
           {"checklist_1_3", "checklist_1_4", "checklist_4_5", "checklist_E_4"}),
     fault("redis-service-user-dangerous", "a service user given +@dangerous",
@@ -138,7 +139,8 @@ FAULTS = [
            (COMPOSE, r"^(  prometheus:\n)", r'\1    profiles: ["optional"]\n')],
           {"bdd_brought_up"}, exact=False),
     fault("network-wrong-gateway", "the network's gateway not the declared one",
-          [(COMPOSE, r"gateway: \$\{TSE_SUBNET_PREFIX:-172\.20\}\.0\.1", "gateway: ${TSE_SUBNET_PREFIX:-172.20}.0.254")],
+          [(COMPOSE, r"gateway: \$\{TSE_SUBNET_PREFIX:-172\.20\}\.0\.1",
+            "gateway: ${TSE_SUBNET_PREFIX:-172.20}.0.254")],
           {"bdd_network", "checklist_3_2"}),
     # The configuration service needs PostgreSQL over the network: the stack cannot come up, and the
     # run says so in one line naming the service that never got healthy.
@@ -163,7 +165,8 @@ FAULTS = [
           {"checklist_3_2", "bdd_network"}),
     # Every service now reaches PostgreSQL by name, so without it on the network the stack cannot start.
     fault("postgres-off-the-network", "postgres on the project's default network instead of trading-ecosystem",
-          [(COMPOSE, r"networks:\n      trading-ecosystem:\n        ipv4_address: \$\{TSE_SUBNET_PREFIX:-172\.20\}\.0\.20",
+          [(COMPOSE, r"networks:\n      trading-ecosystem:\n"
+                     r"        ipv4_address: \$\{TSE_SUBNET_PREFIX:-172\.20\}\.0\.20",
             "networks:\n      - default")],
           set(), aborts="configuration-service"),
     fault("postgres-depends-on-started", "a dependency that waits for the container to start, not to be healthy",
@@ -174,7 +177,8 @@ FAULTS = [
     fault("redis-no-memory-limit", "Redis without a memory limit",
           [(COMPOSE, r"limits: \{ memory: 5g, ", "limits: { ")], {"checklist_3_6"}),
     fault("postgres-no-restart-policy", "postgres without a restart policy",
-          [(COMPOSE, r"    restart: unless-stopped\n(    deploy:\n      resources:\n        limits: \{ memory: 2g)", r"\1")],
+          [(COMPOSE, r"    restart: unless-stopped\n(    deploy:\n      resources:\n        limits: \{ memory: 2g)",
+            r"\1")],
           {"checklist_3_7"}),
     fault("redis-server-behind-a-shell", "redis-server started by a shell that outlives it: a crash is never restarted",
           [("infra/redis/Dockerfile", r'^CMD \["redis-server", "/usr/local/etc/redis/redis.conf"\]$',
@@ -191,15 +195,19 @@ FAULTS = [
     fault("redis-healthcheck-interval-60s", "a Redis healthcheck every 60 s",
           [(COMPOSE, r'(grep -qx PONG"\]\n      interval: )15s', r"\g<1>60s")], {"checklist_5_5"}),
     fault("validate-without-attach", "validate runs the suite in up mode: it would start a second stack",
-          [("infra/host/stackctl.py", r'"--stack=attach",\n\s+f"--project-name', 'f"--project-name')], {"checklist_5_6"}),
+          [("infra/host/stackctl.py", r'"--stack=attach",\n\s+f"--project-name', 'f"--project-name')],
+          {"checklist_5_6"}),
     fault("validate-ignores-the-verdict", "an operator validate command that always says passed",
-          [("infra/host/stackctl.py", r"(reports in \{reports\}\)\"\)\n)    return result\.returncode\n", r"\1    return 0\n")], {"validate_fails"}),
+          [("infra/host/stackctl.py", r"(reports in \{reports\}\)\"\)\n)    return result\.returncode\n",
+            r"\1    return 0\n")],
+          {"validate_fails"}),
     # Section 6: configuration service
     fault("config-values-not-validated", "a value stored as sent, whatever its type",
           [(CONFIG_MODEL, r"text = FORMATTERS\[type_\]\(value\)", "text = str(value)")],
           {"checklist_6_3", "checklist_6_6"}),
     fault("config-history-not-written", "changes stored without their history",
-          [(CONFIG_STORE, r"cur\.execute\(INSERT_HISTORY, ", "None and cur.execute(INSERT_HISTORY, ")], {"checklist_6_3"}),
+          [(CONFIG_STORE, r"cur\.execute\(INSERT_HISTORY, ", "None and cur.execute(INSERT_HISTORY, ")],
+          {"checklist_6_3"}),
     fault("config-notifications-not-published", "changes never announced on config:changes",
           [(CONFIG_NOTIFIER, r"self\.redis\.publish\(CHANNEL, (json\.dumps\(change_message\(change\)\))\)", r"\1")],
           {"checklist_6_7"}),
@@ -217,17 +225,20 @@ FAULTS = [
     fault("config-port-on-all-interfaces", "the configuration service published on every interface",
           [(COMPOSE, r'"127\.0\.0\.1:(\$\{CONFIG_HOST_PORT)', r'"\1')], {"checklist_6_4", "checklist_3_3"}),
     fault("config-as-superuser", "the configuration service connects as the PostgreSQL superuser",
-          [(COMPOSE, r"CONFIG_POSTGRES_PASSWORD: \$\{PG_PASSWORD_CONFIG_SERVICE:\?set it in \.env \(copy \.env\.example\)\}",
+          [(COMPOSE, r"CONFIG_POSTGRES_PASSWORD: "
+                     r"\$\{PG_PASSWORD_CONFIG_SERVICE:\?set it in \.env \(copy \.env\.example\)\}",
             "CONFIG_POSTGRES_USER: postgres\n      CONFIG_POSTGRES_PASSWORD: ${POSTGRES_PASSWORD}")],
           {"checklist_6_1"}, exact=False),
     # Lifecycle
     fault("postgres-data-on-external-volume", "PostgreSQL data on an external volume that `down -v` keeps",
-          [(COMPOSE, r"^  postgres-data:\n", "  postgres-data:\n    external: true\n    name: tse-fault-external-pgdata\n")],
+          [(COMPOSE, r"^  postgres-data:\n",
+            "  postgres-data:\n    external: true\n    name: tse-fault-external-pgdata\n")],
           {"checklist_2_7", "bdd_down_volumes"}, external_volume="tse-fault-external-pgdata"),
 
     # Section 4: the service registry
     fault("registry-deregister-always-204", "DELETE answers 204 even for an unknown instance",
-          [(REGISTRY_APP, r"if not store\.delete\(name, instance_id\):", "if not (store.delete(name, instance_id) or True):")],
+          [(REGISTRY_APP, r"if not store\.delete\(name, instance_id\):",
+            "if not (store.delete(name, instance_id) or True):")],
           {"checklist_4_1"}),
     fault("registry-status-filter-ignored", "discovery ignores ?status=",
           [(REGISTRY_APP, r"            instances = \[i for i in instances if i\[\"status\"\] == status\]\n",
@@ -242,7 +253,8 @@ FAULTS = [
             '"reason": f"Redis is unavailable: {error}"}, status_code=200)')],
           {"registry_outage"}),
     fault("registry-infrastructure-written-once", "infrastructure status written once at start, never probed again",
-          [("infra/service-registry/registry/infrastructure.py", r"await asyncio\.sleep\(self\.interval_s\)", "return")],
+          [("infra/service-registry/registry/infrastructure.py", r"await asyncio\.sleep\(self\.interval_s\)",
+            "return")],
           {"checklist_4_3"}, exact=False),
     fault("registry-keys-instead-of-scan", "KEYS instead of SCAN: NOPERM under the registry's ACL user",
           [(REGISTRY_STORE, r"found = sorted\(self\.redis\.scan_iter\(match=f\"\{PREFIX\}\*\", count=1000\)\)",
@@ -251,7 +263,8 @@ FAULTS = [
     fault("registry-port-on-all-interfaces", "the registry published on every interface",
           [(COMPOSE, r'"127\.0\.0\.1:(\$\{REGISTRY_HOST_PORT)', r'"\1')], {"checklist_4_4", "checklist_3_3"}),
     fault("registry-depends-on-started", "the registry starts without waiting for Redis to be healthy",
-          [(COMPOSE, r"(  service-registry:\n    build:\n      context: infra/service-registry\n      args: \*base-image\n"
+          [(COMPOSE, r"(  service-registry:\n    build:\n      context: infra/service-registry\n"
+                     r"      args: \*base-image\n"
                      r"    depends_on:\n      redis:\n        condition: )service_healthy", r"\1service_started")],
           {"checklist_4_4", "checklist_3_4", "checklist_5_4"}),
     fault("registry-ports-not-derived", "http_port and grpc_port not derived from the sibling's endpoints",
@@ -272,7 +285,8 @@ FAULTS = [
           {"checklist_7_1"}),
     fault("redis-exporter-wrong-password", "the Redis exporter logging in with a wrong password: it serves "
           "metrics, but only redis_up 0",
-          [(COMPOSE, r"REDIS_PASSWORD: \$\{REDIS_PASSWORD_MONITOR:\?", "REDIS_PASSWORD: wrong${REDIS_PASSWORD_MONITOR:?")],
+          [(COMPOSE, r"REDIS_PASSWORD: \$\{REDIS_PASSWORD_MONITOR:\?",
+            "REDIS_PASSWORD: wrong${REDIS_PASSWORD_MONITOR:?")],
           {"checklist_7_5"}, exact=False),
     fault("alert-rule-syntax-error", "an alert rule that does not parse: Prometheus refuses to start",
           [(ALERT_RULES, r"expr: up == 0$", "expr: up == == 0")],

@@ -2,16 +2,12 @@
 the registry never answers with a 5xx. Runs in-process, on an in-memory Redis (fakeredis)."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import fakeredis
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "infra/service-registry"))
-from registry.app import create_app  # noqa: E402
-from registry.settings import Settings  # noqa: E402
+from registry.app import create_app
+from registry.settings import Settings
 
 app = create_app(Settings(), fakeredis.FakeRedis(decode_responses=True))
 schema = schemathesis.openapi.from_asgi("/openapi.json", app)

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from steps.probes.start_order import (ContainerRun, StartRecord, health_log_first_healthy, order_verdict,
-                                      parse_depends_on_label)
+from steps.probes.start_order import (
+    ContainerRun,
+    StartRecord,
+    health_log_first_healthy,
+    order_verdict,
+    parse_depends_on_label,
+)
 
 T0 = datetime(2026, 11, 27, 9, 0, 0, tzinfo=timezone.utc)
 
@@ -62,7 +67,8 @@ def test_a_fresh_record_catches_a_dependent_started_before_its_dependency_existe
     verdict = order_verdict(registry, redis, heard)
     assert (verdict.ok, verdict.source) == (False, "start record") and "no container of redis" in verdict.detail
     # Not fresh (containers ran before it began): it cannot tell, and the fallbacks decide.
-    assert order_verdict(registry, redis, record(("service-registry", "start", 1), fresh=False)).source == "depends_on label"
+    verdict = order_verdict(registry, redis, record(("service-registry", "start", 1), fresh=False))
+    assert verdict.source == "depends_on label"
 
 
 def test_a_record_catches_a_dependent_recreated_while_its_dependency_was_stopped():

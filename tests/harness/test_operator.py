@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+import stackctl
 from steps.probes import docker_engine
 from tests.acceptance_copy import copy_repository, isolated_environment, volumes
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "infra/host"))
-import stackctl  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.docker
 
 
 def test_status_table_lines_up_its_columns():
@@ -90,7 +90,8 @@ def test_up_status_logs_validate_down_on_an_isolated_copy(tmp_path):
         lines = status.stdout.splitlines()
         assert lines[0].split() == ["SERVICE", "STATE", "HEALTH", "ADDRESS", "PORTS"]
         redis_row = next(line for line in lines if line.startswith("redis"))
-        assert f"{env['TSE_SUBNET_PREFIX']}.0.10" in redis_row and f"127.0.0.1:{env['REDIS_HOST_PORT']}->6379/tcp" in redis_row
+        assert f"{env['TSE_SUBNET_PREFIX']}.0.10" in redis_row
+        assert f"127.0.0.1:{env['REDIS_HOST_PORT']}->6379/tcp" in redis_row
         assert "healthy" in redis_row
         logs = run("logs", "redis", "--tail", "5")
         assert logs.returncode == 0 and "redis" in logs.stdout
@@ -166,13 +167,15 @@ def test_a_fresh_start_record_replaces_the_saved_one_and_a_partial_one_extends_i
     from steps.probes.start_order import StartRecord, load_record
 
     path = tmp_path / ".stack" / "p.start-record.json"
-    first = StartRecord("p", 100, [{"id": "a", "service": "redis", "action": "start", "time_ns": 101}], "stackctl up", True)
+    first = StartRecord("p", 100, [{"id": "a", "service": "redis", "action": "start", "time_ns": 101}], "stackctl up",
+                        True)
     stackctl.save_start_record(first, path)
     partial = StartRecord("p", 500, [{"id": "b", "service": "prometheus", "action": "start", "time_ns": 501}],
                           "stackctl up", False)
     stackctl.save_start_record(partial, path)
     merged = load_record(path)
     assert (merged.since_ns, merged.fresh, [e["id"] for e in merged.events]) == (100, True, ["a", "b"])
-    anew = StartRecord("p", 900, [{"id": "c", "service": "redis", "action": "start", "time_ns": 901}], "stackctl up", True)
+    anew = StartRecord("p", 900, [{"id": "c", "service": "redis", "action": "start", "time_ns": 901}], "stackctl up",
+                       True)
     stackctl.save_start_record(anew, path)
     assert [e["id"] for e in load_record(path).events] == ["c"]

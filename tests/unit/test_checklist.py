@@ -10,7 +10,7 @@ import pytest
 from steps import checklist
 from steps.checklist import FAILED, NOT_COVERED, NOT_RUN, PARTLY_RUN, PASSED, ScenarioResult
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FEATURES = ROOT / "features"
 
 

@@ -9,15 +9,15 @@ import fakeredis
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from tests.configuration_memory_store import MemoryStore  # also puts infra/configuration-service on sys.path
-from configsvc.app import create_app  # noqa: E402
-from configsvc.seed import load_environments, seed  # noqa: E402
-from configsvc.settings import Settings  # noqa: E402
+from configsvc.app import create_app
+from configsvc.seed import load_environments, seed
+from configsvc.settings import Settings
+from tests.unit.configuration_memory_store import MemoryStore
 
 store = MemoryStore()
 # Waits are bounded to 0.2 s (the documented maximum of ?timeout= follows it), so wait_version cases stay fast.
 app = create_app(Settings(max_wait_s=0.2), store, fakeredis.FakeRedis(decode_responses=True), listen=False)
-seed(store, load_environments(Path(__file__).resolve().parents[1] / "infra/configuration-service/environments")[0],
+seed(store, load_environments(Path(__file__).resolve().parents[2] / "infra/configuration-service/environments")[0],
      app.state.notifier)
 schema = schemathesis.openapi.from_asgi("/openapi.json", app)
 

@@ -10,13 +10,13 @@ import pytest
 
 from steps.evidence import Evidence
 from steps.expect import Mismatches, expect
-from steps.probes import Fact, StackError
-from steps.probes import redis_server, stack as stack_module
+from steps.probes import Fact, StackError, redis_server
+from steps.probes import stack as stack_module
 from steps.probes.stack import StackSettings, isolate, read_env_file
 from steps.probes.waiting import WaitTimeout, wait_until
-from tests.faults import FAULTS, Edit, Fault
+from tests.faults.faults import FAULTS, Edit, Fault
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_plain_text_passwords_are_found_and_hashes_are_not():
@@ -67,7 +67,8 @@ def test_settings_take_the_environment_over_the_env_file_and_options_over_both(t
     assert settings.subnet == "172.29.0.0/16" and settings.address("0.10") == "172.29.0.10"
     assert settings.explicit == {"POSTGRES_HOST_PORT", "TSE_SUBNET_PREFIX"}
     assert settings.project == "tse-acceptance"
-    assert StackSettings.resolve(mode="attach", compose_file=tmp_path / "docker-compose.yml").project == "trading-ecosystem"
+    attached = StackSettings.resolve(mode="attach", compose_file=tmp_path / "docker-compose.yml")
+    assert attached.project == "trading-ecosystem"
 
 
 def test_attach_mode_and_stackctl_honour_compose_project_name(tmp_path, monkeypatch):
@@ -165,7 +166,8 @@ def test_mismatches_report_every_item_at_once():
     problems.check(False, "a", "x")
     problems.check(True, "b", "b")
     problems.check(False, "c", "y")
-    with pytest.raises(AssertionError, match=r"users:\n  - expected a, observed x\n  - expected c, observed y\nHint: rehash"):
+    expected = r"users:\n  - expected a, observed x\n  - expected c, observed y\nHint: rehash"
+    with pytest.raises(AssertionError, match=expected):
         problems.raise_any()
 
 

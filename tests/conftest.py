@@ -1,0 +1,17 @@
+"""The suite's own tests, by kind: unit/ (seconds, no Docker), harness/ (the acceptance harness and
+stackctl on real stacks), faults/ (broken copies of the stack), browser/ (the HTML report in
+Chromium). Those that need a Docker engine carry the `docker` marker: `pytest tests/ -m "not docker"`
+runs the rest in seconds.
+
+The two services' code is importable as in their images, where each package sits in the working
+directory: `registry` (infra/service-registry) and `configsvc` (infra/configuration-service); and
+stackctl (infra/host) for the operator tests."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+for folder in ("infra/service-registry", "infra/configuration-service", "infra/host"):
+    if str(ROOT / folder) not in sys.path:
+        sys.path.insert(0, str(ROOT / folder))
