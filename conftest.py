@@ -3,10 +3,11 @@
 The step definitions are plugins under steps/; the probes they call are plain functions in
 steps/probes. `pytest tests/` (the suite's own tests) needs none of the stack options.
 """
-import re
 from pathlib import Path
 
 import pytest
+
+from steps.checklist import declared_scenarios
 
 pytest_plugins = [
     "steps.stack_fixtures",
@@ -54,10 +55,7 @@ def _runs_features(config) -> bool:
 
 def _register_feature_tags(config) -> None:
     """Gherkin tags become markers; register them so `-m checklist_1_5` works without warnings."""
-    tags = set()
-    for feature in (ROOT / "features").glob("*.feature"):
-        tags.update(re.findall(r"@(\w+)", feature.read_text()))
-    for tag in sorted(tags):
+    for tag in sorted(set().union(*declared_scenarios(ROOT / "features").values())):
         config.addinivalue_line("markers", f"{tag}: Gherkin tag")
 
 

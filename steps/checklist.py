@@ -106,13 +106,16 @@ def compute(mapping: dict, declared: dict, results: list[ScenarioResult], histor
 
 
 def declared_scenarios(features_dir: Path) -> dict:
-    """Scenario name -> its tags, feature-level tags included, read from the .feature files."""
+    """Scenario name -> its tags (its own, its rule's and its feature's), read from the .feature files
+    by pytest-bdd's own parser: Scenario Outline, Rule and tags on several lines count as pytest-bdd
+    collects them."""
+    from pytest_bdd.feature import get_features
+
     found = {}
-    for feature in sorted(features_dir.glob("*.feature")):
-        text = feature.read_text()
-        feature_tags = set(re.findall(r"@(\w+)", text.split("Feature:", 1)[0]))
-        for tag_line, name in re.findall(r"^[ \t]*(@.*)\n[ \t]*Scenario: (.*)$", text, flags=re.M):
-            found[name.strip()] = feature_tags | set(re.findall(r"@(\w+)", tag_line))
+    for feature in get_features([str(features_dir)]):
+        for scenario in feature.scenarios.values():
+            rule_tags = set(scenario.rule.tags) if scenario.rule else set()
+            found[scenario.name.strip()] = set(feature.tags) | rule_tags | set(scenario.tags)
     return found
 
 
