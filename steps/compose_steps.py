@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pytest_bdd import parsers, then, when
 
+from steps.docker_steps import check_connections_by_name
 from steps.expect import Mismatches, expect
 from steps.probes import Fact, compose_model, docker_engine, start_order
 from steps.probes.waiting import WaitTimeout, wait_until
@@ -40,17 +41,10 @@ def _declared_addresses(stack, evidence):
 
 @then("every service reaches every other service by name inside the network")
 def _mesh_by_name(stack, evidence):
-    problems = Mismatches("service-to-service connections by name")
     ports = compose_model.declared_ports(stack.compose.config)
-    for source in stack.services:
-        for target in stack.services:
-            if target == source:
-                continue
-            for _, _, port in ports[target]:
-                fact = evidence.record(docker_engine.tcp_connect_from(stack.project, source, target, port))
-                problems.check(fact.observed.exit_code == 0, f"{source} -> {target}:{port}",
-                               fact.observed.output or f"exit {fact.observed.exit_code}", fact)
-    problems.raise_any()
+    check_connections_by_name(stack, evidence, "service-to-service connections by name",
+                              [(source, target, port) for source in stack.services for target in stack.services
+                               if target != source for _, _, port in ports[target]])
 
 
 @then("every published port is bound to 127.0.0.1 only, at its declared host port")

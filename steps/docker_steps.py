@@ -88,13 +88,20 @@ def _every_service_health(stack, evidence, status):
 @then(parsers.parse('inside the network, "{first}" on port {first_port:d} and "{second}" on port {second_port:d} '
                     'answer by name'))
 def _reachable_by_name(stack, evidence, first, first_port, second, second_port):
-    problems = Mismatches("name resolution and TCP inside the network")
     # Each service is reached from the *other* service's container, through docker's DNS.
-    for source, target, port in ((second, first, first_port), (first, second, second_port)):
+    check_connections_by_name(stack, evidence, "name resolution and TCP inside the network",
+                              [(second, first, first_port), (first, second, second_port)])
+
+
+def check_connections_by_name(stack, evidence, what: str, connections) -> None:
+    """Open each (source, target, port) connection from inside the source's container, by the
+    target's name; fail once, listing every one that did not connect."""
+    problems = Mismatches(what)
+    for source, target, port in connections:
         fact = evidence.record(docker_engine.tcp_connect_from(stack.project, source, target, port))
         result = fact.observed
-        problems.check(result.exit_code == 0 and "connected" in result.output,
-                       f"{target}:{port} reachable from {source}", result.output or f"exit {result.exit_code}", fact)
+        problems.check(result.exit_code == 0 and "connected" in result.output, f"{source} -> {target}:{port}",
+                       result.output or f"exit {result.exit_code}", fact)
     problems.raise_any()
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pytest_bdd import parsers, then, when
 
+from steps.docker_steps import check_connections_by_name
 from steps.expect import Mismatches, expect
 from steps.probes import Fact, ProbeError, compose_model, docker_engine, http_api, postgres_server, redis_server
 from steps.probes.waiting import WaitTimeout, wait_until
@@ -199,10 +200,6 @@ def _validate_fails(stack, evidence, tmp_path, select, service):
 @then(parsers.parse('from inside every service\'s container, "{first}" on port {first_port:d} and "{second}" on '
                     'port {second_port:d} answer by name'))
 def _cross_service(stack, evidence, first, first_port, second, second_port):
-    problems = Mismatches("connections to the databases by name, from every container")
-    for source in stack.services:
-        for target, port in ((first, first_port), (second, second_port)):
-            fact = evidence.record(docker_engine.tcp_connect_from(stack.project, source, target, port))
-            problems.check(fact.observed.exit_code == 0, f"{source} -> {target}:{port}",
-                           fact.observed.output or f"exit {fact.observed.exit_code}", fact)
-    problems.raise_any()
+    check_connections_by_name(stack, evidence, "connections to the databases by name, from every container",
+                              [(source, target, port) for source in stack.services
+                               for target, port in ((first, first_port), (second, second_port))])

@@ -5,7 +5,6 @@ a user's stack; what it reports is read back from its Cucumber JSON.
 """
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import shutil
@@ -15,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from steps.probes import docker_engine
-from steps.probes.stack import PORT_VARIABLES, free_port, used_subnets
+from steps.probes.stack import PORT_VARIABLES, free_port
+from steps.probes.stack import free_subnet_prefix as stack_free_subnet_prefix
 
 ROOT = Path(__file__).resolve().parents[1]
 COPY_IGNORE = shutil.ignore_patterns(".git", ".venv", "reports", "__pycache__", ".pytest_cache", ".env", ".stack")
@@ -28,12 +28,12 @@ def copy_repository(destination: Path) -> Path:
 
 
 def free_subnet_prefix() -> str:
-    used = used_subnets()
-    for second in range(31, 15, -1):
-        candidate = ipaddress.ip_network(f"172.{second}.0.0/16")
-        if not any(candidate.overlaps(u) for u in used):
-            return f"172.{second}"
-    raise RuntimeError("no free 172.16-31.0.0/16 subnet for an isolated copy of the stack")
+    """A free 172.N prefix for an isolated copy, searched from the top down: up mode's own isolation
+    searches from 172.21 up, so a copy and a stack moved off 172.20 do not race for the same one."""
+    prefix = stack_free_subnet_prefix(range(31, 15, -1))
+    if prefix is None:
+        raise RuntimeError("no free 172.16-31.0.0/16 subnet for an isolated copy of the stack")
+    return prefix
 
 
 def isolated_environment(project: str, **extra: str) -> dict:

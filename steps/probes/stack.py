@@ -14,7 +14,6 @@ import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 
@@ -152,6 +151,13 @@ def used_subnets() -> list:
     return subnets
 
 
+def free_subnet_prefix(candidates=range(21, 32)) -> str | None:
+    """The first "172.N" (N from `candidates`) whose /16 overlaps no docker network; None when all do."""
+    used = used_subnets()
+    return next((f"172.{n}" for n in candidates
+                 if not any(ipaddress.ip_network(f"172.{n}.0.0/16").overlaps(u) for u in used)), None)
+
+
 def isolate(settings: StackSettings) -> tuple[StackSettings, list[str]]:
     """Move the stack off ports, network name and subnet that something else holds.
 
@@ -174,14 +180,12 @@ def isolate(settings: StackSettings) -> tuple[StackSettings, list[str]]:
         else:
             values["TSE_NETWORK_NAME"] = settings.project
             notes.append(f"network trading-ecosystem exists, so TSE_NETWORK_NAME={settings.project}")
-    used = used_subnets()
     wanted = ipaddress.ip_network(f"{values['TSE_SUBNET_PREFIX']}.0.0/16")
-    if any(wanted.overlaps(u) for u in used):
+    if any(wanted.overlaps(u) for u in used_subnets()):
         if "TSE_SUBNET_PREFIX" in settings.explicit:
             conflicts.append(f"subnet {wanted} overlaps a docker network (TSE_SUBNET_PREFIX)")
         else:
-            free = next((f"172.{n}" for n in range(21, 32)
-                         if not any(ipaddress.ip_network(f"172.{n}.0.0/16").overlaps(u) for u in used)), None)
+            free = free_subnet_prefix()
             if free is None:
                 conflicts.append("no free 172.21-31.0.0/16 subnet for an isolated stack")
             else:
@@ -272,7 +276,7 @@ class ComposeStack(DockerCompose):
             created = docker_engine.client().images.get(image).attrs["Created"]
         except Exception:  # noqa: BLE001 - any lookup failure means "build it"
             return True
-        built = datetime.fromisoformat(created.replace("Z", "+00:00")[:26] + "+00:00").timestamp()
+        built = docker_engine.parse_time(created).timestamp()
         context = Path(service["build"]["context"])
         newest = max((p.stat().st_mtime for p in context.rglob("*") if p.is_file()), default=0)
         return newest > built
