@@ -13,9 +13,9 @@ import pytest
 import yaml
 from pytest_bdd import given, parsers, then, when
 
-from steps.expect import Mismatches, expect
+from steps.expect import Mismatches, expect, expect_eventually
 from steps.probes import Fact, ProbeError, docker_engine, http_api, postgres_server, redis_server
-from steps.probes.waiting import WaitTimeout, wait_until
+from steps.probes.waiting import poll
 
 API = "/api/v1/configuration"
 ENVIRONMENT = "development"
@@ -65,11 +65,8 @@ def _schema_owner(stack, evidence, schema, role):
         return fact if fact.observed else None
 
     # Its pool replaces a connection once an hour: on a long-running stack there may be none for a moment.
-    try:
-        sessions = evidence.record(wait_until(service_sessions, timeout=5, interval=0.25,
-                                              description="a session of the configuration service"))
-    except WaitTimeout as error:
-        sessions = evidence.record(Fact("pg_stat_activity", address, [], raw=str(error)))
+    sessions = evidence.record(poll(service_sessions, timeout=5, interval=0.25)
+                               or Fact("pg_stat_activity", address, [], raw="no session within 5 s"))
     problems = Mismatches(f"the {schema} schema", f"the configuration service stores its data as {role}")
     owners = dict(tables.observed)
     problems.check({"parameters", "parameter_history"} <= set(owners), "tables parameters and parameter_history",
@@ -420,8 +417,8 @@ def _waiting_client(stack, evidence, parameter):
     already = _waiting_clients(stack)  # sibling services' own long polls
     waiter["thread"].start()
     # The change must come after the request is parked, or the test would not prove the wake-up.
-    waiting = wait_until(lambda: max(_waiting_clients(stack) - already, 0), timeout=5, interval=0.05,
-                         description="the configuration service counting a waiting client")
+    waiting = expect_eventually(lambda: max(_waiting_clients(stack) - already, 0), interval=0.05, timeout=5,
+                                what="the configuration service's waiting clients", expected=f"more than {already}")
     evidence.record(Fact(f"GET {path} (in the background)", f"127.0.0.1:{stack.config_port()}",
                          f"waiting ({already + waiting} waiting clients in /metrics, {already} before)"))
     return waiter

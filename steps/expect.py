@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from steps.probes import Fact
+from steps.probes.waiting import WaitTimeout, wait_until
 
 
 class Mismatches:
@@ -30,3 +31,18 @@ def expect(ok: bool, what: str, expected, observed, fact: Fact | None = None, hi
     """Fail with `what: expected …, observed … (where: probe). Hint: …` unless `ok`."""
     if not ok:
         raise AssertionError(f"{what}: {_line(expected, observed, fact)}." + (f" Hint: {hint}" if hint else ""))
+
+
+def expect_eventually(check, *, what: str, expected, timeout: float, interval: float = 0.25, transient=(),
+                      hint: str = "", evidence=None):
+    """Wait (bounded) until `check` returns a truthy value and return it, recorded as evidence when
+    it is a Fact; otherwise fail with `what: expected … within N s, observed <the attempts and the
+    last observation>. Hint: …`."""
+    try:
+        value = wait_until(check, timeout=timeout, interval=interval, transient=tuple(transient), description=what)
+    except WaitTimeout as error:
+        raise AssertionError(f"{what}: expected {expected} within {timeout:g} s, observed {error}."
+                             + (f" Hint: {hint}" if hint else "")) from None
+    if evidence is not None and isinstance(value, Fact):
+        evidence.record(value)
+    return value

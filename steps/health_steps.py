@@ -12,7 +12,7 @@ from pytest_bdd import parsers, then, when
 from steps.docker_steps import check_connections_by_name
 from steps.expect import Mismatches, expect
 from steps.probes import Fact, ProbeError, compose_model, docker_engine, http_api, postgres_server, redis_server
-from steps.probes.waiting import WaitTimeout, wait_until
+from steps.probes.waiting import poll
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENT_TIMEOUT_S = 2
@@ -122,11 +122,9 @@ def _answers_again(stack, evidence, paused):
         answered = answers[service]()
         evidence.record(answered)
         problems.check(answered.observed["answer"] in ("PONG", "ok"), f"{service} answers", answered.observed, answered)
-    try:
-        wait_until(lambda: all(docker_engine.health(stack.project, s).observed == "healthy" for s in paused),
-                   timeout=budget, interval=0.5, description="Docker health after unpause")
-    except WaitTimeout as error:
-        problems.check(False, f"healthy within {budget:.0f} s", str(error))
+    healthy = poll(lambda: all(docker_engine.health(stack.project, s).observed == "healthy" for s in paused),
+                   timeout=budget, interval=0.5)
+    problems.check(bool(healthy), f"healthy within {budget:.0f} s", "not all healthy (Docker health)")
     for service, before in paused.items():
         after = evidence.record(docker_engine.state(stack.project, service))
         same = all(after.observed[k] == before[k] for k in ("started_at", "restart_count"))

@@ -10,10 +10,10 @@ import pytest
 import yaml
 from pytest_bdd import given, parsers, then, when
 
-from steps.expect import Mismatches, expect
+from steps.expect import Mismatches, expect, expect_eventually
 from steps.probes import Fact, ProbeError, docker_engine, http_api, prometheus_server, telemetry_files
 from steps.probes.telemetry_files import dig
-from steps.probes.waiting import WaitTimeout, wait_until
+from steps.probes.waiting import poll
 from steps.stack_fixtures import TELEMETRY_PROFILE
 
 PROMETHEUS_SERVICE = "prometheus"
@@ -87,11 +87,8 @@ def _targets_by_job(stack, evidence, jobs: list[str]) -> tuple[Fact, dict]:
         return all(targets and all(t["health"] == "up" for t in targets)
                    for targets in _by_job(last["fact"], jobs).values())
 
-    try:
-        wait_until(all_up, timeout=FIRST_SCRAPE_WAIT_S, interval=0.5, transient=(ProbeError,),
-                   description="every target up")
-    except WaitTimeout:
-        pass  # the mismatch below names each target that is not up, with Prometheus's error
+    # The mismatch the caller reports names each target that is not up, with Prometheus's error.
+    poll(all_up, timeout=FIRST_SCRAPE_WAIT_S, interval=0.5, transient=(ProbeError,))
     fact = evidence.record(last.get("fact") or prometheus_server.targets(_port(stack)))
     return fact, _by_job(fact, jobs)
 
@@ -131,12 +128,11 @@ def _series_per_service(stack, evidence, datatable):
     for row in rows:
         wanted = dict(zip(header, row, strict=False))
         expression = f'{wanted["series"]}{{job="{wanted["job"]}"}}'
-        try:
-            evidence.record(wait_until(
-                lambda expression=expression: (f := prometheus_server.query(_port(stack), expression)).observed and f,
-                timeout=FIRST_SCRAPE_WAIT_S, interval=0.5, transient=(ProbeError,), description=expression))
-        except WaitTimeout as error:
-            problems.check(False, f"series {expression}", f"none within {FIRST_SCRAPE_WAIT_S} s ({error})")
+        found = poll(lambda expression=expression: (f := prometheus_server.query(_port(stack), expression)).observed
+                     and f, timeout=FIRST_SCRAPE_WAIT_S, interval=0.5, transient=(ProbeError,))
+        if found:
+            evidence.record(found)
+        problems.check(bool(found), f"series {expression}", f"none within {FIRST_SCRAPE_WAIT_S} s")
     problems.raise_any()
 
 
@@ -194,38 +190,32 @@ def _nothing_firing(stack, evidence):
     expect(not active, "alerts pending or firing", "none", active, fact)
 
 
-def _await_alerts(stack, evidence, name: str, label: str, value: str, present: bool, seconds: int) -> list:
+def _await_alerts(stack, evidence, name: str, label: str, value: str, present: bool, seconds: int,
+                  hint: str = "") -> list:
     """Poll Prometheus's alerts until the alert `name` with `label`=`value` is there (or gone);
-    record the alerts seen then, and return the matching ones. WaitTimeout after `seconds`."""
+    record the alerts seen then, and return the matching ones; fail after `seconds`."""
     def seen():
         fact = prometheus_server.alerts(_port(stack))
         matching = [a for a in fact.observed if a["name"] == name and a["labels"].get(label) == value]
         return (fact, matching) if bool(matching) == present else None
 
-    fact, matching = wait_until(seen, timeout=seconds, interval=1, transient=(ProbeError,),
-                                description=f"{name} for {label}={value} {'present' if present else 'gone'}")
+    fact, matching = expect_eventually(seen, what=f"alert {name} for {label}={value}",
+                                       expected="pending or firing" if present else "gone", timeout=seconds,
+                                       interval=1, transient=(ProbeError,), hint=hint)
     evidence.record(fact)
     return matching
 
 
 @then(parsers.parse('Prometheus shows the "{name}" alert for {label} "{value}" pending or firing within {seconds:d} s'))
 def _alert_fires(stack, evidence, name, label, value, seconds):
-    try:
-        found = _await_alerts(stack, evidence, name, label, value, True, seconds)
-    except WaitTimeout as error:
-        raise AssertionError(f"alert {name} for {label}={value}: expected pending or firing within {seconds} s, "
-                             f"observed {error}. Hint: check the rule's expression in infra/prometheus/rules/"
-                             ) from None
+    found = _await_alerts(stack, evidence, name, label, value, True, seconds,
+                          hint="check the rule's expression in infra/prometheus/rules/")
     expect(found[0]["state"] in ("pending", "firing"), f"state of {name}", "pending or firing", found[0]["state"])
 
 
 @then(parsers.parse('the "{name}" alert for {label} "{value}" is gone within {seconds:d} s'))
 def _alert_clears(stack, evidence, name, label, value, seconds):
-    try:
-        _await_alerts(stack, evidence, name, label, value, False, seconds)
-    except WaitTimeout as error:
-        raise AssertionError(f"alert {name} for {label}={value}: expected gone within {seconds} s, "
-                             f"observed {error}") from None
+    _await_alerts(stack, evidence, name, label, value, False, seconds)
 
 
 # -- configuration files (every run) ------------------------------------------------------------
@@ -456,11 +446,8 @@ def _trace_found(stack, evidence, sent_trace, seconds):
         fact = http_api.call(port, "GET", f"/api/traces/{sent_trace}")
         return fact if fact.observed["status"] == 200 and (fact.observed["body"] or {}).get("data") else None
 
-    try:
-        evidence.record(wait_until(found, timeout=seconds, interval=1, transient=(ProbeError,),
-                                   description=f"trace {sent_trace} in Jaeger"))
-    except WaitTimeout as error:
-        raise AssertionError(f"trace {sent_trace}: expected in Jaeger within {seconds} s, observed {error}") from None
+    expect_eventually(found, what=f"trace {sent_trace}", expected="in Jaeger", timeout=seconds, interval=1,
+                      transient=(ProbeError,), evidence=evidence)
 
 
 @then("the collector's health extension answers on 127.0.0.1 at host port OTEL_HEALTH_HOST_PORT")

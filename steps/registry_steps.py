@@ -6,9 +6,9 @@ import uuid
 
 from pytest_bdd import given, parsers, then, when
 
-from steps.expect import Mismatches, expect
+from steps.expect import Mismatches, expect, expect_eventually
 from steps.probes import Fact, http_api, redis_server
-from steps.probes.waiting import WaitTimeout, wait_until
+from steps.probes.waiting import poll
 
 # The registration a sibling service (risk-monitor) sends today, as it sends it.
 SIBLING_PAYLOAD = {
@@ -184,11 +184,8 @@ def _probed_live(stack, evidence, a, b, c, seconds):
                  if now.get(n) and now[n]["metadata"].get("probed_at") != before[n]}
         return now if len(fresh) == len(names) else None
 
-    try:
-        now = wait_until(reprobed, timeout=seconds, interval=0.5, description="infrastructure probed again")
-    except WaitTimeout as error:
-        raise AssertionError(f"registry's infrastructure status: expected {names} probed again within {seconds} s, "
-                             f"observed {error}. Hint: the registry must probe, not write once") from None
+    now = expect_eventually(reprobed, what="registry's infrastructure status", expected=f"{names} probed again",
+                            timeout=seconds, interval=0.5, hint="the registry must probe, not write once")
     statuses = {n: now[n]["status"] for n in names}
     expect(set(statuses.values()) == {"healthy"}, "infrastructure status", "healthy", statuses)
 
@@ -199,12 +196,8 @@ def _status_of(stack, evidence, name) -> str | None:
 
 @then(parsers.parse('the registry reports "{name}" {status} within {seconds:d} s'))
 def _reports_status(stack, evidence, name, status, seconds):
-    try:
-        wait_until(lambda: _status_of(stack, evidence, name) == status, timeout=seconds, interval=0.5,
-                   transient=(Exception,), description=f"{name} {status} in the registry")
-    except WaitTimeout as error:
-        raise AssertionError(f"registry status of {name}: expected {status} within {seconds} s, "
-                             f"observed {error}") from None
+    expect_eventually(lambda: _status_of(stack, evidence, name) == status, what=f"registry status of {name}",
+                      expected=status, timeout=seconds, interval=0.5, transient=(Exception,))
 
 
 # How the scenarios name the services they stop and start.
@@ -232,24 +225,20 @@ def _health_503(stack, evidence):
         fact = http_api.call(stack.registry_port(), "GET", "/health")
         return fact if fact.observed["status"] == 503 else None
 
-    try:
-        fact = evidence.record(wait_until(unhealthy, timeout=10, interval=0.5, description="/health 503"))
-    except WaitTimeout as error:
-        raise AssertionError(f"registry /health with Redis stopped: expected 503, observed {error}. "
-                             "Hint: /health must ask Redis, not answer 200 regardless") from None
+    fact = expect_eventually(unhealthy, what="registry /health with Redis stopped", expected=503, timeout=10,
+                             interval=0.5, hint="/health must ask Redis, not answer 200 regardless", evidence=evidence)
     expect("redis" in str(fact.observed["body"]).lower(), "the 503's reason", "names Redis", fact.observed["body"],
            fact)
 
 
 @then(parsers.parse("the registry's health answers 200 within {seconds:d} s"))
 def _health_back(stack, evidence, seconds):
-    try:
-        fact = wait_until(lambda: (f := http_api.call(stack.registry_port(), "GET", "/health"))
-                          .observed["status"] == 200 and f,
-                          timeout=seconds, interval=0.5, description="/health 200 after Redis returned")
-    except WaitTimeout as error:
-        raise AssertionError(f"registry /health after Redis returned: expected 200, observed {error}") from None
-    evidence.record(fact)
+    def healthy():
+        fact = http_api.call(stack.registry_port(), "GET", "/health")
+        return fact if fact.observed["status"] == 200 else None
+
+    expect_eventually(healthy, what="registry /health after Redis returned", expected=200, timeout=seconds,
+                      interval=0.5, evidence=evidence)
 
 
 @then(parsers.parse('the "{service}" service waits for "{dependency}" to be healthy before it starts'))
@@ -384,11 +373,8 @@ def _discoverable_infrastructure(stack, evidence, first, second):
 
         # The registry reports what its last probe saw: just after start, a probe from before the
         # service answered, until the next round (every 5 s).
-        try:
-            fact, ok = wait_until(lambda: (lambda seen: seen if seen[1] else None)(discovered()), timeout=12,
-                                  interval=0.5, description=f"{name} healthy in the registry")
-        except WaitTimeout:
-            fact, ok = discovered()
+        fact, ok = poll(lambda: (lambda seen: seen if seen[1] else None)(discovered()), timeout=12,
+                        interval=0.5) or discovered()
         evidence.record(fact)
         problems.check(ok, f"{name} (instance {name}) healthy with endpoints", fact.observed, fact)
     problems.raise_any()

@@ -13,6 +13,7 @@ from redis.exceptions import AuthenticationError, ConnectionError, NoPermissionE
 from redis.retry import Retry
 
 from steps.probes.facts import Fact, ProbeError
+from steps.probes.waiting import poll
 
 HOST = "127.0.0.1"
 TIMEOUT_S = 3.0
@@ -300,15 +301,16 @@ class ChannelListener:
 
     def messages(self, timeout: float) -> Fact:
         """Every message received within `timeout` s (waits only while none has come yet)."""
-        import time
+        received = []
 
-        received, deadline = [], time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            message = self._pubsub.get_message(timeout=max(0.0, min(0.2, deadline - time.monotonic())))
-            if message and message.get("type") == "message":
-                received.append(message["data"])
-            elif received:
-                break
+        def some_arrived() -> bool:
+            # Drain what is there (each get_message waits at most 0.2 s for the next one).
+            while message := self._pubsub.get_message(timeout=0.2):
+                if message.get("type") == "message":
+                    received.append(message["data"])
+            return bool(received)
+
+        poll(some_arrived, timeout=timeout, interval=0)
         return Fact(f"SUBSCRIBE {self.channel}", self.where, received)
 
     def close(self) -> None:

@@ -42,3 +42,18 @@ def wait_until(
                 f"{description}: failed after {attempts} attempts, waited {waited:.1f} s: last {last!r}"
             )
         time.sleep(min(interval, max(0.0, timeout - waited)))
+
+
+def poll(
+    check: Callable[[], T],
+    *,
+    timeout: float,
+    interval: float = 0.25,
+    transient: Tuple[Type[BaseException], ...] = (),
+) -> T | None:
+    """wait_until for a caller that reports the outcome itself: the first truthy value of `check`
+    within `timeout` s, or None."""
+    try:
+        return wait_until(check, timeout=timeout, interval=interval, transient=transient)
+    except WaitTimeout:
+        return None

@@ -13,7 +13,7 @@ from steps.expect import Mismatches, expect
 from steps.probes import Fact, StackError, redis_server
 from steps.probes import stack as stack_module
 from steps.probes.stack import StackSettings, isolate, read_env_file
-from steps.probes.waiting import WaitTimeout, wait_until
+from steps.probes.waiting import WaitTimeout, poll, wait_until
 from tests.faults.faults import FAULTS, Edit, Fault
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -150,6 +150,21 @@ def test_wait_until_returns_the_first_truthy_value_and_retries_transient_errors(
 def test_wait_until_times_out_with_attempts_and_the_last_observation():
     with pytest.raises(WaitTimeout, match=r"redis healthy: failed after \d+ attempts, waited 0\.\d s: last ''"):
         wait_until(lambda: "", timeout=0.2, interval=0.05, description="redis healthy")
+
+
+def test_poll_returns_the_value_or_none_and_expect_eventually_fails_in_the_standard_form():
+    from steps.evidence import Evidence
+    from steps.expect import expect_eventually
+
+    assert poll(lambda: "", timeout=0.1, interval=0.02) is None
+    assert poll(lambda: 7, timeout=0.1) == 7
+    evidence = Evidence()
+    fact = Fact("GET /health", "127.0.0.1:8080", {"status": 200})
+    assert expect_eventually(lambda: fact, what="/health", expected=200, timeout=1, evidence=evidence) is fact
+    assert evidence.steps[-1][1] == [fact]
+    with pytest.raises(AssertionError, match=r"^/health: expected 200 within 0\.1 s, observed /health: failed after "
+                                             r"\d+ attempts, waited 0\.\d s: last None\. Hint: ask Redis$"):
+        expect_eventually(lambda: None, what="/health", expected=200, timeout=0.1, interval=0.02, hint="ask Redis")
 
 
 def test_failure_messages_read_expected_observed_where_and_hint():
