@@ -54,9 +54,10 @@ def _environment_files(root) -> dict:
 @then(parsers.parse('the tables of the "{schema}" schema belong to the "{role}" role, which is not a superuser'))
 def _schema_owner(stack, evidence, schema, role):
     tables = evidence.record(postgres_server.query(
-        *_as_monitor(stack), f"SELECT tablename, tableowner FROM pg_tables WHERE schemaname = '{schema}' ORDER BY 1"))
+        *_as_monitor(stack), "SELECT tablename, tableowner FROM pg_tables WHERE schemaname = %(schema)s ORDER BY 1",
+        {"schema": schema}))
     superuser = evidence.record(postgres_server.query(
-        *_as_monitor(stack), f"SELECT rolsuper FROM pg_roles WHERE rolname = '{role}'"))
+        *_as_monitor(stack), "SELECT rolsuper FROM pg_roles WHERE rolname = %(role)s", {"role": role}))
     address = docker_engine.addresses(stack.project, SERVICE).observed.get(stack.settings.network_name)
 
     def service_sessions():
@@ -204,8 +205,8 @@ def _history_change(stack, evidence, parameter, old, new, version):
              if e.get("old_value") == old and e.get("new_value") == new and e.get("version") == version]
     expect(bool(found), f"history of {parameter['key']}", f"{old} -> {new} at version {version}", entries)
     rows = evidence.record(postgres_server.query(
-        *_as_monitor(stack), f"SELECT old_value, new_value, version FROM config.parameter_history "
-                             f"WHERE key = '{parameter['key']}' ORDER BY version"))
+        *_as_monitor(stack), "SELECT old_value, new_value, version FROM config.parameter_history "
+                             "WHERE key = %(key)s ORDER BY version", {"key": parameter["key"]}))
     expect((old, new, version) in [tuple(r) for r in rows.observed], "config.parameter_history rows",
            f"({old}, {new}, {version})", rows.observed, rows)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from psycopg import sql
 from pytest_bdd import given, parsers, then, when
 
 from steps.expect import expect
@@ -22,14 +23,30 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
 
 
+def _marker_table(schema: str) -> sql.Identifier:
+    return sql.Identifier(schema, "acceptance_lifecycle")
+
+
+def _marker_rows(evidence, written_row, schema: str) -> list:
+    """The rows holding the written marker; [] when the table itself is gone."""
+    connection = written_row["connection"]
+    table = evidence.record(postgres_server.query(
+        *connection, "SELECT to_regclass(%s) IS NOT NULL", (f"{schema}.acceptance_lifecycle",))).observed[0][0]
+    if not table:
+        return []
+    return evidence.record(postgres_server.query(
+        *connection, sql.SQL("SELECT marker FROM {} WHERE marker = %s").format(_marker_table(schema)),
+        (written_row["marker"],))).observed
+
+
 @given(parsers.parse('a row written to the "{schema}" schema as "{role}"'), target_fixture="written_row")
 def _write_row(stack, evidence, schema, role):
     marker = uuid.uuid4().hex
     connection = (stack.postgres_port(), role, stack.postgres_password(role), stack.database)
     evidence.record(postgres_server.execute(
-        *connection, f"CREATE TABLE IF NOT EXISTS {schema}.acceptance_lifecycle (marker text PRIMARY KEY)"))
+        *connection, sql.SQL("CREATE TABLE IF NOT EXISTS {} (marker text PRIMARY KEY)").format(_marker_table(schema))))
     evidence.record(postgres_server.execute(
-        *connection, f"INSERT INTO {schema}.acceptance_lifecycle VALUES (%s)", (marker,)))
+        *connection, sql.SQL("INSERT INTO {} VALUES (%s)").format(_marker_table(schema)), (marker,)))
     return {"connection": connection, "schema": schema, "marker": marker}
 
 
@@ -82,23 +99,14 @@ def _up_again(stack, evidence):
 
 @then(parsers.parse('the row is still in the "{schema}" schema'))
 def _row_kept(evidence, written_row, schema):
-    fact = evidence.record(postgres_server.query(
-        *written_row["connection"],
-        f"SELECT marker FROM {schema}.acceptance_lifecycle WHERE marker = '{written_row['marker']}'"))
-    expect(fact.observed == [(written_row["marker"],)], "row written before down", "still there",
-           fact.observed, fact, "PostgreSQL's data directory must be on the named volume postgres-data")
+    rows = _marker_rows(evidence, written_row, schema)
+    expect(rows == [(written_row["marker"],)], "row written before down", "still there", rows, None,
+           "PostgreSQL's data directory must be on the named volume postgres-data")
 
 
 @then(parsers.parse('the row is no longer in the "{schema}" schema'))
 def _row_gone(evidence, written_row, schema):
-    connection = written_row["connection"]
-    table = evidence.record(postgres_server.query(
-        *connection, f"SELECT to_regclass('{schema}.acceptance_lifecycle') IS NOT NULL")).observed[0][0]
-    rows = []
-    if table:
-        rows = evidence.record(postgres_server.query(
-            *connection, f"SELECT marker FROM {schema}.acceptance_lifecycle WHERE marker = '{written_row['marker']}'"
-        )).observed
+    rows = _marker_rows(evidence, written_row, schema)
     expect(rows == [], "the row written before down -v", "gone with the volume", rows, None,
            "down -v must remove the named volume postgres-data")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 
 import psycopg
-from psycopg import errors
+from psycopg import errors, sql
 
 from steps.probes.facts import Fact, ProbeError
 from steps.probes.redis_server import Outcome
@@ -28,15 +28,18 @@ def connect(port: int, user: str, password: str, dbname: str) -> psycopg.Connect
     )
 
 
-def query(port: int, user: str, password: str, dbname: str, sql: str, params: dict | None = None) -> Fact:
-    """Run one read-only query (with `params` bound by the driver); observed is the list of rows (tuples)."""
+def query(port: int, user: str, password: str, dbname: str, statement: str | sql.Composable,
+          params: dict | tuple | None = None) -> Fact:
+    """Run one read-only query (`params` bound by the driver; names such as a schema composed with
+    psycopg.sql.Identifier, never pasted into the text); observed is the list of rows (tuples)."""
     try:
         with connect(port, user, password, dbname) as conn:
-            rows = conn.execute(sql, params).fetchall()
+            text = statement if isinstance(statement, str) else statement.as_string(conn)
+            rows = conn.execute(statement, params).fetchall()
             conn.rollback()
     except psycopg.OperationalError as error:
         raise ProbeError(f"postgres 127.0.0.1:{port}: cannot connect as {user}: {error}".strip()) from error
-    return Fact(sql, _where(port, user, dbname), rows)
+    return Fact(text, _where(port, user, dbname), rows)
 
 
 def setting(port: int, user: str, password: str, dbname: str, name: str) -> Fact:
@@ -142,12 +145,14 @@ def hba_rules(port: int, user: str, password: str, dbname: str) -> Fact:
     return Fact(sql, fact.where, [tuple(row) for row in fact.observed])
 
 
-def execute(port: int, user: str, password: str, dbname: str, sql: str, params: tuple = ()) -> Fact:
+def execute(port: int, user: str, password: str, dbname: str, statement: str | sql.Composable,
+            params: tuple = ()) -> Fact:
     """Run one statement and commit it (for scenarios that must leave data behind on purpose)."""
     with connect(port, user, password, dbname) as conn:
-        cursor = conn.execute(sql, params)
+        text = statement if isinstance(statement, str) else statement.as_string(conn)
+        cursor = conn.execute(statement, params)
         rows = cursor.fetchall() if cursor.description else cursor.rowcount
-    return Fact(sql, _where(port, user, dbname), rows)
+    return Fact(text, _where(port, user, dbname), rows)
 
 
 def timed_login(port: int, user: str, password: str, dbname: str, timeout: int) -> Fact:
