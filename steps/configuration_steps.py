@@ -14,7 +14,7 @@ import yaml
 from pytest_bdd import given, parsers, then, when
 
 from steps.expect import Mismatches, expect, expect_eventually
-from steps.probes import Fact, ProbeError, docker_engine, http_api, postgres_server, redis_server
+from steps.probes import Fact, ProbeError, config_api, docker_engine, http_api, postgres_server, redis_server
 from steps.probes.waiting import poll
 
 API = "/api/v1/configuration"
@@ -26,13 +26,8 @@ SEED_AUTHOR = "seed"  # configsvc.seed.SEED_AUTHOR: the author of the rows the s
 CLIENT_PATHS = ("/health", API, API + "/{key}", API + "/{key}/history", "/api/v1/endpoints", "/metrics")
 
 
-def _call(stack, method: str, path: str, **kwargs) -> Fact:
-    return http_api.call(stack.config_port(), method, path, **kwargs)
-
-
 def _read(stack, key: str, environment: str = ENVIRONMENT, service: str | None = None, headers=None) -> Fact:
-    query = f"?environment={environment}" + (f"&service={service}" if service else "")
-    return _call(stack, "GET", f"{API}/{quote(key)}{query}", headers=headers)
+    return config_api.parameter(stack.config_port(), key, environment, service, headers=headers)
 
 
 def _as_config_service(stack) -> tuple:
@@ -114,8 +109,8 @@ def given_endpoints():
 
 @then(parsers.parse('the configuration service gives the "{environment}" endpoints of "{a}", "{b}", "{c}" and "{d}"'))
 def _endpoints(stack, evidence, given_endpoints, environment, a, b, c, d):
-    fact = evidence.record(_call(stack, "GET", f"/api/v1/endpoints?environment={environment}"))
-    endpoints = fact.observed["body"].get("endpoints", {}) if isinstance(fact.observed["body"], dict) else {}
+    fact = evidence.record(config_api.endpoints(stack.config_port(), environment))
+    endpoints = http_api.json_object(fact).get("endpoints", {})
     given_endpoints.update(endpoints)
     missing = [name for name in (a, b, c, d) if name not in endpoints]
     expect(fact.observed["status"] == 200 and not missing, f"{environment} endpoints",
@@ -158,17 +153,17 @@ def _endpoints_without_credentials(evidence, given_endpoints):
 def _create_parameter(stack, evidence, request, kind, value):
     key = f"acceptance.p{uuid.uuid4().hex[:12]}"
     request.addfinalizer(lambda: _forget(stack, key))
-    fact = evidence.record(_call(stack, "POST", API, json={
+    fact = evidence.record(config_api.create(stack.config_port(), {
         "key": key, "type": kind, "value": value, "environment": ENVIRONMENT,
         "description": "written by the acceptance suite, removed at the end of its scenario"}))
     expect(fact.observed["status"] == 201, f"POST {API} {key}", "201 Created", fact.observed, fact)
-    return {"key": key, "type": kind, "value": value, "version": fact.observed["body"].get("version")}
+    return {"key": key, "type": kind, "value": value, "version": http_api.json_object(fact).get("version")}
 
 
 def _forget(stack, key: str) -> None:
     """Leave the stack as the scenario found it: the parameter and its history gone."""
     try:
-        _call(stack, "DELETE", f"{API}/{quote(key)}?environment={ENVIRONMENT}")
+        config_api.delete(stack.config_port(), key, ENVIRONMENT)
     except ProbeError:
         pass
     try:
@@ -180,18 +175,18 @@ def _forget(stack, key: str) -> None:
 
 @when(parsers.parse('the parameter is changed to "{value}" with its current version'))
 def _change_parameter(stack, evidence, parameter, value):
-    fact = evidence.record(_call(stack, "PUT", f"{API}/{quote(parameter['key'])}?environment={ENVIRONMENT}",
-                                 json={"value": value}, headers={"If-Match": f'"{parameter["version"]}"'}))
+    fact = evidence.record(config_api.update(stack.config_port(), parameter["key"], ENVIRONMENT, value,
+                                             if_match=parameter["version"]))
     expect(fact.observed["status"] == 200, f"PUT {parameter['key']} with If-Match {parameter['version']}", "200",
            fact.observed, fact)
     parameter["changed_at"] = time.monotonic()
-    parameter.update(previous=parameter["value"], value=value, version=fact.observed["body"].get("version"))
+    parameter.update(previous=parameter["value"], value=value, version=http_api.json_object(fact).get("version"))
 
 
 @then(parsers.parse('reading the parameter gives value "{value}" at version {version:d}'))
 def _reads(stack, evidence, parameter, value, version):
     fact = evidence.record(_read(stack, parameter["key"]))
-    body = fact.observed["body"] if isinstance(fact.observed["body"], dict) else {}
+    body = http_api.json_object(fact)
     observed = {k: body.get(k) for k in ("key", "value", "type", "environment", "version")}
     wanted = {"key": parameter["key"], "value": value, "type": parameter["type"], "environment": ENVIRONMENT,
               "version": version}
@@ -212,18 +207,17 @@ def _history_change(stack, evidence, parameter, old, new, version):
 
 
 def _history(stack, evidence, key: str) -> list:
-    fact = evidence.record(_call(stack, "GET", f"{API}/{quote(key)}/history?environment={ENVIRONMENT}"))
-    body = fact.observed["body"]
-    return body.get("history", []) if isinstance(body, dict) else []
+    fact = evidence.record(config_api.history(stack.config_port(), key, ENVIRONMENT))
+    return http_api.json_object(fact).get("history", [])
 
 
 @then(parsers.parse('a change sent with the old version is refused with 412, and the value stays "{value}"'))
 def _stale_change(stack, evidence, parameter, value):
     stale = parameter["version"] - 1
-    fact = evidence.record(_call(stack, "PUT", f"{API}/{quote(parameter['key'])}?environment={ENVIRONMENT}",
-                                 json={"value": "-1"}, headers={"If-Match": f'"{stale}"'}))
+    fact = evidence.record(config_api.update(stack.config_port(), parameter["key"], ENVIRONMENT, "-1",
+                                             if_match=stale))
     after = evidence.record(_read(stack, parameter["key"]))
-    observed = {"status": fact.observed["status"], "value after": after.observed["body"].get("value")}
+    observed = {"status": fact.observed["status"], "value after": http_api.json_object(after).get("value")}
     expect(observed == {"status": 412, "value after": value}, f"PUT with If-Match {stale} (stale)",
            {"status": 412, "value after": value}, observed, fact, "compare If-Match with the stored version")
 
@@ -232,8 +226,8 @@ def _stale_change(stack, evidence, parameter, value):
 def _invalid_values(stack, evidence, datatable):
     problems = Mismatches("invalid parameters", "validate key, type and value before storing")
     for key, kind, value in datatable[1:]:
-        fact = evidence.record(_call(stack, "POST", API, json={"key": key, "type": kind, "value": value,
-                                                               "environment": ENVIRONMENT}))
+        fact = evidence.record(config_api.create(stack.config_port(), {"key": key, "type": kind, "value": value,
+                                                                        "environment": ENVIRONMENT}))
         named = key in fact.raw or kind in fact.raw or "value" in fact.raw.lower()
         problems.check(fact.observed["status"] == 422 and named, f"{key} ({kind} {value!r}): 422 naming the problem",
                        f"{fact.observed['status']} {fact.raw[:200]}", fact)
@@ -244,7 +238,7 @@ def _invalid_values(stack, evidence, datatable):
 
 @when("the parameter is deleted")
 def _delete(stack, evidence, parameter):
-    fact = evidence.record(_call(stack, "DELETE", f"{API}/{quote(parameter['key'])}?environment={ENVIRONMENT}"))
+    fact = evidence.record(config_api.delete(stack.config_port(), parameter["key"], ENVIRONMENT))
     expect(fact.observed["status"] == 204, f"DELETE {parameter['key']}", 204, fact.observed, fact)
 
 
@@ -261,12 +255,12 @@ def _deleted(stack, evidence, parameter):
 
 @then("the configuration service's OpenAPI document lists the paths sibling services call")
 def _openapi(stack, evidence):
-    fact = evidence.record(_call(stack, "GET", "/openapi.json"))
-    paths = set(fact.observed["body"].get("paths", {})) if isinstance(fact.observed["body"], dict) else set()
+    fact = evidence.record(config_api.openapi(stack.config_port()))
+    paths = set(http_api.json_object(fact).get("paths", {}))
     documented = {p for p in CLIENT_PATHS if p in paths or p == "/metrics"}
     missing = sorted(set(CLIENT_PATHS) - documented)
     expect(not missing, "OpenAPI paths", list(CLIENT_PATHS), {"missing": missing, "documented": sorted(paths)}, fact)
-    metrics = evidence.record(_call(stack, "GET", "/metrics"))
+    metrics = evidence.record(config_api.metrics(stack.config_port()))
     expect(metrics.observed["status"] == 200 and "# TYPE" in metrics.raw, "GET /metrics", "Prometheus text",
            metrics.raw[:200], metrics)
 
@@ -274,13 +268,14 @@ def _openapi(stack, evidence):
 @then(parsers.parse('"{key}" reads the same by path and by query, with its value as a string'))
 def _path_and_query(stack, evidence, key):
     by_path = evidence.record(_read(stack, key))
-    by_query = evidence.record(_call(stack, "GET", f"{API}?key={quote(key)}&environment={ENVIRONMENT}"))
-    body = by_path.observed["body"] if isinstance(by_path.observed["body"], dict) else {}
+    by_query = evidence.record(config_api.parameter_by_query(stack.config_port(), key, ENVIRONMENT))
+    body = http_api.json_object(by_path)
     fields = {"key", "value", "type", "environment", "service", "version", "last_updated"}
     problems = Mismatches(f"{key} read as sibling clients read it")
     problems.check(by_path.observed["status"] == 200 and fields <= set(body), f"200 with {sorted(fields)}",
                    by_path.observed, by_path)
-    problems.check(by_query.observed["body"] == body, "the same object by query", by_query.observed["body"], by_query)
+    problems.check(http_api.json_object(by_query) == body, "the same object by query", by_query.observed["body"],
+                   by_query)
     problems.check(isinstance(body.get("value"), str) and isinstance(body.get("version"), int),
                    "value a string, version an integer", {k: body.get(k) for k in ("value", "version")}, by_path)
     problems.check(_is_rfc3339(body.get("last_updated")), "last_updated in RFC 3339", body.get("last_updated"), by_path)
@@ -296,8 +291,8 @@ def _is_rfc3339(text) -> bool:
 
 @then("the configuration service's health reports PostgreSQL and Redis healthy")
 def _config_health(stack, evidence):
-    fact = evidence.record(_call(stack, "GET", "/health"))
-    body = fact.observed["body"] if isinstance(fact.observed["body"], dict) else {}
+    fact = evidence.record(config_api.health(stack.config_port()))
+    body = http_api.json_object(fact)
     observed = {"status": fact.observed["status"], "postgres": (body.get("postgres") or {}).get("status"),
                 "redis": (body.get("redis") or {}).get("status")}
     wanted = {"status": 200, "postgres": "healthy", "redis": "healthy"}
@@ -333,7 +328,7 @@ def _differs(stack, evidence, request, key, first, second):
         wanted[environment] = _held_to_files(rows, declared).get("")
         seeded = seeded and (rows.get("", (None, None))[1] == SEED_AUTHOR)
         fact = evidence.record(_read(stack, key, environment))
-        served[environment] = fact.observed["body"].get("value") if fact.observed["status"] == 200 else None
+        served[environment] = http_api.json_object(fact).get("value") if fact.observed["status"] == 200 else None
     # Seeded in both, the files' values differ; changed through the API since, each environment's own
     # row is what it serves.
     expect(served[first] is not None and served == wanted and (served[first] != served[second] or not seeded),
@@ -345,8 +340,8 @@ def _differs(stack, evidence, request, key, first, second):
 def _aliases(stack, evidence, a, b, c, full_a, full_b, full_c):
     problems = Mismatches("environment aliases")
     for alias, full in ((a, full_a), (b, full_b), (c, full_c)):
-        fact = evidence.record(_call(stack, "GET", f"{API}?environment={alias}"))
-        body = fact.observed["body"] if isinstance(fact.observed["body"], dict) else {}
+        fact = evidence.record(config_api.parameters(stack.config_port(), alias))
+        body = http_api.json_object(fact)
         problems.check(fact.observed["status"] == 200 and body.get("environment") == full, f"{alias} -> {full}",
                        {"status": fact.observed["status"], "environment": body.get("environment")}, fact)
     problems.raise_any()
@@ -369,7 +364,7 @@ def _service_override(stack, evidence, request, environment):
         "another service": evidence.record(_read(stack, key, environment, service="acceptance-other-service")),
         "no service": evidence.record(_read(stack, key, environment)),
     }
-    served = {label: fact.observed["body"].get("value") for label, fact in results.items()}
+    served = {label: http_api.json_object(fact).get("value") for label, fact in results.items()}
     wanted = {"by header": str(value), "by query": str(value), "another service": str(wide), "no service": str(wide)}
     expect(served == wanted, f"{key} for {service} in {environment}", wanted, served)
 
@@ -409,7 +404,8 @@ def _waiting_client(stack, evidence, parameter):
 
     def wait():
         try:
-            waiter["fact"] = _call(stack, "GET", path)
+            waiter["fact"] = config_api.parameter(stack.config_port(), parameter["key"], ENVIRONMENT,
+                                                  wait_version=parameter["version"], timeout=4)
         except ProbeError as error:
             waiter["error"] = str(error)
         waiter["answered_at"] = time.monotonic()
@@ -426,9 +422,8 @@ def _waiting_client(stack, evidence, parameter):
 
 
 def _waiting_clients(stack) -> int:
-    metrics = str(_call(stack, "GET", "/metrics").observed["body"])
-    values = [line.split()[-1] for line in metrics.splitlines() if line.startswith("config_waiting_clients ")]
-    return int(float(values[0])) if values else 0
+    waiting = http_api.metric_value(config_api.metrics(stack.config_port()), "config_waiting_clients")
+    return int(waiting or 0)
 
 
 @given(parsers.parse('a subscriber to the Redis channel "{channel}" as "{user}"'), target_fixture="listener")
@@ -446,7 +441,7 @@ def _woken(stack, evidence, waiter, parameter, seconds, value, version):
     if fact:
         evidence.record(fact)
     delay = None if waiter["answered_at"] is None else round(waiter["answered_at"] - changed_at, 2)
-    body = fact.observed["body"] if fact and isinstance(fact.observed["body"], dict) else {}
+    body = http_api.json_object(fact) if fact else {}
     observed = {"status": fact.observed["status"] if fact else waiter["error"], "value": body.get("value"),
                 "version": body.get("version"), "seconds after the change": delay}
     expect(fact is not None and fact.observed["status"] == 200 and body.get("value") == value

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import time
 import uuid
 
 from pytest_bdd import parsers, then, when
 
 from steps.expect import Mismatches, expect
-from steps.probes import Fact, docker_engine, http_api, postgres_server, redis_server
+from steps.probes import Fact, docker_engine, http_api, postgres_server, redis_server, registry_api
 
 # SHA-256 of the development passwords the services default to: the original stack's compose
 # (trading-ecosystem-orchestrator-docker, each service's REDIS_URL and POSTGRES_URL) and the Go
@@ -40,7 +39,13 @@ SERVICE_DEFAULT_SHA256 = {
 }
 # The name each service registers under (its settings' service_name).
 REGISTRY_NAMES = {"risk-monitor-py": "risk-monitor", "trading-engine-py": "trading-system-engine"}
-REGISTRY_ENDPOINTS = ("/api/v1/services", "/api/v1/services/{name}", "/health", "/health/{name}")
+# The registry's read endpoints that show a service, by path.
+REGISTRY_ENDPOINTS = {
+    "/api/v1/services": lambda port, name: registry_api.services(port),
+    "/api/v1/services/{name}": registry_api.service,
+    "/health": lambda port, name: registry_api.health(port),
+    "/health/{name}": registry_api.health_of,
+}
 
 
 def _commands(cell: str) -> list[str]:
@@ -169,7 +174,7 @@ def _clean_up(stack, key: str, name: str, via_api: bool) -> None:
     try:
         redis_server.run(stack.redis_port(), "admin", stack.redis_password("admin"), "DEL", key)
         if via_api:
-            http_api.call(stack.registry_port(), "DELETE", f"/api/v1/services/{name}/instances/{name}")
+            registry_api.deregister(stack.registry_port(), name, name)
     except Exception:  # noqa: BLE001 - already gone
         pass
 
@@ -186,21 +191,17 @@ def _registers(stack, evidence, request, service, user, post):
            f"~registry:services:<its name>* for {user} in infra/redis/users.acl")
     via = ["redis"]
     if post:
-        posted = evidence.record(http_api.call(stack.registry_port(), "POST", "/api/v1/services",
-                                               json=_registry_payload(name)))
+        posted = evidence.record(registry_api.register(stack.registry_port(), _registry_payload(name)))
         expect(posted.observed["status"] in (200, 201), f"{service}'s POST /api/v1/services", "200 or 201",
                posted.observed, posted)
         via.append("api")
     return {"service": service, "user": user, "name": name, "key": key, "via": sorted(via)}
 
 
-def _get(stack, evidence, path: str) -> Fact:
-    return evidence.record(http_api.call(stack.registry_port(), "GET", path))
-
-
 def _every_endpoint(stack, evidence, name: str) -> dict:
     """GET each registry endpoint that shows `name`; {path template: Fact}."""
-    return {path: _get(stack, evidence, path.format(name=name)) for path in REGISTRY_ENDPOINTS}
+    port = stack.registry_port()
+    return {path: evidence.record(read(port, name)) for path, read in REGISTRY_ENDPOINTS.items()}
 
 
 @then("the registry lists it, returns its registrations by name and reports it in its health, every endpoint "
@@ -214,7 +215,7 @@ def _discovered(stack, evidence, ecosystem_registration):
         problems.check(fact.observed["status"] == 200, f"{path} answers 200", fact.observed["status"], fact)
 
     def body(path: str) -> dict:
-        return answers[path].observed["body"] if isinstance(answers[path].observed["body"], dict) else {}
+        return http_api.json_object(answers[path])
 
     listed = next((s for s in body("/api/v1/services").get("services", []) if s.get("name") == name), None)
     problems.check(listed and listed.get("instances") == len(via), f"{name} listed with {len(via)} instance(s)",
@@ -232,11 +233,9 @@ def _discovered(stack, evidence, ecosystem_registration):
 
 def _unreadable_entries(stack, evidence) -> float | None:
     """registry_unreadable_entries after a full read (GET /api/v1/services)."""
-    _get(stack, evidence, "/api/v1/services")
-    fact = _get(stack, evidence, "/metrics")
-    text = fact.observed["body"] if isinstance(fact.observed["body"], str) else ""
-    found = re.search(r"^registry_unreadable_entries (\S+)$", text, flags=re.M)
-    return float(found.group(1)) if found else None
+    evidence.record(registry_api.services(stack.registry_port()))
+    return http_api.metric_value(evidence.record(registry_api.metrics(stack.registry_port())),
+                                     "registry_unreadable_entries")
 
 
 @when(parsers.parse('its heartbeat leaves behind a hash with only "{field}" after the entry expired'))
@@ -274,8 +273,9 @@ def _configuration_reads(stack, evidence, datatable, service):
                           "infra/configuration-service/configsvc/model.py")
     for request, fields in datatable[1:]:
         method, path = request.split(" ", 1)
+        # Sent as the service's client sends it, path and query as written in the scenario.
         fact = evidence.record(http_api.call(stack.config_port(), method, path))
-        body = fact.observed["body"] if isinstance(fact.observed["body"], dict) else {}
+        body = http_api.json_object(fact)
         missing = [f for f in _commands(fields) if f not in body]
         typed = isinstance(body.get("value"), str) and body.get("type") in ("string", "number", "boolean", "json") \
             and (body.get("type") != "boolean" or body.get("value") in ("true", "false"))

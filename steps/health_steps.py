@@ -11,7 +11,7 @@ from pytest_bdd import parsers, then, when
 
 from steps.docker_steps import check_connections_by_name
 from steps.expect import Mismatches, expect
-from steps.probes import Fact, ProbeError, compose_model, docker_engine, http_api, postgres_server, redis_server
+from steps.probes import Fact, ProbeError, compose_model, docker_engine, postgres_server, redis_server, registry_api
 from steps.probes.waiting import poll
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,7 +87,7 @@ def _registry_gives_up(stack, evidence, limit):
     # The registry is the stack's own client of Redis: it must time out too, not hang with it.
     started = time.monotonic()
     try:
-        fact = http_api.call(stack.registry_port(), "GET", "/health")
+        fact = registry_api.health(stack.registry_port())
         observed = {"status": fact.observed["status"], "body": fact.observed["body"]}
     except ProbeError as error:
         fact, observed = None, {"status": None, "body": str(error)}

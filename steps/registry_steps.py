@@ -7,7 +7,7 @@ import uuid
 from pytest_bdd import given, parsers, then, when
 
 from steps.expect import Mismatches, expect, expect_eventually
-from steps.probes import Fact, http_api, redis_server
+from steps.probes import Fact, http_api, redis_server, registry_api
 from steps.probes.waiting import poll
 
 # The registration a sibling service (risk-monitor) sends today, as it sends it.
@@ -30,14 +30,13 @@ def _probe_instance(request, stack, **changes) -> dict:
 
 def _deregister_quietly(stack, payload) -> None:
     try:
-        http_api.call(stack.registry_port(), "DELETE",
-                      f"/api/v1/services/{payload['name']}/instances/{payload['instance_id']}")
+        registry_api.deregister(stack.registry_port(), payload["name"], payload["instance_id"])
     except Exception:  # noqa: BLE001 - already gone
         pass
 
 
 def _register(stack, evidence, payload) -> Fact:
-    return evidence.record(http_api.call(stack.registry_port(), "POST", "/api/v1/services", json=payload))
+    return evidence.record(registry_api.register(stack.registry_port(), payload))
 
 
 @when("a sibling service registers with the payload it sends today", target_fixture="registration")
@@ -57,9 +56,8 @@ def _registered_sibling(stack, evidence, request):
 @then("the registry answers 201 with the stored instance")
 def _answered_201(evidence, registration):
     fact, payload = registration["fact"], registration["payload"]
-    body = fact.observed["body"]
-    ok = (fact.observed["status"] == 201 and isinstance(body, dict)
-          and body.get("instance_id") == payload["instance_id"]
+    body = http_api.json_object(fact)
+    ok = (fact.observed["status"] == 201 and body.get("instance_id") == payload["instance_id"]
           and body.get("endpoints") == payload["endpoints"] and body.get("status") == "healthy")
     expect(ok, "POST /api/v1/services", "201 with the stored instance", fact.observed, fact)
 
@@ -73,36 +71,35 @@ def _answered_200(stack, evidence, registration):
 @then("the registry forgets the instance when it deregisters")
 def _deregisters(stack, evidence, registration):
     payload = registration["payload"]
-    path = f"/api/v1/services/{payload['name']}/instances/{payload['instance_id']}"
-    gone = evidence.record(http_api.call(stack.registry_port(), "DELETE", path))
-    again = evidence.record(http_api.call(stack.registry_port(), "DELETE", path))
+    gone = evidence.record(registry_api.deregister(stack.registry_port(), payload["name"], payload["instance_id"]))
+    again = evidence.record(registry_api.deregister(stack.registry_port(), payload["name"], payload["instance_id"]))
     expect((gone.observed["status"], again.observed["status"]) == (204, 404), "DELETE twice", (204, 404),
            (gone.observed["status"], again.observed["status"]), again)
 
 
 @then("the registry lists that service with its instance count and healthy count")
 def _listed(stack, evidence, registration):
-    fact = evidence.record(http_api.call(stack.registry_port(), "GET", "/api/v1/services"))
+    fact = evidence.record(registry_api.services(stack.registry_port()))
     name = registration["payload"]["name"]
-    entry = next((s for s in (fact.observed["body"] or {}).get("services", []) if s.get("name") == name), None)
+    entry = next((s for s in http_api.json_object(fact).get("services", []) if s.get("name") == name), None)
     expect(entry is not None and entry["instances"] >= 1 and entry["healthy"] >= 1, f"{name} in the list",
            "instances >= 1, healthy >= 1", entry, fact)
 
 
-def _instances(stack, evidence, name, query="") -> Fact:
-    return evidence.record(http_api.call(stack.registry_port(), "GET", f"/api/v1/services/{name}{query}"))
+def _instances(stack, evidence, name, status=None) -> Fact:
+    return evidence.record(registry_api.service(stack.registry_port(), name, status))
 
 
 def _instance_ids(fact: Fact) -> list:
-    body = fact.observed["body"]
-    return [i.get("instance_id") for i in body.get("instances", [])] if isinstance(body, dict) else []
+    return [i.get("instance_id") for i in http_api.json_object(fact).get("instances", [])]
 
 
 @then("the registry returns its instance with its endpoints")
 def _returned(stack, evidence, registration):
     payload = registration["payload"]
     fact = _instances(stack, evidence, payload["name"])
-    mine = [i for i in fact.observed["body"].get("instances", []) if i.get("instance_id") == payload["instance_id"]]
+    mine = [i for i in http_api.json_object(fact).get("instances", [])
+            if i.get("instance_id") == payload["instance_id"]]
     expect(fact.observed["status"] == 200 and mine and mine[0]["endpoints"] == payload["endpoints"],
            f"GET /api/v1/services/{payload['name']}", "its instance with its endpoints", fact.observed, fact)
 
@@ -112,7 +109,7 @@ def _filtered(stack, evidence, request, registration):
     payload = registration["payload"]
     sick = _probe_instance(request, stack, status="unhealthy")
     _register(stack, evidence, sick)
-    healthy = _instance_ids(_instances(stack, evidence, payload["name"], "?status=healthy"))
+    healthy = _instance_ids(_instances(stack, evidence, payload["name"], "healthy"))
     unknown = _instances(stack, evidence, f"no-such-service-{uuid.uuid4().hex[:6]}")
     observed = (payload["instance_id"] in healthy, sick["instance_id"] in healthy, unknown.observed["status"])
     expect(observed == (True, False, 404), "?status=healthy and an unknown service",
@@ -128,8 +125,7 @@ def _registered_with_ttl(stack, evidence, request, ttl):
 
 
 def _heartbeat(stack, evidence, payload) -> Fact:
-    path = f"/api/v1/services/{payload['name']}/instances/{payload['instance_id']}/heartbeat"
-    return evidence.record(http_api.call(stack.registry_port(), "PUT", path, json={"status": "healthy"}))
+    return evidence.record(registry_api.heartbeat(stack.registry_port(), payload["name"], payload["instance_id"]))
 
 
 @when(parsers.parse("it sends heartbeats for {seconds:d} s"))
@@ -167,8 +163,8 @@ def _expired(stack, evidence, registration):
 
 
 def _infrastructure(stack, evidence) -> dict:
-    fact = evidence.record(http_api.call(stack.registry_port(), "GET", "/health"))
-    body = fact.observed["body"] if isinstance(fact.observed["body"], dict) else {}
+    fact = evidence.record(registry_api.health(stack.registry_port()))
+    body = http_api.json_object(fact)
     return {s["name"]: s for s in body.get("services", []) if (s.get("metadata") or {}).get("role") == "infrastructure"}
 
 
@@ -222,19 +218,18 @@ def _start(stack, evidence, service_label):
 @then("the registry's health answers 503 naming Redis")
 def _health_503(stack, evidence):
     def unhealthy():
-        fact = http_api.call(stack.registry_port(), "GET", "/health")
+        fact = registry_api.health(stack.registry_port())
         return fact if fact.observed["status"] == 503 else None
 
     fact = expect_eventually(unhealthy, what="registry /health with Redis stopped", expected=503, timeout=10,
                              interval=0.5, hint="/health must ask Redis, not answer 200 regardless", evidence=evidence)
-    expect("redis" in str(fact.observed["body"]).lower(), "the 503's reason", "names Redis", fact.observed["body"],
-           fact)
+    expect("redis" in fact.raw.lower(), "the 503's reason", "names Redis", fact.observed["body"], fact)
 
 
 @then(parsers.parse("the registry's health answers 200 within {seconds:d} s"))
 def _health_back(stack, evidence, seconds):
     def healthy():
-        fact = http_api.call(stack.registry_port(), "GET", "/health")
+        fact = registry_api.health(stack.registry_port())
         return fact if fact.observed["status"] == 200 else None
 
     expect_eventually(healthy, what="registry /health after Redis returned", expected=200, timeout=seconds,
@@ -295,7 +290,7 @@ def _domain_registry_rights(stack, evidence, datatable, prefix):
 def _sibling_schema(stack, evidence, request):
     payload = _probe_instance(request, stack)
     fact = _register(stack, evidence, payload)
-    body = fact.observed["body"] if isinstance(fact.observed["body"], dict) else {}
+    body = http_api.json_object(fact)
     wanted = {"name": "risk-monitor", "version": "0.1.0", "host": "risk-monitor", "http_port": 8080,
               "grpc_port": 50051, "status": "healthy", "metadata": payload["metadata"]}
     observed = {k: body.get(k) for k in wanted}
@@ -306,9 +301,8 @@ def _sibling_schema(stack, evidence, request):
 @then("a registration with a bad name, a bad TTL and a bad endpoint is refused with 422 naming each field")
 def _bad_payload(stack, evidence):
     bad = {"name": "Risk Monitor!", "ttl_seconds": 0, "endpoints": {"http": 42}}
-    fact = evidence.record(http_api.call(stack.registry_port(), "POST", "/api/v1/services", json=bad))
-    body = fact.observed["body"]
-    named = " ".join(str(d) for d in body.get("detail", [])) if isinstance(body, dict) else str(body)
+    fact = evidence.record(registry_api.register(stack.registry_port(), bad))
+    named = " ".join(str(d) for d in http_api.json_object(fact).get("detail", [])) or fact.raw
     missing = [f for f in ("name", "ttl_seconds", "endpoints.http") if f not in named]
     expect(fact.observed["status"] == 422 and not missing, "a bad registration", "422 naming name, ttl_seconds, "
            "endpoints.http", fact.observed, fact)
@@ -317,14 +311,14 @@ def _bad_payload(stack, evidence):
 @then("a registration body over 64 KiB is refused with 413")
 def _too_large(stack, evidence):
     payload = {**SIBLING_PAYLOAD, "metadata": {"padding": "x" * (65 * 1024)}}
-    fact = evidence.record(http_api.call(stack.registry_port(), "POST", "/api/v1/services", json=payload))
+    fact = evidence.record(registry_api.register(stack.registry_port(), payload))
     expect(fact.observed["status"] == 413, "a 65 KiB registration", 413, fact.observed["status"], fact)
 
 
 @then("the registry's OpenAPI document lists its REST endpoints")
 def _openapi(stack, evidence):
-    fact = evidence.record(http_api.call(stack.registry_port(), "GET", "/openapi.json"))
-    paths = (fact.observed["body"] or {}).get("paths", {}) if isinstance(fact.observed["body"], dict) else {}
+    fact = evidence.record(registry_api.openapi(stack.registry_port()))
+    paths = http_api.json_object(fact).get("paths", {})
     wanted = {"/api/v1/services": {"get", "post"}, "/api/v1/services/{name}": {"get"},
               "/api/v1/services/{name}/instances/{instance_id}": {"delete"},
               "/api/v1/services/{name}/instances/{instance_id}/heartbeat": {"put"},
@@ -351,8 +345,8 @@ def _cors(stack, evidence, origin):
 
 @then("the registry serves Prometheus metrics of its registrations and heartbeats")
 def _metrics(stack, evidence):
-    fact = evidence.record(http_api.call(stack.registry_port(), "GET", "/metrics"))
-    text = fact.observed["body"] if isinstance(fact.observed["body"], str) else ""
+    fact = evidence.record(registry_api.metrics(stack.registry_port()))
+    text = http_api.text(fact)
     names = ("registry_registrations_total", "registry_heartbeats_total", "registry_expiries_total",
              "registry_request_seconds", "registry_redis_errors_total")
     missing = [n for n in names if n not in text]
@@ -364,8 +358,8 @@ def _discoverable_infrastructure(stack, evidence, first, second):
     problems = Mismatches("discovery of the infrastructure")
     for name in (first, second):
         def discovered(name=name):
-            fact = http_api.call(stack.registry_port(), "GET", f"/api/v1/services/{name}")
-            instances = fact.observed["body"].get("instances", []) if isinstance(fact.observed["body"], dict) else []
+            fact = registry_api.service(stack.registry_port(), name)
+            instances = http_api.json_object(fact).get("instances", [])
             # Other instances may share the name (a sibling's own Redis); the stack's is instance `name`.
             own = next((i for i in instances if i.get("instance_id") == name), None)
             return fact, (fact.observed["status"] == 200 and own is not None and own["status"] == "healthy"

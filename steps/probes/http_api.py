@@ -26,3 +26,24 @@ def call(port: int, method: str, path: str, *, json=None, data=None, headers=Non
                 "headers": {k.lower(): v for k, v in response.headers.items()}}
     sent = "" if json is None else " " + jsonlib.dumps(json)[:300]
     return Fact(f"{method} {path}{sent}", f"127.0.0.1:{port}", observed, raw=response.text[:2000])
+
+
+def json_object(fact: Fact) -> dict:
+    """The body of an answer when it is a JSON object, else {} (the raw text stays in fact.raw)."""
+    body = fact.observed["body"]
+    return body if isinstance(body, dict) else {}
+
+
+def text(fact: Fact) -> str:
+    """The body of an answer that is not JSON (Prometheus metrics, plain text), else ""."""
+    body = fact.observed["body"]
+    return body if isinstance(body, str) else ""
+
+
+def metric_value(fact: Fact, name: str) -> float | None:
+    """The value of an unlabelled sample `name` in a Prometheus /metrics answer; None when absent."""
+    for line in text(fact).splitlines():
+        sample, _, value = line.partition(" ")
+        if sample == name:
+            return float(value)
+    return None

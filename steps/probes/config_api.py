@@ -1,0 +1,68 @@
+"""Facts from the configuration service's HTTP API on 127.0.0.1, one function per endpoint (README:
+"The configuration service"). Each returns http_api.call's Fact; `http_api.json_object(fact)` is
+its body as a JSON object ({} when it is not one)."""
+from __future__ import annotations
+
+from urllib.parse import quote, urlencode
+
+from steps.probes import http_api
+from steps.probes.facts import Fact
+
+API = "/api/v1/configuration"
+
+
+def _query(**params) -> str:
+    given = {k: v for k, v in params.items() if v is not None}
+    return f"?{urlencode(given)}" if given else ""
+
+
+def parameter(port: int, key: str, environment: str | None = None, service: str | None = None,
+              headers: dict | None = None, wait_version: int | None = None, timeout: float | None = None) -> Fact:
+    """GET /api/v1/configuration/{key}: the parameter as `service` sees it (optionally waiting for a
+    version after `wait_version`, at most `timeout` s)."""
+    return http_api.call(port, "GET", f"{API}/{quote(key, safe='')}" + _query(
+        environment=environment, service=service, wait_version=wait_version, timeout=timeout), headers=headers)
+
+
+def parameter_by_query(port: int, key: str, environment: str | None = None) -> Fact:
+    """GET /api/v1/configuration?key=: the same parameter, as risk-monitor-py's client asks for it."""
+    return http_api.call(port, "GET", API + _query(key=key, environment=environment))
+
+
+def parameters(port: int, environment: str | None = None) -> Fact:
+    """GET /api/v1/configuration?environment=: every parameter of an environment."""
+    return http_api.call(port, "GET", API + _query(environment=environment))
+
+
+def create(port: int, body: dict) -> Fact:
+    return http_api.call(port, "POST", API, json=body)
+
+
+def update(port: int, key: str, environment: str, value: str, if_match: int | None = None) -> Fact:
+    headers = {"If-Match": f'"{if_match}"'} if if_match is not None else None
+    return http_api.call(port, "PUT", f"{API}/{quote(key, safe='')}" + _query(environment=environment),
+                         json={"value": value}, headers=headers)
+
+
+def delete(port: int, key: str, environment: str) -> Fact:
+    return http_api.call(port, "DELETE", f"{API}/{quote(key, safe='')}" + _query(environment=environment))
+
+
+def history(port: int, key: str, environment: str) -> Fact:
+    return http_api.call(port, "GET", f"{API}/{quote(key, safe='')}/history" + _query(environment=environment))
+
+
+def endpoints(port: int, environment: str | None = None) -> Fact:
+    return http_api.call(port, "GET", "/api/v1/endpoints" + _query(environment=environment))
+
+
+def health(port: int) -> Fact:
+    return http_api.call(port, "GET", "/health")
+
+
+def metrics(port: int) -> Fact:
+    return http_api.call(port, "GET", "/metrics")
+
+
+def openapi(port: int) -> Fact:
+    return http_api.call(port, "GET", "/openapi.json")

@@ -1,0 +1,54 @@
+"""Facts from the service registry's HTTP API on 127.0.0.1, one function per endpoint (README: "The
+service registry"). Each returns http_api.call's Fact; `http_api.json_object(fact)` is its body as
+a JSON object ({} when it is not one), `http_api.text(fact)` its text."""
+from __future__ import annotations
+
+from urllib.parse import quote, urlencode
+
+from steps.probes import http_api
+from steps.probes.facts import Fact
+
+
+def _path(*parts: str) -> str:
+    return "/" + "/".join(quote(part, safe="") for part in parts)
+
+
+def register(port: int, payload: dict) -> Fact:
+    return http_api.call(port, "POST", "/api/v1/services", json=payload)
+
+
+def heartbeat(port: int, name: str, instance_id: str, status: str | None = "healthy") -> Fact:
+    return http_api.call(port, "PUT", _path("api", "v1", "services", name, "instances", instance_id, "heartbeat"),
+                         json={"status": status} if status else None)
+
+
+def deregister(port: int, name: str, instance_id: str) -> Fact:
+    return http_api.call(port, "DELETE", _path("api", "v1", "services", name, "instances", instance_id))
+
+
+def services(port: int) -> Fact:
+    """GET /api/v1/services: every service with its instance and healthy counts."""
+    return http_api.call(port, "GET", "/api/v1/services")
+
+
+def service(port: int, name: str, status: str | None = None) -> Fact:
+    """GET /api/v1/services/{name}[?status=]: its instances."""
+    return http_api.call(port, "GET", _path("api", "v1", "services", name)
+                         + (f"?{urlencode({'status': status})}" if status else ""))
+
+
+def health(port: int) -> Fact:
+    return http_api.call(port, "GET", "/health")
+
+
+def health_of(port: int, name: str) -> Fact:
+    return http_api.call(port, "GET", _path("health", name))
+
+
+def metrics(port: int) -> Fact:
+    return http_api.call(port, "GET", "/metrics")
+
+
+def openapi(port: int) -> Fact:
+    return http_api.call(port, "GET", "/openapi.json")
+
