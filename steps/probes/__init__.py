@@ -2,6 +2,6 @@
 
 No pytest here, so operator tools and the suite's own tests can call them too.
 """
-from steps.probes.facts import Fact, ProbeError, StackError
+from steps.probes.facts import ExecResult, Fact, Outcome, ProbeError, StackError
 
-__all__ = ["Fact", "ProbeError", "StackError"]
+__all__ = ["ExecResult", "Fact", "Outcome", "ProbeError", "StackError"]

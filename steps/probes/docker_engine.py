@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import functools
 import shlex
-from dataclasses import dataclass
 from pathlib import Path
 
 import docker
 from docker.errors import DockerException, ImageNotFound, NotFound
 
-from steps.probes.facts import Fact, ProbeError, StackError
+from steps.probes.facts import ExecResult, Fact, ProbeError, StackError
 
 
 @functools.lru_cache(maxsize=1)
@@ -75,12 +74,6 @@ def healthcheck_command(project: str, service: str) -> Fact:
     """The healthcheck test of the running container, as Docker holds it."""
     test = container(project, service).attrs["Config"].get("Healthcheck", {}).get("Test") or []
     return Fact("docker inspect .Config.Healthcheck.Test", _where(project, service), list(test))
-
-
-@dataclass(frozen=True)
-class ExecResult:
-    exit_code: int
-    output: str
 
 
 def exec_in(project: str, service: str, command: list[str], env: dict | None = None) -> Fact:

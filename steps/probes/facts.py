@@ -37,6 +37,26 @@ def _plain(value: Any) -> Any:
     return repr(value)
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one command or login: allowed (with the reply) or refused (with the error)."""
+
+    allowed: bool
+    reply: str
+
+    @property
+    def refused_by_acl(self) -> bool:
+        return not self.allowed and self.reply.startswith(("NOPERM", "WRONGPASS", "NOAUTH"))
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """A command run inside a container: its exit code and its output."""
+
+    exit_code: int
+    output: str
+
+
 class ProbeError(Exception):
     """A probe could not get an answer (connection refused, timeout, container missing)."""
 

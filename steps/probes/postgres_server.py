@@ -11,8 +11,7 @@ import uuid
 import psycopg
 from psycopg import errors, sql
 
-from steps.probes.facts import Fact, ProbeError
-from steps.probes.redis_server import Outcome
+from steps.probes.facts import Fact, Outcome, ProbeError
 
 HOST = "127.0.0.1"
 TIMEOUT_S = 5

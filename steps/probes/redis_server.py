@@ -5,17 +5,18 @@ Each function opens a short-lived connection as one ACL user, asks one thing and
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from typing import Callable, TypeVar
 
 import redis
 from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, ConnectionError, NoPermissionError, ResponseError, TimeoutError
 from redis.retry import Retry
 
-from steps.probes.facts import Fact, ProbeError
+from steps.probes.facts import Fact, Outcome, ProbeError
 from steps.probes.waiting import poll
 
 HOST = "127.0.0.1"
+T = TypeVar("T")
 TIMEOUT_S = 3.0
 
 
@@ -43,30 +44,39 @@ def _refusal(error: Exception) -> str:
     return text
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What became of one command: allowed (with the reply) or refused (with the error)."""
+# What the server says no with (ACL, a wrong password, a command it refuses), and what means it did
+# not answer at all.
+REFUSALS = (AuthenticationError, NoPermissionError, ResponseError)
+UNREACHABLE = (ConnectionError, TimeoutError)
 
-    allowed: bool
-    reply: str
 
-    @property
-    def refused_by_acl(self) -> bool:
-        return not self.allowed and self.reply.startswith(("NOPERM", "WRONGPASS", "NOAUTH"))
+def attempt(port: int, user: str | None, password: str | None, probe: str, work: Callable[[redis.Redis], T]
+            ) -> T | Outcome:
+    """`work` on a connection as `user`: its result, or a refused Outcome when the server refuses
+    (ACL, password, command); raises ProbeError when Redis does not answer at all."""
+    try:
+        with connect(port, user, password) as conn:
+            return work(conn)
+    except REFUSALS as error:
+        return Outcome(False, _refusal(error))
+    except UNREACHABLE as error:
+        raise ProbeError(f"redis 127.0.0.1:{port} did not answer {probe!r}: {error}") from error
+
+
+def ask(port: int, user: str | None, password: str | None, probe: str, work: Callable[[redis.Redis], T]) -> T:
+    """`work` on a connection as `user`, for a probe that needs the answer (an admin read, a value
+    written on purpose): a refusal or no answer at all is one ProbeError naming both."""
+    result = attempt(port, user, password, probe, work)
+    if isinstance(result, Outcome) and not result.allowed:
+        raise ProbeError(f"redis 127.0.0.1:{port} as {user or 'no user'}: {probe!r} refused: {result.reply}")
+    return result
 
 
 def run(port: int, user: str | None, password: str | None, *command: str) -> Fact:
     """Run one command as `user`; the Fact's value is an Outcome. Raises ProbeError when Redis does
     not answer at all."""
     probe = " ".join(command)
-    try:
-        with connect(port, user, password) as conn:
-            reply = conn.execute_command(*command)
-        outcome = Outcome(True, str(reply))
-    except (AuthenticationError, NoPermissionError, ResponseError) as error:
-        outcome = Outcome(False, _refusal(error))
-    except (ConnectionError, TimeoutError) as error:
-        raise ProbeError(f"redis 127.0.0.1:{port} did not answer {probe!r}: {error}") from error
+    outcome = attempt(port, user, password, probe, lambda conn: Outcome(True, str(conn.execute_command(*command))))
     return Fact(probe, _where(port, user), outcome, raw=outcome.reply[:500])
 
 
@@ -79,18 +89,13 @@ def ping(port: int, user: str | None, password: str | None) -> Fact:
 
 def config(port: int, admin_password: str, name: str) -> Fact:
     """CONFIG GET `name` as admin, read from the running server."""
-    try:
-        with connect(port, "admin", admin_password) as conn:
-            value = conn.config_get(name).get(name)
-    except (ConnectionError, TimeoutError, ResponseError) as error:
-        raise ProbeError(f"redis 127.0.0.1:{port}: CONFIG GET {name} failed: {error}") from error
+    value = ask(port, "admin", admin_password, f"CONFIG GET {name}", lambda conn: conn.config_get(name).get(name))
     return Fact(f"CONFIG GET {name}", _where(port, "admin"), value)
 
 
 def acl_users(port: int, admin_password: str) -> Fact:
     """ACL USERS as admin: the set of users the running server knows."""
-    with connect(port, "admin", admin_password) as conn:
-        users = conn.acl_users()
+    users = ask(port, "admin", admin_password, "ACL USERS", lambda conn: conn.acl_users())
     return Fact("ACL USERS", _where(port, "admin"), frozenset(users))
 
 
@@ -112,16 +117,14 @@ def write_and_read_back(port: int, user: str, password: str, key_prefix: str) ->
     delete it. observed is an Outcome: allowed when the value came back."""
     key = f"{key_prefix}acceptance-probe:{uuid.uuid4().hex[:12]}"
     probe = f"SET {key} … PX 60000; GET; DEL"
-    try:
-        with connect(port, user, password) as conn:
-            conn.set(key, "probe", px=60_000)
-            value = conn.get(key)
-            conn.delete(key)
-        outcome = Outcome(value == "probe", f"read back {value!r}")
-    except (AuthenticationError, NoPermissionError, ResponseError) as error:
-        outcome = Outcome(False, _refusal(error))
-    except (ConnectionError, TimeoutError) as error:
-        raise ProbeError(f"redis 127.0.0.1:{port} did not answer {probe!r}: {error}") from error
+
+    def work(conn) -> Outcome:
+        conn.set(key, "probe", px=60_000)
+        value = conn.get(key)
+        conn.delete(key)
+        return Outcome(value == "probe", f"read back {value!r}")
+
+    outcome = attempt(port, user, password, probe, work)
     return Fact(probe, _where(port, user), outcome, raw=outcome.reply)
 
 
@@ -139,19 +142,16 @@ def registry_round_trip(port: int, user: str, password: str, ttl_s: int = 60) ->
     instance = uuid.uuid4().hex[:12]
     key = f"registry:services:acceptance-probe:{instance}"
     probe = f"HSET {key} …; EXPIRE {ttl_s}; SCAN MATCH registry:services:acceptance-probe:*; DEL"
-    try:
-        with connect(port, user, password) as conn:
-            conn.hset(key, mapping={"name": "acceptance-probe", "instance_id": instance, "status": "healthy"})
-            conn.expire(key, ttl_s)
-            ttl = conn.ttl(key)
-            found = key in set(conn.scan_iter(match="registry:services:acceptance-probe:*", count=1000))
-            conn.delete(key)
-        observed: object = {"stored": True, "ttl": ttl, "found_by_scan": found}
-    except (AuthenticationError, NoPermissionError, ResponseError) as error:
-        observed = Outcome(False, _refusal(error))
-    except (ConnectionError, TimeoutError) as error:
-        raise ProbeError(f"redis 127.0.0.1:{port} did not answer {probe!r}: {error}") from error
-    return Fact(probe, _where(port, user), observed)
+
+    def work(conn) -> dict:
+        conn.hset(key, mapping={"name": "acceptance-probe", "instance_id": instance, "status": "healthy"})
+        conn.expire(key, ttl_s)
+        ttl = conn.ttl(key)
+        found = key in set(conn.scan_iter(match="registry:services:acceptance-probe:*", count=1000))
+        conn.delete(key)
+        return {"stored": True, "ttl": ttl, "found_by_scan": found}
+
+    return Fact(probe, _where(port, user), attempt(port, user, password, probe, work))
 
 
 # The commands the ecosystem's services run (README: "what each service of the ecosystem uses"),
@@ -178,44 +178,46 @@ def run_as_service(port: int, user: str, password: str, pattern: str, commands: 
     matching `pattern` (its `*` made unique). observed: {"key", "outcomes": {command: Outcome}}; the
     key is deleted at the end whatever happened."""
     key = pattern.replace("*", f"acceptance-{uuid.uuid4().hex[:10]}", 1)
-    outcomes = {}
+    probe = f"{', '.join(commands)} on {key}"
+
+    def work(conn) -> dict:
+        # Each command on its own: a refusal is its outcome, and the next one still runs.
+        outcomes = {name: attempt_on(conn, lambda name=name: Outcome(True, str(conn.execute_command(
+            *SERVICE_COMMANDS[name](key, pattern)))[:200])) for name in commands}
+        attempt_on(conn, lambda: conn.delete(key))  # refused: then nothing was written either
+        return {"key": key, "outcomes": outcomes}
+
+    observed = attempt(port, user, password, probe, work)
+    if isinstance(observed, Outcome):  # refused before any command: the login itself
+        observed = {"key": key, "outcomes": dict.fromkeys(commands, observed)}
+    return Fact(probe, _where(port, user), observed)
+
+
+def attempt_on(conn: redis.Redis, command: Callable[[], T]) -> T | Outcome:
+    """One command on an open connection: its result, or a refused Outcome."""
     try:
-        with connect(port, user, password) as conn:
-            for name in commands:
-                try:
-                    reply = conn.execute_command(*SERVICE_COMMANDS[name](key, pattern))
-                    outcomes[name] = Outcome(True, str(reply)[:200])
-                except (AuthenticationError, NoPermissionError, ResponseError) as error:
-                    outcomes[name] = Outcome(False, _refusal(error))
-            try:
-                conn.delete(key)
-            except (NoPermissionError, ResponseError):
-                pass  # refused: then nothing was written either
-    except (ConnectionError, TimeoutError) as error:
-        raise ProbeError(f"redis 127.0.0.1:{port} did not answer {commands!r} on {key}: {error}") from error
-    return Fact(f"{', '.join(commands)} on {key}", _where(port, user), {"key": key, "outcomes": outcomes})
+        return command()
+    except REFUSALS as error:
+        return Outcome(False, _refusal(error))
 
 
 def write_hash(port: int, user: str, password: str, key: str, fields: dict, ttl_s: int) -> Fact:
     """As `user`, HSET `fields` on `key` and EXPIRE it in `ttl_s` (a service registering itself in
     Redis); observed is an Outcome."""
     probe = f"HSET {key} {' '.join(fields)}; EXPIRE {key} {ttl_s}"
-    try:
-        with connect(port, user, password) as conn:
-            conn.hset(key, mapping=fields)
-            conn.expire(key, ttl_s)
-        outcome = Outcome(True, "stored")
-    except (AuthenticationError, NoPermissionError, ResponseError) as error:
-        outcome = Outcome(False, _refusal(error))
-    except (ConnectionError, TimeoutError) as error:
-        raise ProbeError(f"redis 127.0.0.1:{port} did not answer {probe!r}: {error}") from error
+
+    def work(conn) -> Outcome:
+        conn.hset(key, mapping=fields)
+        conn.expire(key, ttl_s)
+        return Outcome(True, "stored")
+
+    outcome = attempt(port, user, password, probe, work)
     return Fact(probe, _where(port, user), outcome, raw=outcome.reply)
 
 
 def acl_log(port: int, admin_password: str) -> Fact:
     """ACL LOG as admin: the server's recent denials, newest first, as dicts."""
-    with connect(port, "admin", admin_password) as conn:
-        entries = conn.acl_log()
+    entries = ask(port, "admin", admin_password, "ACL LOG", lambda conn: conn.acl_log())
     return Fact("ACL LOG", _where(port, "admin"), entries)
 
 
@@ -242,22 +244,19 @@ def ping_over_tcp_command(host: str, port: int, user: str) -> list[str]:
 
 def set_value(port: int, user: str, password: str, key: str, value: str) -> Fact:
     """SET `key` as `user`, without expiry (for scenarios that must leave data behind on purpose)."""
-    with connect(port, user, password) as conn:
-        reply = conn.set(key, value)
+    reply = ask(port, user, password, f"SET {key}", lambda conn: conn.set(key, value))
     return Fact(f"SET {key} {value}", _where(port, user), reply)
 
 
 def get_value(port: int, user: str, password: str, key: str) -> Fact:
     """GET `key` as `user`."""
-    with connect(port, user, password) as conn:
-        value = conn.get(key)
+    value = ask(port, user, password, f"GET {key}", lambda conn: conn.get(key))
     return Fact(f"GET {key}", _where(port, user), value)
 
 
 def acl_user_flags(port: int, admin_password: str, user: str) -> Fact:
     """ACL GETUSER `user` as admin: the user's flags as the running server holds them (e.g. off)."""
-    with connect(port, "admin", admin_password) as conn:
-        found = conn.acl_getuser(user)
+    found = ask(port, "admin", admin_password, f"ACL GETUSER {user}", lambda conn: conn.acl_getuser(user))
     return Fact(f"ACL GETUSER {user}", _where(port, "admin"), sorted((found or {}).get("flags", [])))
 
 
@@ -279,9 +278,9 @@ def timed_ping(port: int, user: str, password: str, timeout: float) -> Fact:
 def stored_instance(port: int, user: str, password: str, key: str) -> Fact:
     """As `user`: is `key` found by SCAN MATCH on its prefix, its TTL and its fields."""
     prefix = key.rsplit(":", 1)[0] + ":*"
-    with connect(port, user, password) as conn:
-        found = key in set(conn.scan_iter(match=prefix, count=1000))
-        observed = {"found_by_scan": found, "ttl": conn.ttl(key), "fields": conn.hgetall(key)}
+    observed = ask(port, user, password, f"SCAN MATCH {prefix}; TTL; HGETALL {key}", lambda conn: {
+        "found_by_scan": key in set(conn.scan_iter(match=prefix, count=1000)), "ttl": conn.ttl(key),
+        "fields": conn.hgetall(key)})
     return Fact(f"SCAN MATCH {prefix}; TTL; HGETALL {key}", _where(port, user), observed)
 
 
