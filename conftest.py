@@ -47,12 +47,6 @@ def pytest_addoption(parser):
                     help="seconds to wait for every service to be healthy (env TSE_WAIT_TIMEOUT; default 180)")
 
 
-def _runs_features(config) -> bool:
-    features = ROOT / "features"
-    args = [Path(a.split("::")[0]).resolve() for a in config.args] or [Path.cwd()]
-    return any(a == features or features in a.parents or a in features.parents for a in args)
-
-
 def _register_feature_tags(config) -> None:
     """Gherkin tags become markers; register them so `-m checklist_1_5` works without warnings."""
     for tag in sorted(set().union(*declared_scenarios(ROOT / "features").values())):
@@ -63,7 +57,9 @@ def _register_feature_tags(config) -> None:
 def pytest_configure(config):
     """Plain `pytest features/` writes the evidence reports; explicit options win."""
     _register_feature_tags(config)
-    if not _runs_features(config) or hasattr(config, "workerinput"):
+    from steps.stack_fixtures import runs_features  # a plugin: imported by pytest_plugins first
+
+    if not runs_features(config) or hasattr(config, "workerinput"):
         return
     REPORTS.mkdir(exist_ok=True)
     option = config.option

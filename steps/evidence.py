@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 from dataclasses import dataclass, field
 
 import pytest
@@ -106,16 +105,11 @@ def pytest_runtest_makereport(item, call):
     report.extras = extras
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_sessionfinish(session):
-    """Add each step's evidence to the Cucumber JSON pytest-bdd has just written, as the step's
-    `output` (the field Cucumber reporters show under a step)."""
-    path = getattr(session.config.option, "cucumber_json_path", None)
-    recorded = session.config.stash.get(RUN_EVIDENCE_KEY, {})
-    if not path or not recorded or not os.path.exists(path):
-        return
-    with open(path) as file:
-        features = json.load(file)
+def add_step_outputs(features: list, config) -> None:
+    """Add each step's evidence to the Cucumber JSON pytest-bdd wrote (parsed: `features`), as the
+    step's `output` (the field Cucumber reporters show under a step). steps/signoff.py owns the
+    file and calls this before it writes it back."""
+    recorded = config.stash.get(RUN_EVIDENCE_KEY, {})
     for feature in features:
         for element in feature.get("elements", []):
             found = recorded.get(element.get("id"))
@@ -128,5 +122,3 @@ def pytest_sessionfinish(session):
                 facts_list = by_text.get(f"{step['keyword']} {step['name']}")
                 if facts_list:
                     step["output"] = [str(fact) for fact in facts_list.pop(0)]
-    with open(path, "w") as file:
-        json.dump(features, file, indent=2)

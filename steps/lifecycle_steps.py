@@ -4,23 +4,11 @@ from __future__ import annotations
 
 import uuid
 
-import pytest
 from psycopg import sql
 from pytest_bdd import given, parsers, then, when
 
 from steps.expect import expect
 from steps.probes import Fact, docker_engine, postgres_server, redis_server
-
-
-def pytest_collection_modifyitems(config, items):
-    from steps.stack_fixtures import attach_mode
-
-    if attach_mode(config):
-        skip = pytest.mark.skip(reason="attach mode: scenarios that stop and start services never run on a stack "
-                                       "this run did not start")
-        for item in items:
-            if item.get_closest_marker("changes_stack"):
-                item.add_marker(skip)
 
 
 def _marker_table(schema: str) -> sql.Identifier:

@@ -15,6 +15,7 @@ import pytest
 
 from steps import checklist
 from steps.checklist import FAILED, NOT_RUN, PASSED, ScenarioResult
+from steps.evidence import add_step_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 FEATURES = ROOT / "features"
@@ -169,10 +170,12 @@ def pytest_sessionfinish(session):
 
 
 def _complete_cucumber(path: Path, items: list) -> None:
-    """One element per scenario: add those pytest-bdd skipped before their first step, steps skipped."""
-    if not path.exists():
+    """The one rewrite of the Cucumber JSON pytest-bdd wrote: each step's evidence as its output, and
+    one element per scenario (those pytest-bdd skipped before their first step added, steps skipped)."""
+    if not path.exists() or not items:
         return
     features = json.loads(path.read_text())
+    add_step_outputs(features, items[0].config)
     present = {(f.get("uri"), e.get("name")): e for f in features for e in f.get("elements", [])}
     by_uri = {f.get("uri"): f for f in features}
     for item in items:

@@ -205,7 +205,8 @@ def _launcher(config) -> StackLauncher:
     return config.stash[LAUNCHER_KEY]
 
 
-def _runs_features(config) -> bool:
+def runs_features(config) -> bool:
+    """Whether this pytest run collects the acceptance suite (features/), not only the suite's own tests."""
     args = [Path(a.split("::")[0]).resolve() for a in config.args] or [Path.cwd()]
     return any(a == FEATURES or FEATURES in a.parents or a in FEATURES.parents for a in args)
 
@@ -214,7 +215,7 @@ def _runs_features(config) -> bool:
 def pytest_collection(session):
     """Up mode: start the stack now, so it comes up while pytest imports and collects."""
     config = session.config
-    if config.option.collectonly or not _runs_features(config) or attach_mode(config):
+    if config.option.collectonly or not runs_features(config) or attach_mode(config):
         return
     launcher = _launcher(config)
     try:
@@ -247,11 +248,17 @@ def pytest_sessionfinish(session):
 
 def pytest_collection_modifyitems(config, items):
     """Scenarios that stop and start services run last, so they cannot disturb the others; the one
-    that removes the volumes runs very last."""
+    that removes the volumes runs very last. In attach mode they never run (skipped, with why)."""
     def rank(item) -> int:
         return 2 if item.get_closest_marker("removes_volumes") else 1 if item.get_closest_marker("changes_stack") else 0
 
     items.sort(key=rank)
+    if attach_mode(config):
+        skip = pytest.mark.skip(reason="attach mode: scenarios that stop and start services never run on a stack "
+                                       "this run did not start")
+        for item in items:
+            if item.get_closest_marker("changes_stack"):
+                item.add_marker(skip)
 
 
 def pytest_report_header(config):
