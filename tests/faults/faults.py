@@ -54,6 +54,7 @@ PG_CONF = "infra/postgres/postgresql.conf"
 PG_HBA = "infra/postgres/pg_hba.conf"
 INIT_SQL = "infra/postgres/init/01-init-schemas.sql"
 REGISTRY_APP = "infra/service-registry/registry/app.py"
+REGISTRY_ROUTES = "infra/service-registry/registry/routes.py"
 REGISTRY_STORE = "infra/service-registry/registry/store.py"
 REGISTRY_MODELS = "infra/service-registry/registry/models.py"
 ENV_EXAMPLE = ".env.example"
@@ -237,19 +238,19 @@ FAULTS = [
 
     # Section 4: the service registry
     fault("registry-deregister-always-204", "DELETE answers 204 even for an unknown instance",
-          [(REGISTRY_APP, r"if not store\.delete\(name, instance_id\):",
+          [(REGISTRY_ROUTES, r"if not store\.delete\(name, instance_id\):",
             "if not (store.delete(name, instance_id) or True):")],
           {"checklist_4_1"}),
     fault("registry-status-filter-ignored", "discovery ignores ?status=",
-          [(REGISTRY_APP, r"            instances = \[i for i in instances if i\[\"status\"\] == status\]\n",
-            "            pass\n")],
+          [(REGISTRY_ROUTES, r"        instances = \[i for i in instances if i\[\"status\"\] == status\]\n",
+            "        pass\n")],
           {"checklist_4_2"}),
     fault("registry-ttl-ignored", "instances stored without a TTL: silent ones never disappear",
           [(REGISTRY_STORE, r"            pipe\.expire\(k, ttl_s\)\n            existed", "            existed"),
            (REGISTRY_STORE, r"                    pipe\.expire\(k, ttl_s\)\n", "")],
           {"checklist_4_3", "checklist_4_5"}),
     fault("registry-health-always-200", "a /health that answers 200 even when Redis is away",
-          [(REGISTRY_APP, r'"reason": f"Redis is unavailable: \{error\}"\}, status_code=503\)',
+          [(REGISTRY_ROUTES, r'"reason": f"Redis is unavailable: \{error\}"\}, status_code=503\)',
             '"reason": f"Redis is unavailable: {error}"}, status_code=200)')],
           {"registry_outage"}),
     fault("registry-infrastructure-written-once", "infrastructure status written once at start, never probed again",

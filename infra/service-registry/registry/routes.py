@@ -1,0 +1,104 @@
+"""The registry's REST endpoints: registration, heartbeat, deregistration, discovery and health."""
+from __future__ import annotations
+
+from typing import Optional
+
+import redis
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from registry.deps import RegistryState, authorised, state
+from registry.models import Heartbeat, Registration, instance_fields, instance_view
+from registry.store import now_rfc3339
+
+router = APIRouter()
+
+
+@router.post("/api/v1/services", status_code=201, dependencies=[Depends(authorised)])
+def register(body: Registration, response: Response, registry: RegistryState = Depends(state)):
+    store, metrics = registry.store, registry.metrics
+    ttl = body.ttl_seconds or registry.settings.default_ttl_s
+    body = body.model_copy(update={"ttl_seconds": ttl, "instance_id": body.instance_id or body.name})
+    fields = instance_fields(body, now_rfc3339(), store.registered_at(body.name, body.instance_id))
+    replaced = store.put(fields, ttl)
+    metrics.registrations.labels("replaced" if replaced else "new").inc()
+    response.status_code = 200 if replaced else 201
+    return instance_view(fields)
+
+
+@router.put("/api/v1/services/{name}/instances/{instance_id}/heartbeat", dependencies=[Depends(authorised)])
+def heartbeat(name: str, instance_id: str, body: Optional[Heartbeat] = None,
+              registry: RegistryState = Depends(state)):
+    fields = registry.store.heartbeat(name, instance_id, body.status if body else None,
+                                      registry.settings.default_ttl_s)
+    if fields is None:
+        registry.metrics.heartbeats.labels("unknown").inc()
+        raise HTTPException(status_code=404, detail=f"no live instance {instance_id} of {name}: register again")
+    registry.metrics.heartbeats.labels("renewed").inc()
+    return instance_view(fields)
+
+
+@router.delete("/api/v1/services/{name}/instances/{instance_id}", status_code=204,
+               dependencies=[Depends(authorised)])
+def deregister(name: str, instance_id: str, registry: RegistryState = Depends(state)):
+    store = registry.store
+    if not store.delete(name, instance_id):
+        raise HTTPException(status_code=404, detail=f"no instance {instance_id} of {name}")
+    registry.seen.discard(f"registry:services:{name}:{instance_id}")
+    return Response(status_code=204)
+
+
+@router.get("/api/v1/services")
+def services(registry: RegistryState = Depends(state)):
+    summary = {}
+    for instance in registry.read_all():
+        entry = summary.setdefault(instance["name"], {"name": instance["name"], "instances": 0, "healthy": 0})
+        entry["instances"] += 1
+        entry["healthy"] += instance.get("status") == "healthy"
+    return {"services": sorted(summary.values(), key=lambda s: s["name"])}
+
+
+@router.get("/api/v1/services/{name}")
+def service(name: str, status: Optional[str] = Query(default=None, max_length=32),
+            registry: RegistryState = Depends(state)):
+    instances = [instance_view(i) for i in registry.store.instances(name) if i.get("name") == name]
+    if status:
+        instances = [i for i in instances if i["status"] == status]
+    if not instances:
+        raise HTTPException(status_code=404, detail=f"no live instance of {name}" + (
+            f" with status {status}" if status else ""))
+    return {"name": name, "instances": sorted(instances, key=lambda i: i["instance_id"] or "")}
+
+
+def summaries(instances):
+    return [{"name": i["name"], "instance": i["instance_id"], "status": i["status"],
+             "last_heartbeat": i["last_heartbeat"], "version": i["version"], "metadata": i["metadata"]}
+            for i in sorted((instance_view(i) for i in instances), key=lambda v: (v["name"], v["instance_id"]))]
+
+
+@router.get("/health")
+def health(registry: RegistryState = Depends(state)):
+    try:
+        registry.store.ping()
+        instances = registry.read_all()
+    except redis.RedisError as error:
+        registry.metrics.redis_errors.inc()
+        return JSONResponse({"status": "unhealthy", "timestamp": now_rfc3339(),
+                             "reason": f"Redis is unavailable: {error}"}, status_code=503)
+    return {"status": "healthy", "timestamp": now_rfc3339(), "services": summaries(instances)}
+
+
+@router.get("/health/{name}")
+def health_of(name: str, registry: RegistryState = Depends(state)):
+    instances = [i for i in registry.store.instances(name) if i.get("name") == name]
+    if not instances:
+        raise HTTPException(status_code=404, detail=f"no live instance of {name}")
+    views = summaries(instances)
+    status = "healthy" if any(v["status"] == "healthy" for v in views) else "unhealthy"
+    return {"name": name, "status": status, "timestamp": now_rfc3339(), "instances": views}
+
+
+@router.get("/metrics")
+def prometheus_metrics(registry: RegistryState = Depends(state)):
+    return PlainTextResponse(generate_latest(registry.metrics.registry), media_type=CONTENT_TYPE_LATEST)
