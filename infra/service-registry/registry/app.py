@@ -72,6 +72,11 @@ def create_app(settings: Optional[Settings] = None, client: Optional[redis.Redis
         metrics.requests.labels(request.method, route, str(response.status_code)).inc()
         return response
 
+    add_error_handlers(app, metrics)
+    return app
+
+
+def add_error_handlers(app: FastAPI, metrics: Metrics) -> None:
     @app.exception_handler(redis.RedisError)
     async def redis_unavailable(request: Request, error: redis.RedisError):
         metrics.redis_errors.inc()
@@ -88,5 +93,3 @@ def create_app(settings: Optional[Settings] = None, client: Optional[redis.Redis
         # Nothing a client sends may produce a 500: log the bug, answer that the service cannot serve it.
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return JSONResponse({"detail": "the registry could not process this request"}, status_code=503)
-
-    return app

@@ -1,0 +1,113 @@
+"""What the routes depend on: the service's state (settings, store, Redis, metrics, change signal)
+and the reads that wait for a change or probe a dependency within a deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from typing import Callable, Optional, Tuple
+
+import redis
+from fastapi import HTTPException, Request
+from starlette.concurrency import run_in_threadpool
+
+from configsvc.metrics import Metrics
+from configsvc.model import Row, canonical_environment, check_key, check_service, resolve
+from configsvc.notifier import ChangeListener, ChangeSignal, Notifier
+from configsvc.settings import Settings
+from configsvc.store import Store
+
+HEALTH_TIMEOUT_S = 2.0  # each dependency's probe: /health answers within ~2 s even when one hangs
+MAX_HANGING_PROBES = 4  # probes still stuck in a hung dependency; past this, it is reported down at once
+RECHECK_S = 1.0  # a waiting request reads again at least this often, signalled or not
+
+
+class ConfigState:
+    """One per app: what every route reads and writes through."""
+
+    def __init__(self, settings: Settings, store: Store, client: redis.Redis):
+        self.settings, self.store, self.client = settings, store, client
+        self.default_environment = canonical_environment(settings.default_environment)
+        self.metrics, self.signal = Metrics(), ChangeSignal()
+        self.notifier = Notifier(client, self.signal, self.metrics)
+        self.listener = ChangeListener(client, self.signal)
+        self.hanging = threading.BoundedSemaphore(MAX_HANGING_PROBES)
+
+    def locate(self, key: str, environment: Optional[str], service: Optional[str]) -> Tuple[str, str]:
+        """(environment, service) of a request after checking them and the key; raises Invalid."""
+        check_key(key)
+        return canonical_environment(environment, self.default_environment), check_service(service)
+
+    def lookup(self, environment: str, key: str, service: str) -> Optional[Row]:
+        """The row `service` sees for `key` in `environment` (its own over the environment-wide one)."""
+        return resolve(self.store.get_rows(environment, key, ["", service] if service else [""]), service)
+
+    def exact_row(self, environment: str, service: str, key: str) -> Optional[Row]:
+        rows = self.store.get_rows(environment, key, [service])
+        return rows[0] if rows else None
+
+    async def wait_for_change(
+        self, environment: str, key: str, service: str, after: int, timeout_s: float
+    ) -> Optional[Row]:
+        """The resolved row once its version exceeds `after` (a missing key counts as 0); None at the timeout."""
+        deadline = time.monotonic() + timeout_s
+        with self.signal.watching(environment, key) as changed, self.metrics.waiting.track_inprogress():
+            while True:
+                changed.clear()  # before reading: a change landing after the read still wakes the wait below
+                row = await run_in_threadpool(self.lookup, environment, key, service)
+                if (row.version if row else 0) > after:
+                    return row
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(changed.wait(), min(RECHECK_S, remaining))
+
+    def in_daemon_thread(self, check: Callable[[], object]) -> asyncio.Future:
+        """A future of check(), run in a daemon thread: one that hangs holds up neither /health nor the
+        process's exit (run_in_threadpool cannot be abandoned, an executor's threads are joined at exit)."""
+        loop, future = asyncio.get_running_loop(), asyncio.get_running_loop().create_future()
+
+        def settle(setter: Callable, value) -> None:
+            if not future.done():  # not abandoned at the timeout meanwhile
+                setter(value)
+
+        def run() -> None:
+            try:
+                outcome = (future.set_result, check())
+            except Exception as error:  # noqa: BLE001 - handed to the waiting coroutine
+                outcome = (future.set_exception, error)
+            finally:
+                self.hanging.release()
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits for this any more
+                loop.call_soon_threadsafe(settle, *outcome)
+
+        if not self.hanging.acquire(blocking=False):
+            future.set_exception(TimeoutError(f"{MAX_HANGING_PROBES} earlier probes have not answered yet"))
+            return future
+        threading.Thread(target=run, name="health-probe", daemon=True).start()
+        return future
+
+    async def probe(self, check: Callable[[], object]) -> dict:
+        """{"status": "healthy", "latency_ms"} or {"status": "unhealthy", "error"}, within HEALTH_TIMEOUT_S even
+        when the dependency hangs."""
+        started = time.perf_counter()
+        try:
+            await asyncio.wait_for(self.in_daemon_thread(check), HEALTH_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            return {"status": "unhealthy", "error": f"no answer within {HEALTH_TIMEOUT_S:g} s"}
+        except Exception as error:  # noqa: BLE001 - whatever failed, the dependency is down, and why is reported
+            return {"status": "unhealthy", "error": " ".join(str(error).split())[:300] or type(error).__name__}
+        return {"status": "healthy", "latency_ms": round((time.perf_counter() - started) * 1000, 1)}
+
+
+def state(request: Request) -> ConfigState:
+    return request.app.state.config
+
+
+def not_found(key: str, environment: str, service: str) -> HTTPException:
+    return HTTPException(
+        status_code=404, detail=f"no parameter {key} in {environment}" + (f" for service {service}" if service else "")
+    )
