@@ -123,7 +123,8 @@ FAULTS = [
            (INIT_SQL, r"ON FUNCTION public\.health_check\(\)", "ON FUNCTION public.health_probe()")],
           {"checklist_2_3", "checklist_2_6"}),
     fault("postgres-schema-missing", "the trading schema missing",
-          [(INIT_SQL, r"\Z", "\nDROP SCHEMA trading CASCADE;\n")], {"checklist_2_4", "checklist_2_6"}),
+          [(INIT_SQL, r"\Z", "\nDROP SCHEMA trading CASCADE;\n")],
+          {"checklist_2_4", "checklist_2_6", "checklist_E_2"}),  # E.2: trading-engine-py's role lands nowhere
     fault("postgres-cross-domain-grant", "a domain role granted rights on another domain's schema",
           [(INIT_SQL, r"\Z", "\nGRANT USAGE, CREATE ON SCHEMA exchange TO market_data_adapter;\n")],
           {"checklist_2_4"}),
@@ -205,7 +206,7 @@ FAULTS = [
     # Section 6: configuration service
     fault("config-values-not-validated", "a value stored as sent, whatever its type",
           [(CONFIG_MODEL, r"text = FORMATTERS\[type_\]\(value\)", "text = str(value)")],
-          {"checklist_6_3", "checklist_6_6"}),
+          {"checklist_6_3", "checklist_6_6", "checklist_E_3"}),  # E.3: booleans "True", not "true"
     fault("config-history-not-written", "changes stored without their history",
           [(CONFIG_STORE, r"cur\.execute\(INSERT_HISTORY, ", "None and cur.execute(INSERT_HISTORY, ")],
           {"checklist_6_3"}),
