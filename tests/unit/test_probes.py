@@ -118,7 +118,9 @@ def taken(monkeypatch):
 
 
 def _settings(port: int, explicit=frozenset()) -> StackSettings:
-    values = {**stack_module.DEFAULTS, "REDIS_HOST_PORT": str(port), "POSTGRES_HOST_PORT": "0"}
+    # Every other port free now, whatever else runs on this machine (a stack on the default ports).
+    free = {variable: str(stack_module.free_port()) for variable in stack_module.PORT_VARIABLES}
+    values = {**stack_module.DEFAULTS, **free, "REDIS_HOST_PORT": str(port)}
     return StackSettings(values=values, explicit=frozenset(explicit))
 
 

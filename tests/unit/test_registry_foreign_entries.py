@@ -27,17 +27,6 @@ def risk_monitor_hash(now: float) -> dict:
             "registered_at": str(now), "last_heartbeat": str(now)}
 
 
-@pytest.fixture
-def redis_client():
-    return fakeredis.FakeRedis(decode_responses=True)
-
-
-@pytest.fixture
-def client(redis_client):
-    with TestClient(create_app(Settings(), redis_client)) as test_client:
-        yield test_client
-
-
 def write_directly(redis_client, key=DIRECT_KEY, fields=None, ttl=90):
     redis_client.hset(key, mapping=fields or risk_monitor_hash(time.time()))
     redis_client.expire(key, ttl)

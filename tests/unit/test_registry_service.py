@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import time
 
-import fakeredis
 import pytest
 from fastapi.testclient import TestClient
 
@@ -19,17 +18,6 @@ SIBLING = {
                   "health": "http://risk-monitor:8080/api/v1/health", "metrics": "http://risk-monitor:8080/metrics"},
     "metadata": {"environment": "docker", "capabilities": ["http", "grpc"]},
 }
-
-
-@pytest.fixture
-def redis_client():
-    return fakeredis.FakeRedis(decode_responses=True)
-
-
-@pytest.fixture
-def client(redis_client):
-    with TestClient(create_app(Settings(), redis_client)) as test_client:
-        yield test_client
 
 
 def test_sibling_payload_registers_with_the_fields_siblings_read(client, redis_client):
