@@ -10,7 +10,7 @@ import pytest
 from steps.checklist import declared_scenarios
 
 pytest_plugins = [
-    "steps.stack_fixtures",
+    "steps.harness.fixtures",
     "steps.evidence",
     "steps.signoff",
     "steps.docker_steps",
@@ -57,7 +57,7 @@ def _register_feature_tags(config) -> None:
 def pytest_configure(config):
     """Plain `pytest features/` writes the evidence reports; explicit options win."""
     _register_feature_tags(config)
-    from steps.stack_fixtures import runs_features  # a plugin: imported by pytest_plugins first
+    from steps.harness.fixtures import runs_features  # a plugin: imported by pytest_plugins first
 
     if not runs_features(config) or hasattr(config, "workerinput"):
         return

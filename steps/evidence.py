@@ -65,7 +65,7 @@ def _facts_html(evidence: Evidence) -> str:
 
 def _stack_state_html(item) -> str:
     """The health output and last log lines of every service, for a failed scenario."""
-    from steps.stack_fixtures import STACK_KEY
+    from steps.harness.fixtures import STACK_KEY
 
     stack = item.config.stash.get(STACK_KEY, None)
     if stack is None:

@@ -11,10 +11,10 @@ import yaml
 from pytest_bdd import given, parsers, then, when
 
 from steps.expect import Mismatches, expect, expect_eventually
+from steps.harness.fixtures import TELEMETRY_PROFILE
 from steps.probes import Fact, ProbeError, docker_engine, http_api, prometheus_server, telemetry_files
 from steps.probes.telemetry_files import dig
 from steps.probes.waiting import poll
-from steps.stack_fixtures import TELEMETRY_PROFILE
 
 PROMETHEUS_SERVICE = "prometheus"
 COLLECTOR_FILE = "infra/otel-collector/config.yaml"

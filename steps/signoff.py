@@ -82,8 +82,8 @@ def pytest_runtest_makereport(item, call):
 
 def _capture_stack_facts(config) -> None:
     """Image IDs and versions, read once while the stack is up (it is gone by the end of the run)."""
+    from steps.harness.fixtures import STACK_KEY
     from steps.probes import docker_engine
-    from steps.stack_fixtures import STACK_KEY
 
     run = config.stash[RUN_KEY]
     stack = config.stash.get(STACK_KEY, None)
@@ -132,7 +132,7 @@ def checklist_items(config) -> list:
         run["duration"] = f"{time.monotonic() - run['monotonic']:.1f} s"
         run.setdefault("commit", _commit())
         if "mode" not in run:
-            from steps.stack_fixtures import attach_mode
+            from steps.harness.fixtures import attach_mode
 
             run["mode"] = "attach" if attach_mode(config) else "up"
         reports = _reports_dir(config)

@@ -13,9 +13,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from steps.harness.isolation import free_port
+from steps.harness.isolation import free_subnet_prefix as stack_free_subnet_prefix
+from steps.harness.settings import PORT_VARIABLES
 from steps.probes import docker_engine
-from steps.probes.stack import PORT_VARIABLES, free_port
-from steps.probes.stack import free_subnet_prefix as stack_free_subnet_prefix
 
 ROOT = Path(__file__).resolve().parents[1]
 COPY_IGNORE = shutil.ignore_patterns(".git", ".venv", "reports", "__pycache__", ".pytest_cache", ".env", ".stack")

@@ -23,8 +23,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from steps.harness.compose import compose_for  # noqa: E402
+from steps.harness.settings import StackSettings  # noqa: E402
 from steps.probes import ProbeError, StackError, docker_engine  # noqa: E402
-from steps.probes.stack import StackSettings, compose_for  # noqa: E402
 from steps.probes.start_order import StartRecorder, load_record, record_path  # noqa: E402
 from steps.probes.waiting import WaitTimeout, wait_until  # noqa: E402
 

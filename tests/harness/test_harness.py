@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
+from steps.harness.settings import PORT_VARIABLES
 from steps.probes import docker_engine
-from steps.probes.stack import PORT_VARIABLES
 from steps.probes.waiting import wait_until
 from tests.acceptance_copy import (
     copy_repository,

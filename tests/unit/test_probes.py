@@ -10,9 +10,11 @@ import pytest
 
 from steps.evidence import Evidence
 from steps.expect import Mismatches, expect
+from steps.harness import isolation as isolation_module
+from steps.harness import settings as settings_module
+from steps.harness.isolation import isolate
+from steps.harness.settings import StackSettings, read_env_file
 from steps.probes import Fact, StackError, redis_server
-from steps.probes import stack as stack_module
-from steps.probes.stack import StackSettings, isolate, read_env_file
 from steps.probes.waiting import WaitTimeout, poll, wait_until
 from tests.faults.faults import FAULTS, Edit, Fault
 
@@ -107,7 +109,7 @@ class _FakeNetworks:
 def taken(monkeypatch):
     """A fake engine holding network trading-ecosystem on 172.20.0.0/16, and port 127.0.0.1:P busy."""
     fake = type("Engine", (), {"networks": _FakeNetworks({"trading-ecosystem"}, ["172.20.0.0/16"])})()
-    monkeypatch.setattr(stack_module.docker_engine, "client", lambda: fake)
+    monkeypatch.setattr(isolation_module.docker_engine, "client", lambda: fake)
     import socket
 
     busy = socket.socket()
@@ -119,8 +121,8 @@ def taken(monkeypatch):
 
 def _settings(port: int, explicit=frozenset()) -> StackSettings:
     # Every other port free now, whatever else runs on this machine (a stack on the default ports).
-    free = {variable: str(stack_module.free_port()) for variable in stack_module.PORT_VARIABLES}
-    values = {**stack_module.DEFAULTS, **free, "REDIS_HOST_PORT": str(port)}
+    free = {variable: str(isolation_module.free_port()) for variable in settings_module.PORT_VARIABLES}
+    values = {**settings_module.DEFAULTS, **free, "REDIS_HOST_PORT": str(port)}
     return StackSettings(values=values, explicit=frozenset(explicit))
 
 

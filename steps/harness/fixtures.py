@@ -15,11 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from steps.harness.compose import ComposeStack, compose_for, new_workdir
+from steps.harness.isolation import isolate
+from steps.harness.settings import ROOT, StackSettings
 from steps.probes import StackError, docker_engine
-from steps.probes.stack import ROOT, ComposeStack, StackSettings, compose_for, isolate, new_workdir
 from steps.probes.start_order import StartRecord, StartRecorder, load_record, record_path
 
-FEATURES = Path(__file__).resolve().parents[1] / "features"
+FEATURES = Path(__file__).resolve().parents[2] / "features"
 # Grafana, Jaeger and the collector: upstream images, started (up mode) only when all are on this machine.
 TELEMETRY_PROFILE = "telemetry"
 

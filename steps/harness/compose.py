@@ -1,202 +1,21 @@
-"""The compose stack under test: its settings, and bringing it up, attaching to it, taking it down.
-
-Up mode runs under a compose project of its own and never touches another project's containers,
-networks or volumes: when the documented ports, network name or subnet are taken by something
-else, it moves to free ones (unless they were set explicitly, then it stops with a clear error).
-Attach mode only reads.
-"""
+"""Driving the stack with docker compose: build what is stale, up in the background with a bounded
+wait, stop and start services, down (with or without volumes), and why a start failed."""
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
-import socket
 import subprocess
 import tempfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 from testcontainers.compose import DockerCompose
 
+from steps.harness.settings import DEFAULTS, ROOT, StackSettings
 from steps.probes import docker_engine
 from steps.probes.facts import StackError
 from steps.probes.waiting import WaitTimeout, wait_until
-
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULTS = {
-    "TSE_NETWORK_NAME": "trading-ecosystem",
-    "TSE_SUBNET_PREFIX": "172.20",
-    "REDIS_HOST_PORT": "6379",
-    "POSTGRES_HOST_PORT": "5432",
-    "REGISTRY_HOST_PORT": "8080",
-    "CONFIG_HOST_PORT": "8090",
-    "PROMETHEUS_HOST_PORT": "9090",
-    # The `telemetry` profile's ports (used only when it runs).
-    "GRAFANA_HOST_PORT": "3000",
-    "JAEGER_UI_HOST_PORT": "16686",
-    "OTEL_GRPC_HOST_PORT": "4317",
-    "OTEL_HTTP_HOST_PORT": "4318",
-    "OTEL_HEALTH_HOST_PORT": "13133",
-    "POSTGRES_DB": "trading_ecosystem",
-}
-PORT_VARIABLES = tuple(variable for variable in DEFAULTS if variable.endswith("_HOST_PORT"))
-
-
-def read_env_file(path: Path) -> dict:
-    """KEY=VALUE lines of an env file (comments and blank lines skipped)."""
-    values = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, _, value = line.partition("=")
-            values[key.strip()] = value.strip().strip("'\"")
-    return values
-
-
-@dataclass(frozen=True)
-class StackSettings:
-    """Where the stack is described and which host resources it claims.
-
-    `values` are the variables compose interpolates: the env file, then the defaults, with the
-    process environment taking precedence as compose itself does. `explicit` names the variables
-    the user set (environment or options), which up mode must not move.
-    """
-
-    mode: str = "up"
-    project: str = "tse-acceptance"
-    compose_file: Path = ROOT / "docker-compose.yml"
-    env_file: Path = ROOT / ".env.example"
-    keep: bool = False
-    wait_timeout: int = 180
-    values: dict = field(default_factory=dict)
-    explicit: frozenset = frozenset()
-
-    @classmethod
-    def resolve(cls, mode="up", project=None, compose_file=None, env_file=None, keep=False,
-                wait_timeout=180, overrides=None) -> "StackSettings":
-        compose_file = Path(compose_file or ROOT / "docker-compose.yml").resolve()
-        if env_file is None:
-            env_file = compose_file.parent / ".env"
-            if not env_file.exists():
-                env_file = compose_file.parent / ".env.example"
-        env_file = Path(env_file).resolve()
-        if not compose_file.exists():
-            raise StackError(f"compose file {compose_file} does not exist. Hint: pass --compose-file.")
-        if not env_file.exists():
-            raise StackError(f"env file {env_file} does not exist. Hint: copy .env.example to .env.")
-        values = {**DEFAULTS, **read_env_file(env_file)}
-        explicit = {k for k in values if k in os.environ}
-        values.update({k: os.environ[k] for k in explicit})
-        for key, value in (overrides or {}).items():
-            if value is not None:
-                values[key] = str(value)
-                explicit.add(key)
-        if project is None:
-            # Up mode runs a project of its own; attach mode tests the stack compose users started,
-            # under the COMPOSE_PROJECT_NAME they set (environment or env file), as compose itself does.
-            project = "tse-acceptance" if mode == "up" else (
-                os.environ.get("COMPOSE_PROJECT_NAME") or values.get("COMPOSE_PROJECT_NAME") or "trading-ecosystem")
-        return cls(mode, project, compose_file, env_file, keep, wait_timeout, values, frozenset(explicit))
-
-    @property
-    def network_name(self) -> str:
-        return self.values["TSE_NETWORK_NAME"]
-
-    @property
-    def subnet(self) -> str:
-        return f"{self.values['TSE_SUBNET_PREFIX']}.0.0/16"
-
-    @property
-    def gateway(self) -> str:
-        return f"{self.values['TSE_SUBNET_PREFIX']}.0.1"
-
-    def address(self, last_two: str) -> str:
-        """The static address ending in `last_two` (e.g. "0.10") on the stack's subnet."""
-        return f"{self.values['TSE_SUBNET_PREFIX']}.{last_two}"
-
-    def port(self, variable: str) -> int:
-        return int(self.values[variable])
-
-    def secret(self, variable: str) -> str:
-        if variable not in self.values:
-            raise StackError(f"{variable} is not set in {self.env_file}. Hint: copy it from .env.example.")
-        return self.values[variable]
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
-def free_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def used_subnets() -> list:
-    """The subnets of every docker network on this engine."""
-    subnets = []
-    for net in docker_engine.client().networks.list():
-        for config in (net.attrs.get("IPAM") or {}).get("Config") or []:
-            if config.get("Subnet"):
-                subnets.append(ipaddress.ip_network(config["Subnet"], strict=False))
-    return subnets
-
-
-def free_subnet_prefix(candidates=range(21, 32)) -> str | None:
-    """The first "172.N" (N from `candidates`) whose /16 overlaps no docker network; None when all do."""
-    used = used_subnets()
-    return next((f"172.{n}" for n in candidates
-                 if not any(ipaddress.ip_network(f"172.{n}.0.0/16").overlaps(u) for u in used)), None)
-
-
-def isolate(settings: StackSettings) -> tuple[StackSettings, list[str]]:
-    """Move the stack off ports, network name and subnet that something else holds.
-
-    Returns the settings to use and a note per change. Raises StackError when a taken resource was
-    set explicitly, naming it and what to do.
-    """
-    values, notes, conflicts = dict(settings.values), [], []
-    for variable in PORT_VARIABLES:
-        port = int(values[variable])
-        if not _port_is_free(port):
-            if variable in settings.explicit:
-                conflicts.append(f"127.0.0.1:{port} ({variable}) is in use")
-            else:
-                values[variable] = str(free_port())
-                notes.append(f"127.0.0.1:{port} is in use, so {variable}={values[variable]}")
-    engine = docker_engine.client()
-    if engine.networks.list(names=[values["TSE_NETWORK_NAME"]]):
-        if "TSE_NETWORK_NAME" in settings.explicit:
-            conflicts.append(f"docker network {values['TSE_NETWORK_NAME']} exists (TSE_NETWORK_NAME)")
-        else:
-            values["TSE_NETWORK_NAME"] = settings.project
-            notes.append(f"network trading-ecosystem exists, so TSE_NETWORK_NAME={settings.project}")
-    wanted = ipaddress.ip_network(f"{values['TSE_SUBNET_PREFIX']}.0.0/16")
-    if any(wanted.overlaps(u) for u in used_subnets()):
-        if "TSE_SUBNET_PREFIX" in settings.explicit:
-            conflicts.append(f"subnet {wanted} overlaps a docker network (TSE_SUBNET_PREFIX)")
-        else:
-            free = free_subnet_prefix()
-            if free is None:
-                conflicts.append("no free 172.21-31.0.0/16 subnet for an isolated stack")
-            else:
-                values["TSE_SUBNET_PREFIX"] = free
-                notes.append(f"subnet {wanted} is in use, so TSE_SUBNET_PREFIX={free}")
-    if conflicts:
-        raise StackError(
-            "cannot bring up an isolated stack: " + "; ".join(conflicts)
-            + ". Hint: stop what holds them, choose other values, or test the running stack with --stack=attach."
-        )
-    return replace(settings, values=values), notes
 
 
 @dataclass

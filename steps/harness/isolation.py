@@ -1,0 +1,89 @@
+"""Up mode runs under a compose project of its own and never touches another project's containers,
+networks or volumes: when the documented ports, network name or subnet are taken by something
+else, it moves to free ones (unless they were set explicitly, then it stops with a clear error)."""
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import replace
+
+from steps.harness.settings import PORT_VARIABLES, StackSettings
+from steps.probes import docker_engine
+from steps.probes.facts import StackError
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def used_subnets() -> list:
+    """The subnets of every docker network on this engine."""
+    subnets = []
+    for net in docker_engine.client().networks.list():
+        for config in (net.attrs.get("IPAM") or {}).get("Config") or []:
+            if config.get("Subnet"):
+                subnets.append(ipaddress.ip_network(config["Subnet"], strict=False))
+    return subnets
+
+
+def free_subnet_prefix(candidates=range(21, 32)) -> str | None:
+    """The first "172.N" (N from `candidates`) whose /16 overlaps no docker network; None when all do."""
+    used = used_subnets()
+    return next((f"172.{n}" for n in candidates
+                 if not any(ipaddress.ip_network(f"172.{n}.0.0/16").overlaps(u) for u in used)), None)
+
+
+def isolate(settings: StackSettings) -> tuple[StackSettings, list[str]]:
+    """Move the stack off ports, network name and subnet that something else holds.
+
+    Returns the settings to use and a note per change. Raises StackError when a taken resource was
+    set explicitly, naming it and what to do.
+    """
+    values, notes, conflicts = dict(settings.values), [], []
+    for variable in PORT_VARIABLES:
+        port = int(values[variable])
+        if not _port_is_free(port):
+            if variable in settings.explicit:
+                conflicts.append(f"127.0.0.1:{port} ({variable}) is in use")
+            else:
+                values[variable] = str(free_port())
+                notes.append(f"127.0.0.1:{port} is in use, so {variable}={values[variable]}")
+    engine = docker_engine.client()
+    if engine.networks.list(names=[values["TSE_NETWORK_NAME"]]):
+        if "TSE_NETWORK_NAME" in settings.explicit:
+            conflicts.append(f"docker network {values['TSE_NETWORK_NAME']} exists (TSE_NETWORK_NAME)")
+        else:
+            values["TSE_NETWORK_NAME"] = settings.project
+            notes.append(f"network trading-ecosystem exists, so TSE_NETWORK_NAME={settings.project}")
+    wanted = ipaddress.ip_network(f"{values['TSE_SUBNET_PREFIX']}.0.0/16")
+    if any(wanted.overlaps(u) for u in used_subnets()):
+        if "TSE_SUBNET_PREFIX" in settings.explicit:
+            conflicts.append(f"subnet {wanted} overlaps a docker network (TSE_SUBNET_PREFIX)")
+        else:
+            free = free_subnet_prefix()
+            if free is None:
+                conflicts.append("no free 172.21-31.0.0/16 subnet for an isolated stack")
+            else:
+                values["TSE_SUBNET_PREFIX"] = free
+                notes.append(f"subnet {wanted} is in use, so TSE_SUBNET_PREFIX={free}")
+    if conflicts:
+        raise StackError(
+            "cannot bring up an isolated stack: " + "; ".join(conflicts)
+            + ". Hint: stop what holds them, choose other values, or test the running stack with --stack=attach."
+        )
+    return replace(settings, values=values), notes
+
+

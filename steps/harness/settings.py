@@ -1,0 +1,111 @@
+"""The settings of the stack under test: the env file's values (ports, subnet, passwords), the
+environment over them, options over both."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from steps.probes.facts import StackError
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULTS = {
+    "TSE_NETWORK_NAME": "trading-ecosystem",
+    "TSE_SUBNET_PREFIX": "172.20",
+    "REDIS_HOST_PORT": "6379",
+    "POSTGRES_HOST_PORT": "5432",
+    "REGISTRY_HOST_PORT": "8080",
+    "CONFIG_HOST_PORT": "8090",
+    "PROMETHEUS_HOST_PORT": "9090",
+    # The `telemetry` profile's ports (used only when it runs).
+    "GRAFANA_HOST_PORT": "3000",
+    "JAEGER_UI_HOST_PORT": "16686",
+    "OTEL_GRPC_HOST_PORT": "4317",
+    "OTEL_HTTP_HOST_PORT": "4318",
+    "OTEL_HEALTH_HOST_PORT": "13133",
+    "POSTGRES_DB": "trading_ecosystem",
+}
+PORT_VARIABLES = tuple(variable for variable in DEFAULTS if variable.endswith("_HOST_PORT"))
+
+
+def read_env_file(path: Path) -> dict:
+    """KEY=VALUE lines of an env file (comments and blank lines skipped)."""
+    values = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """Where the stack is described and which host resources it claims.
+
+    `values` are the variables compose interpolates: the env file, then the defaults, with the
+    process environment taking precedence as compose itself does. `explicit` names the variables
+    the user set (environment or options), which up mode must not move.
+    """
+
+    mode: str = "up"
+    project: str = "tse-acceptance"
+    compose_file: Path = ROOT / "docker-compose.yml"
+    env_file: Path = ROOT / ".env.example"
+    keep: bool = False
+    wait_timeout: int = 180
+    values: dict = field(default_factory=dict)
+    explicit: frozenset = frozenset()
+
+    @classmethod
+    def resolve(cls, mode="up", project=None, compose_file=None, env_file=None, keep=False,
+                wait_timeout=180, overrides=None) -> "StackSettings":
+        compose_file = Path(compose_file or ROOT / "docker-compose.yml").resolve()
+        if env_file is None:
+            env_file = compose_file.parent / ".env"
+            if not env_file.exists():
+                env_file = compose_file.parent / ".env.example"
+        env_file = Path(env_file).resolve()
+        if not compose_file.exists():
+            raise StackError(f"compose file {compose_file} does not exist. Hint: pass --compose-file.")
+        if not env_file.exists():
+            raise StackError(f"env file {env_file} does not exist. Hint: copy .env.example to .env.")
+        values = {**DEFAULTS, **read_env_file(env_file)}
+        explicit = {k for k in values if k in os.environ}
+        values.update({k: os.environ[k] for k in explicit})
+        for key, value in (overrides or {}).items():
+            if value is not None:
+                values[key] = str(value)
+                explicit.add(key)
+        if project is None:
+            # Up mode runs a project of its own; attach mode tests the stack compose users started,
+            # under the COMPOSE_PROJECT_NAME they set (environment or env file), as compose itself does.
+            project = "tse-acceptance" if mode == "up" else (
+                os.environ.get("COMPOSE_PROJECT_NAME") or values.get("COMPOSE_PROJECT_NAME") or "trading-ecosystem")
+        return cls(mode, project, compose_file, env_file, keep, wait_timeout, values, frozenset(explicit))
+
+    @property
+    def network_name(self) -> str:
+        return self.values["TSE_NETWORK_NAME"]
+
+    @property
+    def subnet(self) -> str:
+        return f"{self.values['TSE_SUBNET_PREFIX']}.0.0/16"
+
+    @property
+    def gateway(self) -> str:
+        return f"{self.values['TSE_SUBNET_PREFIX']}.0.1"
+
+    def address(self, last_two: str) -> str:
+        """The static address ending in `last_two` (e.g. "0.10") on the stack's subnet."""
+        return f"{self.values['TSE_SUBNET_PREFIX']}.{last_two}"
+
+    def port(self, variable: str) -> int:
+        return int(self.values[variable])
+
+    def secret(self, variable: str) -> str:
+        if variable not in self.values:
+            raise StackError(f"{variable} is not set in {self.env_file}. Hint: copy it from .env.example.")
+        return self.values[variable]
+
+
