@@ -7,6 +7,7 @@ changes the database.
 from __future__ import annotations
 
 import uuid
+from typing import Callable, TypeVar
 
 import psycopg
 from psycopg import errors, sql
@@ -14,6 +15,7 @@ from psycopg import errors, sql
 from steps.probes.facts import Fact, Outcome, ProbeError
 
 HOST = "127.0.0.1"
+T = TypeVar("T")
 TIMEOUT_S = 5
 
 
@@ -41,6 +43,35 @@ def query(port: int, user: str, password: str, dbname: str, statement: str | sql
     return Fact(text, _where(port, user, dbname), rows)
 
 
+def _login_failure(port: int, error: psycopg.OperationalError) -> Outcome:
+    """A refused login as an Outcome (the server's last line); ProbeError when nothing answered."""
+    message = str(error).strip().splitlines()[-1] if str(error).strip() else repr(error)
+    if "Connection refused" in message or "timeout" in message:
+        raise ProbeError(f"postgres 127.0.0.1:{port} did not answer: {message}") from error
+    return Outcome(False, message)
+
+
+def attempt(port: int, user: str, password: str, dbname: str, work: Callable[[psycopg.Connection], T]
+            ) -> T | Outcome:
+    """`work` on a connection as `user`, rolled back at the end: its result, or a refused Outcome
+    when the login is refused; ProbeError when PostgreSQL does not answer at all."""
+    try:
+        with connect(port, user, password, dbname) as conn:
+            result = work(conn)
+            conn.rollback()
+            return result
+    except psycopg.OperationalError as error:
+        return _login_failure(port, error)
+
+
+def refused_statement(error: psycopg.Error) -> str:
+    return f"{error.sqlstate}: {str(error).strip()}"
+
+
+# A statement the role may not run: not a failure of the probe, an answer.
+PRIVILEGE_ERRORS = (errors.InsufficientPrivilege, errors.InvalidSchemaName)
+
+
 def setting(port: int, user: str, password: str, dbname: str, name: str) -> Fact:
     """SHOW `name`, read from the running server."""
     fact = query(port, user, password, dbname, f"SHOW {name}")
@@ -49,15 +80,8 @@ def setting(port: int, user: str, password: str, dbname: str, name: str) -> Fact
 
 def login(port: int, user: str, password: str, dbname: str) -> Fact:
     """Try to log in; observed is an Outcome (allowed, with the server's current_user, or refused)."""
-    try:
-        with connect(port, user, password, dbname) as conn:
-            who = conn.execute("SELECT current_user").fetchone()[0]
-        outcome = Outcome(True, who)
-    except psycopg.OperationalError as error:
-        message = str(error).strip().splitlines()[-1] if str(error).strip() else repr(error)
-        if "Connection refused" in message or "timeout" in message:
-            raise ProbeError(f"postgres 127.0.0.1:{port} did not answer: {message}") from error
-        outcome = Outcome(False, message)
+    outcome = attempt(port, user, password, dbname,
+                      lambda conn: Outcome(True, conn.execute("SELECT current_user").fetchone()[0]))
     return Fact(f"login as {user}", _where(port, user, dbname), outcome, raw=outcome.reply)
 
 
@@ -95,19 +119,18 @@ def create_table(port: int, user: str, password: str, dbname: str, schema: str) 
     """As `user`, CREATE TABLE in `schema` inside a transaction that is rolled back.
 
     observed is an Outcome: allowed when the table was created, refused with the server's error."""
-    table = f"acceptance_probe_{uuid.uuid4().hex[:8]}"
-    sql = f'CREATE TABLE "{schema}".{table} (id int); ROLLBACK'
-    try:
-        with connect(port, user, password, dbname) as conn:
-            try:
-                conn.execute(f'CREATE TABLE "{schema}".{table} (id int)')
-                outcome = Outcome(True, "created")
-            except (errors.InsufficientPrivilege, errors.InvalidSchemaName) as error:
-                outcome = Outcome(False, f"{error.sqlstate}: {str(error).strip()}")
-            conn.rollback()
-    except psycopg.OperationalError as error:
-        raise ProbeError(f"postgres 127.0.0.1:{port}: cannot connect as {user}: {error}".strip()) from error
-    return Fact(sql, _where(port, user, dbname), outcome, raw=outcome.reply)
+    statement = sql.SQL("CREATE TABLE {} (id int)").format(
+        sql.Identifier(schema, f"acceptance_probe_{uuid.uuid4().hex[:8]}"))
+
+    def work(conn) -> Outcome:
+        try:
+            conn.execute(statement)
+            return Outcome(True, "created")
+        except PRIVILEGE_ERRORS as error:
+            return Outcome(False, refused_statement(error))
+
+    outcome = attempt(port, user, password, dbname, work)
+    return Fact(f"{statement.as_string(None)}; ROLLBACK", _where(port, user, dbname), outcome, raw=outcome.reply)
 
 
 def landing_schema(port: int, user: str, password: str, dbname: str) -> Fact:
@@ -116,25 +139,20 @@ def landing_schema(port: int, user: str, password: str, dbname: str) -> Fact:
 
     observed: {"search_path", "current_schema", "created_in"}, or an Outcome when refused."""
     table = f"acceptance_probe_{uuid.uuid4().hex[:8]}"
-    sql = f"SHOW search_path; SELECT current_schema(); CREATE TABLE {table} (id int); ROLLBACK"
-    try:
-        with connect(port, user, password, dbname) as conn:
-            path = conn.execute("SHOW search_path").fetchone()[0]
-            current = conn.execute("SELECT current_schema()").fetchone()[0]
-            try:
-                conn.execute(f"CREATE TABLE {table} (id int)")
-                created = conn.execute("SELECT table_schema FROM information_schema.tables WHERE table_name = %s",
-                                       (table,)).fetchone()[0]
-            except (errors.InsufficientPrivilege, errors.InvalidSchemaName) as error:
-                created = f"refused: {error.sqlstate}: {str(error).strip()}"
-            conn.rollback()
-        observed: object = {"search_path": path, "current_schema": current, "created_in": created}
-    except psycopg.OperationalError as error:
-        message = str(error).strip().splitlines()[-1] if str(error).strip() else repr(error)
-        if "Connection refused" in message or "timeout" in message:
-            raise ProbeError(f"postgres 127.0.0.1:{port} did not answer: {message}") from error
-        observed = Outcome(False, message)
-    return Fact(sql, _where(port, user, dbname), observed)
+    probe = f"SHOW search_path; SELECT current_schema(); CREATE TABLE {table} (id int); ROLLBACK"
+
+    def work(conn) -> dict:
+        path = conn.execute("SHOW search_path").fetchone()[0]
+        current = conn.execute("SELECT current_schema()").fetchone()[0]
+        try:
+            conn.execute(sql.SQL("CREATE TABLE {} (id int)").format(sql.Identifier(table)))
+            created = conn.execute("SELECT table_schema FROM information_schema.tables WHERE table_name = %s",
+                                   (table,)).fetchone()[0]
+        except PRIVILEGE_ERRORS as error:
+            created = f"refused: {refused_statement(error)}"
+        return {"search_path": path, "current_schema": current, "created_in": created}
+
+    return Fact(probe, _where(port, user, dbname), attempt(port, user, password, dbname, work))
 
 
 def hba_rules(port: int, user: str, password: str, dbname: str) -> Fact:
