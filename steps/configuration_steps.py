@@ -30,14 +30,6 @@ def _read(stack, key: str, environment: str = ENVIRONMENT, service: str | None =
     return config_api.parameter(stack.config_port(), key, environment, service, headers=headers)
 
 
-def _as_config_service(stack) -> tuple:
-    return stack.postgres_port(), "config_service", stack.postgres_password("config_service"), stack.database
-
-
-def _as_monitor(stack) -> tuple:
-    return stack.postgres_port(), "monitor", stack.postgres_password("monitor"), stack.database
-
-
 def _environment_files(root) -> dict:
     """environment -> its parameters, as the repository's environment files declare them."""
     return {path.stem: yaml.safe_load(path.read_text())["parameters"]
@@ -49,14 +41,15 @@ def _environment_files(root) -> dict:
 @then(parsers.parse('the tables of the "{schema}" schema belong to the "{role}" role, which is not a superuser'))
 def _schema_owner(stack, evidence, schema, role):
     tables = evidence.record(postgres_server.query(
-        *_as_monitor(stack), "SELECT tablename, tableowner FROM pg_tables WHERE schemaname = %(schema)s ORDER BY 1",
+        *stack.postgres("monitor"),
+        "SELECT tablename, tableowner FROM pg_tables WHERE schemaname = %(schema)s ORDER BY 1",
         {"schema": schema}))
     superuser = evidence.record(postgres_server.query(
-        *_as_monitor(stack), "SELECT rolsuper FROM pg_roles WHERE rolname = %(role)s", {"role": role}))
+        *stack.postgres("monitor"), "SELECT rolsuper FROM pg_roles WHERE rolname = %(role)s", {"role": role}))
     address = docker_engine.addresses(stack.project, SERVICE).observed.get(stack.settings.network_name)
 
     def service_sessions():
-        fact = postgres_server.query(*_as_monitor(stack), "SELECT DISTINCT usename FROM pg_stat_activity "
+        fact = postgres_server.query(*stack.postgres("monitor"), "SELECT DISTINCT usename FROM pg_stat_activity "
                                      "WHERE client_addr = %(address)s", {"address": address})
         return fact if fact.observed else None
 
@@ -77,12 +70,12 @@ def _schema_owner(stack, evidence, schema, role):
 @then("every parameter of the environment files is a row of config.parameters")
 def _seeded_rows(stack, evidence, request):
     fact = evidence.record(postgres_server.query(
-        *_as_monitor(stack), "SELECT environment, service, key, type, updated_by FROM config.parameters"))
+        *stack.postgres("monitor"), "SELECT environment, service, key, type, updated_by FROM config.parameters"))
     stored = {(env, service or None, key): (kind, by) for env, service, key, kind, by in fact.observed}
     # The seed never overwrites a parameter changed through the API, nor brings back one deleted
     # through it: on a stack in use those are the users' own, and are listed, not held to the files.
     deleted = evidence.record(postgres_server.query(
-        *_as_monitor(stack), "SELECT DISTINCT environment, service, key FROM config.parameter_history "
+        *stack.postgres("monitor"), "SELECT DISTINCT environment, service, key FROM config.parameter_history "
                              "WHERE change = 'deleted' AND changed_by <> %(seed)s", {"seed": SEED_AUTHOR}))
     deleted_at_run_time = {(env, service or None, key) for env, service, key in deleted.observed}
     problems = Mismatches("seeded parameters", f"the service seeds {ENVIRONMENTS_DIR}/*.yaml at start")
@@ -167,7 +160,8 @@ def _forget(stack, key: str) -> None:
     except ProbeError:
         pass
     try:
-        postgres_server.execute(*_as_config_service(stack), "DELETE FROM config.parameter_history WHERE key = %s",
+        postgres_server.execute(*stack.postgres("config_service"),
+                                "DELETE FROM config.parameter_history WHERE key = %s",
                                 (key,))
     except Exception:  # noqa: BLE001 - the table may not exist in a broken copy of the stack
         pass
@@ -200,7 +194,7 @@ def _history_change(stack, evidence, parameter, old, new, version):
              if e.get("old_value") == old and e.get("new_value") == new and e.get("version") == version]
     expect(bool(found), f"history of {parameter['key']}", f"{old} -> {new} at version {version}", entries)
     rows = evidence.record(postgres_server.query(
-        *_as_monitor(stack), "SELECT old_value, new_value, version FROM config.parameter_history "
+        *stack.postgres("monitor"), "SELECT old_value, new_value, version FROM config.parameter_history "
                              "WHERE key = %(key)s ORDER BY version", {"key": parameter["key"]}))
     expect((old, new, version) in [tuple(r) for r in rows.observed], "config.parameter_history rows",
            f"({old}, {new}, {version})", rows.observed, rows)
@@ -304,7 +298,7 @@ def _config_health(stack, evidence):
 def _stored_rows(stack, evidence, environment: str, key: str) -> dict:
     """{service ('' = environment-wide): (value, updated_by)} of a key's rows in one environment."""
     fact = evidence.record(postgres_server.query(
-        *_as_monitor(stack), "SELECT service, value, updated_by FROM config.parameters "
+        *stack.postgres("monitor"), "SELECT service, value, updated_by FROM config.parameters "
                              "WHERE environment = %(environment)s AND key = %(key)s",
         {"environment": environment, "key": key}))
     return {service: (value, by) for service, value, by in fact.observed}
@@ -428,7 +422,7 @@ def _waiting_clients(stack) -> int:
 
 @given(parsers.parse('a subscriber to the Redis channel "{channel}" as "{user}"'), target_fixture="listener")
 def _subscriber(stack, request, channel, user):
-    listener = redis_server.ChannelListener(stack.redis_port(), user, stack.redis_password(user), channel)
+    listener = redis_server.ChannelListener(*stack.redis(user), channel)
     request.addfinalizer(listener.close)
     return listener
 

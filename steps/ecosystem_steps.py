@@ -66,7 +66,7 @@ def _check_default_password(problems: Mismatches, stack, evidence, kind: str, ac
 
 
 def _run_as_service(problems: Mismatches, stack, evidence, user: str, keys: str, commands: list[str]) -> None:
-    fact = evidence.record(redis_server.run_as_service(stack.redis_port(), user, stack.redis_password(user), keys,
+    fact = evidence.record(redis_server.run_as_service(*stack.redis(user), keys,
                                                        commands))
     refused = {name: o.reply for name, o in fact.observed["outcomes"].items() if not o.allowed}
     problems.check(not refused, f"{user} runs {', '.join(commands)} on {fact.observed['key']}",
@@ -74,7 +74,7 @@ def _run_as_service(problems: Mismatches, stack, evidence, user: str, keys: str,
 
 
 def _refused_everything(problems: Mismatches, stack, evidence, user: str, keys: str) -> None:
-    fact = evidence.record(redis_server.run_as_service(stack.redis_port(), user, stack.redis_password(user), keys,
+    fact = evidence.record(redis_server.run_as_service(*stack.redis(user), keys,
                                                        ["SET", "GET", "HSET", "HGETALL"]))
     allowed = [name for name, o in fact.observed["outcomes"].items() if not o.refused_by_acl]
     problems.check(not allowed, f"{user} refused (NOPERM) every command on {fact.observed['key']}",
@@ -94,7 +94,7 @@ def _redis_default_password(stack, evidence, user, service):
     problems = Mismatches(f"{service}'s Redis user", "set the REDIS_PASSWORD_* of .env to what the service uses, "
                           "then rehash: python3 infra/redis/hash-acl-passwords --env-file .env")
     _check_default_password(problems, stack, evidence, "redis", user, service)
-    ping = evidence.record(redis_server.ping(stack.redis_port(), user, stack.redis_password(user)))
+    ping = evidence.record(redis_server.ping(*stack.redis(user)))
     problems.check(ping.observed == "PONG", f"{user} signs in and PINGs", ping.observed, ping)
     problems.raise_any()
 
@@ -172,7 +172,7 @@ def _registry_payload(name: str) -> dict:
 
 def _clean_up(stack, key: str, name: str, via_api: bool) -> None:
     try:
-        redis_server.run(stack.redis_port(), "admin", stack.redis_password("admin"), "DEL", key)
+        redis_server.run(*stack.redis("admin"), "DEL", key)
         if via_api:
             registry_api.deregister(stack.registry_port(), name, name)
     except Exception:  # noqa: BLE001 - already gone
@@ -185,7 +185,7 @@ def _registers(stack, evidence, request, service, user, post):
     name = f"{REGISTRY_NAMES[service]}-acceptance-{uuid.uuid4().hex[:8]}"
     key = f"registry:services:{name}"
     request.addfinalizer(lambda: _clean_up(stack, key, name, bool(post)))
-    stored = evidence.record(redis_server.write_hash(stack.redis_port(), user, stack.redis_password(user), key,
+    stored = evidence.record(redis_server.write_hash(*stack.redis(user), key,
                                                      _service_hash(name, time.time()), 90))
     expect(stored.observed.allowed, f"{service} writing {key} as {user}", "stored", stored.observed.reply, stored,
            f"~registry:services:<its name>* for {user} in infra/redis/users.acl")
@@ -244,8 +244,8 @@ def _heartbeat_after_expiry(stack, evidence, ecosystem_registration, field):
     # longer than its TTL) that HSET creates a hash holding nothing else.
     registration, user = ecosystem_registration, ecosystem_registration["user"]
     registration["unreadable_before"] = _unreadable_entries(stack, evidence)
-    evidence.record(redis_server.run(stack.redis_port(), user, stack.redis_password(user), "DEL", registration["key"]))
-    stored = evidence.record(redis_server.write_hash(stack.redis_port(), user, stack.redis_password(user),
+    evidence.record(redis_server.run(*stack.redis(user), "DEL", registration["key"]))
+    stored = evidence.record(redis_server.write_hash(*stack.redis(user),
                                                      registration["key"], {field: str(time.time())}, 90))
     expect(stored.observed.allowed, f"HSET {field} as {user}", "stored", stored.observed.reply, stored)
 

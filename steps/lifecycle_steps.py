@@ -41,7 +41,7 @@ def _write_row(stack, evidence, schema, role):
 @given(parsers.parse('a key written under "{prefix}" as "{user}"'), target_fixture="written_key")
 def _write_key(stack, evidence, prefix, user):
     key, value = f"{prefix}acceptance-lifecycle:{uuid.uuid4().hex[:12]}", uuid.uuid4().hex
-    evidence.record(redis_server.set_value(stack.redis_port(), user, stack.redis_password(user), key, value))
+    evidence.record(redis_server.set_value(*stack.redis(user), key, value))
     return {"user": user, "key": key, "value": value}
 
 
@@ -102,7 +102,7 @@ def _row_gone(evidence, written_row, schema):
 @then("the key is still in Redis")
 def _key_kept(stack, evidence, written_key):
     user = written_key["user"]
-    fact = evidence.record(redis_server.get_value(stack.redis_port(), user, stack.redis_password(user),
+    fact = evidence.record(redis_server.get_value(*stack.redis(user),
                                                   written_key["key"]))
     expect(fact.observed == written_key["value"], "key written before down", written_key["value"],
            fact.observed, fact, "Redis needs appendonly yes and /data on the named volume redis-data")

@@ -10,28 +10,23 @@ DOMAIN_SCHEMAS = ("market_data", "exchange", "custodian", "risk", "trading", "te
 UNITS = {"kB": 2**10, "MB": 2**20, "GB": 2**30}
 
 
-def _as(stack, role: str, dbname: str | None = None) -> tuple:
-    """(port, role, password, database) for a probe signing in as `role`."""
-    return stack.postgres_port(), role, stack.postgres_password(role), dbname or stack.database
-
-
 @then(parsers.parse('the running PostgreSQL reads its settings from "{path}"'))
 def _config_file(stack, evidence, path):
-    fact = evidence.record(postgres_server.setting(*_as(stack, "postgres"), "config_file"))
+    fact = evidence.record(postgres_server.setting(*stack.postgres("postgres"), "config_file"))
     expect(fact.observed == path, "PostgreSQL config_file", path, fact.observed, fact,
            "is infra/postgres/postgresql.conf mounted and passed as config_file?")
 
 
 @then(parsers.parse('the running PostgreSQL has "{name}" set to "{value}"'))
 def _pg_setting(stack, evidence, name, value):
-    fact = evidence.record(postgres_server.setting(*_as(stack, "postgres"), name))
+    fact = evidence.record(postgres_server.setting(*stack.postgres("postgres"), name))
     expect(fact.observed == value, f"PostgreSQL {name}", value, fact.observed, fact,
            "see infra/postgres/postgresql.conf")
 
 
 @then(parsers.parse('the running PostgreSQL\'s shared_buffers fit in a quarter of the "{service}" memory limit'))
 def _shared_buffers(stack, evidence, service):
-    fact = evidence.record(postgres_server.setting(*_as(stack, "postgres"), "shared_buffers"))
+    fact = evidence.record(postgres_server.setting(*stack.postgres("postgres"), "shared_buffers"))
     value = fact.observed
     number = value.rstrip("kMGB")
     buffers = int(number) * UNITS[value[len(number):]]
@@ -44,7 +39,7 @@ def _shared_buffers(stack, evidence, service):
 
 @then("no pg_hba rule of the running PostgreSQL trusts a TCP connection")
 def _no_trust(stack, evidence):
-    fact = evidence.record(postgres_server.hba_rules(*_as(stack, "postgres")))
+    fact = evidence.record(postgres_server.hba_rules(*stack.postgres("postgres")))
     trusted = [rule for rule in fact.observed if rule[0].startswith("host") and rule[1] == "trust"]
     expect(not trusted, "pg_hba rules over TCP with trust", "none", trusted, fact,
            "use scram-sha-256 in infra/postgres/pg_hba.conf")
@@ -52,7 +47,7 @@ def _no_trust(stack, evidence):
 
 @then(parsers.parse('the database "{dbname}" exists'))
 def _database_exists(stack, evidence, dbname):
-    fact = evidence.record(postgres_server.query(*_as(stack, "postgres"), "SELECT datname FROM pg_database"))
+    fact = evidence.record(postgres_server.query(*stack.postgres("postgres"), "SELECT datname FROM pg_database"))
     names = sorted(row[0] for row in fact.observed)
     expect(dbname in names, "databases", dbname, names, fact, "POSTGRES_DB in docker-compose.yml")
 
@@ -60,7 +55,7 @@ def _database_exists(stack, evidence, dbname):
 @then("PostgreSQL has these login roles:")
 def _roles(stack, evidence, datatable):
     wanted = {row[0] for row in datatable[1:]}
-    fact = evidence.record(postgres_server.login_roles(*_as(stack, "postgres")))
+    fact = evidence.record(postgres_server.login_roles(*stack.postgres("postgres")))
     missing = sorted(wanted - fact.observed)
     expect(not missing, "login roles", sorted(wanted), f"missing {missing}", fact,
            "see infra/postgres/init/01-init-schemas.sql (it runs on an empty data directory only)")
@@ -69,13 +64,13 @@ def _roles(stack, evidence, datatable):
 @then("the function public.health_check() exists")
 def _health_function(stack, evidence):
     sql = "SELECT to_regprocedure('public.health_check()') IS NOT NULL"
-    fact = evidence.record(postgres_server.query(*_as(stack, "postgres"), sql))
+    fact = evidence.record(postgres_server.query(*stack.postgres("postgres"), sql))
     expect(fact.observed == [(True,)], "public.health_check()", "exists", "missing", fact)
 
 
 @then("the database has these domain schemas, each owned by its role and described by a comment:")
 def _schemas(stack, evidence, datatable):
-    fact = evidence.record(postgres_server.schemas(*_as(stack, "postgres")))
+    fact = evidence.record(postgres_server.schemas(*stack.postgres("postgres")))
     problems = Mismatches("domain schemas", "see infra/postgres/init/01-init-schemas.sql")
     for schema, role in datatable[1:]:
         found = fact.observed.get(schema)
@@ -88,9 +83,9 @@ def _schemas(stack, evidence, datatable):
 def _schema_rights(stack, evidence, datatable):
     problems = Mismatches("domain roles' schema rights", "each role has rights on its own schema only")
     for role, own, other in datatable[1:]:
-        mine = evidence.record(postgres_server.create_table(*_as(stack, role), own))
+        mine = evidence.record(postgres_server.create_table(*stack.postgres(role), own))
         problems.check(mine.observed.allowed, f"{role} creates a table in {own}", mine.observed.reply, mine)
-        theirs = evidence.record(postgres_server.create_table(*_as(stack, role), other))
+        theirs = evidence.record(postgres_server.create_table(*stack.postgres(role), other))
         problems.check(not theirs.observed.allowed and theirs.observed.reply.startswith("42501"),
                        f"{role} refused in {other} (42501 insufficient privilege)", theirs.observed.reply, theirs)
     problems.raise_any()
@@ -100,7 +95,7 @@ def _schema_rights(stack, evidence, datatable):
 def _read_only(stack, evidence, role):
     problems = Mismatches(f"{role} is read-only")
     for schema in DOMAIN_SCHEMAS:
-        fact = evidence.record(postgres_server.create_table(*_as(stack, role), schema))
+        fact = evidence.record(postgres_server.create_table(*stack.postgres(role), schema))
         problems.check(not fact.observed.allowed, f"{role} refused in {schema}", fact.observed.reply, fact)
     problems.raise_any()
 
@@ -120,7 +115,7 @@ def _logins(stack, evidence, dbname):
     problems = Mismatches("logins over TCP", "passwords come from PG_PASSWORD_* in the env file")
     roles = [f"{s.replace('test_coordination', 'test_coordinator')}_adapter" for s in DOMAIN_SCHEMAS] + ["monitor"]
     for role in roles:
-        fact = evidence.record(postgres_server.login(*_as(stack, role, dbname)))
+        fact = evidence.record(postgres_server.login(*stack.postgres(role, dbname)))
         problems.check(fact.observed.allowed and fact.observed.reply == role, f"{role} logged in",
                        fact.observed.reply, fact)
     problems.raise_any()
@@ -128,7 +123,7 @@ def _logins(stack, evidence, dbname):
 
 @then("PostgreSQL refuses a wrong password from the host")
 def _wrong_password(stack, evidence):
-    port, role, _, dbname = _as(stack, "monitor")
+    port, role, _, dbname = stack.postgres("monitor")
     fact = evidence.record(postgres_server.login(port, role, "not-the-password", dbname))
     expect(not fact.observed.allowed and "password authentication failed" in fact.observed.reply,
            "login with a wrong password", "password authentication failed", fact.observed.reply, fact,
@@ -137,14 +132,14 @@ def _wrong_password(stack, evidence):
 
 @then(parsers.parse('PostgreSQL accepts the "{role}" role from the host'))
 def _accepts_role(stack, evidence, role):
-    fact = evidence.record(postgres_server.login(*_as(stack, role)))
+    fact = evidence.record(postgres_server.login(*stack.postgres(role)))
     expect(fact.observed.allowed, f"{role} login on 127.0.0.1:{stack.postgres_port()}", "accepted",
            fact.observed.reply, fact)
 
 
 @then(parsers.parse('health_check() reports "{status}" with the server version and the seven domain schemas'))
 def _health_check_call(stack, evidence, status):
-    fact = evidence.record(postgres_server.health_check(*_as(stack, "monitor")))
+    fact = evidence.record(postgres_server.health_check(*stack.postgres("monitor")))
     report = fact.observed
     expected = {"status": status, "schemas": sorted(DOMAIN_SCHEMAS)}
     observed = {"status": report.get("status"), "schemas": report.get("schemas")}
@@ -154,7 +149,7 @@ def _health_check_call(stack, evidence, status):
 
 @then(parsers.parse('the PostgreSQL data directory is on the named volume "{volume}"'))
 def _data_on_volume(stack, evidence, volume):
-    directory = evidence.record(postgres_server.setting(*_as(stack, "postgres"), "data_directory")).observed
+    directory = evidence.record(postgres_server.setting(*stack.postgres("postgres"), "data_directory")).observed
     fact = evidence.record(docker_engine.mounts(stack.project, "postgres"))
     mount = fact.observed.get(directory, {})
     wanted = {"type": "volume", "name": f"{stack.project}_{volume}"}

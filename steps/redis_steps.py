@@ -50,7 +50,7 @@ def _users_sign_in(stack, evidence, datatable):
     users = evidence.record(redis_server.acl_users(stack.redis_port(), _admin(stack)))
     problems.check(users.observed - {"default"} == wanted, sorted(wanted), sorted(users.observed - {"default"}), users)
     for user in sorted(wanted):
-        fact = evidence.record(redis_server.ping(stack.redis_port(), user, stack.redis_password(user)))
+        fact = evidence.record(redis_server.ping(*stack.redis(user)))
         problems.check(fact.observed == "PONG", f"{user} signs in and PINGs", fact.observed, fact)
     problems.raise_any()
 
@@ -94,7 +94,7 @@ def _acl_file_hashed(stack, evidence):
 
 @then(parsers.parse('the "{user}" user stores a service instance under "{prefix}" with a TTL and finds it with SCAN'))
 def _registry_storage(stack, evidence, user, prefix):
-    fact = evidence.record(redis_server.registry_round_trip(stack.redis_port(), user, stack.redis_password(user)))
+    fact = evidence.record(redis_server.registry_round_trip(*stack.redis(user)))
     observed = fact.observed
     ok = isinstance(observed, dict) and observed["ttl"] > 0 and observed["found_by_scan"]
     expect(ok, f"{user} stores {prefix}<name>:<instance> with a TTL", "stored, TTL > 0, found by SCAN MATCH",
@@ -103,14 +103,14 @@ def _registry_storage(stack, evidence, user, prefix):
 
 @then(parsers.parse('the "{user}" user is refused keys under "{prefix}"'))
 def _refused_prefix(stack, evidence, user, prefix):
-    fact = evidence.record(redis_server.write_and_read_back(stack.redis_port(), user, stack.redis_password(user),
+    fact = evidence.record(redis_server.write_and_read_back(*stack.redis(user),
                                                             prefix))
     expect(fact.observed.refused_by_acl, f"{user} writing {prefix}*", "NOPERM", fact.observed.reply, fact)
 
 
 @then(parsers.parse('the "{user}" user is refused the registry\'s keys'))
 def _refused_registry(stack, evidence, user):
-    fact = evidence.record(redis_server.registry_round_trip(stack.redis_port(), user, stack.redis_password(user)))
+    fact = evidence.record(redis_server.registry_round_trip(*stack.redis(user)))
     refused = isinstance(fact.observed, redis_server.Outcome) and fact.observed.refused_by_acl
     expect(refused, f"{user} writing registry:services:*", "NOPERM", fact.observed, fact)
 
@@ -118,9 +118,9 @@ def _refused_registry(stack, evidence, user):
 @then(parsers.parse('the "{user}" user may publish on "{allowed}" but not on "{refused}"'))
 def _publish_channels(stack, evidence, user, allowed, refused):
     problems = Mismatches(f"{user} Pub/Sub channels", f"{user} needs &config:* and no other channel")
-    ok = evidence.record(redis_server.publish(stack.redis_port(), user, stack.redis_password(user), allowed))
+    ok = evidence.record(redis_server.publish(*stack.redis(user), allowed))
     problems.check(ok.observed.allowed, f"PUBLISH {allowed} allowed", ok.observed.reply, ok)
-    no = evidence.record(redis_server.publish(stack.redis_port(), user, stack.redis_password(user), refused))
+    no = evidence.record(redis_server.publish(*stack.redis(user), refused))
     problems.check(no.observed.refused_by_acl, f"PUBLISH {refused} refused", no.observed.reply, no)
     problems.raise_any()
 
@@ -165,7 +165,7 @@ def _healthcheck_user_limits(stack, evidence, user):
 @then(parsers.parse('the "{user}" user answers PING from the host'))
 @then(parsers.parse('Redis answers PING from the host as the "{user}" user'))
 def _ping_from_host(stack, evidence, user):
-    fact = evidence.record(redis_server.ping(stack.redis_port(), user, stack.redis_password(user)))
+    fact = evidence.record(redis_server.ping(*stack.redis(user)))
     expect(fact.observed == "PONG", f"PING as {user} on 127.0.0.1:{stack.redis_port()}", "PONG", fact.observed, fact)
 
 

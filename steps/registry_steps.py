@@ -250,7 +250,7 @@ def _waits_for(stack, evidence, service, dependency):
 def _stored_hash(stack, evidence, registration, prefix, user):
     payload = registration["payload"]
     key = f"{prefix}{payload['name']}:{payload['instance_id']}"
-    fact = evidence.record(redis_server.stored_instance(stack.redis_port(), user, stack.redis_password(user), key))
+    fact = evidence.record(redis_server.stored_instance(*stack.redis(user), key))
     observed = fact.observed
     missing = [f for f in STORED_FIELDS if f not in observed.get("fields", {})]
     expect(observed.get("found_by_scan") and observed.get("ttl", -1) > 0 and not missing,
@@ -263,7 +263,7 @@ def _others_refused(stack, evidence, registration, first, second):
     key = f"registry:services:{payload['name']}:{payload['instance_id']}"
     problems = Mismatches("other users reading a registry entry")
     for user in (first, second):
-        fact = evidence.record(redis_server.run(stack.redis_port(), user, stack.redis_password(user), "HGETALL", key))
+        fact = evidence.record(redis_server.run(*stack.redis(user), "HGETALL", key))
         problems.check(fact.observed.refused_by_acl, f"{user} refused", fact.observed.reply, fact)
     problems.raise_any()
 

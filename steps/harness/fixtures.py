@@ -87,6 +87,14 @@ class Stack:
             return self.settings.secret("POSTGRES_PASSWORD")
         return self.settings.secret("PG_PASSWORD_" + role.upper())
 
+    def redis(self, user: str | None) -> tuple:
+        """(port, user, password) for a Redis probe signing in as `user` (None: no user)."""
+        return self.redis_port(), user, self.redis_password(user) if user else None
+
+    def postgres(self, role: str, dbname: str | None = None) -> tuple:
+        """(port, role, password, database) for a PostgreSQL probe signing in as `role`."""
+        return self.postgres_port(), role, self.postgres_password(role), dbname or self.database
+
     @property
     def database(self) -> str:
         return self.settings.values["POSTGRES_DB"]
