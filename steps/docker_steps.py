@@ -53,6 +53,11 @@ def _published_port(stack, evidence, service, port, variable):
 
 @then(parsers.parse('the "{service}" service keeps {path} on the named volume "{volume}"'))
 def _named_volume(stack, evidence, service, path, volume):
+    expect_named_volume(stack, evidence, service, path, volume)
+
+
+def expect_named_volume(stack, evidence, service: str, path: str, volume: str) -> None:
+    """`path` in the service's container is the stack's named volume `volume`."""
     fact = evidence.record(docker_engine.mounts(stack.project, service))
     mount = fact.observed.get(path, {})
     wanted = {"type": "volume", "name": f"{stack.project}_{volume}"}

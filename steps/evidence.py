@@ -72,13 +72,10 @@ def _stack_state_html(item) -> str:
         return ""
     parts = []
     for service in stack.services:
-        try:
-            health = docker_engine.health(stack.project, service)
-            state = f"{health.observed}; last health output: {health.raw or '(none)'}"
-        except Exception as error:  # noqa: BLE001 - describing a failure, not deciding it
-            state = str(error)
-        tail = docker_engine.logs(stack.project, service, 15)
-        parts.append(f"<p><b>{html.escape(service)}</b>: {html.escape(state)}</p><pre>{html.escape(tail)}</pre>")
+        found = docker_engine.service_state(stack.project, service, 15)
+        state = f"{found['health']}; last health output: {found['last_health_output']}"
+        parts.append(f"<p><b>{html.escape(service)}</b>: {html.escape(state)}</p>"
+                     f"<pre>{html.escape(found['log_tail'])}</pre>")
     return "<div class='stack-state'><p>Services at the time of failure</p>" + "".join(parts) + "</div>"
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pytest_bdd import parsers, then
 
+from steps.docker_steps import expect_named_volume
 from steps.expect import Mismatches, expect
 from steps.probes import docker_engine, postgres_server
 
@@ -150,9 +151,4 @@ def _health_check_call(stack, evidence, status):
 @then(parsers.parse('the PostgreSQL data directory is on the named volume "{volume}"'))
 def _data_on_volume(stack, evidence, volume):
     directory = evidence.record(postgres_server.setting(*stack.postgres("postgres"), "data_directory")).observed
-    fact = evidence.record(docker_engine.mounts(stack.project, "postgres"))
-    mount = fact.observed.get(directory, {})
-    wanted = {"type": "volume", "name": f"{stack.project}_{volume}"}
-    observed = {"type": mount.get("type"), "name": mount.get("name")}
-    expect(observed == wanted, f"mount of the data directory {directory}", wanted, observed, fact,
-           f"mount the named volume {volume} at {directory} in docker-compose.yml")
+    expect_named_volume(stack, evidence, "postgres", directory, volume)

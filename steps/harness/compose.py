@@ -125,16 +125,10 @@ class ComposeStack(DockerCompose):
     def describe_failure(self, compose_output: str) -> str:
         lines = [f"the stack is not healthy (waited up to {self.wait_timeout} s)."]
         for service in self.service_names:
-            try:
-                fact = docker_engine.health(self.project, service)
-            except Exception as error:  # noqa: BLE001 - describing, not deciding
-                lines.append(f"  {service}: {error}")
-                continue
-            if fact.observed != "healthy":
-                last = (fact.raw or "").strip().splitlines()
-                lines.append(f"  {service}: {fact.observed}; last health output: {last[-1] if last else '(none)'}")
-                tail = docker_engine.logs(self.project, service, 8).strip().splitlines()
-                lines.extend(f"    | {line}" for line in tail)
+            found = docker_engine.service_state(self.project, service, 8)
+            if found["health"] != "healthy":
+                lines.append(f"  {service}: {found['health']}; last health output: {found['last_health_output']}")
+                lines.extend(f"    | {line}" for line in found["log_tail"].strip().splitlines())
         lines.append(f"  compose said: {compose_output.splitlines()[-1] if compose_output else '(nothing)'}")
         return "\n".join(lines)
 

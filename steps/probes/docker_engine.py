@@ -159,6 +159,18 @@ def network(name: str) -> Fact:
     return Fact(f"docker network inspect {name}", name, observed)
 
 
+def service_state(project: str, service: str, log_lines: int) -> dict:
+    """What to show of a service when something failed: {"health", "last_health_output", "log_tail"}
+    (the health as an error text when it could not be read)."""
+    try:
+        fact = health(project, service)
+        state, output = fact.observed, (fact.raw or "").strip()
+    except Exception as error:  # noqa: BLE001 - describing a failure, not deciding it
+        state, output = str(error), ""
+    return {"health": state, "last_health_output": output.splitlines()[-1] if output else "(none)",
+            "log_tail": logs(project, service, log_lines)}
+
+
 def logs(project: str, service: str, lines: int = 20) -> str:
     """The last log lines of the service's container (empty when it has none)."""
     try:
