@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pytest_bdd import parsers, then, when
 
-from steps.docker_steps import check_connections_by_name
+from steps.docker_steps import check_connections_by_name, check_every_service
 from steps.expect import Mismatches, expect
 from steps.probes import Fact, compose_model, docker_engine, start_order
 from steps.probes.waiting import poll
@@ -110,22 +110,20 @@ def _no_fixed_names(stack, evidence):
 
 @then("every running container has a memory limit and a CPU limit")
 def _limits(stack, evidence):
-    problems = Mismatches("resource limits", "set deploy.resources.limits.memory and .cpus")
-    for service in stack.services:
-        fact = evidence.record(docker_engine.host_config(stack.project, service))
-        limits = {k: fact.observed[k] for k in ("memory_bytes", "nano_cpus")}
-        problems.check(all(limits.values()), f"{service} memory and CPU limited", limits, fact)
-    problems.raise_any()
+    def judge(service, config):
+        limits = {k: config[k] for k in ("memory_bytes", "nano_cpus")}
+        return all(limits.values()), f"{service} memory and CPU limited", limits
+
+    check_every_service(stack, evidence, "resource limits", "set deploy.resources.limits.memory and .cpus",
+                        docker_engine.host_config, judge)
 
 
 @then("every running container restarts unless stopped by hand")
 def _restart_policies(stack, evidence):
-    problems = Mismatches("restart policies", "restart: unless-stopped")
-    for service in stack.services:
-        fact = evidence.record(docker_engine.host_config(stack.project, service))
-        policy = fact.observed["restart_policy"]
-        problems.check(policy in RESTARTING_POLICIES, f"{service}: one of {sorted(RESTARTING_POLICIES)}", policy, fact)
-    problems.raise_any()
+    check_every_service(stack, evidence, "restart policies", "restart: unless-stopped", docker_engine.host_config,
+                        lambda service, config: (config["restart_policy"] in RESTARTING_POLICIES,
+                                                 f"{service}: one of {sorted(RESTARTING_POLICIES)}",
+                                                 config["restart_policy"]))
 
 
 @when("the Redis server process is killed", target_fixture="killed")

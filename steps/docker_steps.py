@@ -118,3 +118,14 @@ def _every_healthcheck_now(stack, evidence):
         fact = evidence.record(docker_engine.run_healthcheck(stack.project, service))
         problems.check(fact.observed.exit_code == 0, f"{service} healthcheck exit 0", fact.observed, fact)
     problems.raise_any()
+
+
+def check_every_service(stack, evidence, what: str, hint: str, probe, judge) -> None:
+    """`probe(project, service)` for every service of the stack, each fact recorded; `judge(service,
+    observed)` gives (ok, expected, observed shown); fail once, listing every service that is not."""
+    problems = Mismatches(what, hint)
+    for service in stack.services:
+        fact = evidence.record(probe(stack.project, service))
+        ok, expected, shown = judge(service, fact.observed)
+        problems.check(ok, expected, shown, fact)
+    problems.raise_any()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pytest_bdd import parsers, then, when
 
-from steps.docker_steps import check_connections_by_name
+from steps.docker_steps import check_connections_by_name, check_every_service
 from steps.expect import Mismatches, expect
 from steps.probes import Fact, ProbeError, compose_model, docker_engine, postgres_server, redis_server, registry_api
 from steps.probes.waiting import poll
@@ -135,23 +135,22 @@ def _answers_again(stack, evidence, paused):
 
 @then("every healthcheck probes every 10 to 30 s once the service is healthy")
 def _intervals(stack, evidence):
-    problems = Mismatches("healthcheck intervals", "interval: 30s keeps 2 cores quiet, and 10 s notices trouble soon")
-    for service in stack.services:
-        fact = evidence.record(docker_engine.healthcheck_config(stack.project, service))
-        interval = fact.observed["interval"]
-        problems.check(10 <= interval <= 30, f"{service}: 10 s <= interval <= 30 s", f"{interval} s", fact)
-    problems.raise_any()
+    check_every_service(stack, evidence, "healthcheck intervals",
+                        "interval: 30s keeps 2 cores quiet, and 10 s notices trouble soon",
+                        docker_engine.healthcheck_config,
+                        lambda service, config: (10 <= config["interval"] <= 30,
+                                                 f"{service}: 10 s <= interval <= 30 s", f"{config['interval']} s"))
 
 
 @then("every healthcheck probes at least every 1 s during a start period of at least 5 s")
 def _start_intervals(stack, evidence):
-    problems = Mismatches("healthcheck start", "start_period and start_interval make `up --wait` quick")
-    for service in stack.services:
-        fact = evidence.record(docker_engine.healthcheck_config(stack.project, service))
-        observed = {k: fact.observed[k] for k in ("start_interval", "start_period")}
-        problems.check(0 < observed["start_interval"] <= 1 and observed["start_period"] >= 5,
-                       f"{service}: start_interval <= 1 s, start_period >= 5 s", observed, fact)
-    problems.raise_any()
+    def judge(service, config):
+        observed = {k: config[k] for k in ("start_interval", "start_period")}
+        return (0 < observed["start_interval"] <= 1 and observed["start_period"] >= 5,
+                f"{service}: start_interval <= 1 s, start_period >= 5 s", observed)
+
+    check_every_service(stack, evidence, "healthcheck start", "start_period and start_interval make `up --wait` quick",
+                        docker_engine.healthcheck_config, judge)
 
 
 def _validate(stack, evidence, tmp_path, select: str) -> Fact:
