@@ -83,6 +83,11 @@ class Unreadable(ValueError):
 
 
 PREFIX = "registry:services:"
+
+
+def rfc3339(moment: datetime) -> str:
+    """The one text form of a time the registry serves: UTC, milliseconds, Z."""
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 PORT = re.compile(r"^\d{1,5}(\.0)?$")   # "8080", or "8080.0" from a float
 
 
@@ -114,7 +119,7 @@ def _epoch_as_rfc3339(fields: Dict[str, str], name: str) -> str:
         moment = datetime.fromtimestamp(seconds, timezone.utc)
     except (ValueError, OverflowError, OSError):
         raise Unreadable(f"{name} {text[:40]!r} is not a time in epoch seconds") from None
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return rfc3339(moment)
 
 
 def _common(fields: Dict[str, str], name: str) -> None:

@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from registry.deps import RegistryState, authorised, state
 from registry.models import Heartbeat, Registration, instance_fields, instance_view
-from registry.store import now_rfc3339
+from registry.store import key, now_rfc3339
 
 router = APIRouter()
 
@@ -45,7 +45,7 @@ def deregister(name: str, instance_id: str, registry: RegistryState = Depends(st
     store = registry.store
     if not store.delete(name, instance_id):
         raise HTTPException(status_code=404, detail=f"no instance {instance_id} of {name}")
-    registry.seen.discard(f"registry:services:{name}:{instance_id}")
+    registry.seen.discard(key(name, instance_id))
     return Response(status_code=204)
 
 

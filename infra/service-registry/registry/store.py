@@ -19,7 +19,7 @@ from typing import Dict, List, Optional
 
 import redis
 
-from registry.models import PREFIX, Unreadable, read_entry
+from registry.models import PREFIX, Unreadable, read_entry, rfc3339
 
 # Keys already logged as unreadable: each is logged once (bounded, a flood of bad keys cannot grow it).
 MAX_LOGGED_KEYS = 10_000
@@ -27,7 +27,7 @@ log = logging.getLogger("registry.store")
 
 
 def now_rfc3339() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return rfc3339(datetime.now(timezone.utc))
 
 
 def key(name: str, instance_id: str) -> str:
