@@ -13,7 +13,7 @@ RESTARTING_POLICIES = {"always", "unless-stopped", "on-failure"}
 
 @then(parsers.parse('docker-compose.yml validates with "docker compose config" without a warning'))
 def _compose_validates(stack, evidence):
-    fact = evidence.record(compose_model.validation(stack.compose.compose_command_property, stack.compose.context))
+    fact = evidence.record(compose_model.validation(stack.compose.command, stack.compose.context))
     code, said = fact.observed
     expect(code == 0 and not said, "docker compose config", "exit 0, nothing printed", fact.observed, fact)
 

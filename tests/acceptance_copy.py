@@ -5,13 +5,17 @@ a user's stack; what it reports is read back from its Cucumber JSON.
 """
 from __future__ import annotations
 
+import filecmp
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from docker.errors import APIError
 
 from steps.harness.isolation import free_port
 from steps.harness.isolation import free_subnet_prefix as stack_free_subnet_prefix
@@ -26,6 +30,59 @@ def copy_repository(destination: Path) -> Path:
     shutil.copytree(ROOT, destination, ignore=COPY_IGNORE)
     (destination / "reports").mkdir()
     return destination
+
+
+def build_contexts(root: Path) -> list[Path]:
+    """The folders the stack's images are built from (contexts and additional contexts), relative
+    to `root`."""
+    result = subprocess.run(["docker", "compose", "--env-file", ".env.example", "--profile", "*", "config",
+                             "--format", "json"], cwd=root, capture_output=True, text=True, check=True)
+    services = json.loads(result.stdout)["services"].values()
+    builds = [service["build"] for service in services if "build" in service]
+    folders = {Path(path) for b in builds for path in [b["context"], *(b.get("additional_contexts") or {}).values()]}
+    return sorted(folder.relative_to(root.resolve()) for folder in folders)
+
+
+def _trees_differ(left: Path, right: Path) -> bool:
+    compared = filecmp.dircmp(left, right, ignore=["__pycache__"])
+    if compared.left_only or compared.right_only or compared.funny_files:
+        return True
+    _, mismatched, errors = filecmp.cmpfiles(left, right, compared.common_files, shallow=False)
+    return bool(mismatched or errors) or any(_trees_differ(left / d, right / d) for d in compared.common_dirs)
+
+
+def own_images(copy: Path, project: str) -> dict:
+    """{"TSE_IMAGE_TAG": project} when a file an image is built from differs between the copy and the
+    repository (a fault inside an image): the run builds a set of images of its own, which
+    `remove_own_images(project)` removes after it. {} when the copy can share the repository's."""
+    if any(_trees_differ(copy / folder, ROOT / folder) for folder in build_contexts(copy)):
+        return {"TSE_IMAGE_TAG": project}
+    return {}
+
+
+def remove_own_images(tag: str) -> None:
+    """Remove the stack's images tagged `tag` (a copy's own set); the shared `local` set stays."""
+    engine = docker_engine.client()
+    for image in engine.images.list(filters={"reference": f"trading-ecosystem/*:{tag}"}):
+        for name in image.tags:
+            if name.endswith(f":{tag}"):
+                try:
+                    engine.images.remove(name)
+                except APIError:
+                    pass  # still used by a container the run left behind: assert_nothing_left names both
+
+
+def images_tagged(tag: str) -> list[str]:
+    engine = docker_engine.client()
+    return sorted(name for image in engine.images.list(filters={"reference": f"trading-ecosystem/*:{tag}"})
+                  for name in image.tags)
+
+
+def assert_nothing_left(project: str, volumes_before: set) -> None:
+    """No container, network or volume of `project`, no volume the run created, no image of its own."""
+    assert docker_engine.leftovers(project) == {"containers": [], "networks": [], "volumes": []}
+    assert volumes() - volumes_before == set(), f"{project}: volumes left behind"
+    assert images_tagged(project) == [], f"{project}: images left behind"
 
 
 def free_subnet_prefix() -> str:
@@ -74,12 +131,29 @@ class AcceptanceRun:
 
 def run_acceptance(copy: Path, env: dict, *args: str, timeout: float = 600) -> AcceptanceRun:
     """`pytest features/` in `copy` with `env`; the scenarios' outcomes come from its cucumber.json."""
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "features/", "-q", "-p", "no:cacheprovider", *args],
-        cwd=copy, env=env, capture_output=True, text=True, timeout=timeout,
-    )
-    return AcceptanceRun(result.returncode, result.stdout + result.stderr,
-                         read_cucumber(copy / "reports/cucumber.json"))
+    exit_code, output = run_child([sys.executable, "-m", "pytest", "features/", "-q", "-p", "no:cacheprovider",
+                                   *args], copy, env, timeout)
+    return AcceptanceRun(exit_code, output, read_cucumber(copy / "reports/cucumber.json"))
+
+
+def run_child(command: list, cwd: Path, env: dict, timeout: float, grace: float = 180) -> tuple[int, str]:
+    """Run `command` to its end: (exit code, stdout and stderr). It runs in a session of its own, so
+    a Ctrl-C at a terminal reaches only this process; when this process is interrupted (Ctrl-C, or a
+    SIGTERM, which tests/conftest.py turns into an interrupt: a CI cancel) or the timeout ends, the
+    child gets SIGTERM and up to `grace` seconds to take its stack down, as a user's Ctrl-C would."""
+    child = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             start_new_session=True)
+    try:
+        output, _ = child.communicate(timeout=timeout)
+    except BaseException:
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.communicate(timeout=grace)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.communicate()
+        raise
+    return child.returncode, output
 
 
 def read_cucumber(path: Path) -> dict:

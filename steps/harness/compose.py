@@ -19,10 +19,14 @@ from steps.probes.waiting import WaitTimeout, wait_until
 
 
 @dataclass
-class ComposeStack(DockerCompose):
-    """testcontainers' DockerCompose under a project name of our own, with a bounded wait and one
-    clear error naming the service that did not get healthy."""
+class ComposeStack:
+    """One compose project of the stack. testcontainers' DockerCompose holds the compose files and env
+    files (its command line); this adds the project name, building only what is stale, a bounded
+    `up --wait` in the background, stop/start/down, and one clear error naming the service that did
+    not get healthy. DockerCompose's own start/stop are not used: they cannot name a project or
+    bound the wait."""
 
+    files: DockerCompose
     project: str = "tse-acceptance"
     wait_timeout: int = 180
     # Anonymous volumes of containers that a `down` without -v let go (an image's VOLUME without
@@ -30,15 +34,21 @@ class ComposeStack(DockerCompose):
     released_volumes: set = field(default_factory=set)
     _starting: subprocess.Popen | None = field(default=None, repr=False)
 
+    @property
+    def context(self) -> str:
+        """The folder compose runs in (the compose file's)."""
+        return str(self.files.context)
+
     @cached_property
-    def compose_command_property(self) -> list[str]:
-        base = DockerCompose.compose_command_property.func(self)
+    def command(self) -> list[str]:
+        """`docker compose -p <project> -f <file>... --env-file <file>...`"""
+        base = self.files.compose_command_property
         return [*base[:2], "-p", self.project, *base[2:]]
 
     def run(self, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
         """Run `docker compose <args>` for this project; never raises on a non-zero exit."""
         return subprocess.run(
-            [*self.compose_command_property, *args], cwd=self.context, capture_output=True, text=True,
+            [*self.command, *args], cwd=self.context, capture_output=True, text=True,
             timeout=timeout,
         )
 
@@ -96,15 +106,15 @@ class ComposeStack(DockerCompose):
         except Exception:  # noqa: BLE001 - any lookup failure means "build it"
             return True
         built = docker_engine.parse_time(created).timestamp()
-        context = Path(service["build"]["context"])
-        newest = max((p.stat().st_mtime for p in context.rglob("*") if p.is_file()), default=0)
+        contexts = [service["build"]["context"], *(service["build"].get("additional_contexts") or {}).values()]
+        newest = max((p.stat().st_mtime for c in contexts for p in Path(c).rglob("*") if p.is_file()), default=0)
         return newest > built
 
     def start_up(self) -> None:
         """Start `up -d --wait` in the background (its own session, so a Ctrl-C reaches us, not it);
         `wait_up` collects it. The caller can do other work while the services start."""
         self._starting = subprocess.Popen(
-            [*self.compose_command_property, "up", "-d", "--wait", "--wait-timeout", str(self.wait_timeout)],
+            [*self.command, "up", "-d", "--wait", "--wait-timeout", str(self.wait_timeout)],
             cwd=self.context, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
         )
 
@@ -199,13 +209,9 @@ def compose_for(settings: StackSettings, workdir: Path) -> ComposeStack:
     read after the user's, so isolation overrides never touch the user's files."""
     overrides = workdir / "stack.env"
     overrides.write_text("".join(f"{k}={v}\n" for k, v in settings.values.items() if k in DEFAULTS))
-    return ComposeStack(
-        context=str(settings.compose_file.parent),
-        compose_file_name=[str(settings.compose_file)],
-        env_file=[str(settings.env_file), str(overrides)],
-        project=settings.project,
-        wait_timeout=settings.wait_timeout,
-    )
+    files = DockerCompose(context=str(settings.compose_file.parent), compose_file_name=[str(settings.compose_file)],
+                          env_file=[str(settings.env_file), str(overrides)])
+    return ComposeStack(files, project=settings.project, wait_timeout=settings.wait_timeout)
 
 
 def new_workdir() -> Path:

@@ -53,7 +53,7 @@ COMPOSE = "docker-compose.yml"
 PG_CONF = "infra/postgres/postgresql.conf"
 PG_HBA = "infra/postgres/pg_hba.conf"
 INIT_SQL = "infra/postgres/init/01-init-schemas.sql"
-REGISTRY_APP = "infra/service-registry/registry/app.py"
+SERVICEKIT_REDIS = "infra/servicekit/servicekit/redis_client.py"
 REGISTRY_ROUTES = "infra/service-registry/registry/routes.py"
 REGISTRY_STORE = "infra/service-registry/registry/store.py"
 REGISTRY_MODELS = "infra/service-registry/registry/models.py"
@@ -192,8 +192,8 @@ FAULTS = [
           {"checklist_5_1"}, exact=False),
     fault("postgres-healthcheck-timeout-30s", "a healthcheck that may hang for 30 s, as long as its interval",
           [(COMPOSE, r'(pg_isready.*\n      interval: 15s\n      )timeout: 5s', r"\1timeout: 30s")], {"checklist_5_3"}),
-    fault("registry-redis-without-socket-timeout", "the registry's Redis client waits forever on a paused server",
-          [(REGISTRY_APP, r"socket_timeout=2, socket_connect_timeout=2, ", "")], {"paused_databases"}),
+    fault("services-redis-without-socket-timeout", "the services' Redis client waits forever on a paused server",
+          [(SERVICEKIT_REDIS, r"socket_timeout=2, socket_connect_timeout=2, ", "")], {"paused_databases"}),
     fault("redis-healthcheck-interval-60s", "a Redis healthcheck every 60 s",
           [(COMPOSE, r'(grep -qx PONG"\]\n      interval: )15s', r"\g<1>60s")], {"checklist_5_5"}),
     fault("validate-without-attach", "validate runs the suite in up mode: it would start a second stack",
@@ -265,8 +265,7 @@ FAULTS = [
     fault("registry-port-on-all-interfaces", "the registry published on every interface",
           [(COMPOSE, r'"127\.0\.0\.1:(\$\{REGISTRY_HOST_PORT)', r'"\1')], {"checklist_4_4", "checklist_3_3"}),
     fault("registry-depends-on-started", "the registry starts without waiting for Redis to be healthy",
-          [(COMPOSE, r"(  service-registry:\n    build:\n      context: infra/service-registry\n"
-                     r"      args: \*base-image\n"
+          [(COMPOSE, r"(  service-registry:\n(?:    .*\n)*?"
                      r"    depends_on:\n      redis:\n        condition: )service_healthy", r"\1service_started")],
           {"checklist_4_4", "checklist_3_4", "checklist_5_4"}),
     fault("registry-ports-not-derived", "http_port and grpc_port not derived from the sibling's endpoints",

@@ -6,9 +6,12 @@ import pytest
 
 from steps.probes import docker_engine
 from tests.acceptance_copy import (
+    assert_nothing_left,
     copy_repository,
     feature_scenarios,
     isolated_environment,
+    own_images,
+    remove_own_images,
     run_acceptance,
     stack_changing_only_tags,
     volumes,
@@ -47,10 +50,11 @@ def test_fault_is_caught(fault, tmp_path):
     if fault.external_volume:
         docker_engine.client().volumes.create(fault.external_volume)
     try:
-        run = run_acceptance(copy, isolated_environment(project), *selection)
+        run = run_acceptance(copy, isolated_environment(project, **own_images(copy, project)), *selection)
     finally:
         if fault.external_volume:
             docker_engine.client().volumes.get(fault.external_volume).remove(force=True)
+        remove_own_images(project)
 
     if fault.aborts:
         assert run.exit_code == 3, f"{fault.name}: expected the run to stop (exit 3), got {run.exit_code}"
@@ -58,7 +62,7 @@ def test_fault_is_caught(fault, tmp_path):
         ours = [line for line in run.output.splitlines() if not line.startswith("    | ")]
         assert f"  {fault.aborts}: " in run.output, run.output[-3000:]
         assert not any("Traceback" in line for line in ours), run.output[-3000:]
-        _nothing_left(project, volumes_before)
+        assert_nothing_left(project, volumes_before)
         return
     assert run.scenarios, f"{fault.name}: the acceptance run reported no scenario:\n{run.output[-3000:]}"
     assert run.exit_code == 1, f"{fault.name}: expected pytest exit 1 (scenarios failed), got {run.exit_code}"
@@ -69,7 +73,7 @@ def test_fault_is_caught(fault, tmp_path):
                       if s["status"] == "failed" and not s["tags"] & fault.fails]
         assert not collateral, f"{fault.name}: scenarios failed beyond those named: {collateral}"
     _checklist_shows_the_fault(copy, fault)
-    _nothing_left(project, volumes_before)
+    assert_nothing_left(project, volumes_before)
 
 
 def _checklist_shows_the_fault(copy, fault) -> None:
@@ -90,8 +94,3 @@ def _checklist_shows_the_fault(copy, fault) -> None:
         assert failed <= expected, \
             f"{fault.name}: checklist items failed beyond the fault's: {sorted(failed - expected)}"
     assert all(item["reason"] for item in report["items"] if item["verdict"] == "failed")
-
-
-def _nothing_left(project: str, volumes_before: set) -> None:
-    assert docker_engine.leftovers(project) == {"containers": [], "networks": [], "volumes": []}
-    assert volumes() - volumes_before == set(), f"{project}: volumes left behind"

@@ -3,6 +3,7 @@ gets healthy; nothing left behind after a failure or Ctrl-C; attach mode never c
 tests; up mode never touches a stack it did not start."""
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from steps.harness.settings import PORT_VARIABLES
 from steps.probes import docker_engine
 from steps.probes.waiting import wait_until
 from tests.acceptance_copy import (
+    assert_nothing_left,
     copy_repository,
     isolated_environment,
     run_acceptance,
@@ -26,11 +28,6 @@ pytestmark = [pytest.mark.faults, pytest.mark.docker]
 @pytest.fixture
 def copy(tmp_path):
     return copy_repository(tmp_path / "stack")
-
-
-def _nothing_left(project: str, volumes_before: set) -> None:
-    assert docker_engine.leftovers(project) == {"containers": [], "networks": [], "volumes": []}
-    assert volumes() - volumes_before == set()
 
 
 def test_no_engine_is_one_clear_line(copy):
@@ -51,7 +48,7 @@ def test_a_stack_that_never_gets_healthy_is_one_error_naming_the_service(copy):
     assert "the stack is not healthy (waited up to 8 s)" in run.output
     assert "redis: starting; last health output:" in run.output or "redis: unhealthy" in run.output, run.output
     assert "Traceback" not in run.output
-    _nothing_left(project, before)
+    assert_nothing_left(project, before)
 
 
 def test_ctrl_c_during_a_run_leaves_nothing_behind(copy):
@@ -68,7 +65,28 @@ def test_ctrl_c_during_a_run_leaves_nothing_behind(copy):
         if process.poll() is None:
             process.kill()
     assert process.returncode != 0, output
-    _nothing_left(project, before)
+    assert_nothing_left(project, before)
+
+
+def test_sigterm_to_the_suites_own_tests_stops_their_child_runs(copy):
+    """A CI cancel sends SIGTERM to the parent pytest alone: the fault run it started (a child pytest
+    in a session of its own) is stopped in turn and takes its stack down; nothing is left behind."""
+    fault = "redis-lru"
+    project, before = f"tse-fault-{fault}", volumes()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TSE_", "PYTEST_"))}
+    test = f"tests/faults/test_faults.py::test_fault_is_caught[{fault}]"
+    parent = subprocess.Popen([sys.executable, "-m", "pytest", test, "-q", "-p", "no:cacheprovider"], cwd=copy,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: docker_engine.project_containers(project), timeout=180, interval=0.2,
+                   description=f"containers of {project}")
+        parent.send_signal(signal.SIGTERM)
+        output, _ = parent.communicate(timeout=240)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    assert parent.returncode == pytest.ExitCode.INTERRUPTED, output[-3000:]
+    assert_nothing_left(project, before)
 
 
 def _start_users_stack(copy, project: str, *then: list) -> dict:
@@ -133,7 +151,7 @@ def test_up_mode_beside_a_users_stack_isolates_itself_and_leaves_that_stack_alon
     run = run_acceptance(copy, {**env, "TSE_PROJECT": project})
     assert run.exit_code == 0, run.output[-3000:]
     assert _state(users_project) == before
-    _nothing_left(project, volumes_before)
+    assert_nothing_left(project, volumes_before)
 
 
 def test_attach_mode_catches_a_dependent_started_before_its_dependencies(copy):
@@ -152,4 +170,4 @@ def test_attach_mode_catches_a_dependent_started_before_its_dependencies(copy):
             run.output[-3000:]
     finally:
         subprocess.run(["docker", "compose", "-p", project, "down", "-v"], cwd=copy, capture_output=True)
-    _nothing_left(project, before)
+    assert_nothing_left(project, before)

@@ -1,0 +1,89 @@
+"""The HTTP layer both services share: a request guard (body limit, request metrics by route) and
+the error handlers that keep every answer JSON and no client input a 500."""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable, Dict, Tuple, Type
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+class BodyTooLarge(HTTPException):
+    def __init__(self):
+        super().__init__(status_code=413, detail=f"request body over {MAX_BODY_BYTES} bytes")
+
+
+class RequestGuard:
+    """ASGI middleware: refuses bodies over 64 KiB, by Content-Length and, when there is none or it
+    lies, while the body streams in (nothing larger is ever held in memory); records every request's
+    count and latency by route template in `metrics.requests` (method, route, status) and
+    `metrics.latency` (method, route)."""
+
+    def __init__(self, app, metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started, status, received = time.perf_counter(), [500], [0]
+
+        async def recorded_send(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        async def limited_receive():
+            message = await receive()
+            if message["type"] == "http.request":
+                received[0] += len(message.get("body", b""))
+                if received[0] > MAX_BODY_BYTES:
+                    raise BodyTooLarge()
+            return message
+
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        try:
+            if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+                too_large = BodyTooLarge()
+                await JSONResponse({"detail": too_large.detail}, status_code=413)(scope, receive, recorded_send)
+            else:
+                await self.app(scope, limited_receive, recorded_send)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.requests.labels(scope["method"], route, str(status[0])).inc()
+            self.metrics.latency.labels(scope["method"], route).observe(time.perf_counter() - started)
+
+
+# An error type a dependency raises -> (the dependency's name, what to count when it happens).
+Unavailable = Dict[Type[Exception], Tuple[str, Callable[[], None]]]
+
+
+def add_error_handlers(app: FastAPI, service: str, log: logging.Logger, unavailable: Unavailable) -> None:
+    """422 naming each field FastAPI could not validate; 503 naming the dependency for each error type
+    of `unavailable`; 503 (logged with its traceback) for anything unexpected."""
+    for error_type, (dependency, count) in unavailable.items():
+        app.add_exception_handler(error_type, _dependency_unavailable(dependency, count))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError):
+        problems = [{"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"), "problem": e.get("msg")}
+                    for e in error.errors()]
+        return JSONResponse({"detail": problems}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception):
+        # Nothing a client sends may produce a 500: log the bug, answer that the service cannot serve it.
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": f"the {service} could not process this request"}, status_code=503)
+
+
+def _dependency_unavailable(dependency: str, count: Callable[[], None]):
+    async def handler(request: Request, error: Exception):
+        count()
+        return JSONResponse({"status": "unhealthy", "detail": f"{dependency} is unavailable: {error}"},
+                            status_code=503)
+    return handler
