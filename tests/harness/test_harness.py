@@ -51,20 +51,27 @@ def test_a_stack_that_never_gets_healthy_is_one_error_naming_the_service(copy):
     assert_nothing_left(project, before)
 
 
-def test_ctrl_c_during_a_run_leaves_nothing_behind(copy):
-    project, before = "tse-interrupted", volumes()
-    process = subprocess.Popen([sys.executable, "-m", "pytest", "features/", "-q", "-p", "no:cacheprovider"],
-                               cwd=copy, env=isolated_environment(project), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+def _signal_once_started(copy, env: dict, pytest_args: list, project: str, signum: int) -> tuple[int, str]:
+    """Run pytest with `pytest_args` in the copy, send it `signum` (it alone) once `project` has
+    containers, and wait for it to end: (exit code, output)."""
+    process = subprocess.Popen([sys.executable, "-m", "pytest", *pytest_args, "-q", "-p", "no:cacheprovider"],
+                               cwd=copy, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        wait_until(lambda: docker_engine.project_containers(project), timeout=120, interval=0.2,
+        wait_until(lambda: docker_engine.project_containers(project), timeout=180, interval=0.2,
                    description=f"containers of {project}")
-        process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=120)
+        process.send_signal(signum)
+        output, _ = process.communicate(timeout=240)
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode != 0, output
+    return process.returncode, output
+
+
+def test_ctrl_c_during_a_run_leaves_nothing_behind(copy):
+    project, before = "tse-interrupted", volumes()
+    exit_code, output = _signal_once_started(copy, isolated_environment(project), ["features/"], project,
+                                             signal.SIGINT)
+    assert exit_code != 0, output
     assert_nothing_left(project, before)
 
 
@@ -75,17 +82,8 @@ def test_sigterm_to_the_suites_own_tests_stops_their_child_runs(copy):
     project, before = f"tse-fault-{fault}", volumes()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TSE_", "PYTEST_"))}
     test = f"tests/faults/test_faults.py::test_fault_is_caught[{fault}]"
-    parent = subprocess.Popen([sys.executable, "-m", "pytest", test, "-q", "-p", "no:cacheprovider"], cwd=copy,
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_until(lambda: docker_engine.project_containers(project), timeout=180, interval=0.2,
-                   description=f"containers of {project}")
-        parent.send_signal(signal.SIGTERM)
-        output, _ = parent.communicate(timeout=240)
-    finally:
-        if parent.poll() is None:
-            parent.kill()
-    assert parent.returncode == pytest.ExitCode.INTERRUPTED, output[-3000:]
+    exit_code, output = _signal_once_started(copy, env, [test], project, signal.SIGTERM)
+    assert exit_code == pytest.ExitCode.INTERRUPTED, output[-3000:]
     assert_nothing_left(project, before)
 
 

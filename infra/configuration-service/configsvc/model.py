@@ -36,8 +36,8 @@ class Invalid(ValueError):
 
 
 @dataclass(frozen=True)
-class Row:
-    """One stored parameter. service "" means environment-wide."""
+class Entry:
+    """One parameter, its value in its stored string form. service "" means environment-wide."""
 
     environment: str
     service: str
@@ -45,6 +45,12 @@ class Row:
     type: str
     value: str
     description: str
+
+
+@dataclass(frozen=True)
+class Row(Entry):
+    """One stored parameter: an Entry with its version and who changed it last, when."""
+
     version: int
     updated_at: datetime
     updated_by: str

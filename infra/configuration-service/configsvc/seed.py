@@ -14,25 +14,21 @@ from typing import Dict, List, Optional, Tuple
 
 import yaml
 
-from configsvc.model import ENVIRONMENTS, Invalid, check_description, check_key, check_service, normalise_value
+from configsvc.model import (
+    ENVIRONMENTS,
+    Entry,
+    Invalid,
+    check_description,
+    check_key,
+    check_service,
+    normalise_value,
+)
 from configsvc.notifier import Notifier
 from configsvc.store import Store, VersionConflict
 
 SEED_AUTHOR = "seed"
 ENTRY_FIELDS = ("key", "type", "value", "service", "description")
 log = logging.getLogger("configsvc.seed")
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One parameter of an environment file, its value already in its stored string form."""
-
-    environment: str
-    service: str
-    key: str
-    type: str
-    value: str
-    description: str
 
 
 @dataclass(frozen=True)
