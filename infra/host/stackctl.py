@@ -146,7 +146,7 @@ def cmd_logs(args) -> int:
     settings, compose = _compose(args)
     _require_stack(settings.project)
     follow = ["--follow"] if args.follow else []
-    command = [*compose.compose_command_property, "logs", "--tail", str(args.tail), *follow, *args.services]
+    command = [*compose.command, "logs", "--tail", str(args.tail), *follow, *args.services]
     return subprocess.call(command, cwd=compose.context)
 
 
