@@ -23,6 +23,7 @@ pytest_plugins = [
     "steps.observability_steps",
     "steps.lifecycle_steps",
     "steps.ecosystem_steps",
+    "steps.security_steps",
 ]
 
 ROOT = Path(__file__).resolve().parent

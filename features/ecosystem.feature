@@ -17,7 +17,7 @@ Feature: E. The ecosystem's services connect (extra, beyond the milestone)
       | registry:services:risk-monitor*  | PING, HSET, EXPIRE, HGETALL, DEL |
     And Redis user "risk-adapter" is refused the keys of another domain under "exchange:" and "registry:services:exchange-simulator"
     And PostgreSQL role "risk_adapter" signs in with the password risk-monitor-py defaults to, lands in schema "risk" and creates a table there
-    When risk-monitor-py registers as its code does: its own hash in Redis as "risk-adapter", and a POST to the registry
+    When risk-monitor-py registers as its code does: its own hash in Redis as "risk-adapter", and a POST to the registry signed in as that user
     Then the registry lists it, returns its registrations by name and reports it in its health, every endpoint answering 200
     When its heartbeat leaves behind a hash with only "last_heartbeat" after the entry expired
     Then every registry endpoint still answers 200, the registry stays healthy and counts the entry unreadable

@@ -170,28 +170,30 @@ def _registry_payload(name: str) -> dict:
             "metadata": {"environment": "docker"}}
 
 
-def _clean_up(stack, key: str, name: str, via_api: bool) -> None:
+def _clean_up(stack, key: str, name: str, user: str, via_api: bool) -> None:
     try:
         redis_server.run(*stack.redis("admin"), "DEL", key)
         if via_api:
-            registry_api.deregister(stack.registry_port(), name, name)
+            registry_api.deregister(stack.registry_port(), name, name, stack.signed_in_as(user))
     except Exception:  # noqa: BLE001 - already gone
         pass
 
 
 @when(parsers.re(r'(?P<service>\S+) registers as its code does: its own hash in Redis as "(?P<user>[^"]+)"'
-                 r'(?P<post>, and a POST to the registry)?$'), target_fixture="ecosystem_registration")
+                 r'(?P<post>, and a POST to the registry signed in as that user)?$'),
+      target_fixture="ecosystem_registration")
 def _registers(stack, evidence, request, service, user, post):
     name = f"{REGISTRY_NAMES[service]}-acceptance-{uuid.uuid4().hex[:8]}"
     key = f"registry:services:{name}"
-    request.addfinalizer(lambda: _clean_up(stack, key, name, bool(post)))
+    request.addfinalizer(lambda: _clean_up(stack, key, name, user, bool(post)))
     stored = evidence.record(redis_server.write_hash(*stack.redis(user), key,
                                                      _service_hash(name, time.time()), 90))
     expect(stored.observed.allowed, f"{service} writing {key} as {user}", "stored", stored.observed.reply, stored,
            f"~registry:services:<its name>* for {user} in infra/redis/users.acl")
     via = ["redis"]
     if post:
-        posted = evidence.record(registry_api.register(stack.registry_port(), _registry_payload(name)))
+        posted = evidence.record(registry_api.register(stack.registry_port(), _registry_payload(name),
+                                                       stack.signed_in_as(user)))
         expect(posted.observed["status"] in (200, 201), f"{service}'s POST /api/v1/services", "200 or 201",
                posted.observed, posted)
         via.append("api")

@@ -17,6 +17,8 @@ SIBLING_PAYLOAD = {
                   "health": "http://risk-monitor:8080/api/v1/health", "metrics": "http://risk-monitor:8080/metrics"},
     "metadata": {"environment": "docker", "capabilities": ["http", "grpc"]},
 }
+# risk-monitor's Redis ACL user: its registrations sign in as it, as every registry write must.
+SIBLING_USER = "risk-adapter"
 STORED_FIELDS = ("name", "version", "host", "http_port", "grpc_port", "status", "metadata", "registered_at",
                  "last_heartbeat", "instance_id", "endpoints")
 
@@ -30,13 +32,17 @@ def _probe_instance(request, stack, **changes) -> dict:
 
 def _deregister_quietly(stack, payload) -> None:
     try:
-        registry_api.deregister(stack.registry_port(), payload["name"], payload["instance_id"])
+        registry_api.deregister(stack.registry_port(), payload["name"], payload["instance_id"], _sibling(stack))
     except Exception:  # noqa: BLE001 - already gone
         pass
 
 
+def _sibling(stack) -> tuple:
+    return stack.signed_in_as(SIBLING_USER)
+
+
 def _register(stack, evidence, payload) -> Fact:
-    return evidence.record(registry_api.register(stack.registry_port(), payload))
+    return evidence.record(registry_api.register(stack.registry_port(), payload, _sibling(stack)))
 
 
 @when("a sibling service registers with the payload it sends today", target_fixture="registration")
@@ -71,8 +77,9 @@ def _answered_200(stack, evidence, registration):
 @then("the registry forgets the instance when it deregisters")
 def _deregisters(stack, evidence, registration):
     payload = registration["payload"]
-    gone = evidence.record(registry_api.deregister(stack.registry_port(), payload["name"], payload["instance_id"]))
-    again = evidence.record(registry_api.deregister(stack.registry_port(), payload["name"], payload["instance_id"]))
+    where = (stack.registry_port(), payload["name"], payload["instance_id"], _sibling(stack))
+    gone = evidence.record(registry_api.deregister(*where))
+    again = evidence.record(registry_api.deregister(*where))
     expect((gone.observed["status"], again.observed["status"]) == (204, 404), "DELETE twice", (204, 404),
            (gone.observed["status"], again.observed["status"]), again)
 
@@ -125,7 +132,8 @@ def _registered_with_ttl(stack, evidence, request, ttl):
 
 
 def _heartbeat(stack, evidence, payload) -> Fact:
-    return evidence.record(registry_api.heartbeat(stack.registry_port(), payload["name"], payload["instance_id"]))
+    return evidence.record(registry_api.heartbeat(stack.registry_port(), payload["name"], payload["instance_id"],
+                                                  _sibling(stack)))
 
 
 @when(parsers.parse("it sends heartbeats for {seconds:d} s"))
@@ -301,7 +309,7 @@ def _sibling_schema(stack, evidence, request):
 @then("a registration with a bad name, a bad TTL and a bad endpoint is refused with 422 naming each field")
 def _bad_payload(stack, evidence):
     bad = {"name": "Risk Monitor!", "ttl_seconds": 0, "endpoints": {"http": 42}}
-    fact = evidence.record(registry_api.register(stack.registry_port(), bad))
+    fact = evidence.record(registry_api.register(stack.registry_port(), bad, _sibling(stack)))
     named = " ".join(str(d) for d in http_api.json_object(fact).get("detail", [])) or fact.raw
     missing = [f for f in ("name", "ttl_seconds", "endpoints.http") if f not in named]
     expect(fact.observed["status"] == 422 and not missing, "a bad registration", "422 naming name, ttl_seconds, "
@@ -311,7 +319,7 @@ def _bad_payload(stack, evidence):
 @then("a registration body over 64 KiB is refused with 413")
 def _too_large(stack, evidence):
     payload = {**SIBLING_PAYLOAD, "metadata": {"padding": "x" * (65 * 1024)}}
-    fact = evidence.record(registry_api.register(stack.registry_port(), payload))
+    fact = evidence.record(registry_api.register(stack.registry_port(), payload, _sibling(stack)))
     expect(fact.observed["status"] == 413, "a 65 KiB registration", 413, fact.observed["status"], fact)
 
 

@@ -87,6 +87,10 @@ class Stack:
             return self.settings.secret("POSTGRES_PASSWORD")
         return self.settings.secret("PG_PASSWORD_" + role.upper())
 
+    def signed_in_as(self, user: str) -> tuple:
+        """(user, password) of a Redis ACL user: what a registry write signs in with (HTTP Basic)."""
+        return user, self.redis_password(user)
+
     def redis(self, user: str | None) -> tuple:
         """(port, user, password) for a Redis probe signing in as `user` (None: no user)."""
         return self.redis_port(), user, self.redis_password(user) if user else None

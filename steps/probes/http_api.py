@@ -10,12 +10,13 @@ from steps.probes.facts import Fact, ProbeError
 TIMEOUT_S = 5
 
 
-def call(port: int, method: str, path: str, *, json=None, data=None, headers=None) -> Fact:
-    """One request to http://127.0.0.1:`port``path`; observed: {"status", "body", "headers"}, the
-    body parsed as JSON when it is JSON. Raises ProbeError when nothing answers."""
+def call(port: int, method: str, path: str, *, json=None, data=None, headers=None, auth=None) -> Fact:
+    """One request to http://127.0.0.1:`port``path`, with HTTP Basic `auth` (user, password) when
+    given; observed: {"status", "body", "headers"}, the body parsed as JSON when it is JSON. Raises
+    ProbeError when nothing answers."""
     url = f"http://127.0.0.1:{port}{path}"
     try:
-        response = requests.request(method, url, json=json, data=data, headers=headers, timeout=TIMEOUT_S)
+        response = requests.request(method, url, json=json, data=data, headers=headers, auth=auth, timeout=TIMEOUT_S)
     except requests.RequestException as error:
         raise ProbeError(f"{method} {url}: no answer ({error.__class__.__name__}: {error})") from error
     try:
@@ -25,7 +26,8 @@ def call(port: int, method: str, path: str, *, json=None, data=None, headers=Non
     observed = {"status": response.status_code, "body": body,
                 "headers": {k.lower(): v for k, v in response.headers.items()}}
     sent = "" if json is None else " " + jsonlib.dumps(json)[:300]
-    return Fact(f"{method} {path}{sent}", f"127.0.0.1:{port}", observed, raw=response.text[:2000])
+    signed_in = f" (signed in as {auth[0]})" if auth else ""
+    return Fact(f"{method} {path}{sent}{signed_in}", f"127.0.0.1:{port}", observed, raw=response.text[:2000])
 
 
 def json_object(fact: Fact) -> dict:

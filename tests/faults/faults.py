@@ -57,6 +57,7 @@ SERVICEKIT_REDIS = "infra/servicekit/servicekit/redis_client.py"
 REGISTRY_ROUTES = "infra/service-registry/registry/routes.py"
 REGISTRY_STORE = "infra/service-registry/registry/store.py"
 REGISTRY_MODELS = "infra/service-registry/registry/models.py"
+REGISTRY_DEPS = "infra/service-registry/registry/deps.py"
 ENV_EXAMPLE = ".env.example"
 CONFIG_MODEL = "infra/configuration-service/configsvc/model.py"
 CONFIG_STORE = "infra/configuration-service/configsvc/store.py"
@@ -337,4 +338,24 @@ FAULTS = [
            (ENV_EXAMPLE, r"^PG_PASSWORD_TEST_COORDINATOR_ADAPTER=.*$",
             "PG_PASSWORD_TEST_COORDINATOR_ADAPTER=test-coordinator-dev-password")],
           {"checklist_E_2", "checklist_E_3"}),
+    # Section S (extra): security baseline
+    fault("registry-writes-anonymous", "registry writes taken without signing in (as the registry's own user)",
+          [(REGISTRY_DEPS, r"    if credentials is None:\n        raise HTTPException\(status_code=401, "
+                           r"detail=HOW_TO_AUTHENTICATE, headers=challenge\)",
+            "    if credentials is None:\n        return registry.store")],
+          {"checklist_S_1"}),
+    fault("registry-writes-as-itself", "the caller signed in, but the write made as the registry's own Redis user: "
+          "any service may overwrite or remove another's entries",
+          [(REGISTRY_DEPS, r"        return registry\.writers\.store_for\("
+                           r"credentials\.username, credentials\.password\)",
+            "        registry.writers.store_for(credentials.username, credentials.password)\n"
+            "        return registry.store")],
+          {"checklist_S_1"}),
+    fault("registry-own-names-open", "the stack's own service names open to API writes: a caller can register "
+          "postgres pointing at itself",
+          [(REGISTRY_DEPS, r"if name in registry\.settings\.reserved_names:", "if name in ():")],
+          {"checklist_S_1"}),
+    fault("registry-any-host", "the registry answers any Host header (DNS rebinding from a browser)",
+          [(COMPOSE, r"REGISTRY_ALLOWED_HOSTS: .*$", 'REGISTRY_ALLOWED_HOSTS: "*"')],
+          {"checklist_S_1"}),
 ]

@@ -1,14 +1,13 @@
-"""Fixtures of the registry's unit tests: the app on an in-memory Redis (fakeredis). The
-configuration service's tests define their own `redis_client` and `client`, which win in their
-modules."""
+"""Fixtures of the registry's unit tests: the app on an in-memory Redis (fakeredis), writes signed in
+as a sibling's ACL user through `FakeAcl`. The configuration service's tests define their own
+`redis_client` and `client`, which win in their modules."""
 from __future__ import annotations
 
 import fakeredis
 import pytest
 from fastapi.testclient import TestClient
 
-from registry.app import create_app
-from registry.settings import Settings
+from tests.unit.registry_fakes import SIBLING_AUTH, registry_app
 
 
 @pytest.fixture
@@ -18,5 +17,7 @@ def redis_client():
 
 @pytest.fixture
 def client(redis_client):
-    with TestClient(create_app(Settings(), redis_client)) as test_client:
+    """A test client that signs its writes in as the risk adapter."""
+    with TestClient(registry_app(redis_client)) as test_client:
+        test_client.auth = SIBLING_AUTH
         yield test_client

@@ -12,8 +12,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from registry.app import create_app
-from registry.settings import Settings
+from tests.unit.registry_fakes import registry_app
 
 DIRECT_KEY = "registry:services:risk-monitor"
 
@@ -133,7 +132,7 @@ field_values = st.dictionaries(st.sampled_from(["name", "version", "host", "http
 def test_whatever_a_client_stores_no_endpoint_answers_5xx(suffix, fields):
     redis_client = fakeredis.FakeRedis(decode_responses=True)
     redis_client.hset(f"registry:services:{suffix}", mapping=fields)
-    with TestClient(create_app(Settings(), redis_client)) as client:
+    with TestClient(registry_app(redis_client)) as client:
         for path in ("/api/v1/services", "/health", "/api/v1/services/risk-monitor", "/health/risk-monitor",
                      "/metrics"):
             response = client.get(path)

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import time
 
+import fakeredis
 import pytest
+import redis
 from fastapi.testclient import TestClient
 
 from registry.app import create_app
@@ -11,6 +13,7 @@ from registry.infrastructure import InfrastructureMonitor
 from registry.models import Registration, instance_fields, instance_view
 from registry.settings import Settings
 from registry.store import Store
+from tests.unit.registry_fakes import SIBLING_AUTH, TEST_HOSTS, FakeAcl, registry_app
 
 SIBLING = {
     "name": "risk-monitor", "version": "0.1.0",
@@ -94,18 +97,56 @@ def test_bodies_over_64_kib_are_413_and_junk_is_never_500(client):
     assert client.get("/nowhere").status_code == 404 and client.get("/nowhere").json()
 
 
-def test_writes_need_the_token_when_one_is_set(redis_client):
-    with TestClient(create_app(Settings(api_token="s3cret"), redis_client)) as client:
-        assert client.post("/api/v1/services", json=SIBLING).status_code == 401
-        headers = {"Authorization": "Bearer s3cret"}
-        assert client.post("/api/v1/services", json=SIBLING, headers=headers).status_code == 201
+def test_writes_need_the_callers_redis_user_and_reads_need_nothing(redis_client):
+    acl = FakeAcl(redis_client)
+    with TestClient(registry_app(redis_client, acl)) as client:
+        anonymous = client.post("/api/v1/services", json=SIBLING)
+        assert anonymous.status_code == 401
+        assert anonymous.headers["www-authenticate"] == 'Basic realm="service-registry"'
+        assert "HTTP Basic" in anonymous.json()["detail"] and "Redis ACL user" in anonymous.json()["detail"]
+        wrong = client.post("/api/v1/services", json=SIBLING, auth=("risk-adapter", "guess"))
+        assert wrong.status_code == 401 and "risk-adapter" in wrong.json()["detail"]
+        assert client.post("/api/v1/services", json=SIBLING, auth=SIBLING_AUTH).status_code == 201
+        assert acl.signed_in == ["risk-adapter"]  # the write went through the caller's own sign-in
+        for method, path in (("PUT", "/api/v1/services/risk-monitor/instances/risk-monitor/heartbeat"),
+                             ("DELETE", "/api/v1/services/risk-monitor/instances/risk-monitor")):
+            assert client.request(method, path).status_code == 401
+            assert client.request(method, path, auth=SIBLING_AUTH).status_code in (200, 204)
+        assert acl.signed_in == ["risk-adapter"]  # one sign-in, kept for the user's next writes
         assert client.get("/api/v1/services").status_code == 200
+
+
+def test_the_stacks_own_services_are_written_by_the_registry_alone(redis_client):
+    declared = [{"name": "redis", "kind": "redis", "host": "redis", "port": 6379, "endpoints": {}}]
+    with TestClient(registry_app(redis_client, infrastructure=declared)) as client:
+        forged = {**SIBLING, "name": "redis", "endpoints": {"redis": "redis://attacker:6379"}}
+        refused = client.post("/api/v1/services", json=forged, auth=SIBLING_AUTH)
+        assert refused.status_code == 403 and "only the registry" in refused.json()["detail"]
+        assert client.delete("/api/v1/services/redis/instances/redis", auth=SIBLING_AUTH).status_code == 403
+
+
+def test_a_write_the_callers_acl_refuses_is_403_naming_why(redis_client):
+    class RefusingRedis(fakeredis.FakeRedis):
+        def pipeline(self, *args, **kwargs):
+            raise redis.exceptions.NoPermissionError("No permissions to access a key")
+
+    refusing = RefusingRedis(decode_responses=True)
+    with TestClient(registry_app(redis_client, FakeAcl(refusing))) as client:
+        response = client.post("/api/v1/services", json={**SIBLING, "name": "trading-engine"}, auth=SIBLING_AUTH)
+        assert response.status_code == 403
+        assert "key patterns" in response.json()["detail"]
+
+
+def test_requests_for_a_foreign_host_name_are_refused(client):
+    # DNS rebinding: a page on attacker.example, resolved to 127.0.0.1, sends its own name as Host.
+    assert client.get("/api/v1/services", headers={"Host": "attacker.example"}).status_code == 400
+    assert client.get("/api/v1/services", headers={"Host": "localhost:8080"}).status_code == 200
 
 
 def test_health_is_503_while_redis_is_away():
     # The app's own client, pointed at a port where nothing listens: answers must come at once.
     started = time.monotonic()
-    with TestClient(create_app(Settings(redis_url="redis://127.0.0.1:1/0"))) as client:
+    with TestClient(create_app(Settings(redis_url="redis://127.0.0.1:1/0", allowed_hosts=TEST_HOSTS))) as client:
         response = client.get("/health")
         assert response.status_code == 503 and response.json()["status"] == "unhealthy"
         assert "Redis" in response.json()["reason"]
@@ -114,7 +155,7 @@ def test_health_is_503_while_redis_is_away():
 
 
 def test_cors_allows_the_configured_origin_only(redis_client):
-    with TestClient(create_app(Settings(cors_origins=("http://dash",)), redis_client)) as client:
+    with TestClient(registry_app(redis_client, cors_origins=("http://dash",))) as client:
         allowed = client.options("/health", headers={"Origin": "http://dash", "Access-Control-Request-Method": "GET"})
         denied = client.options("/health", headers={"Origin": "http://evil", "Access-Control-Request-Method": "GET"})
         assert allowed.headers.get("access-control-allow-origin") == "http://dash"

@@ -8,13 +8,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Optional
+from typing import Callable, Optional
 
 import redis
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.trustedhost import TrustedHostMiddleware
+from fastapi.responses import JSONResponse
 
-from registry.deps import RegistryState
+from registry.deps import RegistryState, Writers
 from registry.infrastructure import InfrastructureMonitor
 from registry.metrics import Metrics
 from registry.routes import router
@@ -26,9 +28,14 @@ from servicekit.redis_client import connect
 log = logging.getLogger("registry")
 
 
-def create_app(settings: Optional[Settings] = None, client: Optional[redis.Redis] = None) -> FastAPI:
+def create_app(settings: Optional[Settings] = None, client: Optional[redis.Redis] = None,
+               connect_as: Optional[Callable[[str, str], redis.Redis]] = None) -> FastAPI:
+    """The API over `client` (the registry's own Redis user; from `settings` when None). Writes go
+    through `connect_as(user, password)`: a client signed in as the caller (from `settings`' URL when
+    None)."""
     settings = settings or Settings.from_environment()
     client = client or connect(settings.redis_url, settings.redis_user, settings.redis_password)
+    connect_as = connect_as or (lambda user, password: connect(settings.redis_url, user, password))
     store, metrics = Store(client), Metrics()
     monitor = InfrastructureMonitor(store, settings.infrastructure, settings.probe_interval_s,
                                     settings.postgres_password, lambda event: metrics.redis_errors.inc(),
@@ -42,10 +49,19 @@ def create_app(settings: Optional[Settings] = None, client: Optional[redis.Redis
             task.cancel()
 
     app = FastAPI(title="Trading ecosystem service registry", version="1.0.0", lifespan=lifespan)
-    app.state.registry = RegistryState(settings, store, metrics)
+    app.state.registry = RegistryState(settings, store, metrics, Writers(connect_as))
     app.include_router(router)
     app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["*"],
                        allow_headers=["*"])
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts))
     app.add_middleware(RequestGuard, metrics=metrics)
     add_error_handlers(app, "registry", log, {redis.RedisError: ("Redis", metrics.redis_errors.inc)})
+
+    @app.exception_handler(redis.exceptions.NoPermissionError)
+    async def not_permitted(request: Request, error: redis.exceptions.NoPermissionError):
+        # The caller's ACL user may not write this service's keys: its key patterns name its own services.
+        return JSONResponse({"detail": f"Redis refused this write to the caller's ACL user: {error}. A service "
+                                       "registers, renews and removes only the names its ACL key patterns cover "
+                                       "(registry:services:<its names>)"}, status_code=403)
+
     return app

@@ -8,16 +8,18 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from registry.deps import RegistryState, authorised, state
+from registry.deps import RegistryState, state, writable, writer
 from registry.models import Heartbeat, Registration, instance_fields, instance_view
-from registry.store import key, now_rfc3339
+from registry.store import Store, key, now_rfc3339
 
 router = APIRouter()
 
 
-@router.post("/api/v1/services", status_code=201, dependencies=[Depends(authorised)])
-def register(body: Registration, response: Response, registry: RegistryState = Depends(state)):
-    store, metrics = registry.store, registry.metrics
+@router.post("/api/v1/services", status_code=201)
+def register(body: Registration, response: Response, registry: RegistryState = Depends(state),
+             store: Store = Depends(writer)):
+    writable(body.name, registry)
+    metrics = registry.metrics
     ttl = body.ttl_seconds or registry.settings.default_ttl_s
     body = body.model_copy(update={"ttl_seconds": ttl, "instance_id": body.instance_id or body.name})
     fields = instance_fields(body, now_rfc3339(), store.registered_at(body.name, body.instance_id))
@@ -27,10 +29,11 @@ def register(body: Registration, response: Response, registry: RegistryState = D
     return instance_view(fields)
 
 
-@router.put("/api/v1/services/{name}/instances/{instance_id}/heartbeat", dependencies=[Depends(authorised)])
+@router.put("/api/v1/services/{name}/instances/{instance_id}/heartbeat")
 def heartbeat(name: str, instance_id: str, body: Optional[Heartbeat] = None,
-              registry: RegistryState = Depends(state)):
-    fields = registry.store.heartbeat(name, instance_id, body.status if body else None,
+              registry: RegistryState = Depends(state), store: Store = Depends(writer)):
+    writable(name, registry)
+    fields = store.heartbeat(name, instance_id, body.status if body else None,
                                       registry.settings.default_ttl_s)
     if fields is None:
         registry.metrics.heartbeats.labels("unknown").inc()
@@ -39,10 +42,10 @@ def heartbeat(name: str, instance_id: str, body: Optional[Heartbeat] = None,
     return instance_view(fields)
 
 
-@router.delete("/api/v1/services/{name}/instances/{instance_id}", status_code=204,
-               dependencies=[Depends(authorised)])
-def deregister(name: str, instance_id: str, registry: RegistryState = Depends(state)):
-    store = registry.store
+@router.delete("/api/v1/services/{name}/instances/{instance_id}", status_code=204)
+def deregister(name: str, instance_id: str, registry: RegistryState = Depends(state),
+               store: Store = Depends(writer)):
+    writable(name, registry)
     if not store.delete(name, instance_id):
         raise HTTPException(status_code=404, detail=f"no instance {instance_id} of {name}")
     registry.seen.discard(key(name, instance_id))

@@ -12,27 +12,38 @@ class Settings:
     redis_url: str = "redis://redis:6379/0"
     redis_user: str = "registry-service"
     redis_password: str = ""
-    api_token: str = ""                       # when set, writes need "Authorization: Bearer <token>"
+    # The Host names requests may carry (the port aside): loopback and the stack's own names; any other
+    # is refused, so a web page on a rebound DNS name cannot reach the API from a developer's browser.
+    allowed_hosts: tuple = ("localhost", "127.0.0.1", "::1", "service-registry")
     cors_origins: tuple = ("http://localhost:3000", "http://127.0.0.1:3000")
     default_ttl_s: int = 90
     probe_interval_s: float = 5.0
     infrastructure: list = field(default_factory=list)  # the stack's own services, probed live
     postgres_password: str = ""               # the monitor role's, for the SQL round trip
 
+    @property
+    def reserved_names(self) -> frozenset:
+        """The stack's own services: the registry alone registers them."""
+        return frozenset(entry["name"] for entry in self.infrastructure)
+
     @classmethod
     def from_environment(cls, env=os.environ) -> "Settings":
         declared = env.get("REGISTRY_INFRASTRUCTURE_FILE", "")
         infrastructure = json.loads(Path(declared).read_text()) if declared else []
-        origins = tuple(o.strip() for o in env.get("REGISTRY_CORS_ORIGINS", ",".join(cls.cors_origins)).split(",")
-                        if o.strip())
+        origins = _names(env.get("REGISTRY_CORS_ORIGINS", ",".join(cls.cors_origins)))
         return cls(
             redis_url=env.get("REGISTRY_REDIS_URL", cls.redis_url),
             redis_user=env.get("REGISTRY_REDIS_USER", cls.redis_user),
             redis_password=env.get("REGISTRY_REDIS_PASSWORD", ""),
-            api_token=env.get("REGISTRY_API_TOKEN", ""),
+            allowed_hosts=_names(env.get("REGISTRY_ALLOWED_HOSTS", ",".join(cls.allowed_hosts))),
             cors_origins=origins,
             default_ttl_s=int(env.get("REGISTRY_DEFAULT_TTL_SECONDS", cls.default_ttl_s)),
             probe_interval_s=float(env.get("REGISTRY_PROBE_INTERVAL_SECONDS", cls.probe_interval_s)),
             infrastructure=infrastructure,
             postgres_password=env.get("REGISTRY_POSTGRES_PASSWORD", ""),
         )
+
+
+def _names(text: str) -> tuple:
+    """"a, b,c" -> ("a", "b", "c")."""
+    return tuple(part.strip() for part in text.split(",") if part.strip())

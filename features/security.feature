@@ -1,0 +1,18 @@
+@section_S
+Feature: S. Security baseline (extra, beyond the milestone)
+  The stack sits on a network that other services, and whoever else gets onto it, can reach: every
+  write is signed in as the identity that makes it, and that identity may write only what is its
+  own. Each scenario tries what an attacker on that network, or a careless change, would do, and
+  expects it refused. Reads stay open: discovery is meant to be read by every service.
+
+  Background:
+    Given the trading-ecosystem stack is up
+
+  @checklist_S_1
+  Scenario: Registry writes are signed in as the service's own Redis user
+    Then an anonymous registration is refused with 401 saying how to sign in, while reads need no sign-in
+    And a registration signed in with a wrong password is refused with 401
+    When "trading-adapter" registers a trading-engine instance, signed in as itself
+    Then "risk-adapter", signed in as itself, is refused with 403 registering, renewing and removing that instance
+    And "admin", signed in as itself, is refused with 403 registering "postgres", one of the stack's own services
+    And a request to the registry whose Host is "attacker.example" is refused with 400

@@ -1,0 +1,98 @@
+"""Steps of section S (extra): the security baseline. Each tries what an attacker on the stack's
+network, or a careless change, would do, and expects it refused."""
+from __future__ import annotations
+
+import uuid
+
+from pytest_bdd import parsers, then, when
+
+from steps.expect import expect
+from steps.probes import http_api, registry_api
+from steps.probes.facts import ProbeError
+
+
+def _remove_quietly(stack, name: str, instance_id: str, auth: tuple):
+    """A finalizer: remove an instance the scenario registered (or that a broken registry took)."""
+    def remove():
+        try:
+            registry_api.deregister(stack.registry_port(), name, instance_id, auth)
+        except ProbeError:
+            pass  # the registry does not answer: the scenario has said so already
+    return remove
+
+
+def _instance(name: str) -> dict:
+    return {"name": name, "instance_id": name, "version": "0.1.0",
+            "endpoints": {"http": f"http://{name}:8080"}, "metadata": {"environment": "docker"}}
+
+
+@then("an anonymous registration is refused with 401 saying how to sign in, while reads need no sign-in")
+def _anonymous_write_refused(stack, evidence):
+    port = stack.registry_port()
+    fact = evidence.record(registry_api.register(port, _instance(f"risk-monitor-acceptance-{uuid.uuid4().hex[:8]}"),
+                                                 None))
+    detail = str(http_api.json_object(fact).get("detail", ""))
+    challenge = fact.observed["headers"].get("www-authenticate", "")
+    expect(fact.observed["status"] == 401 and "HTTP Basic" in detail and challenge.startswith("Basic"),
+           "an anonymous POST /api/v1/services", "401, a Basic challenge and how to sign in", fact.observed, fact,
+           "writes depend on registry.deps.writer (HTTP Basic, checked by Redis)")
+    read = evidence.record(registry_api.services(port))
+    expect(read.observed["status"] == 200, "an anonymous GET /api/v1/services", 200, read.observed["status"], read)
+
+
+@then("a registration signed in with a wrong password is refused with 401")
+def _wrong_password_refused(stack, evidence):
+    name = f"risk-monitor-acceptance-{uuid.uuid4().hex[:8]}"
+    fact = evidence.record(registry_api.register(stack.registry_port(), _instance(name), ("risk-adapter", "guess")))
+    expect(fact.observed["status"] == 401, "POST /api/v1/services as risk-adapter with a wrong password", 401,
+           fact.observed, fact, "the registry signs the caller in to Redis and refuses what Redis refuses")
+
+
+@when(parsers.parse('"{user}" registers a trading-engine instance, signed in as itself'),
+      target_fixture="owned_instance")
+def _owner_registers(stack, evidence, request, user):
+    name = f"trading-engine-acceptance-{uuid.uuid4().hex[:8]}"
+    auth = stack.signed_in_as(user)
+    request.addfinalizer(_remove_quietly(stack, name, name, auth))
+    fact = evidence.record(registry_api.register(stack.registry_port(), _instance(name), auth))
+    expect(fact.observed["status"] == 201, f"POST /api/v1/services of {name} as {user}", 201, fact.observed, fact,
+           f"~registry:services:trading* for {user} in infra/redis/users.acl")
+    return {"name": name, "owner": user}
+
+
+@then(parsers.parse('"{user}", signed in as itself, is refused with 403 registering, renewing and removing that '
+                    'instance'))
+def _other_service_refused(stack, evidence, owned_instance, user):
+    port, name, auth = stack.registry_port(), owned_instance["name"], stack.signed_in_as(user)
+    attempts = {
+        "register": evidence.record(registry_api.register(port, _instance(name), auth)),
+        "renew": evidence.record(registry_api.heartbeat(port, name, name, auth)),
+        "remove": evidence.record(registry_api.deregister(port, name, name, auth)),
+    }
+    observed = {what: fact.observed["status"] for what, fact in attempts.items()}
+    expect(set(observed.values()) == {403}, f"{user} writing {owned_instance['owner']}'s {name}",
+           {what: 403 for what in attempts}, observed, attempts["register"],
+           "perform each write as the caller's Redis user, so its ACL key patterns decide")
+    still = evidence.record(registry_api.service(port, name))
+    expect(still.observed["status"] == 200, f"{name} after {user}'s attempts", "still registered (200)",
+           still.observed["status"], still)
+
+
+@then(parsers.parse('"{user}", signed in as itself, is refused with 403 registering "{name}", one of the stack\'s '
+                    'own services'))
+def _own_services_refused(stack, evidence, request, user, name):
+    # An instance of its own, short-lived and removed at the end, should the registry wrongly take it.
+    forged = {**_instance(name), "instance_id": f"acceptance-{uuid.uuid4().hex[:8]}", "ttl_seconds": 2,
+              "endpoints": {"http": "http://attacker.example:8080"}}
+    auth = stack.signed_in_as(user)
+    request.addfinalizer(_remove_quietly(stack, name, forged["instance_id"], auth))
+    fact = evidence.record(registry_api.register(stack.registry_port(), forged, auth))
+    expect(fact.observed["status"] == 403, f"POST /api/v1/services of {name} as {user}", 403, fact.observed, fact,
+           "the stack's own services (infrastructure.json) are written by the registry alone")
+
+
+@then(parsers.parse('a request to the registry whose Host is "{host}" is refused with 400'))
+def _foreign_host_refused(stack, evidence, host):
+    fact = evidence.record(http_api.call(stack.registry_port(), "GET", "/api/v1/services", headers={"Host": host}))
+    expect(fact.observed["status"] == 400, f"GET /api/v1/services with Host: {host}", 400, fact.observed["status"],
+           fact, "REGISTRY_ALLOWED_HOSTS: loopback and the registry's own names only (DNS rebinding)")
