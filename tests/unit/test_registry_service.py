@@ -176,3 +176,16 @@ def test_instance_view_survives_damaged_fields():
     fields.update({"metadata": "{not json", "http_port": "x"})
     view = instance_view(fields)
     assert view["metadata"] == {} and view["http_port"] is None and view["grpc_port"] == 50051
+
+
+def test_sign_ins_are_kept_per_user_and_password_bounded_and_failures_never(redis_client):
+    from registry.deps import Writers
+
+    acl = FakeAcl(redis_client, {"a": "1", "b": "2", "c": "3"})
+    writers = Writers(acl, size=2)
+    for user, password in (("a", "1"), ("a", "1"), ("b", "2"), ("c", "3"), ("a", "1")):
+        writers.store_for(user, password)
+    assert acl.signed_in == ["a", "b", "c", "a"]  # "a" kept once, then evicted by "c" (two kept)
+    with pytest.raises(redis.AuthenticationError):
+        writers.store_for("a", "not-1")  # another password is another sign-in, checked by Redis
+    assert len(writers.clients) == 2
