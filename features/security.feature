@@ -3,7 +3,8 @@ Feature: S. Security baseline (extra, beyond the milestone)
   The stack sits on a network that other services, and whoever else gets onto it, can reach: every
   write is signed in as the identity that makes it, and that identity may write only what is its
   own. Each scenario tries what an attacker on that network, or a careless change, would do, and
-  expects it refused. Reads stay open: discovery is meant to be read by every service.
+  expects it refused. Reads stay open: discovery and configuration are meant to be read by every
+  service.
 
   Background:
     Given the trading-ecosystem stack is up
@@ -16,3 +17,10 @@ Feature: S. Security baseline (extra, beyond the milestone)
     Then "risk-adapter", signed in as itself, is refused with 403 registering, renewing and removing that instance
     And "admin", signed in as itself, is refused with 403 registering "postgres", one of the stack's own services
     And a request to the registry whose Host is "attacker.example" is refused with 400
+
+  @checklist_S_2
+  Scenario: Configuration writes are signed in, production by an editor of its own
+    Then an anonymous configuration write is refused with 401 saying how to sign in, while reads need no sign-in
+    And "config-editor", signed in as itself, is refused with 403 writing "risk.max_daily_loss_usd" in production
+    When "config-editor-production", signed in as itself, writes a parameter in production claiming to be "someone-else"
+    Then the parameter's history names "config-editor-production" as its author, not the claim

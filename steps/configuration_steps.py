@@ -19,6 +19,8 @@ from steps.probes.waiting import poll
 
 API = "/api/v1/configuration"
 ENVIRONMENT = "development"
+# The editor the scenarios write as (HTTP Basic, a Redis ACL user): it may write development.
+EDITOR = "config-editor"
 SERVICE = "configuration-service"
 ENVIRONMENTS_DIR = "infra/configuration-service/environments"
 SEED_AUTHOR = "seed"  # configsvc.seed.SEED_AUTHOR: the author of the rows the seed wrote last
@@ -145,18 +147,19 @@ def _endpoints_without_credentials(evidence, given_endpoints):
        target_fixture="parameter")
 def _create_parameter(stack, evidence, request, kind, value):
     key = f"acceptance.p{uuid.uuid4().hex[:12]}"
-    request.addfinalizer(lambda: _forget(stack, key))
+    request.addfinalizer(lambda: forget_parameter(stack, key))
     fact = evidence.record(config_api.create(stack.config_port(), {
         "key": key, "type": kind, "value": value, "environment": ENVIRONMENT,
-        "description": "written by the acceptance suite, removed at the end of its scenario"}))
+        "description": "written by the acceptance suite, removed at the end of its scenario"},
+        stack.signed_in_as(EDITOR)))
     expect(fact.observed["status"] == 201, f"POST {API} {key}", "201 Created", fact.observed, fact)
     return {"key": key, "type": kind, "value": value, "version": http_api.json_object(fact).get("version")}
 
 
-def _forget(stack, key: str) -> None:
+def forget_parameter(stack, key: str, environment: str = ENVIRONMENT, editor: str = EDITOR) -> None:
     """Leave the stack as the scenario found it: the parameter and its history gone."""
     try:
-        config_api.delete(stack.config_port(), key, ENVIRONMENT)
+        config_api.delete(stack.config_port(), key, environment, stack.signed_in_as(editor))
     except ProbeError:
         pass
     try:
@@ -170,7 +173,7 @@ def _forget(stack, key: str) -> None:
 @when(parsers.parse('the parameter is changed to "{value}" with its current version'))
 def _change_parameter(stack, evidence, parameter, value):
     fact = evidence.record(config_api.update(stack.config_port(), parameter["key"], ENVIRONMENT, value,
-                                             if_match=parameter["version"]))
+                                             stack.signed_in_as(EDITOR), if_match=parameter["version"]))
     expect(fact.observed["status"] == 200, f"PUT {parameter['key']} with If-Match {parameter['version']}", "200",
            fact.observed, fact)
     parameter["changed_at"] = time.monotonic()
@@ -209,7 +212,7 @@ def _history(stack, evidence, key: str) -> list:
 def _stale_change(stack, evidence, parameter, value):
     stale = parameter["version"] - 1
     fact = evidence.record(config_api.update(stack.config_port(), parameter["key"], ENVIRONMENT, "-1",
-                                             if_match=stale))
+                                             stack.signed_in_as(EDITOR), if_match=stale))
     after = evidence.record(_read(stack, parameter["key"]))
     observed = {"status": fact.observed["status"], "value after": http_api.json_object(after).get("value")}
     expect(observed == {"status": 412, "value after": value}, f"PUT with If-Match {stale} (stale)",
@@ -221,18 +224,20 @@ def _invalid_values(stack, evidence, datatable):
     problems = Mismatches("invalid parameters", "validate key, type and value before storing")
     for key, kind, value in datatable[1:]:
         fact = evidence.record(config_api.create(stack.config_port(), {"key": key, "type": kind, "value": value,
-                                                                        "environment": ENVIRONMENT}))
+                                                                        "environment": ENVIRONMENT},
+                                                 stack.signed_in_as(EDITOR)))
         named = key in fact.raw or kind in fact.raw or "value" in fact.raw.lower()
         problems.check(fact.observed["status"] == 422 and named, f"{key} ({kind} {value!r}): 422 naming the problem",
                        f"{fact.observed['status']} {fact.raw[:200]}", fact)
         if fact.observed["status"] in (200, 201):
-            _forget(stack, key)
+            forget_parameter(stack, key)
     problems.raise_any()
 
 
 @when("the parameter is deleted")
 def _delete(stack, evidence, parameter):
-    fact = evidence.record(config_api.delete(stack.config_port(), parameter["key"], ENVIRONMENT))
+    fact = evidence.record(config_api.delete(stack.config_port(), parameter["key"], ENVIRONMENT,
+                                             stack.signed_in_as(EDITOR)))
     expect(fact.observed["status"] == 204, f"DELETE {parameter['key']}", 204, fact.observed, fact)
 
 

@@ -6,8 +6,9 @@ import uuid
 
 from pytest_bdd import parsers, then, when
 
+from steps.configuration_steps import forget_parameter
 from steps.expect import expect
-from steps.probes import http_api, registry_api
+from steps.probes import config_api, http_api, registry_api
 from steps.probes.facts import ProbeError
 
 
@@ -96,3 +97,53 @@ def _foreign_host_refused(stack, evidence, host):
     fact = evidence.record(http_api.call(stack.registry_port(), "GET", "/api/v1/services", headers={"Host": host}))
     expect(fact.observed["status"] == 400, f"GET /api/v1/services with Host: {host}", 400, fact.observed["status"],
            fact, "REGISTRY_ALLOWED_HOSTS: loopback and the registry's own names only (DNS rebinding)")
+
+
+@then("an anonymous configuration write is refused with 401 saying how to sign in, while reads need no sign-in")
+def _anonymous_config_write_refused(stack, evidence, request):
+    port, key = stack.config_port(), f"acceptance.p{uuid.uuid4().hex[:12]}"
+    request.addfinalizer(lambda: forget_parameter(stack, key))
+    fact = evidence.record(config_api.create(port, {"key": key, "type": "number", "value": 1}, None))
+    detail = str(http_api.json_object(fact).get("detail", ""))
+    challenge = fact.observed["headers"].get("www-authenticate", "")
+    expect(fact.observed["status"] == 401 and "HTTP Basic" in detail and challenge.startswith("Basic"),
+           "an anonymous POST /api/v1/configuration", "401, a Basic challenge and how to sign in", fact.observed,
+           fact, "writes depend on configsvc.deps.editor (HTTP Basic, checked by Redis)")
+    read = evidence.record(config_api.parameter(port, "risk.max_position_usd"))
+    expect(read.observed["status"] == 200, "an anonymous GET of risk.max_position_usd", 200, read.observed["status"],
+           read)
+
+
+@then(parsers.parse('"{user}", signed in as itself, is refused with 403 writing "{key}" in production'))
+def _editor_refused_production(stack, evidence, user, key):
+    before = evidence.record(config_api.parameter(stack.config_port(), key, "production"))
+    fact = evidence.record(config_api.create(stack.config_port(), {"key": key, "type": "number", "value": 1,
+                                                                   "environment": "production"},
+                                             stack.signed_in_as(user)))
+    expect(fact.observed["status"] == 403, f"POST {key} in production as {user}", 403, fact.observed, fact,
+           "production takes a production editor (CONFIG_PRODUCTION_EDITORS)")
+    after = evidence.record(config_api.parameter(stack.config_port(), key, "production"))
+    expect(http_api.json_object(after).get("version") == http_api.json_object(before).get("version"),
+           f"{key} in production after {user}'s attempt", "unchanged", http_api.json_object(after), after)
+
+
+@when(parsers.parse('"{user}", signed in as itself, writes a parameter in production claiming to be "{claim}"'),
+      target_fixture="production_write")
+def _production_write(stack, evidence, request, user, claim):
+    key = f"acceptance.p{uuid.uuid4().hex[:12]}"
+    request.addfinalizer(lambda: forget_parameter(stack, key, "production", user))
+    fact = evidence.record(http_api.call(
+        stack.config_port(), "POST", "/api/v1/configuration", auth=stack.signed_in_as(user),
+        headers={"X-Updated-By": claim},
+        json={"key": key, "type": "number", "value": 1, "environment": "production",
+              "description": "written by the acceptance suite, removed at the end of its scenario"}))
+    expect(fact.observed["status"] == 201, f"POST {key} in production as {user}", 201, fact.observed, fact)
+    return {"key": key, "claim": claim}
+
+
+@then(parsers.parse('the parameter\'s history names "{user}" as its author, not the claim'))
+def _history_names_the_editor(stack, evidence, production_write, user):
+    fact = evidence.record(config_api.history(stack.config_port(), production_write["key"], "production"))
+    authors = [entry.get("changed_by") for entry in http_api.json_object(fact).get("history", [])]
+    expect(authors == [user], f"the history of {production_write['key']} in production", [user], authors, fact,
+           "record the signed-in editor, never what X-Updated-By claims")

@@ -34,18 +34,18 @@ def parameters(port: int, environment: str | None = None) -> Fact:
     return http_api.call(port, "GET", API + _query(environment=environment))
 
 
-def create(port: int, body: dict) -> Fact:
-    return http_api.call(port, "POST", API, json=body)
+def create(port: int, body: dict, auth: tuple | None) -> Fact:
+    return http_api.call(port, "POST", API, json=body, auth=auth)
 
 
-def update(port: int, key: str, environment: str, value: str, if_match: int | None = None) -> Fact:
+def update(port: int, key: str, environment: str, value: str, auth: tuple | None, if_match: int | None = None) -> Fact:
     headers = {"If-Match": f'"{if_match}"'} if if_match is not None else None
     return http_api.call(port, "PUT", f"{API}/{quote(key, safe='')}" + _query(environment=environment),
-                         json={"value": value}, headers=headers)
+                         json={"value": value}, headers=headers, auth=auth)
 
 
-def delete(port: int, key: str, environment: str) -> Fact:
-    return http_api.call(port, "DELETE", f"{API}/{quote(key, safe='')}" + _query(environment=environment))
+def delete(port: int, key: str, environment: str, auth: tuple | None) -> Fact:
+    return http_api.call(port, "DELETE", f"{API}/{quote(key, safe='')}" + _query(environment=environment), auth=auth)
 
 
 def history(port: int, key: str, environment: str) -> Fact:

@@ -58,6 +58,8 @@ REGISTRY_ROUTES = "infra/service-registry/registry/routes.py"
 REGISTRY_STORE = "infra/service-registry/registry/store.py"
 REGISTRY_MODELS = "infra/service-registry/registry/models.py"
 REGISTRY_DEPS = "infra/service-registry/registry/deps.py"
+CONFIG_DEPS = "infra/configuration-service/configsvc/deps.py"
+CONFIG_SETTINGS = "infra/configuration-service/configsvc/settings.py"
 ENV_EXAMPLE = ".env.example"
 CONFIG_MODEL = "infra/configuration-service/configsvc/model.py"
 CONFIG_STORE = "infra/configuration-service/configsvc/store.py"
@@ -340,16 +342,16 @@ FAULTS = [
           {"checklist_E_2", "checklist_E_3"}),
     # Section S (extra): security baseline
     fault("registry-writes-anonymous", "registry writes taken without signing in (as the registry's own user)",
-          [(REGISTRY_DEPS, r"    if credentials is None:\n        raise HTTPException\(status_code=401, "
-                           r"detail=HOW_TO_AUTHENTICATE, headers=challenge\)",
-            "    if credentials is None:\n        return registry.store")],
+          [(REGISTRY_DEPS, r"def writer\(caller: Caller = Depends\(signed_in\)\) -> Store:\n(.*\n)"
+                           r"    return Store\(caller\.client\)",
+            "def writer(registry: RegistryState = Depends(state)) -> Store:\n\\1    return registry.store")],
           {"checklist_S_1"}),
     fault("registry-writes-as-itself", "the caller signed in, but the write made as the registry's own Redis user: "
           "any service may overwrite or remove another's entries",
-          [(REGISTRY_DEPS, r"        return registry\.writers\.store_for\("
-                           r"credentials\.username, credentials\.password\)",
-            "        registry.writers.store_for(credentials.username, credentials.password)\n"
-            "        return registry.store")],
+          [(REGISTRY_DEPS, r"def writer\(caller: Caller = Depends\(signed_in\)\) -> Store:\n(.*\n)"
+                           r"    return Store\(caller\.client\)",
+            "def writer(caller: Caller = Depends(signed_in), registry: RegistryState = Depends(state)) -> Store:\n"
+            "\\1    return registry.store")],
           {"checklist_S_1"}),
     fault("registry-own-names-open", "the stack's own service names open to API writes: a caller can register "
           "postgres pointing at itself",
@@ -358,4 +360,16 @@ FAULTS = [
     fault("registry-any-host", "the registry answers any Host header (DNS rebinding from a browser)",
           [(COMPOSE, r"REGISTRY_ALLOWED_HOSTS: .*$", 'REGISTRY_ALLOWED_HOSTS: "*"')],
           {"checklist_S_1"}),
+    fault("config-writes-anonymous", "configuration writes taken without signing in",
+          [(CONFIG_DEPS, r"def editor\(caller: Caller = Depends\(signed_in\)\) -> str:\n(.*\n)    return caller\.user",
+            'def editor() -> str:\n\\1    return "config-editor-production"')],
+          {"checklist_S_2"}),
+    fault("config-production-open-to-editors", "production writable by the development editor",
+          [(CONFIG_SETTINGS, r'\(environment != "production" and user in self\.editors\)', "user in self.editors")],
+          {"checklist_S_2"}),
+    fault("config-history-records-the-claim", "the history records what X-Updated-By claims, not who signed in",
+          [(CONFIG_DEPS, r"def editor\(caller: Caller = Depends\(signed_in\)\) -> str:\n(.*\n)    return caller\.user",
+            "def editor(request: Request, caller: Caller = Depends(signed_in)) -> str:\n"
+            '\\1    return request.headers.get("x-updated-by") or caller.user')],
+          {"checklist_S_2"}),
 ]

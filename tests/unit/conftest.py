@@ -7,7 +7,7 @@ import fakeredis
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.unit.registry_fakes import SIBLING_AUTH, registry_app
+from tests.unit.service_fakes import SIBLING_AUTH, registry_app
 
 
 @pytest.fixture

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import fakeredis
 import pytest
-from fastapi.testclient import TestClient
 
-from configsvc.app import create_app
 from configsvc.seed import load_environments, seed
 from configsvc.settings import Settings
 from tests.unit.configuration_memory_store import MemoryStore
+from tests.unit.service_fakes import config_app, editor_client
 
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 ENTRIES, PROBLEMS = load_environments(Path(__file__).resolve().parents[2] / "infra/configuration-service/environments")
@@ -25,7 +24,7 @@ DEVELOPMENT = sorted({e.key for e in ENTRIES if e.environment == "development" a
 @pytest.fixture(scope="module")
 def client():
     store = MemoryStore()
-    with TestClient(create_app(Settings(), store, fakeredis.FakeRedis(decode_responses=True))) as test_client:
+    with editor_client(config_app(Settings(), store, fakeredis.FakeRedis(decode_responses=True))) as test_client:
         seed(store, ENTRIES, test_client.app.state.notifier)
         yield test_client
 
@@ -109,4 +108,4 @@ def test_a_client_that_writes_reads_back_strings(client):
         assert written.status_code in (200, 201) and written.json()["value"] == expected
         check_flat_object(written.json(), "client.roundtrip", "testing")
         read = client.get("/api/v1/configuration/client.roundtrip", params={"environment": "testing"}).json()
-        assert read["value"] == expected and read["updated_by"] == "risk-monitor"
+        assert read["value"] == expected and read["updated_by"] == "config-editor-production"

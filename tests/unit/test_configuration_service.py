@@ -13,15 +13,14 @@ from pathlib import Path
 
 import fakeredis
 import pytest
-from fastapi.testclient import TestClient
 
-from configsvc.app import create_app
 from configsvc.metrics import Metrics
 from configsvc.model import Invalid, canonical_environment, check_key, check_service, normalise_value
 from configsvc.notifier import CHANNEL, ChangeSignal, Notifier
 from configsvc.seed import load_environments, seed
 from configsvc.settings import Settings
 from tests.unit.configuration_memory_store import MemoryStore
+from tests.unit.service_fakes import EDITOR_AUTH, PRODUCTION_EDITOR_AUTH, config_app, editor_client
 
 SERVICE_DIR = Path(__file__).resolve().parents[2] / "infra/configuration-service"
 API = "/api/v1/configuration"
@@ -39,7 +38,7 @@ def redis_client():
 
 @pytest.fixture
 def client(store, redis_client):
-    with TestClient(create_app(Settings(max_wait_s=5), store, redis_client)) as test_client:
+    with editor_client(config_app(Settings(max_wait_s=5), store, redis_client)) as test_client:
         yield test_client
 
 
@@ -151,7 +150,7 @@ def test_post_creates_201_then_changes_200_then_unchanged_200(client, store):
     assert created.status_code == 201 and created.headers["etag"] == '"1"'
     assert created.json() == {**created.json(), "key": "risk.max_position_usd", "value": "1000000", "type": "number",
                               "environment": "development", "service": None, "version": 1, "description": "limit",
-                              "updated_by": "api"}
+                              "updated_by": "config-editor-production"}
     changed = client.post(API, json={"key": "risk.max_position_usd", "value": "2000000", "type": "number"})
     assert changed.status_code == 200 and changed.json()["version"] == 2 and changed.json()["value"] == "2000000"
     assert changed.json()["description"] == "limit", "an omitted description is kept"
@@ -163,14 +162,29 @@ def test_post_creates_201_then_changes_200_then_unchanged_200(client, store):
     assert described.json()["version"] == 3, "a new description is a change"
 
 
-def test_the_writer_is_x_updated_by_else_x_service_name_else_api(client):
-    assert create(client, "a.one", "x", "string")["updated_by"] == "api"
-    response = client.post(API, json={"key": "a.two", "value": "x", "type": "string"},
-                           headers={"X-Service-Name": "risk-monitor"})
-    assert response.json()["updated_by"] == "risk-monitor"
-    response = client.post(API, json={"key": "a.two", "value": "y", "type": "string"},
-                           headers={"X-Service-Name": "risk-monitor", "X-Updated-By": "ops@desk"})
-    assert response.json()["updated_by"] == "ops@desk"
+def test_writes_sign_in_as_an_editor_whose_name_the_history_records(client):
+    body = {"key": "a.two", "value": "x", "type": "string"}
+    anonymous = client.post(API, json=body, auth=None)
+    assert anonymous.status_code == 401 and "HTTP Basic" in anonymous.json()["detail"]
+    assert anonymous.headers["www-authenticate"] == 'Basic realm="configuration-service"'
+    assert client.post(API, json=body, auth=("config-editor", "guess")).status_code == 401
+    claimed = client.post(API, json=body, auth=EDITOR_AUTH, headers={"X-Updated-By": "someone-else"})
+    assert claimed.status_code == 201 and claimed.json()["updated_by"] == "config-editor"  # the claim is not taken
+    assert client.get(f"{API}/a.two", auth=None).status_code == 200  # reads need no sign-in
+
+
+def test_production_takes_a_production_editor(client):
+    body = {"key": "risk.max_daily_loss_usd", "value": 1, "type": "number", "environment": "production"}
+    refused = client.post(API, json=body, auth=EDITOR_AUTH)
+    assert refused.status_code == 403 and "production editor" in refused.json()["detail"]
+    assert client.post(API, json={**body, "environment": "testing"}, auth=EDITOR_AUTH).status_code == 201
+    written = client.post(API, json=body, auth=PRODUCTION_EDITOR_AUTH)
+    assert written.status_code == 201 and written.json()["updated_by"] == "config-editor-production"
+    for method in ("PUT", "DELETE"):
+        answer = client.request(method, f"{API}/risk.max_daily_loss_usd", params={"environment": "prod"},
+                                json={"value": 2} if method == "PUT" else None, headers={"If-Match": "1"},
+                                auth=EDITOR_AUTH)
+        assert answer.status_code == 403, method
 
 
 @pytest.mark.parametrize("body, field, words", [
@@ -285,13 +299,14 @@ def test_delete_then_404_and_versions_never_go_backwards(client):
 def test_history_is_newest_first_with_every_change(client):
     assert client.get(f"{API}/risk.limit/history").status_code == 404
     create(client, "risk.limit", 1, "number")
-    client.put(f"{API}/risk.limit", json={"value": 2}, headers={"If-Match": "1", "X-Updated-By": "ops"})
-    client.delete(f"{API}/risk.limit", headers={"X-Updated-By": "cleanup"})
+    client.put(f"{API}/risk.limit", json={"value": 2}, headers={"If-Match": "1"}, auth=EDITOR_AUTH)
+    client.delete(f"{API}/risk.limit")
     history = client.get(f"{API}/risk.limit/history").json()
     assert history["key"] == "risk.limit" and history["environment"] == "development" and history["service"] is None
     rows = [(h["change"], h["old_value"], h["new_value"], h["version"], h["changed_by"]) for h in history["history"]]
     assert rows == [
-        ("deleted", "2", None, 3, "cleanup"), ("updated", "1", "2", 2, "ops"), ("created", None, "1", 1, "api")]
+        ("deleted", "2", None, 3, "config-editor-production"), ("updated", "1", "2", 2, "config-editor"),
+        ("created", None, "1", 1, "config-editor-production")]
     assert all(h["changed_at"].endswith("Z") for h in history["history"])
     assert client.get(f"{API}/risk.limit/history", params={"environment": "prod"}).status_code == 404
 
@@ -313,27 +328,31 @@ def test_every_change_is_announced_on_config_changes(client, redis_client):
     create(client, "risk.limit", 1, "number", service="risk-monitor", environment="prod")
     create(client, "risk.limit", 1, "number", service="risk-monitor", environment="prod")   # unchanged: silent
     client.put(f"{API}/risk.limit", params={"environment": "prod", "service": "risk-monitor"}, json={"value": 2},
-               headers={"If-Match": "1", "X-Updated-By": "ops"})
+               headers={"If-Match": "1"})
     client.delete(f"{API}/risk.limit", params={"environment": "prod", "service": "risk-monitor"})
     created, updated, deleted = messages(pubsub, 3)
     assert created == {"event": "created", "key": "risk.limit", "environment": "production", "service": "risk-monitor",
-                       "type": "number", "value": "1", "version": 1, "updated_by": "api",
+                       "type": "number", "value": "1", "version": 1, "updated_by": "config-editor-production",
                        "timestamp": created["timestamp"]}
     assert created["timestamp"].endswith("Z")
-    assert (updated["event"], updated["value"], updated["version"], updated["updated_by"]) == ("updated", "2", 2, "ops")
+    assert (updated["event"], updated["value"], updated["version"]) == ("updated", "2", 2)
     assert (deleted["event"], deleted["value"], deleted["version"]) == ("deleted", None, 3)
     assert messages(pubsub, 1, within_s=0.3) == []
     create(client, "features.x", True, "boolean")
     assert messages(pubsub, 1)[0]["service"] is None
 
 
-def test_a_write_succeeds_while_redis_is_away(store):
+def test_a_signed_in_editor_writes_while_redis_is_away(store):
     server = fakeredis.FakeServer()
-    server.connected = False
-    with TestClient(create_app(Settings(), store, fakeredis.FakeRedis(server=server, decode_responses=True))) as client:
+    redis_client = fakeredis.FakeRedis(server=server, decode_responses=True)
+    with editor_client(config_app(Settings(), store, redis_client)) as client:
+        assert client.post(API, json={"key": "a.a", "value": 1, "type": "number"}).status_code == 201  # signs in
+        server.connected = False
         assert client.post(API, json={"key": "a.b", "value": 1, "type": "number"}).status_code == 201
         assert store.get_rows("development", "a.b", [""])[0].value == "1"
         assert "config_notifications_failed_total 1.0" in client.get("/metrics").text
+        # A new sign-in needs Redis: refused at once, with the reason.
+        assert client.post(API, json={"key": "a.c", "value": 1, "type": "number"}, auth=EDITOR_AUTH).status_code == 503
 
 
 def test_wait_answers_at_once_when_the_version_is_already_newer(client):
@@ -476,7 +495,8 @@ def test_health_is_503_and_requests_are_503_while_postgres_is_away(client, store
 def test_health_is_degraded_without_redis(store):
     server = fakeredis.FakeServer()
     server.connected = False
-    with TestClient(create_app(Settings(), store, fakeredis.FakeRedis(server=server, decode_responses=True))) as client:
+    unreachable = fakeredis.FakeRedis(server=server, decode_responses=True)
+    with editor_client(config_app(Settings(), store, unreachable)) as client:
         response = client.get("/health")
         assert response.status_code == 200 and response.json()["status"] == "degraded"
         assert response.json()["redis"]["status"] == "unhealthy" and response.json()["postgres"]["status"] == "healthy"
@@ -487,7 +507,7 @@ def test_health_answers_in_time_when_postgres_hangs(redis_client):
         def ping(self):
             time.sleep(5)
 
-    with TestClient(create_app(Settings(), HangingStore(), redis_client)) as client:
+    with editor_client(config_app(Settings(), HangingStore(), redis_client)) as client:
         started = time.monotonic()
         response = client.get("/health")
         assert response.status_code == 503 and time.monotonic() - started < 3
@@ -638,7 +658,7 @@ def test_seeding_updates_what_the_seed_wrote_and_keeps_run_time_changes(store, t
 
 def test_seeding_is_served_by_the_api(store, tmp_path, redis_client):
     seeded(store, SERVICE_DIR / "environments")
-    with TestClient(create_app(Settings(), store, redis_client)) as client:
+    with editor_client(config_app(Settings(), store, redis_client)) as client:
         assert client.get(f"{API}/trading.order_rate_limit_per_second", params={"environment": "prod"}).json()[
             "value"] == "100"
         assert client.get("/api/v1/endpoints").json()["endpoints"]["service_registry"] == "http://service-registry:8080"

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.unit.registry_fakes import registry_app
+from tests.unit.service_fakes import registry_app
 
 DIRECT_KEY = "registry:services:risk-monitor"
 

@@ -6,7 +6,7 @@ import fakeredis
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from tests.unit.registry_fakes import SIBLING_AUTH, registry_app
+from tests.unit.service_fakes import SIBLING_AUTH, registry_app
 
 app = registry_app(fakeredis.FakeRedis(decode_responses=True))
 schema = schemathesis.openapi.from_asgi("/openapi.json", app)

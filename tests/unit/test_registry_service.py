@@ -13,7 +13,7 @@ from registry.infrastructure import InfrastructureMonitor
 from registry.models import Registration, instance_fields, instance_view
 from registry.settings import Settings
 from registry.store import Store
-from tests.unit.registry_fakes import SIBLING_AUTH, TEST_HOSTS, FakeAcl, registry_app
+from tests.unit.service_fakes import SIBLING_AUTH, TEST_HOSTS, FakeAcl, registry_app
 
 SIBLING = {
     "name": "risk-monitor", "version": "0.1.0",
@@ -179,13 +179,13 @@ def test_instance_view_survives_damaged_fields():
 
 
 def test_sign_ins_are_kept_per_user_and_password_bounded_and_failures_never(redis_client):
-    from registry.deps import Writers
+    from servicekit.signin import RedisSignIns
 
     acl = FakeAcl(redis_client, {"a": "1", "b": "2", "c": "3"})
-    writers = Writers(acl, size=2)
+    writers = RedisSignIns(acl, size=2)
     for user, password in (("a", "1"), ("a", "1"), ("b", "2"), ("c", "3"), ("a", "1")):
-        writers.store_for(user, password)
+        writers.client_for(user, password)
     assert acl.signed_in == ["a", "b", "c", "a"]  # "a" kept once, then evicted by "c" (two kept)
     with pytest.raises(redis.AuthenticationError):
-        writers.store_for("a", "not-1")  # another password is another sign-in, checked by Redis
+        writers.client_for("a", "not-1")  # another password is another sign-in, checked by Redis
     assert len(writers.clients) == 2

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Optional
+from typing import Callable, Optional
 
 import redis
 from fastapi import FastAPI, Request
@@ -19,6 +19,7 @@ from configsvc.settings import Settings
 from configsvc.store import PostgresStore, Store, StoreUnavailable
 from servicekit.http import RequestGuard, add_error_handlers
 from servicekit.redis_client import connect
+from servicekit.signin import RedisSignIns
 
 log = logging.getLogger("configsvc")
 
@@ -28,12 +29,16 @@ def redis_client_for(settings: Settings) -> redis.Redis:
 
 
 def create_app(settings: Optional[Settings] = None, store: Optional[Store] = None,
-               redis_client: Optional[redis.Redis] = None, listen: bool = True) -> FastAPI:
+               redis_client: Optional[redis.Redis] = None, listen: bool = True,
+               connect_as: Optional[Callable[[str, str], redis.Redis]] = None) -> FastAPI:
     """The API over `store` (PostgreSQL from `settings` when none) and `redis_client`. listen: subscribe
-    to config:changes while the app runs, so waits end on changes made by other instances too."""
+    to config:changes while the app runs, so waits end on changes made by other instances too. Editors
+    sign in through `connect_as(user, password)` (a client from `settings`' URL when None)."""
     settings = settings or Settings.from_environment()
     owns_store = store is None
-    config = ConfigState(settings, store or PostgresStore.open(settings), redis_client or redis_client_for(settings))
+    connect_as = connect_as or (lambda user, password: connect(settings.redis_url, user, password))
+    config = ConfigState(settings, store or PostgresStore.open(settings), redis_client or redis_client_for(settings),
+                         RedisSignIns(connect_as))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -52,7 +57,9 @@ def create_app(settings: Optional[Settings] = None, store: Optional[Store] = Non
     app.add_middleware(RequestGuard, metrics=config.metrics)
     app.include_router(router)
     add_error_handlers(app, "configuration service", log,
-                       {StoreUnavailable: ("PostgreSQL", config.metrics.storage_errors.inc)})
+                       {StoreUnavailable: ("PostgreSQL", config.metrics.storage_errors.inc),
+                        # Only a new editor's sign-in needs Redis: a signed-in editor writes through an outage.
+                        redis.RedisError: ("Redis", lambda: None)})
 
     @app.exception_handler(Invalid)
     async def invalid_input(request: Request, error: Invalid):

@@ -1,5 +1,6 @@
-"""What the routes depend on: the service's state (settings, store, Redis, metrics, change signal)
-and the reads that wait for a change or probe a dependency within a deadline."""
+"""What the routes depend on: the service's state (settings, store, Redis, metrics, change signal),
+the reads that wait for a change or probe a dependency within a deadline, and who writes: an
+editor signed in with HTTP Basic as its Redis ACL user."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import time
 from typing import Callable, Optional, Tuple
 
 import redis
-from fastapi import HTTPException, Request
+from fastapi import Depends, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from configsvc.metrics import Metrics
@@ -18,6 +19,7 @@ from configsvc.model import Row, canonical_environment, check_key, check_service
 from configsvc.notifier import ChangeListener, ChangeSignal, Notifier
 from configsvc.settings import Settings
 from configsvc.store import Store
+from servicekit.signin import Caller, RedisSignIns, basic_sign_in
 
 HEALTH_TIMEOUT_S = 2.0  # each dependency's probe: /health answers within ~2 s even when one hangs
 MAX_HANGING_PROBES = 4  # probes still stuck in a hung dependency; past this, it is reported down at once
@@ -27,8 +29,8 @@ RECHECK_S = 1.0  # a waiting request reads again at least this often, signalled 
 class ConfigState:
     """One per app: what every route reads and writes through."""
 
-    def __init__(self, settings: Settings, store: Store, client: redis.Redis):
-        self.settings, self.store, self.client = settings, store, client
+    def __init__(self, settings: Settings, store: Store, client: redis.Redis, sign_ins: RedisSignIns):
+        self.settings, self.store, self.client, self.sign_ins = settings, store, client, sign_ins
         self.default_environment = canonical_environment(settings.default_environment)
         self.metrics, self.signal = Metrics(), ChangeSignal()
         self.notifier = Notifier(client, self.signal, self.metrics)
@@ -111,3 +113,24 @@ def not_found(key: str, environment: str, service: str) -> HTTPException:
     return HTTPException(
         status_code=404, detail=f"no parameter {key} in {environment}" + (f" for service {service}" if service else "")
     )
+
+
+HOW_TO_SIGN_IN = (
+    "configuration writes need HTTP Basic authentication as an editor's Redis ACL user, with its Redis password "
+    "(for example curl -u config-editor:$REDIS_PASSWORD_CONFIG_EDITOR); production needs a production editor "
+    "(config-editor-production); reads need none"
+)
+signed_in = basic_sign_in("configuration-service", HOW_TO_SIGN_IN, lambda request: state(request).sign_ins)
+
+
+def editor(caller: Caller = Depends(signed_in)) -> str:
+    """The signed-in editor's Redis ACL user: what the history records as the author."""
+    return caller.user
+
+
+def may_write(config: ConfigState, user: str, environment: str) -> None:
+    """403 unless `user` may write `environment` (production has editors of its own)."""
+    if not config.settings.may_write(user, environment):
+        needed = "a production editor" if environment == "production" else "an editor"
+        raise HTTPException(status_code=403, detail=f"{user[:64]} may not write {environment}: it takes {needed} "
+                                                    "(CONFIG_EDITORS, CONFIG_PRODUCTION_EDITORS)")

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
-from configsvc.deps import ConfigState, not_found, state
+from configsvc.deps import ConfigState, editor, may_write, not_found, state
 from configsvc.model import (
     ENDPOINT_PREFIX,
     Invalid,
@@ -38,7 +38,6 @@ from configsvc.schemas import (
 )
 from configsvc.store import VersionConflict
 
-MAX_AUTHOR_CHARS = 200
 MAX_WAIT_DEFAULT_S = 30.0
 IF_MATCH = re.compile(r'^(W/)?"?([0-9]{1,18})"?$')
 PREFIX = re.compile(r"^[A-Za-z0-9_.]*$")
@@ -62,14 +61,6 @@ ENVIRONMENT = Query(default=None, max_length=64, description=ENVIRONMENT_DOC)
 KEY = Path(max_length=256)
 
 router = APIRouter()
-
-
-def author(updated_by: Optional[str], service_name: Optional[str]) -> str:
-    """Who writes: X-Updated-By, else X-Service-Name, else "api"."""
-    for candidate in (updated_by, service_name):
-        if candidate and candidate.strip():
-            return candidate.strip()[:MAX_AUTHOR_CHARS]
-    return "api"
 
 
 def expected_version(if_match: str) -> int:
@@ -203,17 +194,13 @@ async def list_parameters(
         200: {"model": Parameter, "description": "changed (new version) or already so (same version)"},
     },
 )
-def put_parameter(
-    body: ParameterIn,
-    x_updated_by: Optional[str] = Header(default=None),
-    x_service_name: Optional[str] = Header(default=None),
-    config: ConfigState = Depends(state),
-):
+def put_parameter(body: ParameterIn, config: ConfigState = Depends(state), user: str = Depends(editor)):
     environment, service = config.locate(body.key, body.environment, body.service)
+    may_write(config, user, environment)
     description = None if body.description is None else check_description(body.description)
     value = normalise_value(body.key, body.type, body.value, service)
     change = config.store.upsert(
-        environment, service, body.key, body.type, value, description, author(x_updated_by, x_service_name)
+        environment, service, body.key, body.type, value, description, user
     )
     announced(config, change)
     return parameter_response(change.row, 201 if change.change == "created" else 200)
@@ -235,11 +222,11 @@ def update_parameter(
     environment: Optional[str] = Query(default=None, max_length=64, description=ENVIRONMENT_DOC),
     service: Optional[str] = Query(default=None, max_length=64, description="none: the environment-wide parameter"),
     if_match: Optional[str] = Header(default=None, description='the version read: 3, "3" or W/"3"'),
-    x_updated_by: Optional[str] = Header(default=None),
-    x_service_name: Optional[str] = Header(default=None),
     config: ConfigState = Depends(state),
+    user: str = Depends(editor),
 ):
     environment, service = config.locate(key, environment, service)
+    may_write(config, user, environment)
     if if_match is None:
         raise HTTPException(status_code=428, detail="a change needs If-Match: <version> (the ETag as read)")
     expected = expected_version(if_match)
@@ -257,7 +244,7 @@ def update_parameter(
             type_,
             value,
             description,
-            author(x_updated_by, x_service_name),
+            user,
             expected_version=expected,
         )
     except VersionConflict as conflict:
@@ -279,14 +266,14 @@ def delete_parameter(
     environment: Optional[str] = Query(default=None, max_length=64, description=ENVIRONMENT_DOC),
     service: Optional[str] = Query(default=None, max_length=64),
     if_match: Optional[str] = Header(default=None, description="optional: delete only at this version"),
-    x_updated_by: Optional[str] = Header(default=None),
-    x_service_name: Optional[str] = Header(default=None),
     config: ConfigState = Depends(state),
+    user: str = Depends(editor),
 ):
     environment, service = config.locate(key, environment, service)
+    may_write(config, user, environment)
     expected = expected_version(if_match) if if_match is not None else None
     try:
-        change = config.store.delete(environment, service, key, author(x_updated_by, x_service_name), expected)
+        change = config.store.delete(environment, service, key, user, expected)
     except VersionConflict as conflict:
         return precondition_failed(key, expected, conflict.current)
     if change is None:

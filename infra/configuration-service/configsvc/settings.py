@@ -19,6 +19,13 @@ class Settings:
     default_environment: str = "development"
     port: int = 8090
     max_wait_s: float = 30.0                  # the longest a client may wait for a change (?timeout=)
+    # Who may write (Redis ACL users, signed in with HTTP Basic): editors write development and
+    # testing; production editors write every environment, production included.
+    editors: tuple = ("config-editor",)
+    production_editors: tuple = ("config-editor-production",)
+
+    def may_write(self, user: str, environment: str) -> bool:
+        return user in self.production_editors or (environment != "production" and user in self.editors)
 
     @classmethod
     def from_environment(cls, env=os.environ) -> "Settings":
@@ -49,4 +56,11 @@ class Settings:
             default_environment=env.get("CONFIG_DEFAULT_ENVIRONMENT", cls.default_environment),
             port=number("CONFIG_PORT", cls.port),
             max_wait_s=number("CONFIG_MAX_WAIT_SECONDS", cls.max_wait_s, float),
+            editors=_names(env.get("CONFIG_EDITORS", ",".join(cls.editors))),
+            production_editors=_names(env.get("CONFIG_PRODUCTION_EDITORS", ",".join(cls.production_editors))),
         )
+
+
+def _names(text: str) -> tuple:
+    """"a, b,c" -> ("a", "b", "c")."""
+    return tuple(part.strip() for part in text.split(",") if part.strip())

@@ -16,7 +16,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.trustedhost import TrustedHostMiddleware
 from fastapi.responses import JSONResponse
 
-from registry.deps import RegistryState, Writers
+from registry.deps import RegistryState
 from registry.infrastructure import InfrastructureMonitor
 from registry.metrics import Metrics
 from registry.routes import router
@@ -24,6 +24,7 @@ from registry.settings import Settings
 from registry.store import Store
 from servicekit.http import RequestGuard, add_error_handlers
 from servicekit.redis_client import connect
+from servicekit.signin import RedisSignIns
 
 log = logging.getLogger("registry")
 
@@ -49,7 +50,7 @@ def create_app(settings: Optional[Settings] = None, client: Optional[redis.Redis
             task.cancel()
 
     app = FastAPI(title="Trading ecosystem service registry", version="1.0.0", lifespan=lifespan)
-    app.state.registry = RegistryState(settings, store, metrics, Writers(connect_as))
+    app.state.registry = RegistryState(settings, store, metrics, RedisSignIns(connect_as))
     app.include_router(router)
     app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["*"],
                        allow_headers=["*"])

@@ -1,5 +1,5 @@
-"""The registry on an in-memory Redis (fakeredis) for unit tests, writes signed in as a sibling's ACL
-user through `FakeAcl`."""
+"""Sign-ins for the two services' unit tests (`FakeAcl`: Redis ACL users from a table), and the
+registry on an in-memory Redis (fakeredis)."""
 from __future__ import annotations
 
 import redis
@@ -9,6 +9,9 @@ from registry.settings import Settings
 
 # The risk adapter's Redis ACL user, as .env.example gives it (a development value).
 SIBLING_AUTH = ("risk-adapter", "risk-pass")
+# The configuration editors, as .env.example gives them (development values).
+EDITOR_AUTH = ("config-editor", "config-editor-dev-password")
+PRODUCTION_EDITOR_AUTH = ("config-editor-production", "config-editor-production-dev-password")
 # TestClient's and schemathesis' Host names.
 TEST_HOSTS = ("testserver", "localhost")
 
@@ -18,7 +21,8 @@ class FakeAcl:
     out the one in-memory Redis (fakeredis checks no ACL: key patterns are proven on the real stack)."""
 
     def __init__(self, client: redis.Redis, users: dict | None = None):
-        self.client, self.users = client, dict(users or [SIBLING_AUTH])
+        self.client = client
+        self.users = dict(users or [SIBLING_AUTH, EDITOR_AUTH, PRODUCTION_EDITOR_AUTH])
         self.signed_in: list = []
 
     def __call__(self, user: str, password: str) -> redis.Redis:
@@ -31,3 +35,19 @@ class FakeAcl:
 def registry_app(redis_client, acl: FakeAcl | None = None, **settings):
     """The registry over `redis_client`, its Host check admitting the test clients' names."""
     return create_app(Settings(allowed_hosts=TEST_HOSTS, **settings), redis_client, acl or FakeAcl(redis_client))
+
+
+def config_app(settings, store, redis_client, **options):
+    """The configuration service over `store` and `redis_client`, its editors signed in by FakeAcl."""
+    from configsvc.app import create_app as create_config_app
+
+    return create_config_app(settings, store, redis_client, connect_as=FakeAcl(redis_client), **options)
+
+
+def editor_client(app, auth: tuple | None = PRODUCTION_EDITOR_AUTH):
+    """A test client whose writes sign in as `auth` (the production editor: it may write everything)."""
+    from fastapi.testclient import TestClient
+
+    client = TestClient(app)
+    client.auth = auth
+    return client
