@@ -38,7 +38,11 @@ class RedisSignIns:
                 self.clients.move_to_end(digest)
                 return client
         client = self.connect(user, password)
-        client.ping()  # signs in: a wrong user or password raises redis.AuthenticationError here
+        try:
+            client.ping()  # signs in: a wrong user or password raises redis.AuthenticationError here
+        except BaseException:
+            client.close()
+            raise
         with self.lock:
             self.clients[digest] = client
             while len(self.clients) > self.size:
