@@ -24,3 +24,7 @@ Feature: S. Security baseline (extra, beyond the milestone)
     And "config-editor", signed in as itself, is refused with 403 writing "risk.max_daily_loss_usd" in production
     When "config-editor-production", signed in as itself, writes a parameter in production claiming to be "someone-else"
     Then the parameter's history names "config-editor-production" as its author, not the claim
+
+  @checklist_S_3
+  Scenario: Request bodies are bounded, also when they stream without a Content-Length
+    Then a 70 KiB body streamed in chunks, with no Content-Length, is refused with 413 by the registry and the configuration service

@@ -147,3 +147,25 @@ def _history_names_the_editor(stack, evidence, production_write, user):
     authors = [entry.get("changed_by") for entry in http_api.json_object(fact).get("history", [])]
     expect(authors == [user], f"the history of {production_write['key']} in production", [user], authors, fact,
            "record the signed-in editor, never what X-Updated-By claims")
+
+
+@then("a 70 KiB body streamed in chunks, with no Content-Length, is refused with 413 by the registry and the "
+      "configuration service")
+def _streamed_bodies_bounded(stack, evidence):
+    body = b'{"name": "' + b"x" * 70 * 1024 + b'"}'
+
+    def chunks():  # a generator: requests sends it chunked, with no Content-Length to refuse it by
+        for start in range(0, len(body), 8192):
+            yield body[start:start + 8192]
+
+    answers = {
+        "registry": evidence.record(http_api.call(stack.registry_port(), "POST", "/api/v1/services", data=chunks(),
+                                                  headers={"Content-Type": "application/json"})),
+        "configuration service": evidence.record(http_api.call(
+            stack.config_port(), "POST", "/api/v1/configuration", data=chunks(),
+            headers={"Content-Type": "application/json"})),
+    }
+    observed = {service: fact.observed["status"] for service, fact in answers.items()}
+    expect(set(observed.values()) == {413}, "a 70 KiB chunked POST", {service: 413 for service in answers}, observed,
+           answers["registry"], "count the body while it streams in (servicekit.http.RequestGuard), not only by "
+                                "its Content-Length")

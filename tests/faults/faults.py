@@ -54,6 +54,7 @@ PG_CONF = "infra/postgres/postgresql.conf"
 PG_HBA = "infra/postgres/pg_hba.conf"
 INIT_SQL = "infra/postgres/init/01-init-schemas.sql"
 SERVICEKIT_REDIS = "infra/servicekit/servicekit/redis_client.py"
+SERVICEKIT_HTTP = "infra/servicekit/servicekit/http.py"
 REGISTRY_ROUTES = "infra/service-registry/registry/routes.py"
 REGISTRY_STORE = "infra/service-registry/registry/store.py"
 REGISTRY_MODELS = "infra/service-registry/registry/models.py"
@@ -372,4 +373,8 @@ FAULTS = [
             "def editor(request: Request, caller: Caller = Depends(signed_in)) -> str:\n"
             '\\1    return request.headers.get("x-updated-by") or caller.user')],
           {"checklist_S_2"}),
+    fault("body-limit-by-content-length-only", "a body without a Content-Length read whole, however large",
+          [(SERVICEKIT_HTTP, r"                if received\[0\] > MAX_BODY_BYTES:\n"
+                             r"                    raise BodyTooLarge\(\)\n", "")],
+          {"checklist_S_3"}),
 ]
