@@ -28,6 +28,8 @@ Feature: 1. Redis deployment for service discovery and caching
       | monitor                  |
       | registry-service         |
       | config-service           |
+      | config-editor            |
+      | config-editor-production |
       | market-data-adapter      |
       | exchange-adapter         |
       | custodian-adapter        |
