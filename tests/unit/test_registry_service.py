@@ -137,6 +137,16 @@ def test_a_write_the_callers_acl_refuses_is_403_naming_why(redis_client):
         assert "key patterns" in response.json()["detail"]
 
 
+def test_a_read_the_registrys_own_acl_refuses_is_503_not_the_callers_fault(redis_client):
+    class RefusingRedis(fakeredis.FakeRedis):
+        def scan_iter(self, *args, **kwargs):
+            raise redis.exceptions.NoPermissionError("No permissions to access a key")
+
+    with TestClient(registry_app(RefusingRedis(decode_responses=True))) as client:
+        response = client.get("/api/v1/services/risk-monitor")
+        assert response.status_code == 503 and response.json()["detail"].startswith("Redis is unavailable")
+
+
 def test_requests_for_a_foreign_host_name_are_refused(client):
     # DNS rebinding: a page on attacker.example, resolved to 127.0.0.1, sends its own name as Host.
     assert client.get("/api/v1/services", headers={"Host": "attacker.example"}).status_code == 400

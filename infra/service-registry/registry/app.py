@@ -22,7 +22,7 @@ from registry.metrics import Metrics
 from registry.routes import router
 from registry.settings import Settings
 from registry.store import Store
-from servicekit.http import RequestGuard, add_error_handlers
+from servicekit.http import RequestGuard, add_error_handlers, dependency_unavailable
 from servicekit.redis_client import connect
 from servicekit.signin import RedisSignIns
 
@@ -58,9 +58,14 @@ def create_app(settings: Optional[Settings] = None, client: Optional[redis.Redis
     app.add_middleware(RequestGuard, metrics=metrics)
     add_error_handlers(app, "registry", log, {redis.RedisError: ("Redis", metrics.redis_errors.inc)})
 
+    redis_unavailable = dependency_unavailable("Redis", metrics.redis_errors.inc)
+
     @app.exception_handler(redis.exceptions.NoPermissionError)
     async def not_permitted(request: Request, error: redis.exceptions.NoPermissionError):
-        # The caller's ACL user may not write this service's keys: its key patterns name its own services.
+        if request.method in ("GET", "HEAD", "OPTIONS"):
+            # Reads run as the registry's own user: refused, the registry is misconfigured, not the caller.
+            return await redis_unavailable(request, error)
+        # A write runs as the caller's ACL user, whose key patterns name its own services only.
         return JSONResponse({"detail": f"Redis refused this write to the caller's ACL user: {error}. A service "
                                        "registers, renews and removes only the names its ACL key patterns cover "
                                        "(registry:services:<its names>)"}, status_code=403)

@@ -66,7 +66,7 @@ def add_error_handlers(app: FastAPI, service: str, log: logging.Logger, unavaila
     """422 naming each field FastAPI could not validate; 503 naming the dependency for each error type
     of `unavailable`; 503 (logged with its traceback) for anything unexpected."""
     for error_type, (dependency, count) in unavailable.items():
-        app.add_exception_handler(error_type, _dependency_unavailable(dependency, count))
+        app.add_exception_handler(error_type, dependency_unavailable(dependency, count))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError):
@@ -81,7 +81,8 @@ def add_error_handlers(app: FastAPI, service: str, log: logging.Logger, unavaila
         return JSONResponse({"detail": f"the {service} could not process this request"}, status_code=503)
 
 
-def _dependency_unavailable(dependency: str, count: Callable[[], None]):
+def dependency_unavailable(dependency: str, count: Callable[[], None]):
+    """An exception handler answering 503 "<dependency> is unavailable: <error>", counting it."""
     async def handler(request: Request, error: Exception):
         count()
         return JSONResponse({"status": "unhealthy", "detail": f"{dependency} is unavailable: {error}"},
