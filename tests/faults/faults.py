@@ -214,7 +214,8 @@ FAULTS = [
           {"checklist_6_3", "checklist_6_6", "checklist_E_3"}),  # E.3: booleans "True", not "true"
     fault("config-history-not-written", "changes stored without their history",
           [(CONFIG_STORE, r"cur\.execute\(INSERT_HISTORY, ", "None and cur.execute(INSERT_HISTORY, ")],
-          {"checklist_6_3"}),
+          # S.2 reads the author of a production write from its history.
+          {"checklist_6_3", "checklist_S_2"}),
     fault("config-notifications-not-published", "changes never announced on config:changes",
           [(CONFIG_NOTIFIER, r"self\.redis\.publish\(CHANNEL, (json\.dumps\(change_message\(change\)\))\)", r"\1")],
           {"checklist_6_7"}),
