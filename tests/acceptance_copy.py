@@ -60,22 +60,20 @@ def own_images(copy: Path, project: str) -> dict:
     return {}
 
 
-def remove_own_images(tag: str) -> None:
-    """Remove the stack's images tagged `tag` (a copy's own set); the shared `local` set stays."""
-    engine = docker_engine.client()
-    for image in engine.images.list(filters={"reference": f"trading-ecosystem/*:{tag}"}):
-        for name in image.tags:
-            if name.endswith(f":{tag}"):
-                try:
-                    engine.images.remove(name)
-                except APIError:
-                    pass  # still used by a container the run left behind: assert_nothing_left names both
-
-
 def images_tagged(tag: str) -> list[str]:
+    """The names of the stack's images under `tag` (not the other tags the same images carry)."""
     engine = docker_engine.client()
     return sorted(name for image in engine.images.list(filters={"reference": f"trading-ecosystem/*:{tag}"})
-                  for name in image.tags)
+                  for name in image.tags if name.endswith(f":{tag}"))
+
+
+def remove_own_images(tag: str) -> None:
+    """Untag the stack's images tagged `tag` (a copy's own set); the shared `local` set stays."""
+    for name in images_tagged(tag):
+        try:
+            docker_engine.client().images.remove(name)
+        except APIError:
+            pass  # still used by a container the run left behind: assert_nothing_left names both
 
 
 def assert_nothing_left(project: str, volumes_before: set) -> None:
