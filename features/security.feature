@@ -4,7 +4,8 @@ Feature: S. Security baseline (extra, beyond the milestone)
   write is signed in as the identity that makes it, and that identity may write only what is its
   own. Each scenario tries what an attacker on that network, or a careless change, would do, and
   expects it refused. Reads stay open: discovery and configuration are meant to be read by every
-  service.
+  service. One user keeps SCAN on purpose: test-coordinator-adapter, since test-coordinator-py's
+  client lists its registrations with SCAN MATCH services:* (section E.3).
 
   Background:
     Given the trading-ecosystem stack is up
@@ -28,3 +29,20 @@ Feature: S. Security baseline (extra, beyond the milestone)
   @checklist_S_3
   Scenario: Request bodies are bounded, also when they stream without a Content-Length
     Then a 70 KiB body streamed in chunks, with no Content-Length, is refused with 413 by the registry and the configuration service
+
+  @checklist_S_4
+  Scenario: Containers hold only the privileges their program needs
+    Then every container of the stack drops all capabilities, cannot gain privileges, has a read-only root filesystem, a pids limit and rotated logs
+    And no process in any container of the stack runs as root
+
+  @checklist_S_5
+  Scenario: Redis users cannot list or read what is not theirs
+    Then these Redis users are refused SCAN and RANDOMKEY, which list every domain's keys:
+      | user                |
+      | market-data-adapter |
+      | exchange-adapter    |
+      | custodian-adapter   |
+      | risk-adapter        |
+      | trading-adapter     |
+      | audit-adapter       |
+    And the "monitor" Redis user reads INFO and DBSIZE but is refused the keys of "registry:", "config:" and "risk:", and SCAN

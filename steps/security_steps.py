@@ -7,8 +7,10 @@ import uuid
 from pytest_bdd import parsers, then, when
 
 from steps.configuration_steps import forget_parameter
-from steps.expect import expect
-from steps.probes import config_api, http_api, registry_api
+from steps.docker_steps import check_every_service
+from steps.expect import Mismatches, expect
+from steps.phrases import names
+from steps.probes import config_api, docker_engine, http_api, redis_server, registry_api
 from steps.probes.facts import ProbeError
 
 
@@ -169,3 +171,74 @@ def _streamed_bodies_bounded(stack, evidence):
     expect(set(observed.values()) == {413}, "a 70 KiB chunked POST", {service: 413 for service in answers}, observed,
            answers["registry"], "count the body while it streams in (servicekit.http.RequestGuard), not only by "
                                 "its Content-Length")
+
+
+# The log options every container's json-file driver sets: bounded files, rotated.
+ROTATED_LOGS = ("max-size", "max-file")
+
+
+def _least_privilege(service: str, observed: dict):
+    problems = [
+        *([] if observed["cap_drop"] == ["ALL"] else [f"cap_drop {observed['cap_drop']}"]),
+        *([] if not observed["cap_add"] else [f"cap_add {observed['cap_add']}"]),
+        *([] if observed["no_new_privileges"] else ["may gain privileges"]),
+        *([] if observed["read_only_rootfs"] else ["writable root filesystem"]),
+        *([] if observed["pids_limit"] > 0 else ["no pids limit"]),
+        *([] if observed["log_driver"] == "json-file" and all(o in observed["log_options"] for o in ROTATED_LOGS)
+          else [f"logs {observed['log_driver']} {observed['log_options']} not rotated"]),
+    ]
+    return not problems, f"{service}: no capability, no new privileges, read-only, pids and log limits", \
+        "; ".join(problems) or "all set"
+
+
+@then("every container of the stack drops all capabilities, cannot gain privileges, has a read-only root "
+      "filesystem, a pids limit and rotated logs")
+def _containers_least_privilege(stack, evidence):
+    check_every_service(stack, evidence, "containers' privileges",
+                        "merge the x-hardened settings (<<: *hardened) and set deploy.resources.limits.pids in "
+                        "docker-compose.yml", docker_engine.privileges, _least_privilege)
+
+
+def _not_root(service: str, observed: list):
+    as_root = sorted({program for program, uid in observed if uid == 0})
+    return not as_root and bool(observed), f"{service}: every process as an unprivileged user", \
+        f"as root: {as_root}" if as_root else observed
+
+
+@then("no process in any container of the stack runs as root")
+def _no_root_process(stack, evidence):
+    check_every_service(stack, evidence, "processes' users", "set USER in the image's Dockerfile (or user: in "
+                        "docker-compose.yml) to the program's own account", docker_engine.process_users, _not_root)
+
+
+@then(parsers.parse("these Redis users are refused {commands}, which list every domain's keys:"))
+def _enumeration_refused(stack, evidence, commands, datatable):
+    problems = Mismatches("keyspace enumeration", "append -scan -randomkey to the user in infra/redis/users.acl")
+    for (user,) in datatable[1:]:
+        for command in names(commands):
+            fact = evidence.record(redis_server.run(*stack.redis(user), *_whole_keyspace(command)))
+            problems.check(fact.observed.refused_by_acl, f"{user} refused {command} with NOPERM",
+                           fact.observed.reply[:120], fact)
+    problems.raise_any()
+
+
+def _whole_keyspace(command: str) -> tuple:
+    """The command as an attacker would list keys with it: SCAN without MATCH walks every key."""
+    return ("SCAN", "0", "COUNT", "10") if command == "SCAN" else (command,)
+
+
+@then(parsers.parse('the "{user}" Redis user reads {allowed} but is refused the keys of {prefixes}, and {listing}'))
+def _monitor_reads_no_key(stack, evidence, user, allowed, prefixes, listing):
+    problems = Mismatches(f"what {user} reads", f"{user} has resetkeys and -@all +info +dbsize in "
+                                                "infra/redis/users.acl")
+    for command in names(allowed):
+        fact = evidence.record(redis_server.run(*stack.redis(user), command))
+        problems.check(fact.observed.allowed, f"{user} may run {command}", fact.observed.reply[:120], fact)
+    for prefix in names(prefixes):
+        fact = evidence.record(redis_server.run(*stack.redis(user), "GET", f"{prefix}acceptance-probe"))
+        problems.check(fact.observed.refused_by_acl, f"{user} refused GET {prefix}… with NOPERM",
+                       fact.observed.reply[:120], fact)
+    fact = evidence.record(redis_server.run(*stack.redis(user), *_whole_keyspace(listing)))
+    problems.check(fact.observed.refused_by_acl, f"{user} refused {listing} with NOPERM", fact.observed.reply[:120],
+                   fact)
+    problems.raise_any()

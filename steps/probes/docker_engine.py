@@ -141,6 +141,35 @@ def host_config(project: str, service: str) -> Fact:
     return Fact("docker inspect .HostConfig", _where(project, service), observed)
 
 
+def privileges(project: str, service: str) -> Fact:
+    """What the container may do beyond its program: capabilities dropped and added, whether a
+    process may gain privileges (no-new-privileges), a read-only root filesystem, the pids limit and
+    the log driver with its options."""
+    hc = container(project, service).attrs["HostConfig"]
+    log = hc.get("LogConfig") or {}
+    observed = {
+        "cap_drop": sorted(hc.get("CapDrop") or []),
+        "cap_add": sorted(hc.get("CapAdd") or []),
+        "no_new_privileges": any(o.replace("=", ":") in ("no-new-privileges", "no-new-privileges:true")
+                                 for o in hc.get("SecurityOpt") or []),
+        "read_only_rootfs": bool(hc.get("ReadonlyRootfs")),
+        "pids_limit": hc.get("PidsLimit") or 0,
+        "log_driver": log.get("Type"),
+        "log_options": dict(log.get("Config") or {}),
+    }
+    return Fact("docker inspect .HostConfig", _where(project, service), observed)
+
+
+def process_users(project: str, service: str) -> Fact:
+    """(program, user id) of every process running in the container (`docker top`, read from the
+    host: works for images without a shell)."""
+    top = container(project, service).top(ps_args="-o uid,comm")
+    titles = [t.upper() for t in top.get("Titles") or []]
+    uid, command = titles.index("UID"), titles.index("COMMAND")
+    observed = sorted({(row[command], int(row[uid])) for row in top.get("Processes") or []})
+    return Fact("docker top -o uid,comm", _where(project, service), observed)
+
+
 def network(name: str) -> Fact:
     """A docker network's driver, subnet, gateway and attached containers' addresses."""
     try:

@@ -379,4 +379,13 @@ FAULTS = [
           [(SERVICEKIT_HTTP, r"                if received\[0\] > MAX_BODY_BYTES:\n"
                              r"                    raise BodyTooLarge\(\)\n", "")],
           {"checklist_S_3"}),
+    fault("configuration-service-not-hardened", "the configuration service keeps Docker's default privileges",
+          [(COMPOSE, r"^(  configuration-service:\n)    <<: \*hardened\n", r"\1")], {"checklist_S_4"}),
+    fault("service-registry-runs-as-root", "the registry's process runs as root",
+          [(COMPOSE, r"^(  service-registry:\n    <<: \*hardened\n)", r"\1    user: root\n")], {"checklist_S_4"}),
+    fault("redis-domain-user-may-scan", "a domain user may list every domain's keys with SCAN",
+          [(USERS_ACL, r"^(user risk-adapter .*) -scan -randomkey$", r"\1")], {"checklist_S_5"}),
+    fault("redis-monitor-reads-every-key", "the monitor user reads every domain's keys",
+          [(USERS_ACL, r"^(user monitor on \S+) resetkeys resetchannels -@all \+@connection .*$",
+            r"\1 ~* resetchannels -@all +@read +@connection -@dangerous +info")], {"checklist_S_5"}),
 ]
