@@ -46,3 +46,9 @@ Feature: S. Security baseline (extra, beyond the milestone)
       | trading-adapter     |
       | audit-adapter       |
     And the "monitor" Redis user reads INFO and DBSIZE but is refused the keys of "registry:", "config:" and "risk:", and SCAN
+
+  @checklist_S_6
+  Scenario: PostgreSQL roles reach only their own
+    Then the "postgres" superuser is refused over TCP, from the host and from inside the network, and signs in on the Unix socket
+    And the "monitor" role is refused the "postgres" database over TCP
+    And the "monitor" role reads the server's statistics but is refused the tables of every domain schema and of "config"

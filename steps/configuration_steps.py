@@ -22,6 +22,8 @@ ENVIRONMENT = "development"
 # The editor the scenarios write as (HTTP Basic, a Redis ACL user): it may write development.
 EDITOR = "config-editor"
 SERVICE = "configuration-service"
+# The role that owns the config schema: the only one that may read its tables (monitor may not).
+OWNER_ROLE = "config_service"
 ENVIRONMENTS_DIR = "infra/configuration-service/environments"
 SEED_AUTHOR = "seed"  # configsvc.seed.SEED_AUTHOR: the author of the rows the seed wrote last
 # The paths the sibling services' configuration clients call.
@@ -72,12 +74,12 @@ def _schema_owner(stack, evidence, schema, role):
 @then("every parameter of the environment files is a row of config.parameters")
 def _seeded_rows(stack, evidence, request):
     fact = evidence.record(postgres_server.query(
-        *stack.postgres("monitor"), "SELECT environment, service, key, type, updated_by FROM config.parameters"))
+        *stack.postgres(OWNER_ROLE), "SELECT environment, service, key, type, updated_by FROM config.parameters"))
     stored = {(env, service or None, key): (kind, by) for env, service, key, kind, by in fact.observed}
     # The seed never overwrites a parameter changed through the API, nor brings back one deleted
     # through it: on a stack in use those are the users' own, and are listed, not held to the files.
     deleted = evidence.record(postgres_server.query(
-        *stack.postgres("monitor"), "SELECT DISTINCT environment, service, key FROM config.parameter_history "
+        *stack.postgres(OWNER_ROLE), "SELECT DISTINCT environment, service, key FROM config.parameter_history "
                              "WHERE change = 'deleted' AND changed_by <> %(seed)s", {"seed": SEED_AUTHOR}))
     deleted_at_run_time = {(env, service or None, key) for env, service, key in deleted.observed}
     problems = Mismatches("seeded parameters", f"the service seeds {ENVIRONMENTS_DIR}/*.yaml at start")
@@ -163,7 +165,7 @@ def forget_parameter(stack, key: str, environment: str = ENVIRONMENT, editor: st
     except ProbeError:
         pass
     try:
-        postgres_server.execute(*stack.postgres("config_service"),
+        postgres_server.execute(*stack.postgres(OWNER_ROLE),
                                 "DELETE FROM config.parameter_history WHERE key = %s",
                                 (key,))
     except Exception:  # noqa: BLE001 - the table may not exist in a broken copy of the stack
@@ -197,7 +199,7 @@ def _history_change(stack, evidence, parameter, old, new, version):
              if e.get("old_value") == old and e.get("new_value") == new and e.get("version") == version]
     expect(bool(found), f"history of {parameter['key']}", f"{old} -> {new} at version {version}", entries)
     rows = evidence.record(postgres_server.query(
-        *stack.postgres("monitor"), "SELECT old_value, new_value, version FROM config.parameter_history "
+        *stack.postgres(OWNER_ROLE), "SELECT old_value, new_value, version FROM config.parameter_history "
                              "WHERE key = %(key)s ORDER BY version", {"key": parameter["key"]}))
     expect((old, new, version) in [tuple(r) for r in rows.observed], "config.parameter_history rows",
            f"({old}, {new}, {version})", rows.observed, rows)
@@ -303,7 +305,7 @@ def _config_health(stack, evidence):
 def _stored_rows(stack, evidence, environment: str, key: str) -> dict:
     """{service ('' = environment-wide): (value, updated_by)} of a key's rows in one environment."""
     fact = evidence.record(postgres_server.query(
-        *stack.postgres("monitor"), "SELECT service, value, updated_by FROM config.parameters "
+        *stack.postgres(OWNER_ROLE), "SELECT service, value, updated_by FROM config.parameters "
                              "WHERE environment = %(environment)s AND key = %(key)s",
         {"environment": environment, "key": key}))
     return {service: (value, by) for service, value, by in fact.observed}

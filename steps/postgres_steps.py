@@ -9,25 +9,28 @@ from steps.probes import docker_engine, postgres_server
 
 DOMAIN_SCHEMAS = ("market_data", "exchange", "custodian", "risk", "trading", "test_coordination", "audit")
 UNITS = {"kB": 2**10, "MB": 2**20, "GB": 2**30}
+# Settings and catalogs are read as the monitoring role (pg_monitor reads every setting): the
+# superuser signs in on the Unix socket only, which the steps use just for what only it may read.
+READER = "monitor"
 
 
 @then(parsers.parse('the running PostgreSQL reads its settings from "{path}"'))
 def _config_file(stack, evidence, path):
-    fact = evidence.record(postgres_server.setting(*stack.postgres("postgres"), "config_file"))
+    fact = evidence.record(postgres_server.setting(*stack.postgres(READER), "config_file"))
     expect(fact.observed == path, "PostgreSQL config_file", path, fact.observed, fact,
            "is infra/postgres/postgresql.conf mounted and passed as config_file?")
 
 
 @then(parsers.parse('the running PostgreSQL has "{name}" set to "{value}"'))
 def _pg_setting(stack, evidence, name, value):
-    fact = evidence.record(postgres_server.setting(*stack.postgres("postgres"), name))
+    fact = evidence.record(postgres_server.setting(*stack.postgres(READER), name))
     expect(fact.observed == value, f"PostgreSQL {name}", value, fact.observed, fact,
            "see infra/postgres/postgresql.conf")
 
 
 @then(parsers.parse('the running PostgreSQL\'s shared_buffers fit in a quarter of the "{service}" memory limit'))
 def _shared_buffers(stack, evidence, service):
-    fact = evidence.record(postgres_server.setting(*stack.postgres("postgres"), "shared_buffers"))
+    fact = evidence.record(postgres_server.setting(*stack.postgres(READER), "shared_buffers"))
     value = fact.observed
     number = value.rstrip("kMGB")
     buffers = int(number) * UNITS[value[len(number):]]
@@ -40,7 +43,8 @@ def _shared_buffers(stack, evidence, service):
 
 @then("no pg_hba rule of the running PostgreSQL trusts a TCP connection")
 def _no_trust(stack, evidence):
-    fact = evidence.record(postgres_server.hba_rules(*stack.postgres("postgres")))
+    fact = evidence.record(postgres_server.hba_rules(stack.project, "postgres", stack.postgres_password("postgres"),
+                                                            stack.database))
     trusted = [rule for rule in fact.observed if rule[0].startswith("host") and rule[1] == "trust"]
     expect(not trusted, "pg_hba rules over TCP with trust", "none", trusted, fact,
            "use scram-sha-256 in infra/postgres/pg_hba.conf")
@@ -48,7 +52,7 @@ def _no_trust(stack, evidence):
 
 @then(parsers.parse('the database "{dbname}" exists'))
 def _database_exists(stack, evidence, dbname):
-    fact = evidence.record(postgres_server.query(*stack.postgres("postgres"), "SELECT datname FROM pg_database"))
+    fact = evidence.record(postgres_server.query(*stack.postgres(READER), "SELECT datname FROM pg_database"))
     names = sorted(row[0] for row in fact.observed)
     expect(dbname in names, "databases", dbname, names, fact, "POSTGRES_DB in docker-compose.yml")
 
@@ -56,7 +60,7 @@ def _database_exists(stack, evidence, dbname):
 @then("PostgreSQL has these login roles:")
 def _roles(stack, evidence, datatable):
     wanted = {row[0] for row in datatable[1:]}
-    fact = evidence.record(postgres_server.login_roles(*stack.postgres("postgres")))
+    fact = evidence.record(postgres_server.login_roles(*stack.postgres(READER)))
     missing = sorted(wanted - fact.observed)
     expect(not missing, "login roles", sorted(wanted), f"missing {missing}", fact,
            "see infra/postgres/init/01-init-schemas.sql (it runs on an empty data directory only)")
@@ -65,13 +69,13 @@ def _roles(stack, evidence, datatable):
 @then("the function public.health_check() exists")
 def _health_function(stack, evidence):
     sql = "SELECT to_regprocedure('public.health_check()') IS NOT NULL"
-    fact = evidence.record(postgres_server.query(*stack.postgres("postgres"), sql))
+    fact = evidence.record(postgres_server.query(*stack.postgres(READER), sql))
     expect(fact.observed == [(True,)], "public.health_check()", "exists", "missing", fact)
 
 
 @then("the database has these domain schemas, each owned by its role and described by a comment:")
 def _schemas(stack, evidence, datatable):
-    fact = evidence.record(postgres_server.schemas(*stack.postgres("postgres")))
+    fact = evidence.record(postgres_server.schemas(*stack.postgres(READER)))
     problems = Mismatches("domain schemas", "see infra/postgres/init/01-init-schemas.sql")
     for schema, role in datatable[1:]:
         found = fact.observed.get(schema)
@@ -150,5 +154,5 @@ def _health_check_call(stack, evidence, status):
 
 @then(parsers.parse('the PostgreSQL data directory is on the named volume "{volume}"'))
 def _data_on_volume(stack, evidence, volume):
-    directory = evidence.record(postgres_server.setting(*stack.postgres("postgres"), "data_directory")).observed
+    directory = evidence.record(postgres_server.setting(*stack.postgres(READER), "data_directory")).observed
     expect_named_volume(stack, evidence, "postgres", directory, volume)

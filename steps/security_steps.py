@@ -10,7 +10,8 @@ from steps.configuration_steps import forget_parameter
 from steps.docker_steps import check_every_service
 from steps.expect import Mismatches, expect
 from steps.phrases import names
-from steps.probes import config_api, docker_engine, http_api, redis_server, registry_api
+from steps.postgres_steps import DOMAIN_SCHEMAS
+from steps.probes import config_api, docker_engine, http_api, postgres_server, redis_server, registry_api
 from steps.probes.facts import ProbeError
 
 
@@ -241,4 +242,54 @@ def _monitor_reads_no_key(stack, evidence, user, allowed, prefixes, listing):
     fact = evidence.record(redis_server.run(*stack.redis(user), *_whole_keyspace(listing)))
     problems.check(fact.observed.refused_by_acl, f"{user} refused {listing} with NOPERM", fact.observed.reply[:120],
                    fact)
+    problems.raise_any()
+
+
+# What PostgreSQL answers a role it refuses: pg_hba.conf's reject, and a privilege it lacks.
+HBA_REJECT = "pg_hba.conf rejects connection"
+PERMISSION_DENIED = "42501"
+
+
+@then(parsers.parse('the "{superuser}" superuser is refused over TCP, from the host and from inside the network, '
+                    'and signs in on the Unix socket'))
+def _superuser_socket_only(stack, evidence, superuser):
+    problems = Mismatches(f"where {superuser} signs in", f"`host all {superuser} all reject` first in "
+                                                         "infra/postgres/pg_hba.conf")
+    password = stack.postgres_password(superuser)
+    host = evidence.record(postgres_server.login(stack.postgres_port(), superuser, password, stack.database))
+    problems.check(not host.observed.allowed and HBA_REJECT in host.observed.reply,
+                   f"{superuser} over TCP from the host: {HBA_REJECT}", host.observed.reply, host)
+    # From the network: psql in the postgres container, to the server's own address on the network.
+    inside = evidence.record(docker_engine.exec_in(
+        stack.project, "postgres", ["psql", "-X", "-h", "postgres", "-U", superuser, "-d", stack.database, "-c",
+                                    "SELECT 1"], {"PGPASSWORD": password}))
+    problems.check(inside.observed.exit_code != 0 and HBA_REJECT in inside.observed.output,
+                   f"{superuser} over TCP from the network: {HBA_REJECT}", inside.observed.output[:200], inside)
+    socket = evidence.record(postgres_server.superuser_rows(stack.project, "postgres", password, stack.database,
+                                                           "SELECT current_user"))
+    problems.check(socket.observed == [(superuser,)], f"{superuser} signs in on the socket", socket.observed, socket)
+    problems.raise_any()
+
+
+@then(parsers.parse('the "{role}" role is refused the "{dbname}" database over TCP'))
+def _maintenance_database_refused(stack, evidence, role, dbname):
+    fact = evidence.record(postgres_server.login(*stack.postgres(role, dbname)))
+    expect(not fact.observed.allowed and HBA_REJECT in fact.observed.reply, f"{role} signing in to {dbname} over TCP",
+           HBA_REJECT, fact.observed.reply, fact, f"reject {dbname} over TCP in infra/postgres/pg_hba.conf")
+
+
+@then(parsers.parse('the "{role}" role reads the server\'s statistics but is refused the tables of every domain '
+                    'schema and of "{own_schema}"'))
+def _monitor_reads_no_data(stack, evidence, role, own_schema):
+    problems = Mismatches(f"what {role} reads", f"{role} holds pg_monitor and no USAGE on a data schema "
+                                               "(infra/postgres/init/01-init-schemas.sql)")
+    stats = evidence.record(postgres_server.query(*stack.postgres(role), "SELECT count(*) FROM pg_stat_database"))
+    problems.check(bool(stats.observed) and stats.observed[0][0] > 0, f"{role} reads pg_stat_database",
+                   stats.observed, stats)
+    tables = [(schema, "acceptance_probe") for schema in DOMAIN_SCHEMAS] + [(own_schema, "parameters")]
+    for schema, table in tables:
+        fact = evidence.record(postgres_server.read_table(*stack.postgres(role), schema, table))
+        problems.check(not fact.observed.allowed and fact.observed.reply.startswith(PERMISSION_DENIED),
+                       f"{role} refused {schema}.{table} ({PERMISSION_DENIED} permission denied)",
+                       fact.observed.reply[:160], fact)
     problems.raise_any()

@@ -1,4 +1,6 @@
-"""Facts about the running PostgreSQL server, asked over its published port on 127.0.0.1.
+"""Facts about the running PostgreSQL server, asked over its published port on 127.0.0.1 (and what
+only the superuser may read, on the Unix socket inside the container: the superuser never signs in
+over TCP).
 
 Each function opens a short-lived connection as one role, asks one thing and returns a Fact.
 Anything a probe creates is created inside a transaction that is rolled back, so probing never
@@ -12,6 +14,7 @@ from typing import Callable, TypeVar
 import psycopg
 from psycopg import errors, sql
 
+from steps.probes import docker_engine
 from steps.probes.facts import Fact, Outcome, ProbeError
 
 HOST = "127.0.0.1"
@@ -133,6 +136,22 @@ def create_table(port: int, user: str, password: str, dbname: str, schema: str) 
     return Fact(f"{statement.as_string(None)}; ROLLBACK", _where(port, user, dbname), outcome, raw=outcome.reply)
 
 
+def read_table(port: int, user: str, password: str, dbname: str, schema: str, table: str) -> Fact:
+    """As `user`, SELECT from `schema`.`table`; observed is an Outcome: allowed (the row count) or
+    refused with the server's error (a schema the role may not use is refused before the table is
+    looked up, so a table that does not exist still proves the refusal)."""
+    statement = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table))
+
+    def work(conn) -> Outcome:
+        try:
+            return Outcome(True, str(conn.execute(statement).fetchone()[0]))
+        except (*PRIVILEGE_ERRORS, errors.UndefinedTable) as error:
+            return Outcome(False, refused_statement(error))
+
+    outcome = attempt(port, user, password, dbname, work)
+    return Fact(statement.as_string(None), _where(port, user, dbname), outcome, raw=outcome.reply)
+
+
 def landing_schema(port: int, user: str, password: str, dbname: str) -> Fact:
     """As `user`, where an unqualified name lands: its search_path, current_schema(), and the schema
     a table created without a schema name is in (created in a transaction that is rolled back).
@@ -155,11 +174,22 @@ def landing_schema(port: int, user: str, password: str, dbname: str) -> Fact:
     return Fact(probe, _where(port, user, dbname), attempt(port, user, password, dbname, work))
 
 
-def hba_rules(port: int, user: str, password: str, dbname: str) -> Fact:
-    """The pg_hba.conf rules the server loaded: [(type, auth_method, address)]."""
+def superuser_rows(project: str, service: str, password: str, dbname: str, statement: str) -> Fact:
+    """`statement` as the superuser, signed in on the Unix socket inside the service's container
+    (psql; the password in its environment, never on its command line): rows of text."""
+    command = ["psql", "-X", "-A", "-t", "-q", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-d", dbname,
+               "-c", statement]
+    fact = docker_engine.exec_in(project, service, command, {"PGPASSWORD": password})
+    if fact.observed.exit_code != 0:
+        raise ProbeError(f"{fact.where}: {statement!r} as postgres on the socket: {fact.observed.output[:300]}")
+    rows = [tuple(line.split("\t")) for line in fact.observed.output.splitlines() if line]
+    return Fact(fact.probe, fact.where, rows, raw=fact.raw)
+
+
+def hba_rules(project: str, service: str, password: str, dbname: str) -> Fact:
+    """The pg_hba.conf rules the server loaded: [(type, auth_method, address)] (superuser only)."""
     sql = "SELECT type, auth_method, coalesce(address, '') FROM pg_hba_file_rules WHERE error IS NULL"
-    fact = query(port, user, password, dbname, sql)
-    return Fact(sql, fact.where, [tuple(row) for row in fact.observed])
+    return superuser_rows(project, service, password, dbname, sql)
 
 
 def execute(port: int, user: str, password: str, dbname: str, statement: str | sql.Composable,

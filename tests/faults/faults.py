@@ -121,7 +121,7 @@ FAULTS = [
     fault("postgres-logging-collector", "server logs hidden from docker logs by the logging collector",
           [(PG_CONF, r"^logging_collector = off", "logging_collector = on")], {"checklist_2_2"}),
     fault("postgres-trust-over-tcp", "pg_hba trusts every TCP client",
-          [(PG_HBA, r"^(host\s+all\s+all\s+0\.0\.0\.0/0\s+)scram-sha-256", r"\1trust")],
+          [(PG_HBA, r"^(host\s+all\s+all\s+samenet\s+)scram-sha-256", r"\1trust")],
           {"checklist_2_2", "checklist_2_6"}),
     fault("postgres-no-health-function", "public.health_check() never created",
           [(INIT_SQL, r"FUNCTION public\.health_check\(\) RETURNS", "FUNCTION public.health_probe() RETURNS"),
@@ -236,7 +236,8 @@ FAULTS = [
           [(COMPOSE, r"CONFIG_POSTGRES_PASSWORD: "
                      r"\$\{PG_PASSWORD_CONFIG_SERVICE:\?set it in \.env \(copy \.env\.example\)\}",
             "CONFIG_POSTGRES_USER: postgres\n      CONFIG_POSTGRES_PASSWORD: ${POSTGRES_PASSWORD}")],
-          {"checklist_6_1"}, exact=False),
+          # pg_hba.conf refuses the superuser over TCP (section S): the service never gets healthy.
+          set(), aborts="configuration-service"),
     # Lifecycle
     fault("postgres-data-on-external-volume", "PostgreSQL data on an external volume that `down -v` keeps",
           [(COMPOSE, r"^  postgres-data:\n",
@@ -388,4 +389,11 @@ FAULTS = [
     fault("redis-monitor-reads-every-key", "the monitor user reads every domain's keys",
           [(USERS_ACL, r"^(user monitor on \S+) resetkeys resetchannels -@all \+@connection .*$",
             r"\1 ~* resetchannels -@all +@read +@connection -@dangerous +info")], {"checklist_S_5"}),
+    fault("postgres-superuser-over-tcp", "the PostgreSQL superuser may sign in over TCP",
+          [(PG_HBA, r"^host\s+all\s+postgres\s+all\s+reject\n", "")], {"checklist_S_6"}),
+    fault("postgres-monitor-reads-domain-data", "the monitor role reads every domain's tables",
+          [(INIT_SQL, r"^(    EXECUTE format\('REVOKE ALL ON SCHEMA %I FROM PUBLIC', d\.schema_name\);\n)",
+            "\\1    EXECUTE format('GRANT USAGE ON SCHEMA %I TO monitor', d.schema_name);\n"
+            "    EXECUTE format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA %I GRANT SELECT ON TABLES TO monitor', "
+            "d.role_name, d.schema_name);\n")], {"checklist_S_6"}),
 ]

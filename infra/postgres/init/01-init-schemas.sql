@@ -17,7 +17,8 @@ INSERT INTO domain VALUES
 -- Nobody but a schema's own role may create objects outside it.
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 
--- A read-only role for monitoring and dashboards.
+-- The monitoring role (the PostgreSQL exporter, the registry's probe): the server's statistics and
+-- settings (pg_monitor), no domain's data.
 CREATE ROLE monitor LOGIN;
 GRANT pg_monitor TO monitor;
 
@@ -28,24 +29,19 @@ BEGIN
     EXECUTE format('CREATE ROLE %I LOGIN', d.role_name);
     EXECUTE format('CREATE SCHEMA %I AUTHORIZATION %I', d.schema_name, d.role_name);
     EXECUTE format('COMMENT ON SCHEMA %I IS %L', d.schema_name, d.description);
-    -- Only the owner works in a schema; the monitor reads, now and for tables created later.
+    -- Only the owner works in a schema, and reads it.
     EXECUTE format('REVOKE ALL ON SCHEMA %I FROM PUBLIC', d.schema_name);
-    EXECUTE format('GRANT USAGE ON SCHEMA %I TO monitor', d.schema_name);
-    EXECUTE format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA %I GRANT SELECT ON TABLES TO monitor',
-                   d.role_name, d.schema_name);
     EXECUTE format('ALTER ROLE %I SET search_path = %I, public', d.role_name, d.schema_name);
   END LOOP;
 END
 $$;
 
 -- The configuration service's own schema and role (not a domain: health_check() lists domains only).
--- The service creates its tables there at start; the monitor reads them.
+-- The service creates its tables there at start; only it reads them.
 CREATE ROLE config_service LOGIN;
 CREATE SCHEMA config AUTHORIZATION config_service;
 COMMENT ON SCHEMA config IS 'Configuration service: parameters per environment and their history';
 REVOKE ALL ON SCHEMA config FROM PUBLIC;
-GRANT USAGE ON SCHEMA config TO monitor;
-ALTER DEFAULT PRIVILEGES FOR ROLE config_service IN SCHEMA config GRANT SELECT ON TABLES TO monitor;
 ALTER ROLE config_service SET search_path = config, public;
 
 \getenv password PG_PASSWORD_MARKET_DATA_ADAPTER
