@@ -12,7 +12,7 @@ from pytest_bdd import given, parsers, then, when
 
 from steps.expect import Mismatches, expect, expect_eventually
 from steps.harness.fixtures import TELEMETRY_PROFILE
-from steps.phrases import names
+from steps.phrases import listed
 from steps.probes import Fact, ProbeError, docker_engine, http_api, prometheus_server, telemetry_files
 from steps.probes.telemetry_files import dig
 from steps.probes.waiting import poll
@@ -91,7 +91,7 @@ def _targets_by_job(stack, evidence, jobs: list[str]) -> tuple[Fact, dict]:
 
 @then(parsers.parse("Prometheus scrapes the jobs {jobs}, every target up"))
 def _every_target_up(stack, evidence, jobs):
-    fact, found = _targets_by_job(stack, evidence, names(jobs))
+    fact, found = _targets_by_job(stack, evidence, listed(jobs))
     problems = Mismatches(f"Prometheus scrape targets (waited up to {FIRST_SCRAPE_WAIT_S} s)",
                           "scrape only endpoints that serve the Prometheus text format: an exporter for Redis "
                           "and PostgreSQL, /metrics for the HTTP services (infra/prometheus/prometheus.yml)")
@@ -141,7 +141,7 @@ def _exporters_logged_in(stack, evidence, series):
     problems = Mismatches("exporters' own view of their database",
                           "the exporter serves metrics but cannot log in: check the monitor user's password "
                           "in docker-compose.yml and .env")
-    for name in names(series):
+    for name in listed(series):
         values = _values(stack, evidence, name)
         problems.check(bool(values) and all(v == 1 for _, v in values), f"{name} 1",
                        [v for _, v in values] or "no series")
@@ -151,7 +151,7 @@ def _exporters_logged_in(stack, evidence, series):
 @then(parsers.parse('the registry\'s probes of {services} are 1 in "{series}"'))
 def _registry_probes(stack, evidence, services, series):
     values = {labels.get("service"): v for labels, v in _values(stack, evidence, series)}
-    wanted = {name: 1.0 for name in names(services)}
+    wanted = {name: 1.0 for name in listed(services)}
     observed = {name: values.get(name) for name in wanted}
     expect(observed == wanted, series, wanted, observed, hint="the registry sets it after each probe of a service "
            "declared in infra/service-registry/infrastructure.json")
@@ -162,8 +162,8 @@ def _registry_probes(stack, evidence, services, series):
 @then(parsers.parse("Prometheus has loaded the alerts {names}"))
 def _alerts_loaded(stack, evidence, names):
     fact = evidence.record(prometheus_server.alert_rules(_port(stack)))
-    missing = [name for name in names(names) if name not in fact.observed]
-    expect(not missing, "alert rules Prometheus loaded", names(names), sorted(fact.observed), fact,
+    missing = [name for name in listed(names) if name not in fact.observed]
+    expect(not missing, "alert rules Prometheus loaded", listed(names), sorted(fact.observed), fact,
            "add them to infra/prometheus/rules/ (missing: " + ", ".join(missing) + ")")
 
 
@@ -356,13 +356,13 @@ def _dashboard_provisioned_from_files(stack, evidence, title):
 def _dashboard_panels(stack, evidence, titles):
     dashboard = _dashboards(stack, evidence).get("Infrastructure overview") or {}
     have = {title for title, _ in telemetry_files.dashboard_queries(dashboard)}
-    missing = [t for t in names(titles) if t not in have]
-    expect(not missing, "panels with a query", names(titles), sorted(have), hint=f"missing: {missing}")
+    missing = [t for t in listed(titles) if t not in have]
+    expect(not missing, "panels with a query", listed(titles), sorted(have), hint=f"missing: {missing}")
 
 
 @then("every query of the dashboard names only series that Prometheus holds, and Prometheus evaluates it")
 def _dashboard_queries_work(stack, evidence):
-    known = evidence.record(prometheus_server.metricnames(_port(stack))).observed
+    known = evidence.record(prometheus_server.metric_names(_port(stack))).observed
     problems = Mismatches("dashboard queries against this Prometheus",
                           "name series the exporters and services really export "
                           "(see Prometheus's /api/v1/label/__name__/values)")

@@ -2,6 +2,6 @@
 from __future__ import annotations
 
 
-def names(text: str) -> list[str]:
+def listed(text: str) -> list[str]:
     """'"a", "b" and "c"' -> ["a", "b", "c"]; 'SCAN and RANDOMKEY' -> ["SCAN", "RANDOMKEY"]."""
     return [part.strip().strip('"') for part in text.replace(" and ", ", ").split(",") if part.strip()]

@@ -9,7 +9,7 @@ from pytest_bdd import parsers, then, when
 from steps.configuration_steps import forget_parameter
 from steps.docker_steps import check_every_service
 from steps.expect import Mismatches, expect
-from steps.phrases import names
+from steps.phrases import listed
 from steps.postgres_steps import DOMAIN_SCHEMAS
 from steps.probes import config_api, docker_engine, http_api, postgres_server, redis_server, registry_api
 from steps.probes.facts import ProbeError
@@ -216,7 +216,7 @@ def _no_root_process(stack, evidence):
 def _enumeration_refused(stack, evidence, commands, datatable):
     problems = Mismatches("keyspace enumeration", "append -scan -randomkey to the user in infra/redis/users.acl")
     for (user,) in datatable[1:]:
-        for command in names(commands):
+        for command in listed(commands):
             fact = evidence.record(redis_server.run(*stack.redis(user), *_whole_keyspace(command)))
             problems.check(fact.observed.refused_by_acl, f"{user} refused {command} with NOPERM",
                            fact.observed.reply[:120], fact)
@@ -232,10 +232,10 @@ def _whole_keyspace(command: str) -> tuple:
 def _monitor_reads_no_key(stack, evidence, user, allowed, prefixes, listing):
     problems = Mismatches(f"what {user} reads", f"{user} has resetkeys and -@all +info +dbsize in "
                                                 "infra/redis/users.acl")
-    for command in names(allowed):
+    for command in listed(allowed):
         fact = evidence.record(redis_server.run(*stack.redis(user), command))
         problems.check(fact.observed.allowed, f"{user} may run {command}", fact.observed.reply[:120], fact)
-    for prefix in names(prefixes):
+    for prefix in listed(prefixes):
         fact = evidence.record(redis_server.run(*stack.redis(user), "GET", f"{prefix}acceptance-probe"))
         problems.check(fact.observed.refused_by_acl, f"{user} refused GET {prefix}… with NOPERM",
                        fact.observed.reply[:120], fact)

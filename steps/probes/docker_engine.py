@@ -163,11 +163,11 @@ def privileges(project: str, service: str) -> Fact:
 def process_users(project: str, service: str) -> Fact:
     """(program, user id) of every process running in the container (`docker top`, read from the
     host: works for images without a shell)."""
-    top = container(project, service).top(ps_args="-o uid,comm")
+    top = container(project, service).top(ps_args="-o pid,uid,comm")
     titles = [t.upper() for t in top.get("Titles") or []]
     uid, command = titles.index("UID"), titles.index("COMMAND")
     observed = sorted({(row[command], int(row[uid])) for row in top.get("Processes") or []})
-    return Fact("docker top -o uid,comm", _where(project, service), observed)
+    return Fact("docker top -o pid,uid,comm", _where(project, service), observed)
 
 
 def network(name: str) -> Fact:
