@@ -84,7 +84,9 @@ class MemoryStore(Store):
                        current.version + 1, now, deleted_by)
             return Change("deleted", gone, current.value)
 
-    def history(self, environment: str, service: str, key: str, limit: int = HISTORY_LIMIT) -> List[HistoryEntry]:
+    def history(self, environment: str, service: str, key: str, limit: int = HISTORY_LIMIT,
+                before_version: Optional[int] = None) -> List[HistoryEntry]:
         self._available()
         with self._lock:
-            return list(reversed(self.histories.get((environment, service, key), [])))[:limit]
+            entries = reversed(self.histories.get((environment, service, key), []))
+            return [e for e in entries if before_version is None or e.version < before_version][:limit]

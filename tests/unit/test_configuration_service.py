@@ -296,6 +296,35 @@ def test_delete_then_404_and_versions_never_go_backwards(client):
     assert again["version"] == 4, "a re-created key goes on from its history (2 versions and a deletion)"
 
 
+def test_lists_come_in_bounded_pages(client):
+    for n in range(5):
+        create(client, f"risk.p{n}", n, "number")
+    first = client.get(API, params={"limit": 2}).json()
+    assert (first["count"], first["total"], first["offset"], first["next_offset"]) == (2, 5, 0, 2)
+    keys = [p["key"] for p in first["parameters"]]
+    offset = first["next_offset"]
+    while offset is not None:
+        page = client.get(API, params={"limit": 2, "offset": offset}).json()
+        keys += [p["key"] for p in page["parameters"]]
+        offset = page["next_offset"]
+    assert keys == [f"risk.p{n}" for n in range(5)], "the pages together are the list, once each"
+    assert client.get(API).json()["next_offset"] is None, "the default page holds every parameter"
+    assert "query.limit" in problems(client.get(API, params={"limit": 1001}))
+    assert "query.limit" in problems(client.get(API, params={"limit": 0}))
+
+
+def test_history_comes_in_pages_newest_first(client):
+    for n in range(5):
+        create(client, "risk.limit", n, "number")
+    first = client.get(f"{API}/risk.limit/history", params={"limit": 2}).json()
+    assert [h["version"] for h in first["history"]] == [5, 4] and first["next_before_version"] == 4
+    rest = client.get(f"{API}/risk.limit/history", params={"limit": 10, "before_version": 4}).json()
+    assert [h["version"] for h in rest["history"]] == [3, 2, 1] and rest["next_before_version"] is None
+    beyond = client.get(f"{API}/risk.limit/history", params={"before_version": 1})
+    assert beyond.status_code == 200 and beyond.json()["history"] == [], "past the oldest: an empty page, not 404"
+    assert "query.limit" in problems(client.get(f"{API}/risk.limit/history", params={"limit": 1001}))
+
+
 def test_history_is_newest_first_with_every_change(client):
     assert client.get(f"{API}/risk.limit/history").status_code == 404
     create(client, "risk.limit", 1, "number")
@@ -414,6 +443,29 @@ def test_wait_ends_with_304_at_the_timeout(client):
     assert 0.9 < time.monotonic() - started < 2
     missing = client.get(f"{API}/not.yet", params={"wait_version": 0, "timeout": 0.3})
     assert missing.status_code == 304, "a missing key counts as version 0"
+
+
+def test_waits_beyond_the_cap_are_refused_with_429(store, redis_client):
+    app = config_app(Settings(max_wait_s=5, max_waiting=2), store, redis_client)
+    with editor_client(app) as client:
+        create(client, "risk.limit", 1, "number")
+        answers = []
+        waits = [threading.Thread(target=lambda: answers.append(
+            client.get(f"{API}/risk.limit", params={"wait_version": 1, "timeout": 2}).status_code)) for _ in range(2)]
+        for wait in waits:
+            wait.start()
+        deadline = time.monotonic() + 2
+        while waiting_clients(client) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        refused = client.get(f"{API}/risk.limit", params={"wait_version": 1, "timeout": 2})
+        for wait in waits:
+            wait.join()
+        assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
+        assert "CONFIG_MAX_WAITING" in refused.json()["detail"]
+        assert answers == [304, 304], "the waits within the cap ran to their timeout"
+        assert client.get(f"{API}/risk.limit").status_code == 200, "plain reads are never capped"
+        after = client.get(f"{API}/risk.limit", params={"wait_version": 1, "timeout": 0.2})
+        assert after.status_code == 304, "the cap frees as waits end"
 
 
 def test_a_missing_key_ends_the_wait_when_it_is_created(client):

@@ -36,6 +36,7 @@ class ConfigState:
         self.notifier = Notifier(client, self.signal, self.metrics)
         self.listener = ChangeListener(client, self.signal)
         self.hanging = threading.BoundedSemaphore(MAX_HANGING_PROBES)
+        self.waiting = 0  # requests in wait_for_change (one event loop: no lock needed)
 
     def locate(self, key: str, environment: Optional[str], service: Optional[str]) -> Tuple[str, str]:
         """(environment, service) of a request after checking them and the key; raises Invalid."""
@@ -53,7 +54,21 @@ class ConfigState:
     async def wait_for_change(
         self, environment: str, key: str, service: str, after: int, timeout_s: float
     ) -> Optional[Row]:
-        """The resolved row once its version exceeds `after` (a missing key counts as 0); None at the timeout."""
+        """The resolved row once its version exceeds `after` (a missing key counts as 0); None at the timeout.
+        Raises 429 when settings.max_waiting requests already wait: each holds a connection and a task."""
+        if self.waiting >= self.settings.max_waiting:
+            self.metrics.waits.labels("refused").inc()
+            raise HTTPException(
+                status_code=429, headers={"Retry-After": "1"},
+                detail=f"{self.settings.max_waiting} requests already wait for a change (CONFIG_MAX_WAITING): "
+                       "retry later, or read without wait_version")
+        self.waiting += 1
+        try:
+            return await self._wait(environment, key, service, after, timeout_s)
+        finally:
+            self.waiting -= 1
+
+    async def _wait(self, environment: str, key: str, service: str, after: int, timeout_s: float) -> Optional[Row]:
         deadline = time.monotonic() + timeout_s
         with self.signal.watching(environment, key) as changed, self.metrics.waiting.track_inprogress():
             while True:

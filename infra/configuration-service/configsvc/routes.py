@@ -39,6 +39,9 @@ from configsvc.schemas import (
 from configsvc.store import VersionConflict
 
 MAX_WAIT_DEFAULT_S = 30.0
+# A list answers in pages: the default holds every parameter an environment has today.
+PAGE_DEFAULT, PAGE_MAX = 500, 1000
+HISTORY_PAGE_DEFAULT = 100
 IF_MATCH = re.compile(r'^(W/)?"?([0-9]{1,18})"?$')
 PREFIX = re.compile(r"^[A-Za-z0-9_.]*$")
 ENVIRONMENT_DOC = "development, testing or production (or dev, test, prod, docker); default: the service's default"
@@ -155,6 +158,8 @@ async def list_parameters(
     environment: Optional[str] = Query(default=None, max_length=64, description=ENVIRONMENT_DOC),
     service: Optional[str] = Query(default=None, max_length=64, description=SERVICE_DOC),
     prefix: str = Query(default="", max_length=200, description="keys starting with this"),
+    limit: int = Query(default=PAGE_DEFAULT, ge=1, le=PAGE_MAX, description=f"per page (at most {PAGE_MAX})"),
+    offset: int = Query(default=0, ge=0, le=2**31 - 1, description="where the page starts: the last next_offset"),
     wait_version: Optional[int] = WAIT_VERSION,
     timeout: Optional[float] = TIMEOUT,
     x_service_name: Optional[str] = Header(default=None),
@@ -175,12 +180,16 @@ async def list_parameters(
     else:
         rows = await run_in_threadpool(config.store.list_rows, environment, None, prefix)
     config.metrics.reads.labels("list").inc()
+    page = rows[offset:offset + limit]
     return {
         "environment": environment,
         "service": service or None,
         "prefix": prefix,
-        "count": len(rows),
-        "parameters": [parameter_view(row) for row in rows],
+        "count": len(page),
+        "total": len(rows),
+        "offset": offset,
+        "next_offset": offset + limit if offset + limit < len(rows) else None,
+        "parameters": [parameter_view(row) for row in page],
     }
 
 
@@ -292,17 +301,23 @@ def parameter_history(
     key: str = Path(max_length=256),
     environment: Optional[str] = Query(default=None, max_length=64, description=ENVIRONMENT_DOC),
     service: Optional[str] = Query(default=None, max_length=64),
+    limit: int = Query(default=HISTORY_PAGE_DEFAULT, ge=1, le=PAGE_MAX, description=f"changes per page (at most "
+                                                                                     f"{PAGE_MAX})"),
+    before_version: Optional[int] = Query(default=None, ge=1, le=2**63 - 1,
+                                          description="older changes only: the last page's next_before_version"),
     config: ConfigState = Depends(state),
 ):
     environment, service = config.locate(key, environment, service)
-    entries = config.store.history(environment, service, key)
-    if not entries:
+    entries = config.store.history(environment, service, key, limit + 1, before_version)
+    if not entries and before_version is None:
         raise not_found(key, environment, service)
+    page = entries[:limit]
     return {
         "key": key,
         "environment": environment,
         "service": service or None,
-        "history": [history_view(entry) for entry in entries],
+        "next_before_version": page[-1].version if len(entries) > limit else None,
+        "history": [history_view(entry) for entry in page],
     }
 
 

@@ -50,6 +50,11 @@ class ParameterList(BaseModel):
     service: Optional[str]
     prefix: str
     count: int
+    # Lists come in pages: `total` parameters match, this page starts at `offset`; `next_offset`
+    # asks for the next page (null on the last one).
+    total: int
+    offset: int
+    next_offset: Optional[int]
     parameters: List[Parameter]
 
 
@@ -66,6 +71,8 @@ class History(BaseModel):
     key: str
     environment: str
     service: Optional[str]
+    # Newest first, in pages: `next_before_version` asks for the older changes (null on the last page).
+    next_before_version: Optional[int]
     history: List[HistoryEntryOut]
 
 

@@ -19,6 +19,7 @@ class Settings:
     default_environment: str = "development"
     port: int = 8090
     max_wait_s: float = 30.0                  # the longest a client may wait for a change (?timeout=)
+    max_waiting: int = 64                     # clients waiting for a change at once; past it, 429
     # Who may write (Redis ACL users, signed in with HTTP Basic): editors write development and
     # testing; production editors write every environment, production included.
     editors: tuple = ("config-editor",)
@@ -56,6 +57,7 @@ class Settings:
             default_environment=env.get("CONFIG_DEFAULT_ENVIRONMENT", cls.default_environment),
             port=number("CONFIG_PORT", cls.port),
             max_wait_s=number("CONFIG_MAX_WAIT_SECONDS", cls.max_wait_s, float),
+            max_waiting=number("CONFIG_MAX_WAITING", cls.max_waiting),
             editors=_names(env.get("CONFIG_EDITORS", ",".join(cls.editors))),
             production_editors=_names(env.get("CONFIG_PRODUCTION_EDITORS", ",".join(cls.production_editors))),
         )

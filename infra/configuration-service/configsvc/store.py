@@ -67,8 +67,10 @@ class Store(abc.ABC):
         """Deletes a row and writes its history; None when there was no such row."""
 
     @abc.abstractmethod
-    def history(self, environment: str, service: str, key: str, limit: int = HISTORY_LIMIT) -> List[HistoryEntry]:
-        """The changes of one row, newest first; empty when it never existed."""
+    def history(self, environment: str, service: str, key: str, limit: int = HISTORY_LIMIT,
+                before_version: Optional[int] = None) -> List[HistoryEntry]:
+        """The changes of one row, newest first, at most `limit`, only those below `before_version` when
+        given; empty when it never existed."""
 
 
 def check_expected(current: Optional[Row], expected_version: Optional[int]) -> None:
@@ -126,7 +128,8 @@ INSERT_HISTORY = ("INSERT INTO config.parameter_history (environment, service, k
                   "version, changed_at, changed_by) VALUES (%(environment)s, %(service)s, %(key)s, %(change)s, "
                   "%(old_value)s, %(new_value)s, %(version)s, now(), %(by)s)")
 SELECT_HISTORY = ("SELECT change, old_value, new_value, version, changed_at, changed_by "
-                  f"FROM config.parameter_history WHERE {WHERE_ROW} ORDER BY id DESC LIMIT %(limit)s")
+                  f"FROM config.parameter_history WHERE {WHERE_ROW} "
+                  "AND (%(before)s::bigint IS NULL OR version < %(before)s) ORDER BY id DESC LIMIT %(limit)s")
 
 
 def _one_line(error: BaseException) -> str:
@@ -252,7 +255,9 @@ class PostgresStore(Store):
             return Change("deleted", gone, current.value)
 
     @_unavailable_on_error
-    def history(self, environment: str, service: str, key: str, limit: int = HISTORY_LIMIT) -> List[HistoryEntry]:
+    def history(self, environment: str, service: str, key: str, limit: int = HISTORY_LIMIT,
+                before_version: Optional[int] = None) -> List[HistoryEntry]:
         with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(SELECT_HISTORY, {"environment": environment, "service": service, "key": key, "limit": limit})
+            cur.execute(SELECT_HISTORY, {"environment": environment, "service": service, "key": key, "limit": limit,
+                                         "before": before_version})
             return [HistoryEntry(**r) for r in cur.fetchall()]
