@@ -52,3 +52,8 @@ Feature: S. Security baseline (extra, beyond the milestone)
     Then the "postgres" superuser is refused over TCP, from the host and from inside the network, and signs in on the Unix socket
     And the "monitor" role is refused the "postgres" database over TCP
     And the "monitor" role reads the server's statistics but is refused the tables of every domain schema and of "config"
+
+  @checklist_S_7
+  Scenario: Configuration long-polls and lists are bounded
+    Then as many long-polls as the configuration service allows (CONFIG_MAX_WAITING) wait, and one more is refused with 429 saying when to retry
+    And a list asked for a page of 2 parameters answers that many, with where the next page starts, and more than 1000 per page is refused with 422

@@ -3,6 +3,7 @@ network, or a careless change, would do, and expects it refused."""
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 from pytest_bdd import parsers, then, when
 
@@ -293,3 +294,46 @@ def _monitor_reads_no_data(stack, evidence, role, own_schema):
                        f"{role} refused {schema}.{table} ({PERMISSION_DENIED} permission denied)",
                        fact.observed.reply[:160], fact)
     problems.raise_any()
+
+
+CONFIG_SERVICE = "configuration-service"
+WAIT_S = 3  # each long-poll of the cap step: long enough for all of them to be waiting at once
+
+
+@then(parsers.parse("as many long-polls as the configuration service allows ({variable}) wait, and one more is "
+                    "refused with 429 saying when to retry"))
+def _long_polls_capped(stack, evidence, variable):
+    setting = evidence.record(docker_engine.environment_variable(stack.project, CONFIG_SERVICE, variable))
+    expect(str(setting.observed or "").isdigit(), f"{variable} of {CONFIG_SERVICE}", "a number", setting.observed,
+           setting, f"set {variable} in docker-compose.yml")
+    cap = int(setting.observed)
+    # A key nobody writes, waited for from version 0: every accepted wait ends with 304 at its timeout.
+    key = f"acceptance.never_written_{uuid.uuid4().hex[:8]}"
+    with ThreadPoolExecutor(max_workers=cap + 1) as pool:
+        answers = list(pool.map(lambda _: config_api.parameter(stack.config_port(), key, wait_version=0,
+                                                               timeout=WAIT_S), range(cap + 1)))
+    statuses = sorted(a.observed["status"] for a in answers)
+    refused = [a for a in answers if a.observed["status"] == 429]
+    for fact in refused[:1] + [a for a in answers if a.observed["status"] != 429][:1]:
+        evidence.record(fact)
+    summary = {status: statuses.count(status) for status in set(statuses)}
+    expect(bool(refused) and summary.get(304, 0) <= cap and set(summary) <= {304, 429},
+           f"{cap + 1} long-polls at once ({variable}={cap})", f"at most {cap} waiting (304), the rest 429", summary,
+           refused[0] if refused else answers[0], "configsvc.deps.ConfigState.wait_for_change caps the waiting")
+    retry = refused[0].observed["headers"].get("retry-after", "")
+    expect(retry.isdigit(), "429's Retry-After", "seconds", retry or "none", refused[0])
+
+
+@then(parsers.parse("a list asked for a page of {size:d} parameters answers that many, with where the next page "
+                    "starts, and more than {most:d} per page is refused with 422"))
+def _lists_paged(stack, evidence, size, most):
+    port = stack.config_port()
+    page = evidence.record(config_api.parameters(port, limit=size))
+    body = http_api.json_object(page)
+    expect(page.observed["status"] == 200 and body.get("count") == size == len(body.get("parameters", []))
+           and body.get("next_offset") == size, f"GET {config_api.API}?limit={size}",
+           f"{size} parameters and next_offset {size}", {k: body.get(k) for k in ("count", "next_offset", "total")},
+           page, "the list answers in pages: limit, offset, next_offset")
+    too_many = evidence.record(config_api.parameters(port, limit=most + 1))
+    expect(too_many.observed["status"] == 422, f"GET {config_api.API}?limit={most + 1}", 422,
+           too_many.observed["status"], too_many)

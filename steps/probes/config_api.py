@@ -29,9 +29,11 @@ def parameter_by_query(port: int, key: str, environment: str | None = None) -> F
     return http_api.call(port, "GET", API + _query(key=key, environment=environment))
 
 
-def parameters(port: int, environment: str | None = None) -> Fact:
-    """GET /api/v1/configuration?environment=: every parameter of an environment."""
-    return http_api.call(port, "GET", API + _query(environment=environment))
+def parameters(port: int, environment: str | None = None, limit: int | None = None, offset: int | None = None
+               ) -> Fact:
+    """GET /api/v1/configuration?environment=: the parameters of an environment (a page of `limit`
+    from `offset` when given)."""
+    return http_api.call(port, "GET", API + _query(environment=environment, limit=limit, offset=offset))
 
 
 def create(port: int, body: dict, auth: tuple | None) -> Fact:

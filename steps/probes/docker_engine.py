@@ -141,6 +141,14 @@ def host_config(project: str, service: str) -> Fact:
     return Fact("docker inspect .HostConfig", _where(project, service), observed)
 
 
+def environment_variable(project: str, service: str, name: str) -> Fact:
+    """One variable the container was started with (None when unset). One only: the others may be
+    passwords, which evidence never shows."""
+    env = container(project, service).attrs["Config"].get("Env") or []
+    found = [item.partition("=")[2] for item in env if item.partition("=")[0] == name]
+    return Fact(f"docker inspect .Config.Env {name}", _where(project, service), found[0] if found else None)
+
+
 def privileges(project: str, service: str) -> Fact:
     """What the container may do beyond its program: capabilities dropped and added, whether a
     process may gain privileges (no-new-privileges), a read-only root filesystem, the pids limit and

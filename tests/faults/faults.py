@@ -238,6 +238,9 @@ FAULTS = [
             "CONFIG_POSTGRES_USER: postgres\n      CONFIG_POSTGRES_PASSWORD: ${POSTGRES_PASSWORD}")],
           # pg_hba.conf refuses the superuser over TCP (section S): the service never gets healthy.
           set(), aborts="configuration-service"),
+    fault("config-role-is-superuser", "the configuration service's own role made a superuser",
+          [(INIT_SQL, r"^CREATE ROLE config_service LOGIN;", "CREATE ROLE config_service LOGIN SUPERUSER;")],
+          {"checklist_6_1"}),
     # Lifecycle
     fault("postgres-data-on-external-volume", "PostgreSQL data on an external volume that `down -v` keeps",
           [(COMPOSE, r"^  postgres-data:\n",
@@ -396,4 +399,6 @@ FAULTS = [
             "\\1    EXECUTE format('GRANT USAGE ON SCHEMA %I TO monitor', d.schema_name);\n"
             "    EXECUTE format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA %I GRANT SELECT ON TABLES TO monitor', "
             "d.role_name, d.schema_name);\n")], {"checklist_S_6"}),
+    fault("config-long-polls-unbounded", "every long-poll waits, however many",
+          [(CONFIG_DEPS, r"if self\.waiting >= self\.settings\.max_waiting:", "if False:")], {"checklist_S_7"}),
 ]
