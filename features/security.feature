@@ -57,3 +57,10 @@ Feature: S. Security baseline (extra, beyond the milestone)
   Scenario: Configuration long-polls and lists are bounded
     Then as many long-polls as the configuration service allows (CONFIG_MAX_WAITING) wait, and one more is refused with 429 saying when to retry
     And a list asked for a page of 2 parameters answers that many, with where the next page starts, and more than 1000 per page is refused with 422
+
+  @checklist_S_8 @changes_stack @backend_outage
+  Scenario: A backend failure reaches the client as a request id, its cause only the service's log
+    When PostgreSQL is stopped
+    Then a configuration read answers 503 with a request id and not the cause, which the configuration service's log has under that id
+    When PostgreSQL is started again
+    Then the configuration service answers reads again within 30 s

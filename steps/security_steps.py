@@ -9,11 +9,11 @@ from pytest_bdd import parsers, then, when
 
 from steps.configuration_steps import forget_parameter
 from steps.docker_steps import check_every_service
-from steps.expect import Mismatches, expect
+from steps.expect import Mismatches, expect, expect_eventually
 from steps.phrases import listed
 from steps.postgres_steps import DOMAIN_SCHEMAS
 from steps.probes import config_api, docker_engine, http_api, postgres_server, redis_server, registry_api
-from steps.probes.facts import ProbeError
+from steps.probes.facts import Fact, ProbeError
 
 
 def _remove_quietly(stack, name: str, instance_id: str, auth: tuple):
@@ -339,3 +339,45 @@ def _lists_paged(stack, evidence, size, most):
     too_many = evidence.record(config_api.parameters(port, limit=most + 1))
     expect(too_many.observed["status"] == 422, f"GET {config_api.API}?limit={most + 1}", 422,
            too_many.observed["status"], too_many)
+
+
+# The configuration service's log line for a backend error: servicekit.http.dependency_unavailable.
+LOGGED_CAUSE = "request {rid}: {method} {path}: {dependency} is unavailable: "
+
+
+@then(parsers.parse('a configuration read answers 503 with a request id and not the cause, which the '
+                    'configuration service\'s log has under that id'))
+def _backend_error_by_request_id(stack, evidence):
+    key = f"acceptance.outage_{uuid.uuid4().hex[:8]}"
+
+    def unavailable():
+        fact = config_api.parameter(stack.config_port(), key)
+        return fact if fact.observed["status"] == 503 else None
+
+    fact = expect_eventually(unavailable, what="a configuration read with PostgreSQL stopped", expected=503,
+                             timeout=15, interval=0.5, evidence=evidence)
+    rid = fact.observed["headers"].get("x-request-id", "")
+    body = http_api.json_object(fact)
+    expect(bool(rid) and body.get("request_id") == rid and rid in str(body.get("detail")), "the 503's request id",
+           "X-Request-ID, request_id and the detail naming the same id", {"header": rid, "body": body}, fact,
+           "servicekit.http.RequestGuard gives every request an id")
+    prefix = LOGGED_CAUSE.format(rid=rid, method="GET", path=f"{config_api.API}/{key}", dependency="PostgreSQL")
+    log = docker_engine.logs(stack.project, CONFIG_SERVICE, lines=200)
+    lines = [line for line in log.splitlines() if prefix in line]
+    logged = evidence.record(Fact(f"docker logs {CONFIG_SERVICE} | grep 'request {rid}'", stack.project,
+                                  lines[-1:] or "no line"))
+    expect(bool(lines), f"the {CONFIG_SERVICE} log", f"a line '{prefix}<cause>'", log.splitlines()[-5:], logged,
+           "dependency_unavailable logs the cause with the request id")
+    cause = lines[-1].split(prefix, 1)[1].strip()
+    expect(bool(cause) and cause not in fact.raw, "the 503's body", f"without the cause {cause!r}", fact.raw, fact,
+           "the driver's message (addresses, roles) stays in the log")
+
+
+@then(parsers.parse("the configuration service answers reads again within {seconds:d} s"))
+def _config_reads_again(stack, evidence, seconds):
+    def answers():
+        fact = config_api.parameters(stack.config_port(), limit=1)
+        return fact if fact.observed["status"] == 200 else None
+
+    expect_eventually(answers, what="configuration reads after PostgreSQL returned", expected=200, timeout=seconds,
+                      interval=0.5, evidence=evidence)

@@ -401,4 +401,7 @@ FAULTS = [
             "d.role_name, d.schema_name);\n")], {"checklist_S_6"}),
     fault("config-long-polls-unbounded", "every long-poll waits, however many",
           [(CONFIG_DEPS, r"if self\.waiting >= self\.settings\.max_waiting:", "if False:")], {"checklist_S_7"}),
+    fault("backend-error-sent-to-the-client", "a backend's error message sent to the client",
+          [(SERVICEKIT_HTTP, r"is unavailable: retry later; the service's log", "is unavailable: {error}; the log")],
+          {"backend_outage"}),
 ]

@@ -544,6 +544,21 @@ def test_health_is_503_and_requests_are_503_while_postgres_is_away(client, store
     assert client.get("/health").status_code == 200
 
 
+def test_a_backend_error_reaches_the_log_with_a_request_id_and_the_client_only_the_id(client, store, caplog):
+    store.failing = "connection to 172.20.0.20 port 5432 failed: FATAL: password authentication failed"
+    answer = client.get(f"{API}/a.b", headers={"X-Request-ID": "caller-trace.42"})
+    body = answer.json()
+    assert answer.status_code == 503 and body["request_id"] == "caller-trace.42"
+    assert answer.headers["x-request-id"] == "caller-trace.42", "a plain token the caller sent is kept"
+    assert "172.20" not in answer.text and "password" not in answer.text, "the driver's message stays in the log"
+    logged = [r.getMessage() for r in caplog.records if "caller-trace.42" in r.getMessage()]
+    assert logged and "password authentication failed" in logged[0]
+    forged = client.get(f"{API}/a.b", headers={"X-Request-ID": "x\nINFO forged log line"})
+    assert forged.headers["x-request-id"] != "x\nINFO forged log line" and len(forged.headers["x-request-id"]) == 32
+    store.failing = None
+    assert len(client.get("/health").headers["x-request-id"]) == 32, "every answer has an id"
+
+
 def test_health_is_degraded_without_redis(store):
     server = fakeredis.FakeServer()
     server.connected = False

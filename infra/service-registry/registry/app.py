@@ -58,7 +58,7 @@ def create_app(settings: Optional[Settings] = None, client: Optional[redis.Redis
     app.add_middleware(RequestGuard, metrics=metrics)
     add_error_handlers(app, "registry", log, {redis.RedisError: ("Redis", metrics.redis_errors.inc)})
 
-    redis_unavailable = dependency_unavailable("Redis", metrics.redis_errors.inc)
+    redis_unavailable = dependency_unavailable("Redis", metrics.redis_errors.inc, log)
 
     @app.exception_handler(redis.exceptions.NoPermissionError)
     async def not_permitted(request: Request, error: redis.exceptions.NoPermissionError):

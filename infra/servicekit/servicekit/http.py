@@ -1,9 +1,12 @@
-"""The HTTP layer both services share: a request guard (body limit, request metrics by route) and
-the error handlers that keep every answer JSON and no client input a 500."""
+"""The HTTP layer both services share: a request guard (body limit, request metrics by route, a
+request id on every answer) and the error handlers that keep every answer JSON and no client input a
+500. A backend's error is logged with the request id; the client gets the id and a generic message."""
 from __future__ import annotations
 
 import logging
+import re
 import time
+import uuid
 from typing import Callable, Dict, Tuple, Type
 
 from fastapi import FastAPI, HTTPException, Request
@@ -11,6 +14,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 MAX_BODY_BYTES = 64 * 1024
+# A caller's own X-Request-ID is kept when it is a plain token (it ties the caller's logs to ours);
+# anything else is replaced, so no header can forge log lines.
+REQUEST_ID_HEADER = b"x-request-id"
+CALLERS_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
+
+
+def request_id(request: Request) -> str:
+    """The id RequestGuard gave this request ("-" outside it)."""
+    return request.scope.get("state", {}).get("request_id", "-")
 
 
 class BodyTooLarge(HTTPException):
@@ -22,7 +34,8 @@ class RequestGuard:
     """ASGI middleware: refuses bodies over 64 KiB, by Content-Length and, when there is none or it
     lies, while the body streams in (nothing larger is ever held in memory); records every request's
     count and latency by route template in `metrics.requests` (method, route, status) and
-    `metrics.latency` (method, route)."""
+    `metrics.latency` (method, route); gives every request an id (the caller's X-Request-ID when it
+    is a plain token, else a new one), answered in X-Request-ID."""
 
     def __init__(self, app, metrics):
         self.app, self.metrics = app, metrics
@@ -31,10 +44,15 @@ class RequestGuard:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         started, status, received = time.perf_counter(), [500], [0]
+        headers = dict(scope.get("headers") or [])
+        given = headers.get(REQUEST_ID_HEADER)
+        rid = given.decode() if given and CALLERS_REQUEST_ID.match(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = rid
 
         async def recorded_send(message):
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
+                message = {**message, "headers": [*message.get("headers", []), (REQUEST_ID_HEADER, rid.encode())]}
             await send(message)
 
         async def limited_receive():
@@ -45,7 +63,7 @@ class RequestGuard:
                     raise BodyTooLarge()
             return message
 
-        length = dict(scope.get("headers") or []).get(b"content-length")
+        length = headers.get(b"content-length")
         try:
             if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
                 too_large = BodyTooLarge()
@@ -66,7 +84,7 @@ def add_error_handlers(app: FastAPI, service: str, log: logging.Logger, unavaila
     """422 naming each field FastAPI could not validate; 503 naming the dependency for each error type
     of `unavailable`; 503 (logged with its traceback) for anything unexpected."""
     for error_type, (dependency, count) in unavailable.items():
-        app.add_exception_handler(error_type, dependency_unavailable(dependency, count))
+        app.add_exception_handler(error_type, dependency_unavailable(dependency, count, log))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError):
@@ -77,14 +95,21 @@ def add_error_handlers(app: FastAPI, service: str, log: logging.Logger, unavaila
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception):
         # Nothing a client sends may produce a 500: log the bug, answer that the service cannot serve it.
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return JSONResponse({"detail": f"the {service} could not process this request"}, status_code=503)
+        rid = request_id(request)
+        log.exception("request %s: unexpected error on %s %s", rid, request.method, request.url.path)
+        return JSONResponse({"detail": f"the {service} could not process this request (request id {rid})",
+                             "request_id": rid}, status_code=503)
 
 
-def dependency_unavailable(dependency: str, count: Callable[[], None]):
-    """An exception handler answering 503 "<dependency> is unavailable: <error>", counting it."""
+def dependency_unavailable(dependency: str, count: Callable[[], None], log: logging.Logger):
+    """An exception handler answering 503 "<dependency> is unavailable" with the request id, counting
+    it; the error itself (a driver's message: addresses, users, commands) goes to the log only."""
     async def handler(request: Request, error: Exception):
         count()
-        return JSONResponse({"status": "unhealthy", "detail": f"{dependency} is unavailable: {error}"},
-                            status_code=503)
+        rid = request_id(request)
+        log.warning("request %s: %s %s: %s is unavailable: %s", rid, request.method, request.url.path, dependency,
+                    " ".join(str(error).split())[:300] or type(error).__name__)
+        return JSONResponse({"status": "unhealthy", "request_id": rid,
+                             "detail": f"{dependency} is unavailable: retry later; the service's log has the cause "
+                                       f"under request id {rid}"}, status_code=503)
     return handler
