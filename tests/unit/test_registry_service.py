@@ -137,6 +137,13 @@ def test_a_write_the_callers_acl_refuses_is_403_naming_why(redis_client):
         assert "key patterns" in response.json()["detail"]
 
 
+def test_an_endpoint_that_is_not_a_url_is_422_naming_it(client):
+    # Found by the fuzz test: urlsplit raises on "[" (an unclosed IPv6 literal), which was a 503.
+    response = client.post("/api/v1/services", json={**SIBLING, "endpoints": {"grpc": "["}}, auth=SIBLING_AUTH)
+    assert response.status_code == 422
+    assert [p["field"] for p in response.json()["detail"]] == ["endpoints.grpc"]
+
+
 def test_a_read_the_registrys_own_acl_refuses_is_503_not_the_callers_fault(redis_client):
     class RefusingRedis(fakeredis.FakeRedis):
         def scan_iter(self, *args, **kwargs):

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 NAME = r"^[a-z0-9]+(-[a-z0-9]+)*$"
 INSTANCE = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
@@ -24,6 +24,14 @@ class Endpoints(BaseModel):
     grpc: Optional[str] = Field(default=None, max_length=512)
     health: Optional[str] = Field(default=None, max_length=512)
     metrics: Optional[str] = Field(default=None, max_length=512)
+
+    @field_validator("http", "grpc", "health", "metrics")
+    @classmethod
+    def parses(cls, url: Optional[str]) -> Optional[str]:
+        """A URL or host:port the registry can read the host and port of ("http://[" is neither)."""
+        if url:
+            _split(url)
+        return url
 
 
 class Registration(BaseModel):
@@ -45,11 +53,19 @@ class Heartbeat(BaseModel):
     status: Optional[str] = Field(default=None, pattern="^(" + "|".join(STATUSES) + ")$")
 
 
+def _split(url: str):
+    """urlsplit of a URL or of host:port; raises ValueError naming the URL when it does not parse."""
+    try:
+        return urlsplit(url if "://" in url else f"//{url}")
+    except ValueError as error:
+        raise ValueError(f"{url[:80]!r} is not a URL or host:port ({error})") from None
+
+
 def _host_and_port(url: Optional[str]) -> tuple:
     """("risk-monitor", 8080) from "http://risk-monitor:8080/x" or "risk-monitor:50051"."""
     if not url:
         return None, None
-    parts = urlsplit(url if "://" in url else f"//{url}")
+    parts = _split(url)
     try:
         return parts.hostname, parts.port
     except ValueError:
