@@ -43,8 +43,7 @@ def _shared_buffers(stack, evidence, service):
 
 @then("no pg_hba rule of the running PostgreSQL trusts a TCP connection")
 def _no_trust(stack, evidence):
-    fact = evidence.record(postgres_server.hba_rules(stack.project, "postgres", stack.postgres_password("postgres"),
-                                                            stack.database))
+    fact = evidence.record(postgres_server.hba_rules(*stack.postgres_superuser_on_socket()))
     trusted = [rule for rule in fact.observed if rule[0].startswith("host") and rule[1] == "trust"]
     expect(not trusted, "pg_hba rules over TCP with trust", "none", trusted, fact,
            "use scram-sha-256 in infra/postgres/pg_hba.conf")

@@ -103,16 +103,14 @@ def _registry_storage(stack, evidence, user, prefix):
 
 @then(parsers.parse('the "{user}" user is refused keys under "{prefix}"'))
 def _refused_prefix(stack, evidence, user, prefix):
-    fact = evidence.record(redis_server.write_and_read_back(*stack.redis(user),
-                                                            prefix))
+    fact = evidence.record(redis_server.write_and_read_back(*stack.redis(user), prefix))
     expect(fact.observed.refused_by_acl, f"{user} writing {prefix}*", "NOPERM", fact.observed.reply, fact)
 
 
 @then(parsers.parse('the "{user}" user is refused the registry\'s keys'))
 def _refused_registry(stack, evidence, user):
     # A plain write and read: refused for its key, not for a command the user lacks (domain users have no SCAN).
-    fact = evidence.record(redis_server.write_and_read_back(*stack.redis(user), "registry:services:"))
-    expect(fact.observed.refused_by_acl, f"{user} writing registry:services:*", "NOPERM", fact.observed.reply, fact)
+    _refused_prefix(stack, evidence, user, "registry:services:")
 
 
 @then(parsers.parse('the "{user}" user may publish on "{allowed}" but not on "{refused}"'))

@@ -266,7 +266,7 @@ def _superuser_socket_only(stack, evidence, superuser):
                                     "SELECT 1"], {"PGPASSWORD": password}))
     problems.check(inside.observed.exit_code != 0 and HBA_REJECT in inside.observed.output,
                    f"{superuser} over TCP from the network: {HBA_REJECT}", inside.observed.output[:200], inside)
-    socket = evidence.record(postgres_server.superuser_rows(stack.project, "postgres", password, stack.database,
+    socket = evidence.record(postgres_server.superuser_rows(*stack.postgres_superuser_on_socket(),
                                                            "SELECT current_user"))
     problems.check(socket.observed == [(superuser,)], f"{superuser} signs in on the socket", socket.observed, socket)
     problems.raise_any()

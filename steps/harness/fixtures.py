@@ -95,6 +95,11 @@ class Stack:
         """(port, user, password) for a Redis probe signing in as `user` (None: no user)."""
         return self.redis_port(), user, self.redis_password(user) if user else None
 
+    def postgres_superuser_on_socket(self) -> tuple:
+        """(project, service, password, database) for a probe as the superuser, who signs in on the
+        Unix socket inside the postgres container only."""
+        return self.project, "postgres", self.postgres_password("postgres"), self.database
+
     def postgres(self, role: str, dbname: str | None = None) -> tuple:
         """(port, role, password, database) for a PostgreSQL probe signing in as `role`."""
         return self.postgres_port(), role, self.postgres_password(role), dbname or self.database

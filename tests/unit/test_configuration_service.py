@@ -583,9 +583,10 @@ def test_health_answers_in_time_when_postgres_hangs(redis_client):
 # --- the environment files: validation and seeding ----------------------------------------------------
 
 def run_service(*args, environments_dir, **env):
-    """python3 -m configsvc, as the container runs it, with its environment files in environments_dir."""
+    """python3 -m configsvc, as the container runs it (servicekit beside it), with its environment files
+    in environments_dir."""
     environment = {**os.environ, "CONFIG_ENVIRONMENTS_DIR": str(environments_dir), "CONFIG_POSTGRES_HOST": "127.0.0.1",
-                   "CONFIG_POSTGRES_PORT": "1", **env}
+                   "CONFIG_POSTGRES_PORT": "1", "PYTHONPATH": str(SERVICE_DIR.parent / "servicekit"), **env}
     return subprocess.run([sys.executable, "-m", "configsvc", *args], cwd=SERVICE_DIR, env=environment,
                           capture_output=True, text=True, timeout=60)
 

@@ -19,6 +19,7 @@ from configsvc.model import Row, canonical_environment, check_key, check_service
 from configsvc.notifier import ChangeListener, ChangeSignal, Notifier
 from configsvc.settings import Settings
 from configsvc.store import Store
+from servicekit.errors import one_line
 from servicekit.signin import Caller, RedisSignIns, basic_sign_in
 
 HEALTH_TIMEOUT_S = 2.0  # each dependency's probe: /health answers within ~2 s even when one hangs
@@ -116,7 +117,7 @@ class ConfigState:
         except asyncio.TimeoutError:
             return {"status": "unhealthy", "error": f"no answer within {HEALTH_TIMEOUT_S:g} s"}
         except Exception as error:  # noqa: BLE001 - whatever failed, the dependency is down, and why is reported
-            return {"status": "unhealthy", "error": " ".join(str(error).split())[:300] or type(error).__name__}
+            return {"status": "unhealthy", "error": one_line(error)}
         return {"status": "healthy", "latency_ms": round((time.perf_counter() - started) * 1000, 1)}
 
 

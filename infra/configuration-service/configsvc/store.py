@@ -18,6 +18,7 @@ from psycopg_pool import ConnectionPool
 
 from configsvc.model import Change, HistoryEntry, Row
 from configsvc.settings import Settings
+from servicekit.errors import one_line
 
 HISTORY_LIMIT = 1000
 
@@ -132,10 +133,6 @@ SELECT_HISTORY = ("SELECT change, old_value, new_value, version, changed_at, cha
                   "AND (%(before)s::bigint IS NULL OR version < %(before)s) ORDER BY id DESC LIMIT %(limit)s")
 
 
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split())[:300] or type(error).__name__
-
-
 def _unavailable_on_error(method):
     """Turns every psycopg error (PoolTimeout is one) into StoreUnavailable."""
 
@@ -144,7 +141,7 @@ def _unavailable_on_error(method):
         try:
             return method(*args, **kwargs)
         except psycopg.Error as error:
-            raise StoreUnavailable(_one_line(error)) from error
+            raise StoreUnavailable(one_line(error)) from error
 
     return wrapper
 
@@ -172,7 +169,7 @@ def wait_for_postgres(settings: Settings, timeout_s: float) -> None:
                 return
         except psycopg.Error as error:
             if time.monotonic() >= deadline:
-                raise StoreUnavailable(_one_line(error)) from error
+                raise StoreUnavailable(one_line(error)) from error
             time.sleep(1)
 
 

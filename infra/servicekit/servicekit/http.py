@@ -13,6 +13,8 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from servicekit.errors import one_line
+
 MAX_BODY_BYTES = 64 * 1024
 # A caller's own X-Request-ID is kept when it is a plain token (it ties the caller's logs to ours);
 # anything else is replaced, so no header can forge log lines.
@@ -108,7 +110,7 @@ def dependency_unavailable(dependency: str, count: Callable[[], None], log: logg
         count()
         rid = request_id(request)
         log.warning("request %s: %s %s: %s is unavailable: %s", rid, request.method, request.url.path, dependency,
-                    " ".join(str(error).split())[:300] or type(error).__name__)
+                    one_line(error))
         return JSONResponse({"status": "unhealthy", "request_id": rid,
                              "detail": f"{dependency} is unavailable: retry later; the service's log has the cause "
                                        f"under request id {rid}"}, status_code=503)
