@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,27 +84,58 @@ def assert_nothing_left(project: str, volumes_before: set) -> None:
     assert images_tagged(project) == [], f"{project}: images left behind"
 
 
-def free_subnet_prefix() -> str:
+def free_subnet_prefix(taken=frozenset()) -> str:
     """A free 172.N prefix for an isolated copy, searched from the top down: up mode's own isolation
-    searches from 172.21 up, so a copy and a stack moved off 172.20 do not race for the same one."""
-    prefix = stack_free_subnet_prefix(range(31, 15, -1))
+    searches from 172.21 up, so a copy and a stack moved off 172.20 do not race for the same one.
+    `taken`: prefixes promised to copies whose networks do not exist yet."""
+    prefix = stack_free_subnet_prefix([n for n in range(31, 15, -1) if f"172.{n}" not in taken])
     if prefix is None:
         raise RuntimeError("no free 172.16-31.0.0/16 subnet for an isolated copy of the stack")
     return prefix
 
 
-def isolated_environment(project: str, **extra: str) -> dict:
-    """The environment of an acceptance run on its own project, free ports and a free subnet."""
+def isolated_environment(project: str, *, taken_prefixes=frozenset(), taken_ports=frozenset(), **extra: str) -> dict:
+    """The environment of an acceptance run on its own project, free ports and a free subnet (none of
+    those `taken_*`: promised to a run that has not bound them yet)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TSE_", "PYTEST_"))}
+    ports: set = set()
+    for variable in PORT_VARIABLES:
+        port = free_port()
+        while port in taken_ports or port in ports:
+            port = free_port()
+        ports.add(port)
+        env[variable] = str(port)
     env.update({
         "TSE_PROJECT": project,
         "TSE_NETWORK_NAME": project,
-        "TSE_SUBNET_PREFIX": free_subnet_prefix(),
-        **{variable: str(free_port()) for variable in PORT_VARIABLES},
+        "TSE_SUBNET_PREFIX": free_subnet_prefix(taken_prefixes),
         "TESTCONTAINERS_RYUK_DISABLED": "true",
     })
     env.update(extra)
     return env
+
+
+class Reservations:
+    """Subnets and ports promised to runs side by side: a run's network and ports exist only once its
+    stack is up, so until it ends no other run may be given them."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._prefixes: set = set()
+        self._ports: set = set()
+
+    def environment(self, project: str, **extra: str) -> dict:
+        with self._lock:
+            env = isolated_environment(project, taken_prefixes=frozenset(self._prefixes),
+                                       taken_ports=frozenset(self._ports), **extra)
+            self._prefixes.add(env["TSE_SUBNET_PREFIX"])
+            self._ports.update(int(env[variable]) for variable in PORT_VARIABLES)
+            return env
+
+    def release(self, env: dict) -> None:
+        with self._lock:
+            self._prefixes.discard(env["TSE_SUBNET_PREFIX"])
+            self._ports.difference_update(int(env[variable]) for variable in PORT_VARIABLES)
 
 
 @dataclass
@@ -134,24 +166,52 @@ def run_acceptance(copy: Path, env: dict, *args: str, timeout: float = 600) -> A
     return AcceptanceRun(exit_code, output, read_cucumber(copy / "reports/cucumber.json"))
 
 
+_CHILDREN: set = set()
+_CHILDREN_LOCK = threading.Lock()
+
+
 def run_child(command: list, cwd: Path, env: dict, timeout: float, grace: float = 180) -> tuple[int, str]:
     """Run `command` to its end: (exit code, stdout and stderr). It runs in a session of its own, so
     a Ctrl-C at a terminal reaches only this process; when this process is interrupted (Ctrl-C, or a
     SIGTERM, which tests/conftest.py turns into an interrupt: a CI cancel) or the timeout ends, the
-    child gets SIGTERM and up to `grace` seconds to take its stack down, as a user's Ctrl-C would."""
+    child gets SIGTERM and up to `grace` seconds to take its stack down, as a user's Ctrl-C would.
+    Children run from other threads are ended by `stop_children`."""
     child = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              start_new_session=True)
+    with _CHILDREN_LOCK:
+        _CHILDREN.add(child)
     try:
         output, _ = child.communicate(timeout=timeout)
     except BaseException:
+        _stop(child, grace)
+        raise
+    finally:
+        with _CHILDREN_LOCK:
+            _CHILDREN.discard(child)
+    return child.returncode, output
+
+
+def _stop(child: subprocess.Popen, grace: float) -> None:
+    child.send_signal(signal.SIGTERM)
+    try:
+        child.communicate(timeout=grace)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.communicate()
+
+
+def stop_children(grace: float = 180) -> None:
+    """SIGTERM to every child still running (each takes its stack down, as after a Ctrl-C), killed
+    after `grace` seconds; their own threads then finish as after any other end."""
+    with _CHILDREN_LOCK:
+        children = list(_CHILDREN)
+    for child in children:
         child.send_signal(signal.SIGTERM)
+    for child in children:
         try:
-            child.communicate(timeout=grace)
+            child.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             child.kill()
-            child.communicate()
-        raise
-    return child.returncode, output
 
 
 def read_cucumber(path: Path) -> dict:

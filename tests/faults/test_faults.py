@@ -4,19 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from steps.probes import docker_engine
-from tests.acceptance_copy import (
-    assert_nothing_left,
-    copy_repository,
-    feature_scenarios,
-    isolated_environment,
-    own_images,
-    remove_own_images,
-    run_acceptance,
-    stack_changing_only_tags,
-    volumes,
-)
+from tests.acceptance_copy import feature_scenarios, stack_changing_only_tags, volumes
 from tests.faults.faults import FAULTS
+from tests.faults.runs import FaultRuns, fault_jobs
 
 pytestmark = [pytest.mark.faults, pytest.mark.docker]
 
@@ -39,30 +29,33 @@ def test_every_scenario_has_a_fault():
     assert not unproven, f"scenarios no fault proves can fail: {unproven}"
 
 
-@pytest.mark.parametrize("fault", FAULTS, ids=lambda f: f.name)
-def test_fault_is_caught(fault, tmp_path):
-    copy = copy_repository(tmp_path / "stack")
-    fault.apply(copy)
-    project = f"tse-fault-{fault.name}"[:60]
+@pytest.fixture(scope="session")
+def fault_runs(request, tmp_path_factory):
+    """The selected faults' runs, started side by side when the first fault test asks; after the last
+    one, or an interrupt, none is left running."""
+    selected = [item.callspec.params["fault"] for item in request.session.items
+                if item.originalname == "test_fault_is_caught"]
     volumes_before = volumes()
-    # Scenarios that stop and start services are slow: they run only when the fault names them.
-    selection = ["-m", " or ".join(["not changes_stack", *sorted(fault.fails & stack_changing_only_tags())])]
-    if fault.external_volume:
-        docker_engine.client().volumes.create(fault.external_volume)
+    runs = FaultRuns(selected, tmp_path_factory.mktemp("faults"), fault_jobs())
     try:
-        run = run_acceptance(copy, isolated_environment(project, **own_images(copy, project)), *selection)
+        yield runs
     finally:
-        if fault.external_volume:
-            docker_engine.client().volumes.get(fault.external_volume).remove(force=True)
-        remove_own_images(project)
+        runs.close()
+    # Anonymous volumes carry no project label: whatever run made one, none may be left.
+    assert volumes() - volumes_before == set(), "the fault runs left volumes behind"
 
+
+@pytest.mark.parametrize("fault", FAULTS, ids=lambda f: f.name)
+def test_fault_is_caught(fault, fault_runs):
+    outcome = fault_runs.result(fault)
+    run = outcome.run
     if fault.aborts:
         assert run.exit_code == 3, f"{fault.name}: expected the run to stop (exit 3), got {run.exit_code}"
         # One message naming the service; tracebacks may appear only in the service's own log lines.
         ours = [line for line in run.output.splitlines() if not line.startswith("    | ")]
         assert f"  {fault.aborts}: " in run.output, run.output[-3000:]
         assert not any("Traceback" in line for line in ours), run.output[-3000:]
-        assert_nothing_left(project, volumes_before)
+        _assert_nothing_left(outcome)
         return
     assert run.scenarios, f"{fault.name}: the acceptance run reported no scenario:\n{run.output[-3000:]}"
     assert run.exit_code == 1, f"{fault.name}: expected pytest exit 1 (scenarios failed), got {run.exit_code}"
@@ -72,8 +65,14 @@ def test_fault_is_caught(fault, tmp_path):
         collateral = [name for name, s in run.scenarios.items()
                       if s["status"] == "failed" and not s["tags"] & fault.fails]
         assert not collateral, f"{fault.name}: scenarios failed beyond those named: {collateral}"
-    _checklist_shows_the_fault(copy, fault)
-    assert_nothing_left(project, volumes_before)
+    _checklist_shows_the_fault(outcome.copy, fault)
+    _assert_nothing_left(outcome)
+
+
+def _assert_nothing_left(outcome) -> None:
+    """No container, network or volume of the run's project, no image of its own."""
+    assert outcome.leftovers == {"containers": [], "networks": [], "volumes": []}, outcome.leftovers
+    assert outcome.images_left == [], f"{outcome.project}: images left behind"
 
 
 def _checklist_shows_the_fault(copy, fault) -> None:

@@ -1,0 +1,112 @@
+"""The faults' acceptance runs, side by side.
+
+Each run is a copy of the repository on its own compose project, ports and subnet, and spends most
+of its time waiting (a TTL to lapse, a probe round, a healthcheck), so a few run at once: as many as
+the machine's cores, fewer when its memory cannot hold that many stacks (TSE_FAULT_JOBS sets it).
+The runs start in the tests' order; each test then waits for its own run and judges it.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from steps.harness.compose import compose_for, new_workdir
+from steps.harness.settings import StackSettings
+from steps.probes import docker_engine
+from tests.acceptance_copy import (
+    ROOT,
+    AcceptanceRun,
+    Reservations,
+    copy_repository,
+    images_tagged,
+    own_images,
+    remove_own_images,
+    run_acceptance,
+    stack_changing_only_tags,
+    stop_children,
+)
+from tests.faults.faults import Fault
+
+# What one stack holds in memory, measured with `docker stats` (7 services, about 0.6 GiB) plus the
+# pytest that drives it, rounded up.
+STACK_MEMORY = 1 << 30
+
+
+def fault_jobs() -> int:
+    """How many fault runs at once: TSE_FAULT_JOBS, else the cores, fewer when memory is short."""
+    if os.environ.get("TSE_FAULT_JOBS"):
+        jobs = int(os.environ["TSE_FAULT_JOBS"])
+        if jobs < 1:
+            raise ValueError(f"TSE_FAULT_JOBS={jobs}: it must be 1 or more")
+        return jobs
+    available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return max(1, min(os.cpu_count() or 1, available // STACK_MEMORY))
+
+
+@dataclass
+class FaultRun:
+    """A fault's run and what it left: its project's containers, networks, volumes and images."""
+
+    copy: Path
+    project: str
+    run: AcceptanceRun
+    leftovers: dict
+    images_left: list
+
+
+def run_fault(fault: Fault, workdir: Path, reservations: Reservations) -> FaultRun:
+    """Apply `fault` to a copy in `workdir` and run the acceptance suite on it. Scenarios that stop and
+    start services are slow: they run only when the fault names them."""
+    copy = copy_repository(workdir / "stack")
+    fault.apply(copy)
+    project = f"tse-fault-{fault.name}"[:60]
+    selection = ["-m", " or ".join(["not changes_stack", *sorted(fault.fails & stack_changing_only_tags())])]
+    env = reservations.environment(project, **own_images(copy, project))
+    if fault.external_volume:
+        docker_engine.client().volumes.create(fault.external_volume)
+    try:
+        run = run_acceptance(copy, env, *selection)
+    finally:
+        reservations.release(env)
+        if fault.external_volume:
+            docker_engine.client().volumes.get(fault.external_volume).remove(force=True)
+        remove_own_images(project)
+    return FaultRun(copy, project, run, docker_engine.leftovers(project), images_tagged(project))
+
+
+def build_shared_images() -> None:
+    """The images every run without a fault inside an image shares, built once before the runs start
+    (side by side, each would find them missing and build them at once)."""
+    settings = StackSettings.resolve(mode="up", env_file=ROOT / ".env.example")
+    workdir = new_workdir()
+    try:
+        compose_for(settings, workdir).ensure_images()
+    finally:
+        for path in workdir.iterdir():
+            path.unlink()
+        workdir.rmdir()
+
+
+class FaultRuns:
+    """The runs of `faults`, `jobs` at a time, started in their order."""
+
+    def __init__(self, faults: list[Fault], workdir: Path, jobs: int):
+        build_shared_images()
+        self.reservations = Reservations()
+        self.executor = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="fault-run")
+        self.runs: dict[str, Future] = {
+            fault.name: self.executor.submit(run_fault, fault, workdir / fault.name, self.reservations)
+            for fault in faults
+        }
+
+    def result(self, fault: Fault) -> FaultRun:
+        return self.runs[fault.name].result()
+
+    def close(self) -> None:
+        """Runs not started are dropped; those still running (after a Ctrl-C or a failure elsewhere) are
+        ended as a Ctrl-C ends them, taking their stacks down."""
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        stop_children()
+        self.executor.shutdown(wait=True)
