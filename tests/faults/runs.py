@@ -45,6 +45,18 @@ def fault_jobs() -> int:
     return max(1, min(os.cpu_count() or 1, available // STACK_MEMORY))
 
 
+def shard(faults: list[Fault]) -> list[Fault]:
+    """TSE_FAULT_SHARD=k/n: every n-th fault from the k-th (a CI matrix over n shards); all of them
+    when it is not set."""
+    value = os.environ.get("TSE_FAULT_SHARD")
+    if not value:
+        return faults
+    k, _, n = value.partition("/")
+    if not (k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n)):
+        raise ValueError(f"TSE_FAULT_SHARD={value}: it must be k/n with 1 <= k <= n, as 2/4 for the second of four")
+    return faults[int(k) - 1::int(n)]
+
+
 @dataclass
 class FaultRun:
     """A fault's run and what it left: its project's containers, networks, volumes and images."""

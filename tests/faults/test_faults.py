@@ -6,7 +6,7 @@ import pytest
 
 from tests.acceptance_copy import feature_scenarios, stack_changing_only_tags, volumes
 from tests.faults.faults import FAULTS
-from tests.faults.runs import FaultRuns, fault_jobs
+from tests.faults.runs import FaultRuns, fault_jobs, shard
 
 pytestmark = [pytest.mark.faults, pytest.mark.docker]
 
@@ -45,7 +45,7 @@ def fault_runs(request, tmp_path_factory):
     assert volumes() - volumes_before == set(), "the fault runs left volumes behind"
 
 
-@pytest.mark.parametrize("fault", FAULTS, ids=lambda f: f.name)
+@pytest.mark.parametrize("fault", shard(FAULTS), ids=lambda f: f.name)
 def test_fault_is_caught(fault, fault_runs):
     outcome = fault_runs.result(fault)
     run = outcome.run

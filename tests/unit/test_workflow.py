@@ -63,3 +63,13 @@ def test_read_only_token_and_bounded_run(workflow):
     assert workflow.get("permissions") == {"contents": "read"}, workflow.get("permissions")
     assert "concurrency" in workflow, "two runs of the suite could overlap"
     assert all("timeout-minutes" in job for job in workflow["jobs"].values()), "a job without timeout-minutes"
+
+
+def test_the_fault_shards_cover_every_fault(workflow):
+    """Shard k of n for each k of the matrix, n its length: together they run every fault once."""
+    job = workflow["jobs"]["faults"]
+    shards = job["strategy"]["matrix"]["shard"]
+    run = next(step for step in job["steps"] if "TSE_FAULT_SHARD" in step.get("env", {}))
+    assert run["run"] == "infra/host/run-pytest tests/faults"
+    assert run["env"]["TSE_FAULT_SHARD"] == "${{ matrix.shard }}/" + str(len(shards))
+    assert shards == list(range(1, len(shards) + 1))

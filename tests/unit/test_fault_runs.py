@@ -1,0 +1,65 @@
+"""The fault runs side by side (tests/faults/runs.py): how many at once, and that runs in flight are
+never given the same subnet or port."""
+from __future__ import annotations
+
+import pytest
+
+from steps.harness.settings import PORT_VARIABLES
+from tests import acceptance_copy
+from tests.faults import runs
+
+
+def test_jobs_from_the_environment(monkeypatch):
+    monkeypatch.setenv("TSE_FAULT_JOBS", "3")
+    assert runs.fault_jobs() == 3
+
+
+def test_jobs_below_one_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("TSE_FAULT_JOBS", "0")
+    with pytest.raises(ValueError, match="TSE_FAULT_JOBS=0: it must be 1 or more"):
+        runs.fault_jobs()
+
+
+def test_jobs_capped_by_cores_and_memory(monkeypatch):
+    monkeypatch.delenv("TSE_FAULT_JOBS", raising=False)
+    monkeypatch.setattr(runs.os, "cpu_count", lambda: 2)
+    pages = {"SC_PAGE_SIZE": 4096}
+    monkeypatch.setattr(runs.os, "sysconf", lambda name: pages.get(name, pages["available"]))
+    pages["available"] = 8 * runs.STACK_MEMORY // 4096
+    assert runs.fault_jobs() == 2  # the cores
+    pages["available"] = runs.STACK_MEMORY // 4096 + 1
+    assert runs.fault_jobs() == 1  # memory for one stack
+    pages["available"] = 1
+    assert runs.fault_jobs() == 1  # never none
+
+
+def test_runs_in_flight_get_their_own_subnet_and_ports_until_they_end(monkeypatch):
+    # As if no docker network existed: the reservations alone keep the runs apart.
+    monkeypatch.setattr(acceptance_copy, "stack_free_subnet_prefix", lambda candidates: f"172.{list(candidates)[0]}")
+    reservations = acceptance_copy.Reservations()
+    first = reservations.environment("tse-fault-a")
+    second = reservations.environment("tse-fault-b")
+    assert first["TSE_SUBNET_PREFIX"] != second["TSE_SUBNET_PREFIX"]
+    first_ports = {first[v] for v in PORT_VARIABLES}
+    assert len(first_ports) == len(PORT_VARIABLES)
+    assert not first_ports & {second[v] for v in PORT_VARIABLES}
+    reservations.release(first)
+    assert reservations.environment("tse-fault-c")["TSE_SUBNET_PREFIX"] == first["TSE_SUBNET_PREFIX"]
+
+
+def test_shards_split_the_faults_between_them(monkeypatch):
+    faults = list(range(10))
+    monkeypatch.delenv("TSE_FAULT_SHARD", raising=False)
+    assert runs.shard(faults) == faults
+    shards = []
+    for k in (1, 2, 3):
+        monkeypatch.setenv("TSE_FAULT_SHARD", f"{k}/3")
+        shards.append(runs.shard(faults))
+    assert sorted(sum(shards, [])) == faults and all(shards)
+
+
+@pytest.mark.parametrize("value", ["3", "0/2", "3/2", "a/b"])
+def test_a_bad_shard_is_a_clear_error(monkeypatch, value):
+    monkeypatch.setenv("TSE_FAULT_SHARD", value)
+    with pytest.raises(ValueError, match=f"TSE_FAULT_SHARD={value}: it must be k/n"):
+        runs.shard([1, 2])
