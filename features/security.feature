@@ -52,6 +52,7 @@ Feature: S. Security baseline (extra, beyond the milestone)
     Then the "postgres" superuser is refused over TCP, from the host and from inside the network, and signs in on the Unix socket
     And the "monitor" role is refused the "postgres" database over TCP
     And the "monitor" role reads the server's statistics but is refused the tables of every domain schema and of "config"
+    And the registry probes PostgreSQL as "service_registry", a role that runs its health query and holds nothing more, and keeps no other role's password
 
   @checklist_S_7
   Scenario: Configuration long-polls and lists are bounded

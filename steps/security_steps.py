@@ -289,15 +289,52 @@ def _monitor_reads_no_data(stack, evidence, role, own_schema):
                    stats.observed, stats)
     # Without USAGE on a schema no table in it can be read, now or once created (a schema that does
     # not exist is not listed: section 2 reports it).
-    usage = evidence.record(postgres_server.query(
-        *stack.postgres(role), "SELECT nspname, has_schema_privilege(oid, 'USAGE') FROM pg_namespace "
-        "WHERE nspname = ANY(%(schemas)s) ORDER BY 1", {"schemas": [*DOMAIN_SCHEMAS, own_schema]}))
-    for schema, may_use in usage.observed:
-        problems.check(not may_use, f"{role} without USAGE on schema {schema}", "USAGE granted", usage)
+    _check_no_schema_usage(stack, evidence, problems, role, [*DOMAIN_SCHEMAS, own_schema])
     table = evidence.record(postgres_server.read_table(*stack.postgres(role), own_schema, "parameters"))
     problems.check(not table.observed.allowed and table.observed.reply.startswith(PERMISSION_DENIED),
                    f"{role} refused {own_schema}.parameters ({PERMISSION_DENIED} permission denied)",
                    table.observed.reply[:160], table)
+    problems.raise_any()
+
+
+def _check_no_schema_usage(stack, evidence, problems: Mismatches, role: str, schemas: list) -> None:
+    usage = evidence.record(postgres_server.query(
+        *stack.postgres(role), "SELECT nspname, has_schema_privilege(oid, 'USAGE') FROM pg_namespace "
+        "WHERE nspname = ANY(%(schemas)s) ORDER BY 1", {"schemas": schemas}))
+    for schema, may_use in usage.observed:
+        problems.check(not may_use, f"{role} without USAGE on schema {schema}", "USAGE granted", usage)
+
+
+REGISTRY = "service-registry"
+# Every role whose password is in the env file: the registry must hold none of theirs but its own.
+PASSWORD_ROLES = ["postgres", "monitor", "config_service",
+                  *(f"{s.replace('test_coordination', 'test_coordinator')}_adapter" for s in DOMAIN_SCHEMAS)]
+
+
+@then(parsers.parse('the registry probes PostgreSQL as "{role}", a role that runs its health query and holds '
+                    'nothing more, and keeps no other role\'s password'))
+def _registry_probe_role(stack, evidence, role):
+    problems = Mismatches("the registry's PostgreSQL role", f"{role}: infra/postgres/init/01-init-schemas.sql, "
+                          "the \"user\" of infrastructure.json, REGISTRY_POSTGRES_PASSWORD in docker-compose.yml")
+    health = evidence.record(registry_api.health(stack.registry_port()))
+    entry = next((s for s in http_api.json_object(health).get("services", []) if s.get("name") == "postgres"), {})
+    probe = (entry.get("metadata", {}).get("probed_as"), entry.get("status"))
+    problems.check(probe == (role, "healthy"), f"the registry's live probe of postgres as {role}, healthy",
+                   probe, health)
+    attributes = evidence.record(postgres_server.query(
+        *stack.postgres(role), "SELECT 1, rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls, "
+        "(SELECT count(*) FROM pg_auth_members WHERE member = r.oid) FROM pg_roles r WHERE rolname = current_user"))
+    problems.check(attributes.observed == [(1, False, False, False, False, False, 0)],
+                   f"{role} runs SELECT 1 and has no attribute or membership (superuser, createrole, createdb, "
+                   "replication, bypassrls, roles such as pg_monitor)", attributes.observed, attributes)
+    _check_no_schema_usage(stack, evidence, problems, role, [*DOMAIN_SCHEMAS, "config"])
+    # Compared here, never shown: the evidence says whose password it is, not what it is.
+    held = docker_engine.environment_variable(stack.project, REGISTRY, "REGISTRY_POSTGRES_PASSWORD").observed
+    whose = [r for r in [role, *PASSWORD_ROLES] if held == stack.postgres_password(r)]
+    holds = evidence.record(Fact("docker inspect .Config.Env REGISTRY_POSTGRES_PASSWORD, compared with the env file's "
+                                 "PG_PASSWORD_* (values not shown)", f"{stack.project}/{REGISTRY}",
+                                 f"the password of {', '.join(whose)}" if whose else "no role's password"))
+    problems.check(whose == [role], f"the password of {role} only", holds.observed, holds)
     problems.raise_any()
 
 

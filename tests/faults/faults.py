@@ -59,6 +59,7 @@ REGISTRY_ROUTES = "infra/service-registry/registry/routes.py"
 REGISTRY_STORE = "infra/service-registry/registry/store.py"
 REGISTRY_MODELS = "infra/service-registry/registry/models.py"
 REGISTRY_DEPS = "infra/service-registry/registry/deps.py"
+REGISTRY_INFRASTRUCTURE = "infra/service-registry/infrastructure.json"
 CONFIG_DEPS = "infra/configuration-service/configsvc/deps.py"
 CONFIG_SETTINGS = "infra/configuration-service/configsvc/settings.py"
 ENV_EXAMPLE = ".env.example"
@@ -399,6 +400,10 @@ FAULTS = [
             "\\1    EXECUTE format('GRANT USAGE ON SCHEMA %I TO monitor', d.schema_name);\n"
             "    EXECUTE format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA %I GRANT SELECT ON TABLES TO monitor', "
             "d.role_name, d.schema_name);\n")], {"checklist_S_6"}),
+    fault("registry-probes-as-monitor", "the registry probes PostgreSQL as monitor, holding its password",
+          [(REGISTRY_INFRASTRUCTURE, r'"user": "service_registry"', '"user": "monitor"'),
+           (COMPOSE, r"REGISTRY_POSTGRES_PASSWORD: \$\{PG_PASSWORD_SERVICE_REGISTRY:",
+            "REGISTRY_POSTGRES_PASSWORD: ${PG_PASSWORD_MONITOR:")], {"checklist_S_6"}),
     fault("config-long-polls-unbounded", "every long-poll waits, however many",
           [(CONFIG_DEPS, r"if self\.waiting >= self\.settings\.max_waiting:", "if False:")], {"checklist_S_7"}),
     fault("backend-error-sent-to-the-client", "a backend's error message sent to the client",

@@ -17,10 +17,14 @@ INSERT INTO domain VALUES
 -- Nobody but a schema's own role may create objects outside it.
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 
--- The monitoring role (the PostgreSQL exporter, the registry's probe): the server's statistics and
--- settings (pg_monitor), no domain's data.
+-- The monitoring role (the PostgreSQL exporter): the server's statistics and settings (pg_monitor),
+-- no domain's data.
 CREATE ROLE monitor LOGIN;
 GRANT pg_monitor TO monitor;
+
+-- The registry's probe: it connects and runs `SELECT 1`, which PUBLIC's CONNECT allows; no grant, no
+-- statistics, and a few connections at most (one probe every few seconds).
+CREATE ROLE service_registry LOGIN CONNECTION LIMIT 3;
 
 DO $$
 DECLARE d record;
@@ -62,6 +66,8 @@ ALTER ROLE audit_adapter PASSWORD :'password';
 ALTER ROLE monitor PASSWORD :'password';
 \getenv password PG_PASSWORD_CONFIG_SERVICE
 ALTER ROLE config_service PASSWORD :'password';
+\getenv password PG_PASSWORD_SERVICE_REGISTRY
+ALTER ROLE service_registry PASSWORD :'password';
 \unset password
 
 -- The database's own health summary, callable by every role.

@@ -23,7 +23,7 @@ def probe_postgres(entry: Dict, password: str) -> bool:
     import psycopg
 
     with psycopg.connect(host=entry["host"], port=entry["port"], dbname=entry.get("database", "postgres"),
-                         user=entry.get("user", "monitor"), password=password, connect_timeout=3) as conn:
+                         user=entry["user"], password=password, connect_timeout=3) as conn:
         return conn.execute("SELECT 1").fetchone() == (1,)
 
 
@@ -71,7 +71,8 @@ class InfrastructureMonitor:
             registration = Registration(
                 name=entry["name"], version=entry.get("version", "infrastructure"), instance_id=entry["name"],
                 host=entry.get("host"), endpoints=entry.get("endpoints", {}),
-                metadata={"role": "infrastructure", "kind": entry["kind"], "probed_at": now_rfc3339()},
+                metadata={"role": "infrastructure", "kind": entry["kind"], "probed_at": now_rfc3339(),
+                          **({"probed_as": entry["user"]} if "user" in entry else {})},
                 ttl_seconds=max(2, int(self.interval_s * 3)), status=status,
             )
             from registry.models import instance_fields

@@ -19,7 +19,7 @@ class Settings:
     default_ttl_s: int = 90
     probe_interval_s: float = 5.0
     infrastructure: list = field(default_factory=list)  # the stack's own services, probed live
-    postgres_password: str = ""               # the monitor role's, for the SQL round trip
+    postgres_password: str = ""               # the probe role's (its entry's "user"), for the SQL round trip
 
     @property
     def reserved_names(self) -> frozenset:
