@@ -339,7 +339,7 @@ def _registry_probe_role(stack, evidence, role):
 
 
 CONFIG_SERVICE = "configuration-service"
-WAIT_S = 3  # each long-poll of the cap step: long enough for all of them to be waiting at once
+WAIT_S = 2  # each long-poll of the cap step: long enough for all of them to be waiting at once (65 connect in ms)
 
 
 @then(parsers.parse("as many long-polls as the configuration service allows ({variable}) wait, and one more is "
