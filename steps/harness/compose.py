@@ -17,6 +17,11 @@ from steps.probes import docker_engine
 from steps.probes.facts import StackError
 from steps.probes.waiting import WaitTimeout, wait_until
 
+# Restarts of one container after which waiting for the stack stops: every service's dependencies
+# are healthy before it starts (depends_on: service_healthy), so a service that exits three times
+# will not get healthy by waiting.
+RESTART_LOOP = 3
+
 
 @dataclass
 class ComposeStack:
@@ -124,6 +129,20 @@ class ComposeStack:
         starting, self._starting = self._starting, None
         if starting is None:
             return
+        # `up --wait` waits out its whole timeout for a service that exits at every start (its restart
+        # policy starts it again): the engine's restart count says so within seconds.
+        while starting.poll() is None:
+            looping = {s: n for s, n in docker_engine.restart_counts(self.project).items() if n >= RESTART_LOOP}
+            if looping:
+                starting.terminate()
+                starting.communicate()
+                names = ", ".join(f"{service} ({count} restarts)" for service, count in sorted(looping.items()))
+                raise StackError(self.describe_failure(
+                    "", headline=f"the stack cannot get healthy: {names}, exiting at every start."))
+            try:
+                starting.wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                pass
         _, stderr = starting.communicate()
         if starting.returncode != 0:
             raise StackError(self.describe_failure(stderr.strip()))
@@ -132,14 +151,15 @@ class ComposeStack:
         self.start_up()
         self.wait_up()
 
-    def describe_failure(self, compose_output: str) -> str:
-        lines = [f"the stack is not healthy (waited up to {self.wait_timeout} s)."]
+    def describe_failure(self, compose_output: str, headline: str = "") -> str:
+        lines = [headline or f"the stack is not healthy (waited up to {self.wait_timeout} s)."]
         for service in self.service_names:
             found = docker_engine.service_state(self.project, service, 8)
             if found["health"] != "healthy":
                 lines.append(f"  {service}: {found['health']}; last health output: {found['last_health_output']}")
                 lines.extend(f"    | {line}" for line in found["log_tail"].strip().splitlines())
-        lines.append(f"  compose said: {compose_output.splitlines()[-1] if compose_output else '(nothing)'}")
+        if not headline:
+            lines.append(f"  compose said: {compose_output.splitlines()[-1] if compose_output else '(nothing)'}")
         return "\n".join(lines)
 
     def stop_services(self, *services: str) -> None:

@@ -40,6 +40,12 @@ def project_containers(project: str, *, all_states: bool = True) -> list:
     return client().containers.list(all=all_states, filters={"label": f"com.docker.compose.project={project}"})
 
 
+def restart_counts(project: str) -> dict:
+    """service -> how many times Docker has restarted its container (its restart policy, after exits)."""
+    return {c.labels.get("com.docker.compose.service"): c.attrs.get("RestartCount", 0)
+            for c in project_containers(project)}
+
+
 def container(project: str, service: str):
     """The container of `service` in compose project `project`; raises ProbeError when absent."""
     found = client().containers.list(
