@@ -59,6 +59,11 @@ Feature: S. Security baseline (extra, beyond the milestone)
     Then as many long-polls as the configuration service allows (CONFIG_MAX_WAITING) wait, and one more is refused with 429 saying when to retry
     And a list asked for a page of 2 parameters answers that many, with where the next page starts, and more than 1000 per page is refused with 422
 
+  @checklist_S_9
+  Scenario: The Redis exporter answers Prometheus only, and signs in to the stack's Redis only
+    Then from inside the network, the Redis exporter answers 401 without Prometheus's credentials, to /metrics and to a /scrape of a listener of ours, which it does not reach
+    And with Prometheus's credentials, its /scrape of a listener of ours sends that listener no password
+
   @checklist_S_8 @changes_stack @backend_outage
   Scenario: A backend failure reaches the client as a request id, its cause only the service's log
     When PostgreSQL is stopped

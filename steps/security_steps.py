@@ -12,7 +12,15 @@ from steps.docker_steps import check_every_service
 from steps.expect import Mismatches, expect, expect_eventually
 from steps.phrases import listed
 from steps.postgres_steps import DOMAIN_SCHEMAS
-from steps.probes import config_api, docker_engine, http_api, postgres_server, redis_server, registry_api
+from steps.probes import (
+    config_api,
+    docker_engine,
+    http_api,
+    postgres_server,
+    redis_exporter,
+    redis_server,
+    registry_api,
+)
 from steps.probes.facts import Fact, ProbeError
 
 
@@ -421,3 +429,45 @@ def _config_reads_again(stack, evidence, seconds):
 
     expect_eventually(answers, what="configuration reads after PostgreSQL returned", expected=200, timeout=seconds,
                       interval=0.5, evidence=evidence)
+
+
+# -- the Redis exporter -------------------------------------------------------------------------
+
+EXPORTER_URL = "http://redis-exporter:9121"
+# A caller on the network (the registry's container) and a listener of ours posing as a Redis (in the
+# configuration service's container): both only run a small Python program.
+CALLER = "service-registry"
+LISTENER, LISTENER_PORT = "configuration-service", 16379
+EXPORTER_HINT = ("REDIS_EXPORTER_BASIC_AUTH_USERNAME/PASSWORD on redis-exporter (docker-compose.yml); the monitor "
+                 "password in a password file naming the stack's Redis only (infra/redis-exporter/entrypoint.sh)")
+
+
+def _foreign_scrape(stack, password=None) -> Fact:
+    url = f"{EXPORTER_URL}/scrape?target=redis://{LISTENER}:{LISTENER_PORT}"
+    return redis_exporter.request_from(stack.project, LISTENER, url, password, listen_port=LISTENER_PORT)
+
+
+@then("from inside the network, the Redis exporter answers 401 without Prometheus's credentials, to /metrics and "
+      "to a /scrape of a listener of ours, which it does not reach")
+def _exporter_closed(stack, evidence):
+    problems = Mismatches("the Redis exporter without credentials", EXPORTER_HINT)
+    metrics = evidence.record(redis_exporter.request_from(stack.project, CALLER, f"{EXPORTER_URL}/metrics"))
+    problems.check(metrics.observed["status"] == 401, "GET /metrics: 401", metrics.observed["status"], metrics)
+    scrape = evidence.record(_foreign_scrape(stack))
+    problems.check(scrape.observed["status"] == 401 and not scrape.observed["received"],
+                   "GET /scrape?target=<our listener>: 401, and no connection to the listener",
+                   scrape.observed, scrape)
+    problems.raise_any()
+
+
+@then("with Prometheus's credentials, its /scrape of a listener of ours sends that listener no password")
+def _exporter_keeps_its_password(stack, evidence):
+    scrape = _foreign_scrape(stack, stack.settings.secret("REDIS_EXPORTER_SCRAPE_PASSWORD"))
+    received, password = scrape.observed["received"], stack.redis_password("monitor")
+    # The evidence shows what the listener got, the password (if it came) replaced by its name.
+    shown = Fact(scrape.probe, scrape.where, {"status": scrape.observed["status"],
+                                              "received": received.replace(password, "<monitor's password>")})
+    evidence.record(shown)
+    expect(bool(received) and password not in received and "AUTH" not in received.upper(),
+           "what the exporter sent a target of ours", "its commands (it did connect), no AUTH, no password",
+           shown.observed["received"][:300] or "nothing: the exporter never connected", shown, EXPORTER_HINT)

@@ -60,6 +60,7 @@ REGISTRY_STORE = "infra/service-registry/registry/store.py"
 REGISTRY_MODELS = "infra/service-registry/registry/models.py"
 REGISTRY_DEPS = "infra/service-registry/registry/deps.py"
 REGISTRY_INFRASTRUCTURE = "infra/service-registry/infrastructure.json"
+REDIS_EXPORTER_ENTRYPOINT = "infra/redis-exporter/entrypoint.sh"
 CONFIG_DEPS = "infra/configuration-service/configsvc/deps.py"
 CONFIG_SETTINGS = "infra/configuration-service/configsvc/settings.py"
 ENV_EXAMPLE = ".env.example"
@@ -404,6 +405,12 @@ FAULTS = [
           [(REGISTRY_INFRASTRUCTURE, r'"user": "service_registry"', '"user": "monitor"'),
            (COMPOSE, r"REGISTRY_POSTGRES_PASSWORD: \$\{PG_PASSWORD_SERVICE_REGISTRY:",
             "REGISTRY_POSTGRES_PASSWORD: ${PG_PASSWORD_MONITOR:")], {"checklist_S_6"}),
+    fault("redis-exporter-open", "the Redis exporter answers anyone, its /scrape included",
+          [(COMPOSE, r"^      REDIS_EXPORTER_BASIC_AUTH_USERNAME: prometheus\n", ""),
+           (COMPOSE, r"^      REDIS_EXPORTER_BASIC_AUTH_PASSWORD: .*\n", "")], {"checklist_S_9"}),
+    fault("redis-exporter-password-to-any-target", "the exporter given its password outright: it signs in wherever "
+          "a /scrape points it", [(REDIS_EXPORTER_ENTRYPOINT, r"^unset REDIS_PASSWORD\nexec .*$",
+                                   'exec /usr/bin/prometheus-redis-exporter "$@"')], {"checklist_S_9"}),
     fault("config-long-polls-unbounded", "every long-poll waits, however many",
           [(CONFIG_DEPS, r"if self\.waiting >= self\.settings\.max_waiting:", "if False:")], {"checklist_S_7"}),
     fault("backend-error-sent-to-the-client", "a backend's error message sent to the client",
