@@ -1,0 +1,40 @@
+"""Up mode's wait for a healthy stack (steps/harness/compose.py): a service that exits at every start
+ends the wait within seconds, named, instead of after the whole timeout."""
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from steps.harness import compose
+from steps.probes import StackError
+
+
+def _stack(monkeypatch, restarts: dict) -> compose.ComposeStack:
+    stack = compose.ComposeStack(files=None, project="tse-unit", wait_timeout=180)
+    stack.__dict__["config"] = {"services": {name: {} for name in restarts}}  # no `docker compose config`
+    monkeypatch.setattr(compose.docker_engine, "restart_counts", lambda project: dict(restarts))
+    monkeypatch.setattr(compose.docker_engine, "service_state", lambda project, service, lines: {
+        "health": "starting", "last_health_output": "", "log_tail": f"{service} exits: role is a superuser"})
+    return stack
+
+
+def test_a_service_exiting_at_every_start_ends_the_wait_naming_it(monkeypatch):
+    stack = _stack(monkeypatch, {"redis": 0, "configuration-service": compose.RESTART_LOOP})
+    stack._starting = up = subprocess.Popen(["sleep", "60"])  # stands in for `up --wait`, still waiting
+    started = time.monotonic()
+    with pytest.raises(StackError) as failure:
+        stack.wait_up()
+    assert time.monotonic() - started < 5
+    assert up.poll() is not None, "the waiting `up` was left running"
+    message = str(failure.value)
+    assert message.startswith("the stack cannot get healthy: configuration-service (3 restarts), exiting at every "
+                              "start.")
+    assert "  configuration-service: starting" in message and "role is a superuser" in message
+
+
+def test_a_few_restarts_do_not_end_the_wait(monkeypatch):
+    stack = _stack(monkeypatch, {"configuration-service": compose.RESTART_LOOP - 1})
+    stack._starting = subprocess.Popen(["true"])  # `up --wait` that succeeds
+    stack.wait_up()
