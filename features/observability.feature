@@ -46,7 +46,7 @@ Feature: 7. Enhanced observability
   @checklist_7_2 @grafana_files
   Scenario: Grafana visualization: datasources provisioned from files
     Then Grafana's provisioned datasources point at the stack's services: "Prometheus" at "prometheus" on the port Prometheus listens on, "Jaeger" at "jaeger" on Jaeger's query port
-    And Grafana takes its admin password from the environment and downloads nothing at start
+    And Grafana reads its admin password from its secret file and downloads nothing at start
 
   @checklist_7_2 @telemetry
   Scenario: Grafana visualization: Grafana runs and its datasources are healthy

@@ -64,6 +64,11 @@ Feature: S. Security baseline (extra, beyond the milestone)
     Then from inside the network, the Redis exporter answers 401 without Prometheus's credentials, to /metrics and to a /scrape of a listener of ours, which it does not reach
     And with Prometheus's credentials, its /scrape of a listener of ours sends that listener no password
 
+  @checklist_S_10
+  Scenario: Passwords reach each service as files of its own, never through its configuration
+    Then no container of the stack holds a password of the env file in its environment, command, healthcheck or labels, nor shows one on a process's command line
+    And every service's secrets are files of its own folder, read-only, mode 0400 and owned by the user its program runs as
+
   @checklist_S_8 @changes_stack @backend_outage
   Scenario: A backend failure reaches the client as a request id, its cause only the service's log
     When PostgreSQL is stopped

@@ -244,15 +244,18 @@ def _datasources(stack, evidence, prometheus, prometheus_host, jaeger, jaeger_ho
     problems.raise_any()
 
 
-@then("Grafana takes its admin password from the environment and downloads nothing at start")
+@then("Grafana reads its admin password from its secret file and downloads nothing at start")
 def _grafana_environment(stack, evidence):
     environment = _raw_compose(stack)["services"]["grafana"].get("environment") or {}
     evidence.record(Fact("services.grafana.environment of docker-compose.yml (as written)",
                          str(stack.settings.compose_file), sorted(environment)))
     problems = Mismatches("Grafana's environment in docker-compose.yml")
-    password = str(environment.get("GF_SECURITY_ADMIN_PASSWORD", ""))
-    problems.check(password.startswith("${") and "admin" not in password.removeprefix("${").split("}")[-1],
-                   "GF_SECURITY_ADMIN_PASSWORD from a variable (${GRAFANA_ADMIN_PASSWORD...})", password or "unset")
+    problems.check("GF_SECURITY_ADMIN_PASSWORD" not in environment, "no GF_SECURITY_ADMIN_PASSWORD (a password "
+                   "in the environment)", environment.get("GF_SECURITY_ADMIN_PASSWORD"))
+    password_file = environment.get("GF_SECURITY_ADMIN_PASSWORD__FILE")
+    problems.check(password_file == "/run/secrets/grafana_admin_password",
+                   "GF_SECURITY_ADMIN_PASSWORD__FILE /run/secrets/grafana_admin_password (handed out by the "
+                   "secrets service from GRAFANA_ADMIN_PASSWORD)", password_file or "unset")
     problems.check(not environment.get("GF_INSTALL_PLUGINS"), "GF_INSTALL_PLUGINS empty",
                    environment.get("GF_INSTALL_PLUGINS"))
     problems.check(str(environment.get("GF_PLUGINS_PREINSTALL_DISABLED")).lower() == "true",

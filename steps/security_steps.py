@@ -20,6 +20,7 @@ from steps.probes import (
     redis_exporter,
     redis_server,
     registry_api,
+    secrets,
 )
 from steps.probes.facts import Fact, ProbeError
 
@@ -336,13 +337,16 @@ def _registry_probe_role(stack, evidence, role):
                    f"{role} runs SELECT 1 and has no attribute or membership (superuser, createrole, createdb, "
                    "replication, bypassrls, roles such as pg_monitor)", attributes.observed, attributes)
     _check_no_schema_usage(stack, evidence, problems, role, [*DOMAIN_SCHEMAS, "config"])
-    # Compared here, never shown: the evidence says whose password it is, not what it is.
-    held = docker_engine.environment_variable(stack.project, REGISTRY, "REGISTRY_POSTGRES_PASSWORD").observed
-    whose = [r for r in [role, *PASSWORD_ROLES] if held == stack.postgres_password(r)]
-    holds = evidence.record(Fact("docker inspect .Config.Env REGISTRY_POSTGRES_PASSWORD, compared with the env file's "
-                                 "PG_PASSWORD_* (values not shown)", f"{stack.project}/{REGISTRY}",
-                                 f"the password of {', '.join(whose)}" if whose else "no role's password"))
-    problems.check(whose == [role], f"the password of {role} only", holds.observed, holds)
+    # Compared in the probe, never shown: the evidence says whose password it is, not what it is.
+    path = evidence.record(docker_engine.environment_variable(stack.project, REGISTRY,
+                                                              "REGISTRY_POSTGRES_PASSWORD_FILE"))
+    if path.observed:
+        roles = {r: stack.postgres_password(r) for r in [role, *PASSWORD_ROLES]}
+        holds = evidence.record(secrets.whose_secret(stack.project, REGISTRY, path.observed, roles))
+        problems.check(holds.observed == [role], f"the password of {role} only", holds.observed or "no role's password",
+                       holds)
+    else:
+        problems.check(False, "REGISTRY_POSTGRES_PASSWORD_FILE naming its secret file", "unset", path)
     problems.raise_any()
 
 
@@ -471,3 +475,47 @@ def _exporter_keeps_its_password(stack, evidence):
     expect(bool(received) and password not in received and "AUTH" not in received.upper(),
            "what the exporter sent a target of ours", "its commands (it did connect), no AUTH, no password",
            shown.observed["received"][:300] or "nothing: the exporter never connected", shown, EXPORTER_HINT)
+
+
+SECRETS_HINT = ("a password reaches a service as a file: `secrets:` in docker-compose.yml, handed out by the secrets "
+                "service (infra/secrets/handout) and named by a *_FILE variable, never the password itself")
+
+
+def _passwords(stack) -> dict:
+    """{variable: value} of every password of the env file."""
+    return {name: value for name, value in stack.settings.values.items() if "PASSWORD" in name and value}
+
+
+@then("no container of the stack holds a password of the env file in its environment, command, healthcheck or "
+      "labels, nor shows one on a process's command line")
+def _no_password_in_configuration(stack, evidence):
+    problems = Mismatches("passwords in the containers' configuration and command lines", SECRETS_HINT)
+    passwords = _passwords(stack)
+    for service in [*stack.services, *sorted(stack.compose.one_shot_service_names)]:
+        fact = evidence.record(secrets.exposed_passwords(stack.project, service, passwords))
+        problems.check(not fact.observed, f"{service}: no password shows", fact.observed, fact)
+    problems.raise_any()
+
+
+@then("every service's secrets are files of its own folder, read-only, mode 0400 and owned by the user its program "
+      "runs as")
+def _secret_files_private(stack, evidence):
+    problems = Mismatches("the services' secret files", SECRETS_HINT)
+    held = 0
+    for service in stack.services:
+        fact = evidence.record(secrets.secret_files(stack.project, service))
+        mount, files = fact.observed["mount"], fact.observed["files"]
+        if mount is None:
+            problems.check(not files, f"{service}: no secret file without its mount", sorted(files), fact)
+            continue
+        problems.check(mount["subpath"] == service and mount["read_only"],
+                       f"{service}: its own folder ({service}) of the secrets volume, read-only", mount, fact)
+        users = {uid for _, uid in evidence.record(docker_engine.process_users(stack.project, service)).observed}
+        for name, found in sorted(files.items()):
+            problems.check(found["mode"] == "400" and {found["uid"]} == users,
+                           f"{service}: {name} mode 400, owned by uid {', '.join(map(str, sorted(users)))} "
+                           "(its processes' user)", found, fact)
+        held += len(files)
+    # A stack without a single secret file would pass every check above.
+    problems.check(held > 0, "secret files handed out", "none in any service", None)
+    problems.raise_any()

@@ -10,6 +10,21 @@ set -Eeuo pipefail
 : "${POSTGRES_DB:=$POSTGRES_USER}"
 
 if [ "${1:-}" = postgres ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
+  # Passwords come as files (compose secrets, handed out by the secrets service): the superuser's
+  # from POSTGRES_PASSWORD_FILE, each role's from pg_password_<role> beside it, read by the init
+  # scripts as PG_PASSWORD_<ROLE> (\getenv). They live in the init's environment only: the server
+  # started by `exec` below never holds them.
+  if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then
+    if ! POSTGRES_PASSWORD=$(cat "$POSTGRES_PASSWORD_FILE"); then
+      echo "docker-entrypoint: cannot read POSTGRES_PASSWORD_FILE ($POSTGRES_PASSWORD_FILE); is the secrets service's volume mounted?" >&2
+      exit 1
+    fi
+    for file in "$(dirname "$POSTGRES_PASSWORD_FILE")"/pg_password_*; do
+      [ -e "$file" ] || continue
+      name=$(basename "$file" | tr '[:lower:]' '[:upper:]')
+      export "$name=$(cat "$file")"
+    done
+  fi
   if [ -z "${POSTGRES_PASSWORD:-}" ]; then
     echo "docker-entrypoint: POSTGRES_PASSWORD is not set; set it (see .env.example)." >&2
     exit 1
@@ -35,7 +50,7 @@ if [ "${1:-}" = postgres ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
   done
   pg_ctl -D "$PGDATA" -m fast -w stop
   rm -f "$tmp_hba"
-  unset PGUSER PGHOST
+  unset PGUSER PGHOST POSTGRES_PASSWORD $(compgen -e | grep '^PG_PASSWORD_' || true)
   echo "docker-entrypoint: PostgreSQL init process complete; ready for start up."
 fi
 

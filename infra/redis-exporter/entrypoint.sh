@@ -1,12 +1,16 @@
 #!/bin/sh
 # redis_exporter sends its --redis.password to whatever target a /scrape request names. Given a
 # password file instead, it signs in only where the file names the target: the stack's Redis, as
-# REDIS_USER. The file is on the /tmp tmpfs, readable by the exporter alone; the variable leaves the
-# program's environment.
+# REDIS_USER. The password comes from the secret file REDIS_PASSWORD_FILE; the map is written to the
+# /tmp tmpfs, readable by the exporter alone.
+# Its web password (HTTP Basic, Prometheus's credential) can only be given as a flag or variable
+# (1.69 reads no file for it): read from REDIS_EXPORTER_BASIC_AUTH_PASSWORD_FILE into the program's
+# environment, which the container's configuration (`docker inspect`) never shows.
 set -eu
-: "${REDIS_ADDR:?}" "${REDIS_USER:?}" "${REDIS_PASSWORD:?}"
+: "${REDIS_ADDR:?}" "${REDIS_USER:?}" "${REDIS_PASSWORD_FILE:?}" "${REDIS_EXPORTER_BASIC_AUTH_PASSWORD_FILE:?}"
 umask 077
-escaped=$(printf '%s' "$REDIS_PASSWORD" | sed 's/\\/\\\\/g; s/"/\\"/g')
+escaped=$(sed 's/\\/\\\\/g; s/"/\\"/g' "$REDIS_PASSWORD_FILE")
 printf '{"redis://%s@%s": "%s"}\n' "$REDIS_USER" "${REDIS_ADDR#redis://}" "$escaped" > /tmp/redis-passwords.json
-unset REDIS_PASSWORD
+REDIS_EXPORTER_BASIC_AUTH_PASSWORD=$(cat "$REDIS_EXPORTER_BASIC_AUTH_PASSWORD_FILE")
+export REDIS_EXPORTER_BASIC_AUTH_PASSWORD
 exec /usr/bin/prometheus-redis-exporter --redis.password-file=/tmp/redis-passwords.json "$@"

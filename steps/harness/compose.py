@@ -13,7 +13,7 @@ from pathlib import Path
 from testcontainers.compose import DockerCompose
 
 from steps.harness.settings import DEFAULTS, ROOT, StackSettings
-from steps.probes import docker_engine
+from steps.probes import compose_model, docker_engine
 from steps.probes.facts import StackError
 from steps.probes.waiting import WaitTimeout, wait_until
 
@@ -88,7 +88,13 @@ class ComposeStack:
 
     @property
     def service_names(self) -> list[str]:
-        return sorted(self.config["services"])
+        """The long-running services (the ones the scenarios probe), one-shot services aside."""
+        return sorted(set(self.config["services"]) - self.one_shot_service_names)
+
+    @property
+    def one_shot_service_names(self) -> set:
+        """Services that run once at each `up` and exit (the secrets service)."""
+        return compose_model.one_shot_services(self.config)
 
     def ensure_images(self) -> None:
         """Build the base image if missing, then each service image that is missing or older than
@@ -158,6 +164,12 @@ class ComposeStack:
             if found["health"] != "healthy":
                 lines.append(f"  {service}: {found['health']}; last health output: {found['last_health_output']}")
                 lines.extend(f"    | {line}" for line in found["log_tail"].strip().splitlines())
+        for service in sorted(self.one_shot_service_names):
+            exit_code = docker_engine.exit_code(self.project, service)
+            if exit_code not in (0, None):
+                lines.append(f"  {service}: exited with {exit_code}")
+                log = docker_engine.logs(self.project, service, 8)
+                lines.extend(f"    | {line}" for line in log.strip().splitlines())
         if not headline:
             lines.append(f"  compose said: {compose_output.splitlines()[-1] if compose_output else '(nothing)'}")
         return "\n".join(lines)

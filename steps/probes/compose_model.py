@@ -50,12 +50,21 @@ def declared_healthcheck(config: dict, service: str) -> dict:
     }
 
 
+def one_shot_services(config: dict) -> set:
+    """Services that others wait for to finish (depends_on condition service_completed_successfully):
+    they run once at each `up` and exit (the secrets service), so they are never healthy."""
+    return {dep for svc in config["services"].values() for dep, spec in (svc.get("depends_on") or {}).items()
+            if (spec or {}).get("condition") == "service_completed_successfully"}
+
+
 def declared_dependencies(config: dict) -> dict:
-    """{service: {dependency: condition}} as declared with depends_on."""
+    """{service: {dependency: condition}} as declared with depends_on, between long-running services
+    (a one-shot service is waited for until it has finished, not until it is healthy)."""
+    one_shot = one_shot_services(config)
     return {
         name: {dep: (spec or {}).get("condition", "service_started")
-               for dep, spec in (svc.get("depends_on") or {}).items()}
-        for name, svc in config["services"].items()
+               for dep, spec in (svc.get("depends_on") or {}).items() if dep not in one_shot}
+        for name, svc in config["services"].items() if name not in one_shot
     }
 
 

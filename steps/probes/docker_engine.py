@@ -76,6 +76,15 @@ def health(project: str, service: str) -> Fact:
     )
 
 
+def exit_code(project: str, service: str) -> int | None:
+    """The exit code of the service's container once it has exited; None while it runs or when absent."""
+    try:
+        attrs = container(project, service).attrs
+    except ProbeError:
+        return None
+    return None if attrs["State"].get("Running") else attrs["State"].get("ExitCode")
+
+
 def healthcheck_command(project: str, service: str) -> Fact:
     """The healthcheck test of the running container, as Docker holds it."""
     test = container(project, service).attrs["Config"].get("Healthcheck", {}).get("Test") or []

@@ -61,6 +61,8 @@ REGISTRY_MODELS = "infra/service-registry/registry/models.py"
 REGISTRY_DEPS = "infra/service-registry/registry/deps.py"
 REGISTRY_INFRASTRUCTURE = "infra/service-registry/infrastructure.json"
 REDIS_EXPORTER_ENTRYPOINT = "infra/redis-exporter/entrypoint.sh"
+SECRETS_HANDOUT = "infra/secrets/handout"
+SECRETS_DISTRIBUTE = "infra/secrets/distribute"
 CONFIG_DEPS = "infra/configuration-service/configsvc/deps.py"
 CONFIG_SETTINGS = "infra/configuration-service/configsvc/settings.py"
 ENV_EXAMPLE = ".env.example"
@@ -235,9 +237,9 @@ FAULTS = [
     fault("config-port-on-all-interfaces", "the configuration service published on every interface",
           [(COMPOSE, r'"127\.0\.0\.1:(\$\{CONFIG_HOST_PORT)', r'"\1')], {"checklist_6_4", "checklist_3_3"}),
     fault("config-as-superuser", "the configuration service connects as the PostgreSQL superuser",
-          [(COMPOSE, r"CONFIG_POSTGRES_PASSWORD: "
-                     r"\$\{PG_PASSWORD_CONFIG_SERVICE:\?set it in \.env \(copy \.env\.example\)\}",
-            "CONFIG_POSTGRES_USER: postgres\n      CONFIG_POSTGRES_PASSWORD: ${POSTGRES_PASSWORD}")],
+          [(COMPOSE, r"CONFIG_POSTGRES_PASSWORD_FILE: /run/secrets/pg_password_config_service",
+            "CONFIG_POSTGRES_USER: postgres\n      CONFIG_POSTGRES_PASSWORD_FILE: /run/secrets/postgres_password"),
+           (SECRETS_HANDOUT, r"^(configuration-service .*)$", r"\1,postgres_password")],
           # pg_hba.conf refuses the superuser over TCP (section S): the service never gets healthy.
           set(), aborts="configuration-service"),
     fault("config-role-is-superuser", "the configuration service's own role made a superuser",
@@ -298,8 +300,8 @@ FAULTS = [
           {"checklist_7_1"}),
     fault("redis-exporter-wrong-password", "the Redis exporter logging in with a wrong password: it serves "
           "metrics, but only redis_up 0",
-          [(COMPOSE, r"REDIS_PASSWORD: \$\{REDIS_PASSWORD_MONITOR:\?",
-            "REDIS_PASSWORD: wrong${REDIS_PASSWORD_MONITOR:?")],
+          [(COMPOSE, r"REDIS_PASSWORD_FILE: /run/secrets/redis_password_monitor",
+            "REDIS_PASSWORD_FILE: /run/secrets/redis_exporter_scrape_password")],
           {"checklist_7_5"}, exact=False),
     fault("alert-rule-syntax-error", "an alert rule that does not parse: Prometheus refuses to start",
           [(ALERT_RULES, r"expr: up == 0$", "expr: up == == 0")],
@@ -403,17 +405,26 @@ FAULTS = [
             "d.role_name, d.schema_name);\n")], {"checklist_S_6"}),
     fault("registry-probes-as-monitor", "the registry probes PostgreSQL as monitor, holding its password",
           [(REGISTRY_INFRASTRUCTURE, r'"user": "service_registry"', '"user": "monitor"'),
-           (COMPOSE, r"REGISTRY_POSTGRES_PASSWORD: \$\{PG_PASSWORD_SERVICE_REGISTRY:",
-            "REGISTRY_POSTGRES_PASSWORD: ${PG_PASSWORD_MONITOR:")], {"checklist_S_6"}),
+           (COMPOSE, r"REGISTRY_POSTGRES_PASSWORD_FILE: /run/secrets/pg_password_service_registry",
+            "REGISTRY_POSTGRES_PASSWORD_FILE: /run/secrets/pg_password_monitor"),
+           (SECRETS_HANDOUT, r"^(service-registry .*)$", r"\1,pg_password_monitor")], {"checklist_S_6"}),
     fault("redis-exporter-open", "the Redis exporter answers anyone, its /scrape included",
           [(COMPOSE, r"^      REDIS_EXPORTER_BASIC_AUTH_USERNAME: prometheus\n", ""),
-           (COMPOSE, r"^      REDIS_EXPORTER_BASIC_AUTH_PASSWORD: .*\n", "")], {"checklist_S_9"}),
+           (REDIS_EXPORTER_ENTRYPOINT, r"^export REDIS_EXPORTER_BASIC_AUTH_PASSWORD$",
+            "unset REDIS_EXPORTER_BASIC_AUTH_PASSWORD")], {"checklist_S_9"}),
     fault("redis-exporter-password-to-any-target", "the exporter given its password outright: it signs in wherever "
-          "a /scrape points it", [(REDIS_EXPORTER_ENTRYPOINT, r"^unset REDIS_PASSWORD\nexec .*$",
+          "a /scrape points it", [(REDIS_EXPORTER_ENTRYPOINT, r"^exec .*$",
+                                   'REDIS_PASSWORD=$(cat "$REDIS_PASSWORD_FILE") '
                                    'exec /usr/bin/prometheus-redis-exporter "$@"')], {"checklist_S_9"}),
     fault("config-long-polls-unbounded", "every long-poll waits, however many",
           [(CONFIG_DEPS, r"if self\.waiting >= self\.settings\.max_waiting:", "if False:")], {"checklist_S_7"}),
     fault("backend-error-sent-to-the-client", "a backend's error message sent to the client",
           [(SERVICEKIT_HTTP, r"is unavailable: retry later; the service's log", "is unavailable: {error}; the log")],
           {"backend_outage"}),
+    fault("postgres-exporter-password-in-environment", "the PostgreSQL exporter given monitor's password as a "
+          "variable, which docker inspect shows",
+          [(COMPOSE, r"DATA_SOURCE_PASS_FILE: /run/secrets/pg_password_monitor",
+            "DATA_SOURCE_PASS: ${PG_PASSWORD_MONITOR:?set it in .env (copy .env.example)}")], {"checklist_S_10"}),
+    fault("secret-files-readable-by-all", "the secret files handed out readable by every user",
+          [(SECRETS_DISTRIBUTE, r"install -m 0400", "install -m 0444")], {"checklist_S_10"}),
 ]

@@ -67,6 +67,11 @@ def main(argv) -> int:
     if "--check" in argv:
         print(f"configuration valid: {len(entries)} parameters in {settings.environments_dir}")
         return 0
+    try:
+        settings = settings.with_passwords()
+    except ValueError as error:
+        print(f"configuration invalid: secrets: {error}", file=sys.stderr)
+        return 2
     return serve(settings, entries)
 
 

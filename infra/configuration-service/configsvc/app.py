@@ -34,7 +34,7 @@ def create_app(settings: Optional[Settings] = None, store: Optional[Store] = Non
     """The API over `store` (PostgreSQL from `settings` when none) and `redis_client`. listen: subscribe
     to config:changes while the app runs, so waits end on changes made by other instances too. Editors
     sign in through `connect_as(user, password)` (a client from `settings`' URL when None)."""
-    settings = settings or Settings.from_environment()
+    settings = settings or Settings.from_environment().with_passwords()
     owns_store = store is None
     connect_as = connect_as or (lambda user, password: connect(settings.redis_url, user, password))
     config = ConfigState(settings, store or PostgresStore.open(settings), redis_client or redis_client_for(settings),

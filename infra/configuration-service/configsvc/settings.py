@@ -1,8 +1,11 @@
 """Settings from the environment, read once at start."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
+
+from servicekit.secrets import secret
 
 
 @dataclass(frozen=True)
@@ -28,9 +31,17 @@ class Settings:
     def may_write(self, user: str, environment: str) -> bool:
         return user in self.production_editors or (environment != "production" and user in self.editors)
 
+    def with_passwords(self, env=os.environ) -> "Settings":
+        """These settings with the PostgreSQL and Redis passwords (read from their files); read apart
+        from the rest so that `--check`, and a start on a bad environment file, need no secret.
+        Raises ValueError naming a file that cannot be read."""
+        return dataclasses.replace(self, postgres_password=secret(env, "CONFIG_POSTGRES_PASSWORD"),
+                                   redis_password=secret(env, "CONFIG_REDIS_PASSWORD"))
+
     @classmethod
     def from_environment(cls, env=os.environ) -> "Settings":
-        """Raises ValueError naming the variable that is not a (positive) number or not a Redis URL."""
+        """Everything but the passwords (with_passwords). Raises ValueError naming the variable that
+        is not a (positive) number or not a Redis URL."""
 
         def number(name: str, default, kind=int):
             try:
@@ -49,10 +60,8 @@ class Settings:
             postgres_port=number("CONFIG_POSTGRES_PORT", cls.postgres_port),
             postgres_db=env.get("CONFIG_POSTGRES_DB", cls.postgres_db),
             postgres_user=env.get("CONFIG_POSTGRES_USER", cls.postgres_user),
-            postgres_password=env.get("CONFIG_POSTGRES_PASSWORD", ""),
             redis_url=redis_url,
             redis_user=env.get("CONFIG_REDIS_USER", cls.redis_user),
-            redis_password=env.get("CONFIG_REDIS_PASSWORD", ""),
             environments_dir=env.get("CONFIG_ENVIRONMENTS_DIR", cls.environments_dir),
             default_environment=env.get("CONFIG_DEFAULT_ENVIRONMENT", cls.default_environment),
             port=number("CONFIG_PORT", cls.port),

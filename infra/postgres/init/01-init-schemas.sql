@@ -1,6 +1,6 @@
 -- Runs once, on an empty data directory, connected to POSTGRES_DB (trading_ecosystem) as the superuser.
--- Role passwords come from the container's environment (PG_PASSWORD_*, see .env.example), never from
--- this file.
+-- Role passwords come from the init's environment (PG_PASSWORD_*, which the entrypoint reads from the
+-- secret files /run/secrets/pg_password_*; see .env.example), never from this file.
 \set ON_ERROR_STOP on
 
 -- One schema per domain, and the login role its data adapter connects as.

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from servicekit.secrets import secret
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -34,13 +36,13 @@ class Settings:
         return cls(
             redis_url=env.get("REGISTRY_REDIS_URL", cls.redis_url),
             redis_user=env.get("REGISTRY_REDIS_USER", cls.redis_user),
-            redis_password=env.get("REGISTRY_REDIS_PASSWORD", ""),
+            redis_password=secret(env, "REGISTRY_REDIS_PASSWORD"),
             allowed_hosts=_names(env.get("REGISTRY_ALLOWED_HOSTS", ",".join(cls.allowed_hosts))),
             cors_origins=origins,
             default_ttl_s=int(env.get("REGISTRY_DEFAULT_TTL_SECONDS", cls.default_ttl_s)),
             probe_interval_s=float(env.get("REGISTRY_PROBE_INTERVAL_SECONDS", cls.probe_interval_s)),
             infrastructure=infrastructure,
-            postgres_password=env.get("REGISTRY_POSTGRES_PASSWORD", ""),
+            postgres_password=secret(env, "REGISTRY_POSTGRES_PASSWORD"),
         )
 
 

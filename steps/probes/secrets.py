@@ -1,0 +1,75 @@
+"""Facts about the secrets a container holds and where a password shows: the files handed out to it,
+its configuration as Docker keeps it (`docker inspect`), its processes' command lines. No fact carries
+a password: each names the env file's variable whose value it found."""
+from __future__ import annotations
+
+from steps.probes import docker_engine
+from steps.probes.facts import Fact, ProbeError
+
+SECRETS_DIR = "/run/secrets"
+
+
+def _where(project: str, service: str) -> str:
+    return f"{service} (project {project})"
+
+
+def secret_files(project: str, service: str) -> Fact:
+    """The container's secret files and the mount they come from: {"mount": {"volume", "subpath",
+    "read_only"} or None, "files": {name: {"mode": "400", "uid": n, "gid": n}}} (stat, run inside)."""
+    target = docker_engine.container(project, service)
+    mounts = [m for m in target.attrs["HostConfig"].get("Mounts") or [] if m.get("Target") == SECRETS_DIR]
+    mount = None
+    if mounts:
+        options = mounts[0].get("VolumeOptions") or {}
+        mount = {"volume": mounts[0].get("Source"), "subpath": options.get("Subpath"),
+                 "read_only": bool(mounts[0].get("ReadOnly"))}
+    listing = docker_engine.exec_in(project, service, [
+        "sh", "-c", f"for f in {SECRETS_DIR}/*; do [ -e \"$f\" ] && stat -c '%n %a %u %g' \"$f\"; done; true"])
+    if listing.observed.exit_code != 0:
+        raise ProbeError(f"service {service}: cannot list {SECRETS_DIR}: {listing.observed.output[-300:]}")
+    files = {}
+    for line in listing.observed.output.splitlines():
+        path, mode, uid, gid = line.rsplit(" ", 3)
+        files[path.removeprefix(SECRETS_DIR + "/")] = {"mode": mode, "uid": int(uid), "gid": int(gid)}
+    return Fact(f"docker inspect .HostConfig.Mounts {SECRETS_DIR}; docker exec stat -c '%n %a %u %g' "
+                f"{SECRETS_DIR}/*", _where(project, service), {"mount": mount, "files": files})
+
+
+def whose_secret(project: str, service: str, path: str, known: dict) -> Fact:
+    """Whose password the file at `path` in the container holds: the names in `known` ({variable:
+    value}) whose value is its content; compared here, never shown."""
+    read = docker_engine.exec_in(project, service, ["cat", path]).observed
+    if read.exit_code != 0:
+        raise ProbeError(f"service {service}: cannot read {path}: {read.output[-200:]}")
+    content = read.output
+    return Fact(f"docker exec cat {path}, compared with the env file's {', '.join(sorted(known))} (values not shown)",
+                _where(project, service), sorted(name for name, value in known.items() if value and value == content))
+
+
+def _found_in(text: str, passwords: dict) -> list[str]:
+    return sorted(name for name, value in passwords.items() if value and value in text)
+
+
+def exposed_passwords(project: str, service: str, passwords: dict) -> Fact:
+    """Where a password of `passwords` ({variable: value}) shows in the container: its configuration
+    as `docker inspect` gives it to anyone with Docker access (environment, entrypoint, command,
+    healthcheck, labels) and the command lines of its processes (`docker top`, what `ps` shows on the
+    host). Observed: [(where, variable)], empty when none shows."""
+    target = docker_engine.container(project, service)
+    config = target.attrs["Config"]
+    places = {
+        "environment": config.get("Env") or [],
+        "entrypoint": config.get("Entrypoint") or [],
+        "command": config.get("Cmd") or [],
+        "healthcheck": (config.get("Healthcheck") or {}).get("Test") or [],
+        "labels": [f"{k}={v}" for k, v in (config.get("Labels") or {}).items()],
+    }
+    found = [(place, name) for place, items in places.items() for item in items for name in _found_in(item, passwords)]
+    if target.attrs["State"].get("Running"):
+        top = target.top(ps_args="-eo pid,args")
+        column = [t.upper() for t in top.get("Titles") or []].index("COMMAND")
+        for row in top.get("Processes") or []:
+            found += [(f"process {row[0]}'s command line", name) for name in _found_in(row[column], passwords)]
+    return Fact("docker inspect .Config (Env, Entrypoint, Cmd, Healthcheck, Labels) and docker top -eo pid,args, "
+                "compared with the env file's passwords (values not shown)", _where(project, service),
+                sorted(set(found)))
