@@ -135,8 +135,9 @@ def _redis_healthcheck_fails(stack, evidence, service, user):
     # Redis folds a denial like one logged in the last 60 s into that entry (its count grows, its
     # entry-id stays), so a new denial is a new entry or a higher count.
     before = {e.get("entry-id"): e.get("count", 1) for e in redis_server.acl_log(port, admin).observed}
-    variable = "REDIS_PASSWORD_" + user.upper().replace("-", "_")
-    fact = evidence.record(docker_engine.run_healthcheck(stack.project, service, {variable: "not-the-password"}))
+    secret = "redis_password_" + user.replace("-", "_")
+    fact = evidence.record(docker_engine.run_healthcheck(stack.project, service,
+                                                         secrets={secret: "not-the-password"}))
     expect(fact.observed.exit_code != 0, f"{service} healthcheck with a refused password", "a non-zero exit",
            fact.observed, fact, "the healthcheck must sign in and check the PONG, not ignore errors")
     log = evidence.record(redis_server.acl_log(port, admin))

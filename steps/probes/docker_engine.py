@@ -105,16 +105,33 @@ def exec_in(project: str, service: str, command: list[str], env: dict | None = N
     return Fact(f"docker exec {shown}", _where(project, service), ExecResult(exit_code, text), raw=text)
 
 
-def run_healthcheck(project: str, service: str, env: dict | None = None) -> Fact:
-    """Run the container's own healthcheck command inside it, optionally with a changed environment.
+def run_healthcheck(project: str, service: str, env: dict | None = None, secrets: dict | None = None) -> Fact:
+    """Run the container's own healthcheck command inside it, optionally with a changed environment
+    and other secrets:
+    `secrets` ({name: value}) are written to files on the container's /tmp, which the command reads
+    instead of /run/secrets/<name> (a read-only mount). The values reach the shell through the exec's
+    environment, never its command line.
 
     The Fact's value is the ExecResult: exit code 0 means the healthcheck passes.
     """
     test = healthcheck_command(project, service).observed
     if not test or test[0] == "NONE":
         raise ProbeError(f"service {service}: has no healthcheck")
-    command = ["/bin/sh", "-c", test[1]] if test[0] == "CMD-SHELL" else test[1:]
-    return exec_in(project, service, command, env)
+    if not secrets:
+        return exec_in(project, service, ["/bin/sh", "-c", test[1]] if test[0] == "CMD-SHELL" else test[1:], env)
+    script, env = test[1] if test[0] == "CMD-SHELL" else None, dict(env or {})
+    if script is None:
+        raise ProbeError(f"service {service}: its healthcheck is not a shell command; other secrets cannot be given")
+    writes = []
+    for number, (name, value) in enumerate(sorted(secrets.items())):
+        if f"/run/secrets/{name}" not in script:
+            raise ProbeError(f"service {service}: its healthcheck does not read /run/secrets/{name}")
+        script = script.replace(f"/run/secrets/{name}", f"/tmp/probe-secret-{number}")
+        env[f"PROBE_SECRET_{number}"] = value
+        writes.append(f"printf '%s' \"$PROBE_SECRET_{number}\" > /tmp/probe-secret-{number}")
+    cleanup = "; rm -f /tmp/probe-secret-*"
+    return exec_in(project, service, ["/bin/sh", "-c", f"umask 077; {' && '.join(writes)} && ({script}); "
+                                      f"status=$?{cleanup}; exit $status"], env)
 
 
 def addresses(project: str, service: str) -> Fact:
