@@ -14,8 +14,8 @@ Feature: 3. Docker Compose orchestration with proper networking
   @checklist_3_2
   Scenario: Service networking
     Then the stack network is a bridge network with the declared subnet and gateway
-    And every service is at its declared address on the stack network
-    And every service reaches every other service by name inside the network
+    And every service of the stack network is at its declared address there
+    And every service reaches every other service it shares a network with, by name
 
   @checklist_3_3
   Scenario: Port mappings

@@ -69,6 +69,11 @@ Feature: S. Security baseline (extra, beyond the milestone)
     Then no container of the stack holds a password of the env file in its environment, command, healthcheck or labels, nor shows one on a process's command line
     And every service's secrets are files of its own folder, read-only, mode 0400 and owned by the user its program runs as
 
+  @checklist_S_11
+  Scenario: Prometheus and the exporters sit on a monitoring network the ecosystem cannot reach
+    Then Prometheus and the exporters are on the monitoring network only, with the services they scrape
+    And from a container on the ecosystem's network, Prometheus and the exporters cannot be reached, by name or by address, while Redis and PostgreSQL can
+
   @checklist_S_8 @changes_stack @backend_outage
   Scenario: A backend failure reaches the client as a request id, its cause only the service's log
     When PostgreSQL is stopped

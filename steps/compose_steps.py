@@ -27,11 +27,15 @@ def _compose_v2_form(stack, evidence, name, key):
     expect(f"name: {name}\n" in declared, "the project name", name, "another name or none", keys)
 
 
-@then("every service is at its declared address on the stack network")
+@then("every service of the stack network is at its declared address there")
 def _declared_addresses(stack, evidence):
-    problems = Mismatches("service addresses", "every service sets ipv4_address on the stack network")
+    # Prometheus and the exporters are on the monitoring network only (section S.11).
+    problems = Mismatches("service addresses", "every service on the stack network sets its ipv4_address there")
     declared = compose_model.declared_addresses(stack.compose.config, "trading-ecosystem")
-    for service in stack.services:
+    on_network = [s for s, keys in compose_model.declared_networks(stack.compose.config).items()
+                  if "trading-ecosystem" in keys and s in stack.services]
+    problems.check(bool(on_network), "services on the stack network", "none", None)
+    for service in on_network:
         fact = evidence.record(docker_engine.addresses(stack.project, service))
         observed = fact.observed.get(stack.settings.network_name)
         problems.check(declared[service] is not None and observed == declared[service],
@@ -39,12 +43,14 @@ def _declared_addresses(stack, evidence):
     problems.raise_any()
 
 
-@then("every service reaches every other service by name inside the network")
+@then("every service reaches every other service it shares a network with, by name")
 def _mesh_by_name(stack, evidence):
     ports = compose_model.declared_ports(stack.compose.config)
+    networks = compose_model.declared_networks(stack.compose.config)
     check_connections_by_name(stack, evidence, "service-to-service connections by name",
                               [(source, target, port) for source in stack.services for target in stack.services
-                               if target != source for _, _, port in ports[target]])
+                               if target != source and networks[source] & networks[target]
+                               for _, _, port in ports[target]])
 
 
 @then("every published port is bound to 127.0.0.1 only, at its declared host port")

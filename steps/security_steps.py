@@ -519,3 +519,48 @@ def _secret_files_private(stack, evidence):
     # A stack without a single secret file would pass every check above.
     problems.check(held > 0, "secret files handed out", "none in any service", None)
     problems.raise_any()
+
+
+MONITORING = ["prometheus", "redis-exporter", "postgres-exporter"]
+SCRAPED = ["redis", "postgres", "service-registry", "configuration-service"]
+MONITORING_HINT = ("networks: [monitoring] for Prometheus and the exporters in docker-compose.yml; the services "
+                   "they scrape on both networks")
+
+
+def _monitoring_network(stack) -> str:
+    return stack.compose.config["networks"]["monitoring"]["name"]
+
+
+@then("Prometheus and the exporters are on the monitoring network only, with the services they scrape")
+def _monitoring_network_members(stack, evidence):
+    problems = Mismatches("the monitoring network's members", MONITORING_HINT)
+    monitoring = _monitoring_network(stack)
+    for service in [*MONITORING, *SCRAPED]:
+        fact = evidence.record(docker_engine.addresses(stack.project, service))
+        networks = set(fact.observed)
+        if service in MONITORING:
+            problems.check(networks == {monitoring}, f"{service} on {monitoring} only", sorted(networks), fact)
+        else:
+            problems.check(monitoring in networks, f"{service} on {monitoring} too", sorted(networks), fact)
+    problems.raise_any()
+
+
+@then("from a container on the ecosystem's network, Prometheus and the exporters cannot be reached, by name or by "
+      "address, while Redis and PostgreSQL can")
+def _monitoring_unreachable(stack, evidence):
+    problems = Mismatches("connections from the ecosystem's network", MONITORING_HINT)
+    ports = {"prometheus": 9090, "redis-exporter": 9121, "postgres-exporter": 9187}
+    addresses = {service: evidence.record(docker_engine.addresses(stack.project, service)).observed.get(
+        _monitoring_network(stack)) for service in MONITORING}
+    closed = [(service, ports[service]) for service in MONITORING] + [
+        (address, ports[service]) for service, address in addresses.items() if address]
+    controls = [("redis", 6379), ("postgres", 5432)]
+    fact = evidence.record(docker_engine.connections_from_network(
+        stack.settings.network_name, (stack.project, REGISTRY), closed + controls))
+    for host, port in closed:
+        problems.check(not fact.observed[f"{host}:{port}"], f"{host}:{port} not reached", "connected", fact)
+    for host, port in controls:
+        problems.check(fact.observed[f"{host}:{port}"], f"{host}:{port} connected (the probe works)", "not reached",
+                       fact)
+    problems.check(all(addresses.values()), "an address on the monitoring network for each", addresses, None)
+    problems.raise_any()

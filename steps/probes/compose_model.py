@@ -76,6 +76,11 @@ def declared_ports(config: dict) -> dict:
     }
 
 
+def declared_networks(config: dict) -> dict:
+    """{service: {network key, ...}} as declared (a service with none is on the project's default)."""
+    return {name: set(svc.get("networks") or {"default": None}) for name, svc in config["services"].items()}
+
+
 def declared_addresses(config: dict, network_key: str) -> dict:
     """{service: static IPv4 address on the network}; None for a service not on it."""
     return {

@@ -403,6 +403,37 @@ def tcp_connect_from(project: str, source: str, host: str, port: int) -> Fact:
     return exec_in(project, source, ["bash", "-c", f"exec 3<>/dev/tcp/{host}/{port} && echo connected"])
 
 
+def connections_from_network(network: str, image_of: tuple, targets: list, timeout_s: int = 2) -> Fact:
+    """From a throwaway container on `network` alone (the image of `image_of` = (project, service),
+    no capability), open a TCP connection to each (host, port) of `targets`, by name or address, all
+    at once, each given `timeout_s` seconds: what a service of the ecosystem on that network reaches.
+    Observed: {"host:port": True when it connected}."""
+    project, service = image_of
+    attempts = " ".join(
+        f"(timeout {timeout_s} bash -c 'exec 3<>/dev/tcp/{host}/{port}' 2>/dev/null "
+        f"&& echo '{host}:{port} connected' || echo '{host}:{port} not reached') &"
+        for host, port in targets)
+    output = b""
+    try:
+        scratch = client().containers.run(
+            container(project, service).image.id, entrypoint=["bash", "-c"], command=[f"{attempts} wait"],
+            network=network, detach=True, cap_drop=["ALL"], security_opt=["no-new-privileges:true"],
+            read_only=True, user="nobody", labels={"org.trading-ecosystem.probe": "connections-from-network"},
+        )
+        try:
+            scratch.wait(timeout=timeout_s * 10 + 30)
+            output = scratch.logs()
+        finally:
+            scratch.remove(force=True, v=True)
+    except DockerException as error:
+        raise ProbeError(f"could not run a container on network {network}: {error}") from error
+    lines = output.decode(errors="replace").splitlines()
+    observed = {f"{host}:{port}": f"{host}:{port} connected" in lines for host, port in targets}
+    return Fact(f"docker run --network {network} --cap-drop ALL {service}-image bash /dev/tcp to "
+                f"{len(targets)} targets ({timeout_s} s each)", f"network {network}", observed,
+                raw="\n".join(lines))
+
+
 def host_port_answers(port: int, timeout: float = 3.0) -> Fact:
     """Open a TCP connection from the host to 127.0.0.1:`port`; observed True when it connects."""
     import socket

@@ -177,7 +177,7 @@ FAULTS = [
     # Every service now reaches PostgreSQL by name, so without it on the network the stack cannot start.
     fault("postgres-off-the-network", "postgres on the project's default network instead of trading-ecosystem",
           [(COMPOSE, r"networks:\n      trading-ecosystem:\n"
-                     r"        ipv4_address: \$\{TSE_SUBNET_PREFIX:-172\.20\}\.0\.20",
+                     r"        ipv4_address: \$\{TSE_SUBNET_PREFIX:-172\.20\}\.0\.20\n      monitoring: \{\}",
             "networks:\n      - default")],
           set(), aborts="configuration-service"),
     fault("postgres-depends-on-started", "a dependency that waits for the container to start, not to be healthy",
@@ -425,6 +425,11 @@ FAULTS = [
           "variable, which docker inspect shows",
           [(COMPOSE, r"DATA_SOURCE_PASS_FILE: /run/secrets/pg_password_monitor",
             "DATA_SOURCE_PASS: ${PG_PASSWORD_MONITOR:?set it in .env (copy .env.example)}")], {"checklist_S_10"}),
+    fault("redis-exporter-on-the-ecosystem-network", "the Redis exporter also on the ecosystem's network, where "
+          "anyone can point its /scrape anywhere",
+          [(COMPOSE, r"(^  redis-exporter:\n(?:    .*\n)*?    networks: )\[monitoring\]",
+            r'\1{ monitoring: {}, trading-ecosystem: { ipv4_address: "${TSE_SUBNET_PREFIX:-172.20}.0.41" } }')],
+          {"checklist_S_11"}),
     fault("secret-files-readable-by-all", "the secret files handed out readable by every user",
           [(SECRETS_DISTRIBUTE, r"install -m 0400", "install -m 0444")], {"checklist_S_10"}),
 ]
