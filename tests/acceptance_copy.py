@@ -18,7 +18,7 @@ from pathlib import Path
 
 from docker.errors import APIError
 
-from steps.harness.isolation import free_port
+from steps.harness.isolation import free_port, monitoring_subnet
 from steps.harness.isolation import free_subnet_prefix as stack_free_subnet_prefix
 from steps.harness.settings import PORT_VARIABLES
 from steps.probes import docker_engine
@@ -88,9 +88,9 @@ def free_subnet_prefix(taken=frozenset()) -> str:
     """A free 172.N prefix for an isolated copy, searched from the top down: up mode's own isolation
     searches from 172.21 up, so a copy and a stack moved off 172.20 do not race for the same one.
     `taken`: prefixes promised to copies whose networks do not exist yet."""
-    prefix = stack_free_subnet_prefix([n for n in range(31, 15, -1) if f"172.{n}" not in taken])
+    prefix = stack_free_subnet_prefix([n for n in range(31, 16, -1) if f"172.{n}" not in taken])
     if prefix is None:
-        raise RuntimeError("no free 172.16-31.0.0/16 subnet for an isolated copy of the stack")
+        raise RuntimeError("no free 172.17-31.0.0/16 subnet for an isolated copy of the stack")
     return prefix
 
 
@@ -111,6 +111,8 @@ def isolated_environment(project: str, *, taken_prefixes=frozenset(), taken_port
         "TSE_SUBNET_PREFIX": free_subnet_prefix(taken_prefixes),
         "TESTCONTAINERS_RYUK_DISABLED": "true",
     })
+    # The monitoring network's subnet goes with the prefix: free with it, promised with it.
+    env["TSE_MONITORING_SUBNET"] = monitoring_subnet(env["TSE_SUBNET_PREFIX"])
     env.update(extra)
     return env
 

@@ -39,11 +39,18 @@ def used_subnets() -> list:
     return subnets
 
 
+def monitoring_subnet(prefix: str) -> str:
+    """The monitoring network's subnet that goes with the stack network's prefix "172.N": 172.16.N.0/24."""
+    return f"172.16.{prefix.split('.')[1]}.0/24"
+
+
 def free_subnet_prefix(candidates=range(21, 32)) -> str | None:
-    """The first "172.N" (N from `candidates`) whose /16 overlaps no docker network; None when all do."""
+    """The first "172.N" (N from `candidates`) whose /16, and whose monitoring subnet, overlap no
+    docker network; None when all do."""
     used = used_subnets()
     return next((f"172.{n}" for n in candidates
-                 if not any(ipaddress.ip_network(f"172.{n}.0.0/16").overlaps(u) for u in used)), None)
+                 if not any(ipaddress.ip_network(f"172.{n}.0.0/16").overlaps(u)
+                            or ipaddress.ip_network(monitoring_subnet(f"172.{n}")).overlaps(u) for u in used)), None)
 
 
 def isolate(settings: StackSettings) -> tuple[StackSettings, list[str]]:
@@ -79,6 +86,17 @@ def isolate(settings: StackSettings) -> tuple[StackSettings, list[str]]:
             else:
                 values["TSE_SUBNET_PREFIX"] = free
                 notes.append(f"subnet {wanted} is in use, so TSE_SUBNET_PREFIX={free}")
+    monitoring = ipaddress.ip_network(values["TSE_MONITORING_SUBNET"], strict=False)
+    if any(monitoring.overlaps(u) for u in used_subnets()):
+        if "TSE_MONITORING_SUBNET" in settings.explicit:
+            conflicts.append(f"subnet {monitoring} overlaps a docker network (TSE_MONITORING_SUBNET)")
+        else:
+            moved = monitoring_subnet(values["TSE_SUBNET_PREFIX"])
+            if any(ipaddress.ip_network(moved).overlaps(u) for u in used_subnets()):
+                conflicts.append(f"subnet {monitoring} and {moved} overlap docker networks (TSE_MONITORING_SUBNET)")
+            else:
+                values["TSE_MONITORING_SUBNET"] = moved
+                notes.append(f"subnet {monitoring} is in use, so TSE_MONITORING_SUBNET={moved}")
     if conflicts:
         raise StackError(
             "cannot bring up an isolated stack: " + "; ".join(conflicts)

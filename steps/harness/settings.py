@@ -12,6 +12,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULTS = {
     "TSE_NETWORK_NAME": "trading-ecosystem",
     "TSE_SUBNET_PREFIX": "172.20",
+    # The monitoring network's: in 172.16.0.0/16, which Docker never picks for a network itself.
+    "TSE_MONITORING_SUBNET": "172.16.20.0/24",
     "REDIS_HOST_PORT": "6379",
     "POSTGRES_HOST_PORT": "5432",
     "REGISTRY_HOST_PORT": "8080",

@@ -91,7 +91,8 @@ def _start_users_stack(copy, project: str, *then: list) -> dict:
     """Start the copy's stack as a user would (plain `docker compose`, not the harness), on the values
     the copy's .env documents, then run the compose commands `then`. Returns the environment."""
     env = isolated_environment(project)
-    documented = {k: env.pop(k) for k in ("TSE_NETWORK_NAME", "TSE_SUBNET_PREFIX", *PORT_VARIABLES)}
+    documented = {k: env.pop(k) for k in ("TSE_NETWORK_NAME", "TSE_SUBNET_PREFIX", "TSE_MONITORING_SUBNET",
+                                          *PORT_VARIABLES)}
     env.pop("TSE_PROJECT")
     example = (copy / ".env.example").read_text()
     (copy / ".env").write_text(example + "".join(f"{k}={v}\n" for k, v in documented.items()))

@@ -40,6 +40,9 @@ def test_runs_in_flight_get_their_own_subnet_and_ports_until_they_end(monkeypatc
     first = reservations.environment("tse-fault-a")
     second = reservations.environment("tse-fault-b")
     assert first["TSE_SUBNET_PREFIX"] != second["TSE_SUBNET_PREFIX"]
+    # The monitoring network's subnet goes with the prefix (172.N -> 172.16.N.0/24): apart too.
+    assert first["TSE_MONITORING_SUBNET"] == f"172.16.{first['TSE_SUBNET_PREFIX'].split('.')[1]}.0/24"
+    assert first["TSE_MONITORING_SUBNET"] != second["TSE_MONITORING_SUBNET"]
     first_ports = {first[v] for v in PORT_VARIABLES}
     assert len(first_ports) == len(PORT_VARIABLES)
     assert not first_ports & {second[v] for v in PORT_VARIABLES}
