@@ -60,9 +60,10 @@ Feature: S. Security baseline (extra, beyond the milestone)
     And a list asked for a page of 2 parameters answers that many, with where the next page starts, and more than 1000 per page is refused with 422
 
   @checklist_S_9
-  Scenario: The Redis exporter answers Prometheus only, and signs in to the stack's Redis only
+  Scenario: The exporters answer Prometheus only, and the Redis exporter signs in to the stack's Redis only
     Then from inside the network, the Redis exporter answers 401 without Prometheus's credentials, to /metrics and to a /scrape of a listener of ours, which it does not reach
     And with Prometheus's credentials, its /scrape of a listener of ours sends that listener no password
+    And from inside the network, the PostgreSQL exporter answers 401 without Prometheus's credentials, to /metrics and to a /probe of a listener of ours, which it does not reach, and 200 with them
 
   @checklist_S_10
   Scenario: Passwords reach each service as files of its own, never through its configuration

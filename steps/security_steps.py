@@ -464,6 +464,28 @@ def _exporter_closed(stack, evidence):
     problems.raise_any()
 
 
+PG_EXPORTER_URL = "http://postgres-exporter:9187"
+PG_EXPORTER_HINT = ("--web.config.file on postgres-exporter (docker-compose.yml): a bcrypt hash of Prometheus's "
+                    "credential, made by the secrets service (infra/secrets/distribute)")
+
+
+@then("from inside the network, the PostgreSQL exporter answers 401 without Prometheus's credentials, to /metrics "
+      "and to a /probe of a listener of ours, which it does not reach, and 200 with them")
+def _postgres_exporter_closed(stack, evidence):
+    problems = Mismatches("the PostgreSQL exporter", PG_EXPORTER_HINT)
+    metrics = evidence.record(redis_exporter.request_from(stack.project, CALLER, f"{PG_EXPORTER_URL}/metrics"))
+    problems.check(metrics.observed["status"] == 401, "GET /metrics: 401", metrics.observed["status"], metrics)
+    url = f"{PG_EXPORTER_URL}/probe?target={LISTENER}:{LISTENER_PORT}/postgres?sslmode=disable"
+    probe = evidence.record(redis_exporter.request_from(stack.project, LISTENER, url, listen_port=LISTENER_PORT))
+    problems.check(probe.observed["status"] == 401 and not probe.observed["received"],
+                   "GET /probe?target=<our listener>: 401, and no connection to the listener", probe.observed, probe)
+    signed_in = evidence.record(redis_exporter.request_from(
+        stack.project, CALLER, f"{PG_EXPORTER_URL}/metrics", stack.settings.secret("REDIS_EXPORTER_SCRAPE_PASSWORD")))
+    problems.check(signed_in.observed["status"] == 200, "GET /metrics as prometheus: 200 (the 401s are the "
+                   "credential's, not a broken exporter)", signed_in.observed["status"], signed_in)
+    problems.raise_any()
+
+
 @then("with Prometheus's credentials, its /scrape of a listener of ours sends that listener no password")
 def _exporter_keeps_its_password(stack, evidence):
     scrape = _foreign_scrape(stack, stack.settings.secret("REDIS_EXPORTER_SCRAPE_PASSWORD"))

@@ -431,6 +431,9 @@ FAULTS = [
           [(COMPOSE, r"(^  redis-exporter:\n(?:    .*\n)*?    networks: )\[monitoring\]",
             r'\1{ monitoring: {}, trading-ecosystem: { ipv4_address: "${TSE_SUBNET_PREFIX:-172.20}.0.41" } }')],
           {"checklist_S_11"}),
+    fault("postgres-exporter-open", "the PostgreSQL exporter answers anyone, its /probe included",
+          [(COMPOSE, r'^    command: \["--web\.config\.file=/run/secrets/exporter_web_config"\]\n', ""),
+           (COMPOSE, r"(http://127\.0\.0\.1:9187/metrics \| grep -qx )401", r"\g<1>200")], {"checklist_S_9"}),
     fault("secret-files-readable-by-all", "the secret files handed out readable by every user",
           [(SECRETS_DISTRIBUTE, r"install -m 0400", "install -m 0444")], {"checklist_S_10"}),
 ]
