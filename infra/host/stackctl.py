@@ -58,7 +58,9 @@ def status_rows(project: str, services: list[str], network: str) -> list[tuple]:
     for service in services:
         try:
             state = docker_engine.state(project, service).observed
-            address = docker_engine.addresses(project, service).observed.get(network) or "-"
+            addresses = docker_engine.addresses(project, service).observed
+            # Prometheus and the exporters are on the monitoring network only: its address, named.
+            address = addresses.get(network) or ", ".join(f"{ip} ({name})" for name, ip in addresses.items()) or "-"
             ports = docker_engine.published_ports(project, service).observed
         except ProbeError:
             rows.append((service, "absent", "-", "-", "-"))
