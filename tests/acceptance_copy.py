@@ -77,11 +77,16 @@ def remove_own_images(tag: str) -> None:
             pass  # still used by a container the run left behind: assert_nothing_left names both
 
 
+def assert_project_gone(project: str, leftovers: dict, images_left: list) -> None:
+    """No container, network or volume of `project`, no image of its own, as read when its run ended."""
+    assert leftovers == {"containers": [], "networks": [], "volumes": []}, f"{project}: left behind: {leftovers}"
+    assert images_left == [], f"{project}: images left behind: {images_left}"
+
+
 def assert_nothing_left(project: str, volumes_before: set) -> None:
-    """No container, network or volume of `project`, no volume the run created, no image of its own."""
-    assert docker_engine.leftovers(project) == {"containers": [], "networks": [], "volumes": []}
+    """assert_project_gone, read now, and no volume the run created (anonymous ones included)."""
+    assert_project_gone(project, docker_engine.leftovers(project), images_tagged(project))
     assert volumes() - volumes_before == set(), f"{project}: volumes left behind"
-    assert images_tagged(project) == [], f"{project}: images left behind"
 
 
 def free_subnet_prefix(taken=frozenset()) -> str:

@@ -8,6 +8,7 @@ The runs start in the tests' order; each test then waits for its own run and jud
 from __future__ import annotations
 
 import os
+import shutil
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,9 +97,7 @@ def build_shared_images() -> None:
     try:
         compose_for(settings, workdir).ensure_images()
     finally:
-        for path in workdir.iterdir():
-            path.unlink()
-        workdir.rmdir()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 class FaultRuns:

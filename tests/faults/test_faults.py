@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.acceptance_copy import feature_scenarios, stack_changing_only_tags, volumes
+from tests.acceptance_copy import assert_project_gone, feature_scenarios, stack_changing_only_tags, volumes
 from tests.faults.faults import FAULTS
 from tests.faults.runs import FaultRuns, fault_jobs, shard
 
@@ -70,9 +70,7 @@ def test_fault_is_caught(fault, fault_runs):
 
 
 def _assert_nothing_left(outcome) -> None:
-    """No container, network or volume of the run's project, no image of its own."""
-    assert outcome.leftovers == {"containers": [], "networks": [], "volumes": []}, outcome.leftovers
-    assert outcome.images_left == [], f"{outcome.project}: images left behind"
+    assert_project_gone(outcome.project, outcome.leftovers, outcome.images_left)
 
 
 def _checklist_shows_the_fault(copy, fault) -> None:
