@@ -390,8 +390,12 @@ FAULTS = [
           {"checklist_S_3"}),
     fault("configuration-service-not-hardened", "the configuration service keeps Docker's default privileges",
           [(COMPOSE, r"^(  configuration-service:\n)    <<: \*hardened\n", r"\1")], {"checklist_S_4"}),
+    # Its secret files handed to root too: else, without capabilities, root cannot read them (0400, another
+    # owner) and the registry never starts.
     fault("service-registry-runs-as-root", "the registry's process runs as root",
-          [(COMPOSE, r"^(  service-registry:\n    <<: \*hardened\n)", r"\1    user: root\n")], {"checklist_S_4"}),
+          [(COMPOSE, r"^(  service-registry:\n    <<: \*hardened\n)", r"\1    user: root\n"),
+           (SECRETS_HANDOUT, r"^service-registry       999:999 ", "service-registry       0:0     ")],
+          {"checklist_S_4"}),
     fault("redis-domain-user-may-scan", "a domain user may list every domain's keys with SCAN",
           [(USERS_ACL, r"^(user risk-adapter .*) -scan -randomkey$", r"\1")], {"checklist_S_5"}),
     fault("redis-monitor-reads-every-key", "the monitor user reads every domain's keys",
