@@ -406,3 +406,37 @@ def _discoverable_infrastructure(stack, evidence, first, second):
         evidence.record(fact)
         problems.check(ok, f"{name} (instance {name}) healthy with endpoints", fact.observed, fact)
     problems.raise_any()
+
+
+CACHE_USER = "trading-adapter"   # a domain whose cache shares Redis with the registry
+DISCOVERIES = 25
+
+
+@then(parsers.parse("its discovery answers the same instances beside {count:d} keys a domain's cache wrote, and walks "
+                    "none of them: fewer SCANs than discoveries"))
+def _discovery_independent_of_the_keyspace(stack, evidence, request, registration, count):
+    name, port = registration["payload"]["name"], stack.registry_port()
+    problems = Mismatches("discovery beside a domain's cache", "discovery by name reads the index registry:index:"
+                          "<name> and the writer's own hash by its key (infra/service-registry/registry/store.py); "
+                          "SCAN walks every key Redis holds")
+    before = _instance_ids(_instances(stack, evidence, name))
+    keys = [f"trading:acceptance-cache:{uuid.uuid4().hex[:8]}:{n}" for n in range(count)]
+    request.addfinalizer(lambda: redis_server.delete_keys(*stack.redis(CACHE_USER), keys))
+    evidence.record(redis_server.write_keys(*stack.redis(CACHE_USER), keys))
+    after = _instance_ids(_instances(stack, evidence, name))
+    problems.check(after == before, f"the same instances of {name}", after, None)
+    # SCANs counted over two bursts of discoveries: a listing elsewhere (the registry's healthcheck
+    # asks /health every 15 s) can fall in one burst, not in both.
+    admin_password = stack.redis_password("admin")
+    scans = []
+    for _ in range(2):
+        start = redis_server.command_calls(stack.redis_port(), admin_password, "scan")
+        answers = [registry_api.service(port, name).observed["status"] for _ in range(DISCOVERIES)]
+        scans.append(redis_server.command_calls(stack.redis_port(), admin_password, "scan") - start)
+        problems.check(answers == [200] * DISCOVERIES, f"{DISCOVERIES} discoveries answered 200", answers, None)
+    fact = evidence.record(Fact(f"INFO commandstats cmdstat_scan calls, over 2 x {DISCOVERIES} GET /api/v1/services/"
+                                f"{name} beside {count} keys of {CACHE_USER}", f"redis 127.0.0.1:{stack.redis_port()}",
+                                scans))
+    problems.check(min(scans) < DISCOVERIES, f"fewer SCANs than the {DISCOVERIES} discoveries in one burst at least",
+                   scans, fact)
+    problems.raise_any()

@@ -317,3 +317,25 @@ class ChannelListener:
             self._pubsub.close()
         finally:
             self._connection.close()
+
+
+def write_keys(port: int, user: str, password: str, keys: list, ttl_s: int = 300) -> Fact:
+    """SET each key (a small value, expiring after `ttl_s` even if nobody deletes it), pipelined, as
+    `user`: what a domain's cache writes. Observed: how many were written."""
+    def work(conn):
+        with conn.pipeline(transaction=False) as pipe:
+            for k in keys:
+                pipe.set(k, "cached", ex=ttl_s)
+            return sum(bool(reply) for reply in pipe.execute())
+    return Fact(f"SET {keys[0]} … ({len(keys)} keys, EX {ttl_s})", _where(port, user),
+                ask(port, user, password, "SET (pipelined)", work))
+
+
+def delete_keys(port: int, user: str, password: str, keys: list) -> None:
+    ask(port, user, password, "DEL", lambda conn: conn.delete(*keys) if keys else 0)
+
+
+def command_calls(port: int, admin_password: str, command: str) -> int:
+    """How many times the server has run `command` since it started (INFO commandstats), every client's."""
+    stats = ask(port, "admin", admin_password, "INFO commandstats", lambda conn: conn.info("commandstats"))
+    return int((stats.get(f"cmdstat_{command.lower()}") or {}).get("calls", 0))

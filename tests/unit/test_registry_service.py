@@ -150,7 +150,7 @@ def test_a_read_the_registrys_own_acl_refuses_is_503_not_the_callers_fault(redis
             raise redis.exceptions.NoPermissionError("No permissions to access a key")
 
     with TestClient(registry_app(RefusingRedis(decode_responses=True))) as client:
-        response = client.get("/api/v1/services/risk-monitor")
+        response = client.get("/api/v1/services")  # listing every service SCANs (discovery by name does not)
         assert response.status_code == 503 and response.json()["detail"].startswith("Redis is unavailable")
 
 
@@ -206,3 +206,52 @@ def test_sign_ins_are_kept_per_user_and_password_bounded_and_failures_never(redi
     with pytest.raises(redis.AuthenticationError):
         writers.client_for("a", "not-1")  # another password is another sign-in, checked by Redis
     assert len(writers.clients) == 2
+
+
+def test_discovery_by_name_reads_the_index_and_never_walks_the_keyspace(client, redis_client):
+    client.post("/api/v1/services", json={**SIBLING, "instance_id": "a"})
+    client.post("/api/v1/services", json={**SIBLING, "instance_id": "b", "ttl_seconds": 30})
+    redis_client.mset({f"risk:cache:{n}": "x" for n in range(2000)})  # a domain's cache beside it
+    assert sorted(redis_client.zrange("registry:index:risk-monitor", 0, -1)) == ["a", "b"]
+    scans = []
+    original = redis_client.scan
+
+    def counted_scan(*args, **kwargs):
+        scans.append(args)
+        return original(*args, **kwargs)
+
+    redis_client.scan = counted_scan
+    for path in ("/api/v1/services/risk-monitor", "/health/risk-monitor"):
+        assert client.get(path).status_code == 200, path
+    assert scans == [], "discovery by name must not SCAN"
+    found = client.get("/api/v1/services/risk-monitor").json()["instances"]
+    assert [i["instance_id"] for i in found] == ["a", "b"]
+
+
+def test_the_index_follows_deregistration_heartbeats_and_expiry(client, redis_client):
+    client.post("/api/v1/services", json={**SIBLING, "instance_id": "a", "ttl_seconds": 30})
+    assert client.delete("/api/v1/services/risk-monitor/instances/a").status_code == 204
+    assert redis_client.zrange("registry:index:risk-monitor", 0, -1) == []
+    assert client.get("/api/v1/services/risk-monitor").status_code == 404
+    client.post("/api/v1/services", json={**SIBLING, "instance_id": "b", "ttl_seconds": 30})
+    before = redis_client.zscore("registry:index:risk-monitor", "b")
+    time.sleep(0.01)
+    assert client.put("/api/v1/services/risk-monitor/instances/b/heartbeat").status_code == 200
+    assert redis_client.zscore("registry:index:risk-monitor", "b") > before
+    assert 0 < redis_client.ttl("registry:index:risk-monitor") <= 30
+    # Expired: the member's score has passed; the next discovery sweeps it.
+    redis_client.zadd("registry:index:risk-monitor", {"b": time.time() - 1})
+    redis_client.delete("registry:services:risk-monitor:b")
+    assert client.get("/api/v1/services/risk-monitor").status_code == 404
+    assert redis_client.zrange("registry:index:risk-monitor", 0, -1) == []
+
+
+def test_an_instance_written_into_redis_directly_is_found_by_name_once_a_listing_saw_it(client, redis_client):
+    fields = instance_fields(Registration(name="risk-monitor", instance_id="direct"), "2026-11-28T00:00:00.000Z",
+                             None)
+    redis_client.hset("registry:services:risk-monitor:direct", mapping=fields)
+    redis_client.expire("registry:services:risk-monitor:direct", 60)
+    assert client.get("/api/v1/services/risk-monitor").status_code == 404  # not through the API: not indexed
+    assert client.get("/health").status_code == 200                       # a listing (the healthcheck's)
+    found = client.get("/api/v1/services/risk-monitor").json()["instances"]
+    assert [i["instance_id"] for i in found] == ["direct"]

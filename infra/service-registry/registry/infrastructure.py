@@ -81,6 +81,7 @@ class InfrastructureMonitor:
             try:
                 fields = instance_fields(registration, now, self.store.registered_at(entry["name"], entry["name"]))
                 self.store.put(fields, registration.ttl_seconds)
+                self.store.index.add(entry["name"], entry["name"], registration.ttl_seconds)
             except Exception as error:  # noqa: BLE001 - Redis away: nothing can be stored until it is back
                 self.count("redis_error")
                 log.info("cannot store %s: %s", entry["name"], error)

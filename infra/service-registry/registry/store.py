@@ -5,14 +5,20 @@
 - the one risk-monitor-py and trading-engine-py write themselves (their service_discovery.py), one
   hash per service at registry:services:{name}, its TTL set and renewed by the writer.
 
-Lookups use SCAN (KEYS is a @dangerous command the registry's ACL user may not run). Writes that
-must not resurrect an expired instance use WATCH/MULTI. A key under the prefix that neither layout
-reads (wrong type, missing fields, garbage values) is skipped: what a client stored never makes the
-registry fail.
+Discovery of one name never walks the keyspace (Redis is also the domains' cache: a million keys):
+the registry keeps an index per name, registry:index:{name}, a sorted set of the instance ids the
+API wrote, scored by when each expires, and reads the writer-owned hash by its key. Only listing
+every service (/api/v1/services, /health) still SCANs, and indexes what it finds there (an instance
+written into Redis in the registry's own layout, not through the API, is discovered by name once a
+listing has seen it: within the healthcheck's 15 s). KEYS is a @dangerous command the registry's
+ACL user may not run. Writes that must not resurrect an expired instance use WATCH/MULTI. A key
+under the prefix that neither layout reads (wrong type, missing fields, garbage values) is skipped:
+what a client stored never makes the registry fail.
 """
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Dict, List, Optional
@@ -30,8 +36,45 @@ def now_rfc3339() -> str:
     return rfc3339(datetime.now(timezone.utc))
 
 
+INDEX_PREFIX = "registry:index:"
+
+
 def key(name: str, instance_id: str) -> str:
     return f"{PREFIX}{name}:{instance_id}"
+
+
+def index_key(name: str) -> str:
+    return f"{INDEX_PREFIX}{name}"
+
+
+class Index:
+    """Per name, the instance ids the registry's API wrote, scored by their expiry (epoch seconds).
+    Written by the registry's own Redis user (callers' ACLs do not cover registry:index:), after the
+    caller's write succeeded. A member whose instance is gone is skipped by the reader and swept
+    once its score has passed; the sorted set itself expires with its longest-lived member."""
+
+    def __init__(self, client: redis.Redis):
+        self.redis = client
+
+    def add(self, name: str, instance_id: str, ttl_s: int) -> None:
+        k = index_key(name)
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(k, {instance_id: time.time() + ttl_s})
+            pipe.expire(k, ttl_s, nx=True)
+            pipe.expire(k, ttl_s, gt=True)
+            pipe.execute()
+
+    def remove(self, name: str, instance_id: str) -> None:
+        self.redis.zrem(index_key(name), instance_id)
+
+    def live(self, name: str) -> List[str]:
+        """The ids not expired yet (the expired ones swept in the same round trip)."""
+        k, now = index_key(name), time.time()
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zremrangebyscore(k, "-inf", now)
+            pipe.zrangebyscore(k, now, "+inf")
+            _, ids = pipe.execute()
+        return list(ids)
 
 
 def glob_escaped(text: str) -> str:
@@ -52,6 +95,7 @@ class Store:
     def __init__(self, client: redis.Redis):
         self.redis = client
         self.logged: set = set()
+        self.index = Index(client)
 
     def ping(self) -> bool:
         return bool(self.redis.ping())
@@ -112,8 +156,8 @@ class Store:
         if name is None:
             found = sorted(self.redis.scan_iter(match=f"{PREFIX}*", count=1000))
         else:
-            own = sorted(self.redis.scan_iter(match=f"{PREFIX}{glob_escaped(name)}:*", count=1000))
-            found = [f"{PREFIX}{name}", *own]
+            # The writer-owned hash by its key, the registry's own instances by the index: no SCAN.
+            found = [f"{PREFIX}{name}", *sorted(key(name, instance_id) for instance_id in self.index.live(name))]
         if not found:
             return Listing()
         with self.redis.pipeline(transaction=False) as pipe:
@@ -122,7 +166,7 @@ class Store:
                 pipe.ttl(k)
             # A key of another type answers WRONGTYPE: that reply is kept as an error, not raised.
             replies = pipe.execute(raise_on_error=False)
-        listing = Listing()
+        listing, own_layout = Listing(), []
         for k, fields, ttl in zip(found, replies[0::2], replies[1::2], strict=True):
             if isinstance(ttl, Exception):
                 raise ttl  # the connection, not a key, failed
@@ -132,10 +176,23 @@ class Store:
                 if isinstance(fields, redis.ResponseError):
                     raise Unreadable(f"not a hash ({str(fields).split(' ', 1)[0]})")
                 listing.instances[k] = read_entry(k, fields, ttl)
+                if k != f"{PREFIX}{listing.instances[k]['name']}" and ttl > 0:
+                    own_layout.append((listing.instances[k]["name"], listing.instances[k]["instance_id"], ttl))
             except Unreadable as why:
                 listing.unreadable[k] = str(why)
                 self._log_once(k, str(why))
+        if name is None and own_layout:
+            self._index_found(own_layout)
         return listing
+
+    def _index_found(self, instances: list) -> None:
+        """Index the registry-layout instances ((name, id, seconds left)) a full listing found: those
+        written into Redis directly, not through the API, are then discovered by name too."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for name, instance_id, ttl in instances:
+                pipe.zadd(index_key(name), {instance_id: time.time() + ttl}, nx=True)
+                pipe.expire(index_key(name), ttl, nx=True)
+            pipe.execute()
 
     def _log_once(self, k: str, why: str) -> None:
         if k in self.logged or len(self.logged) >= MAX_LOGGED_KEYS:
