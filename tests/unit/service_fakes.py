@@ -37,6 +37,11 @@ def registry_app(redis_client, acl: FakeAcl | None = None, **settings):
     return create_app(Settings(allowed_hosts=TEST_HOSTS, **settings), redis_client, acl or FakeAcl(redis_client))
 
 
+def reconciled(client) -> None:
+    """A whole reconciliation pass of the registry behind `client` (its background one takes up to a second)."""
+    client.app.state.registry.reconciler.full_pass()
+
+
 def config_app(settings, store, redis_client, **options):
     """The configuration service over `store` and `redis_client`, its editors signed in by FakeAcl."""
     from configsvc.app import create_app as create_config_app

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.unit.service_fakes import registry_app
+from tests.unit.service_fakes import reconciled, registry_app
 
 DIRECT_KEY = "registry:services:risk-monitor"
 
@@ -33,10 +33,7 @@ def write_directly(redis_client, key=DIRECT_KEY, fields=None, ttl=90):
 
 def test_a_hash_written_directly_is_an_instance_like_any_other(client, redis_client):
     write_directly(redis_client)
-    listed = client.get("/api/v1/services")
-    assert listed.status_code == 200
-    assert {"name": "risk-monitor", "instances": 1, "healthy": 1} in listed.json()["services"]
-    found = client.get("/api/v1/services/risk-monitor")
+    found = client.get("/api/v1/services/risk-monitor")  # by its key: at once
     assert found.status_code == 200
     (instance,) = found.json()["instances"]
     assert instance["instance_id"] == "risk-monitor" and instance["registered_via"] == "redis"
@@ -45,6 +42,10 @@ def test_a_hash_written_directly_is_an_instance_like_any_other(client, redis_cli
     assert 0 < instance["ttl_seconds"] <= 90
     assert instance["metadata"]["environment"] == "docker"
     assert instance["registered_at"].endswith("Z") and instance["last_heartbeat"].endswith("Z")
+    reconciled(client)  # listings read the names the reconciliation found
+    listed = client.get("/api/v1/services")
+    assert listed.status_code == 200
+    assert {"name": "risk-monitor", "instances": 1, "healthy": 1} in listed.json()["services"]
     health = client.get("/health")
     assert health.status_code == 200 and any(s["name"] == "risk-monitor" for s in health.json()["services"])
     assert client.get("/health/risk-monitor").json()["status"] == "healthy"
@@ -95,6 +96,7 @@ def test_a_malformed_key_is_skipped_counted_and_logged_once(client, redis_client
     else:
         getattr(redis_client, command)(key, value)
     client.post("/api/v1/services", json={"name": "exchange-simulator", "endpoints": {"http": "http://x:8080"}})
+    reconciled(client)
     for _ in range(3):
         for path in ("/api/v1/services", "/health", "/api/v1/services/risk-monitor", "/health/risk-monitor"):
             assert client.get(path).status_code in (200, 404), path

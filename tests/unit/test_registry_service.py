@@ -146,11 +146,11 @@ def test_an_endpoint_that_is_not_a_url_is_422_naming_it(client):
 
 def test_a_read_the_registrys_own_acl_refuses_is_503_not_the_callers_fault(redis_client):
     class RefusingRedis(fakeredis.FakeRedis):
-        def scan_iter(self, *args, **kwargs):
+        def pipeline(self, *args, **kwargs):
             raise redis.exceptions.NoPermissionError("No permissions to access a key")
 
     with TestClient(registry_app(RefusingRedis(decode_responses=True))) as client:
-        response = client.get("/api/v1/services")  # listing every service SCANs (discovery by name does not)
+        response = client.get("/api/v1/services")
         assert response.status_code == 503 and response.json()["detail"].startswith("Redis is unavailable")
 
 
@@ -246,12 +246,54 @@ def test_the_index_follows_deregistration_heartbeats_and_expiry(client, redis_cl
     assert redis_client.zrange("registry:index:risk-monitor", 0, -1) == []
 
 
-def test_an_instance_written_into_redis_directly_is_found_by_name_once_a_listing_saw_it(client, redis_client):
+def test_an_instance_written_into_redis_directly_is_found_once_the_reconciliation_saw_it(client, redis_client):
     fields = instance_fields(Registration(name="risk-monitor", instance_id="direct"), "2026-11-28T00:00:00.000Z",
                              None)
     redis_client.hset("registry:services:risk-monitor:direct", mapping=fields)
     redis_client.expire("registry:services:risk-monitor:direct", 60)
     assert client.get("/api/v1/services/risk-monitor").status_code == 404  # not through the API: not indexed
-    assert client.get("/health").status_code == 200                       # a listing (the healthcheck's)
+    deadline = time.monotonic() + 5  # the app's own background pass (one a second on a small keyspace)
+    while client.get("/api/v1/services/risk-monitor").status_code == 404 and time.monotonic() < deadline:
+        time.sleep(0.05)
     found = client.get("/api/v1/services/risk-monitor").json()["instances"]
     assert [i["instance_id"] for i in found] == ["direct"]
+    assert {"name": "risk-monitor", "instances": 1, "healthy": 1} in client.get("/api/v1/services").json()["services"]
+
+
+def test_the_reconciliation_walks_a_bounded_batch_per_step_and_counts_unreadable_keys_per_pass(redis_client):
+    from registry.reconcile import Reconciler
+
+    redis_client.mset({f"risk:cache:{n}": "x" for n in range(5000)})
+    redis_client.hset("registry:services:risk-monitor", mapping={"last_heartbeat": "1"})  # unreadable
+    passes = []
+    reconciler = Reconciler(Store(redis_client), passes.append, keys_per_step=500)
+    steps = 1
+    while not reconciler.step():
+        steps += 1
+    assert steps >= 5000 // 500 and passes == [{"registry:services:risk-monitor": passes[0][
+        "registry:services:risk-monitor"]}]
+
+
+def test_listing_every_service_never_scans(redis_client):
+    client = TestClient(registry_app(redis_client))  # outside `with`: no lifespan, no background walk
+    client.post("/api/v1/services", json={**SIBLING, "instance_id": "a"}, auth=SIBLING_AUTH)
+    scans = []
+    original = redis_client.scan
+    redis_client.scan = lambda *args, **kwargs: scans.append(args) or original(*args, **kwargs)
+    for path in ("/api/v1/services", "/health"):
+        assert client.get(path).status_code == 200, path
+    assert scans == []
+
+
+def test_health_is_503_while_the_reconciliation_is_refused(redis_client):
+    class NoScan(fakeredis.FakeRedis):
+        def scan(self, *args, **kwargs):
+            raise redis.exceptions.NoPermissionError("this user has no permissions to run the 'scan' command")
+
+    with TestClient(registry_app(NoScan(server=redis_client.connection_pool.connection_kwargs["server"],
+                                        decode_responses=True))) as client:
+        deadline = time.monotonic() + 5
+        while client.get("/health").status_code == 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        response = client.get("/health")
+        assert response.status_code == 503 and "scan" in response.json()["reason"]

@@ -42,15 +42,19 @@ def create_app(settings: Optional[Settings] = None, client: Optional[redis.Redis
                                     settings.postgres_password, lambda event: metrics.redis_errors.inc(),
                                     lambda name, healthy: metrics.infrastructure_healthy.labels(name).set(healthy))
 
+    registry = RegistryState(settings, store, metrics, RedisSignIns(connect_as))
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        task = asyncio.create_task(monitor.run()) if settings.infrastructure else None
+        tasks = [asyncio.create_task(registry.reconciler.run())]
+        if settings.infrastructure:
+            tasks.append(asyncio.create_task(monitor.run()))
         yield
-        if task:
+        for task in tasks:
             task.cancel()
 
     app = FastAPI(title="Trading ecosystem service registry", version="1.0.0", lifespan=lifespan)
-    app.state.registry = RegistryState(settings, store, metrics, RedisSignIns(connect_as))
+    app.state.registry = registry
     app.include_router(router)
     app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["*"],
                        allow_headers=["*"])

@@ -7,6 +7,7 @@ from typing import Dict, List
 from fastapi import Depends, HTTPException, Request
 
 from registry.metrics import Metrics
+from registry.reconcile import Reconciler
 from registry.settings import Settings
 from registry.store import Store
 from servicekit.signin import Caller, RedisSignIns, basic_sign_in
@@ -19,16 +20,18 @@ HOW_TO_AUTHENTICATE = (
 
 class RegistryState:
     """One per app: the store (as the registry's own user, for reads and the stack's own services),
-    the callers' writers, the metrics, the settings, and the keys seen by the last full read."""
+    the callers' writers, the metrics, the settings, the reconciliation that indexes what the API did
+    not write, and the keys seen by the last full read."""
 
     def __init__(self, settings: Settings, store: Store, metrics: Metrics, writers: RedisSignIns):
         self.settings, self.store, self.metrics, self.writers = settings, store, metrics, writers
+        self.reconciler = Reconciler(store, lambda unreadable: metrics.unreadable.set(len(unreadable)),
+                                     metrics.redis_errors.inc)
         self.seen: set = set()
 
     def read_all(self) -> List[Dict[str, str]]:
-        """Every readable instance; counts the skipped keys and the expiries."""
+        """Every readable instance; counts the expiries."""
         listing = self.store.listing()
-        self.metrics.unreadable.set(len(listing.unreadable))
         self.track_expiries(list(listing.instances))
         return list(listing.instances.values())
 

@@ -92,6 +92,11 @@ def health(registry: RegistryState = Depends(state)):
         registry.metrics.redis_errors.inc()
         return JSONResponse({"status": "unhealthy", "timestamp": now_rfc3339(),
                              "reason": f"Redis is unavailable: {error}"}, status_code=503)
+    if registry.reconciler.failing:
+        # Redis answers, but the walk that finds what the API did not write cannot run (its ACL?).
+        return JSONResponse({"status": "unhealthy", "timestamp": now_rfc3339(),
+                             "reason": f"the walk of registry:services: fails: {registry.reconciler.failing}"},
+                            status_code=503)
     return {"status": "healthy", "timestamp": now_rfc3339(), "services": summaries(instances)}
 
 

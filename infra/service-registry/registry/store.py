@@ -5,15 +5,16 @@
 - the one risk-monitor-py and trading-engine-py write themselves (their service_discovery.py), one
   hash per service at registry:services:{name}, its TTL set and renewed by the writer.
 
-Discovery of one name never walks the keyspace (Redis is also the domains' cache: a million keys):
-the registry keeps an index per name, registry:index:{name}, a sorted set of the instance ids the
-API wrote, scored by when each expires, and reads the writer-owned hash by its key. Only listing
-every service (/api/v1/services, /health) still SCANs, and indexes what it finds there (an instance
-written into Redis in the registry's own layout, not through the API, is discovered by name once a
-listing has seen it: within the healthcheck's 15 s). KEYS is a @dangerous command the registry's
-ACL user may not run. Writes that must not resurrect an expired instance use WATCH/MULTI. A key
-under the prefix that neither layout reads (wrong type, missing fields, garbage values) is skipped:
-what a client stored never makes the registry fail.
+No request walks the keyspace (Redis is also the domains' cache: a million keys). The registry keeps
+an index per name, registry:index:{name}, a sorted set of the instance ids it wrote, scored by when
+each expires, and a sorted set of the names, registry:names, scored the same way. Discovery of one
+name reads its index and the writer-owned hash by its key; a listing of every service reads the
+names, then the same. What the API did not write (a writer-owned hash, an instance stored into Redis
+directly) is indexed by the background reconciliation (registry/reconcile.py), which SCANs the
+prefix a bounded number of keys at a time. KEYS is a @dangerous command the registry's ACL user may
+not run. Writes that must not resurrect an expired instance use WATCH/MULTI. A key under the prefix
+that neither layout reads (wrong type, missing fields, garbage values) is skipped: what a client
+stored never makes the registry fail.
 """
 from __future__ import annotations
 
@@ -37,6 +38,10 @@ def now_rfc3339() -> str:
 
 
 INDEX_PREFIX = "registry:index:"
+NAMES_KEY = "registry:names"
+# How long a writer-owned hash without a TTL stays among the names (a reconciliation pass that
+# finds it again renews it).
+UNEXPIRING_HORIZON_S = 300
 
 
 def key(name: str, instance_id: str) -> str:
@@ -57,11 +62,22 @@ class Index:
         self.redis = client
 
     def add(self, name: str, instance_id: str, ttl_s: int) -> None:
-        k = index_key(name)
+        self.add_all([(name, instance_id, ttl_s)])
+
+    def add_all(self, instances: list, only_new: bool = False) -> None:
+        """Index each (name, instance id or None for a writer-owned hash, seconds left); `only_new`
+        leaves the expiry of an id already indexed as it is (the API's write knows it better)."""
+        now = time.time()
         with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zadd(k, {instance_id: time.time() + ttl_s})
-            pipe.expire(k, ttl_s, nx=True)
-            pipe.expire(k, ttl_s, gt=True)
+            for name, instance_id, ttl_s in instances:
+                ttl_s = ttl_s if ttl_s > 0 else UNEXPIRING_HORIZON_S
+                expiry = now + ttl_s
+                if instance_id is not None:
+                    k = index_key(name)
+                    pipe.zadd(k, {instance_id: expiry}, nx=only_new)
+                    pipe.expire(k, ttl_s, nx=True)
+                    pipe.expire(k, ttl_s, gt=True)
+                pipe.zadd(NAMES_KEY, {name: expiry}, gt=True)
             pipe.execute()
 
     def remove(self, name: str, instance_id: str) -> None:
@@ -76,6 +92,25 @@ class Index:
             _, ids = pipe.execute()
         return list(ids)
 
+    def names(self) -> List[str]:
+        """Every name with an instance that has not expired yet (the expired ones swept)."""
+        now = time.time()
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zremrangebyscore(NAMES_KEY, "-inf", now)
+            pipe.zrangebyscore(NAMES_KEY, now, "+inf")
+            _, names = pipe.execute()
+        return list(names)
+
+    def keys(self, names: List[str]) -> List[str]:
+        """The keys that can hold instances of `names`: each writer-owned hash, each indexed id's."""
+        now = time.time()
+        with self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.zrangebyscore(index_key(name), now, "+inf")
+            indexed = pipe.execute()
+        return [k for name, ids in zip(names, indexed, strict=True)
+                for k in (f"{PREFIX}{name}", *sorted(key(name, instance_id) for instance_id in ids))]
+
 
 def glob_escaped(text: str) -> str:
     """`text` matched literally by a SCAN MATCH pattern."""
@@ -89,6 +124,7 @@ class Listing:
 
     instances: Dict[str, Dict[str, str]] = field(default_factory=dict)
     unreadable: Dict[str, str] = field(default_factory=dict)
+    ttls: Dict[str, int] = field(default_factory=dict)  # seconds left, -1 for none
 
 
 class Store:
@@ -151,13 +187,15 @@ class Store:
         return list(self.listing(name).instances.values())
 
     def listing(self, name: Optional[str] = None) -> Listing:
-        """Every live instance (of `name`, in both layouts), read with one pipelined HGETALL and TTL per
-        key; unreadable keys skipped and logged once each."""
+        """Every live instance (of `name`, in both layouts), from the indexes: never a SCAN."""
         if name is None:
-            found = sorted(self.redis.scan_iter(match=f"{PREFIX}*", count=1000))
-        else:
-            # The writer-owned hash by its key, the registry's own instances by the index: no SCAN.
-            found = [f"{PREFIX}{name}", *sorted(key(name, instance_id) for instance_id in self.index.live(name))]
+            return self.read(self.index.keys(self.index.names()))
+        # The writer-owned hash by its key, the registry's own instances by the index.
+        return self.read([f"{PREFIX}{name}", *sorted(key(name, instance_id) for instance_id in self.index.live(name))])
+
+    def read(self, found: List[str]) -> Listing:
+        """The instances at `found`, read with one pipelined HGETALL and TTL per key; keys gone skipped,
+        unreadable ones skipped and logged once each."""
         if not found:
             return Listing()
         with self.redis.pipeline(transaction=False) as pipe:
@@ -166,33 +204,31 @@ class Store:
                 pipe.ttl(k)
             # A key of another type answers WRONGTYPE: that reply is kept as an error, not raised.
             replies = pipe.execute(raise_on_error=False)
-        listing, own_layout = Listing(), []
+        listing = Listing()
         for k, fields, ttl in zip(found, replies[0::2], replies[1::2], strict=True):
             if isinstance(ttl, Exception):
                 raise ttl  # the connection, not a key, failed
             if ttl == -2 or fields == {}:
-                continue  # gone between SCAN and HGETALL (expired, deleted) or never there
+                continue  # gone since it was found (expired, deleted) or never there
             try:
                 if isinstance(fields, redis.ResponseError):
                     raise Unreadable(f"not a hash ({str(fields).split(' ', 1)[0]})")
                 listing.instances[k] = read_entry(k, fields, ttl)
-                if k != f"{PREFIX}{listing.instances[k]['name']}" and ttl > 0:
-                    own_layout.append((listing.instances[k]["name"], listing.instances[k]["instance_id"], ttl))
+                listing.ttls[k] = ttl
             except Unreadable as why:
                 listing.unreadable[k] = str(why)
                 self._log_once(k, str(why))
-        if name is None and own_layout:
-            self._index_found(own_layout)
         return listing
 
-    def _index_found(self, instances: list) -> None:
-        """Index the registry-layout instances ((name, id, seconds left)) a full listing found: those
-        written into Redis directly, not through the API, are then discovered by name too."""
-        with self.redis.pipeline(transaction=False) as pipe:
-            for name, instance_id, ttl in instances:
-                pipe.zadd(index_key(name), {instance_id: time.time() + ttl}, nx=True)
-                pipe.expire(index_key(name), ttl, nx=True)
-            pipe.execute()
+    def index_found(self, listing: Listing) -> None:
+        """Index what a walk of the prefix found (registry/reconcile.py): the instances written into
+        Redis directly, not through the API, are then listed and discovered by name too."""
+        found = []
+        for k, instance in listing.instances.items():
+            writer_owned = k == f"{PREFIX}{instance['name']}"
+            found.append((instance["name"], None if writer_owned else instance["instance_id"], listing.ttls[k]))
+        if found:
+            self.index.add_all(found, only_new=True)
 
     def _log_once(self, k: str, why: str) -> None:
         if k in self.logged or len(self.logged) >= MAX_LOGGED_KEYS:

@@ -1,0 +1,67 @@
+"""The background walk of registry:services:* that indexes what the API did not write.
+
+risk-monitor-py and trading-engine-py write their own hash at registry:services:{name}; a client can
+store an instance in the registry's layout directly. Discovery by name reads the writer-owned hash by
+its key, so it sees those at once; listing every service reads the names the registry knows
+(store.py), and this walk is how such names get known. It SCANs a bounded number of keys per step,
+so its cost does not grow with what else Redis holds (a domain's cache of a million keys): only how
+long a pass takes does (KEYS_PER_SECOND). It also counts, per pass, the keys no layout reads.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Callable, Dict, Optional
+
+import redis
+
+from registry.models import PREFIX
+from registry.store import Store
+
+log = logging.getLogger("registry.reconcile")
+
+KEYS_PER_STEP = 1000      # SCAN's COUNT: about how many keys one step examines
+STEP_INTERVAL_S = 0.05    # so at most about 20,000 keys a second: a pass over a million keys takes ~50 s
+PASS_INTERVAL_S = 1.0     # the pause between passes: the staleness of a listing on a small keyspace
+
+
+class Reconciler:
+    def __init__(self, store: Store, on_pass: Callable[[Dict[str, str]], None] = lambda unreadable: None,
+                 on_error: Callable[[], None] = lambda: None, keys_per_step: int = KEYS_PER_STEP):
+        self.store, self.on_pass, self.on_error, self.keys_per_step = store, on_pass, on_error, keys_per_step
+        self.cursor, self.unreadable = 0, {}
+        self.failing: Optional[str] = None  # why the last step failed, None once one succeeds
+
+    def step(self) -> bool:
+        """Examine the next batch of keys and index the instances among them; True when that ended a pass
+        (on_pass then gets the unreadable keys the pass met, {key: why})."""
+        self.cursor, keys = self.store.redis.scan(self.cursor, match=f"{PREFIX}*", count=self.keys_per_step)
+        listing = self.store.read(sorted(keys))
+        self.store.index_found(listing)
+        self.unreadable.update(listing.unreadable)
+        if self.cursor != 0:
+            return False
+        self.on_pass(self.unreadable)
+        self.unreadable = {}
+        return True
+
+    def full_pass(self) -> None:
+        """A whole pass at once, beside (not disturbing) the one run() is making."""
+        walk = Reconciler(self.store, self.on_pass, self.on_error, self.keys_per_step)
+        while not walk.step():
+            pass
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                ended = await loop.run_in_executor(None, self.step)
+                self.failing = None
+            except Exception as error:  # noqa: BLE001 - Redis away, or refusing: /health says so, the walk goes on
+                if isinstance(error, redis.RedisError):
+                    self.on_error()
+                if self.failing is None:
+                    log.warning("reconciliation failed, retrying each second: %s", error)
+                self.failing = f"{type(error).__name__}: {error}"
+                self.cursor, self.unreadable, ended = 0, {}, True  # the next pass starts over
+            await asyncio.sleep(PASS_INTERVAL_S if ended else STEP_INTERVAL_S)
