@@ -1,0 +1,2 @@
+-- GET the URL given to wrk, over and over.
+done = dofile("/loadgen/report.lua")
