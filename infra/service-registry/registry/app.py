@@ -16,13 +16,14 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.trustedhost import TrustedHostMiddleware
 from fastapi.responses import JSONResponse
 
-from registry.deps import RegistryState
+from registry.deps import CACHED_ROUTES, RegistryState
 from registry.infrastructure import InfrastructureMonitor
 from registry.metrics import Metrics
 from registry.routes import router
 from registry.settings import Settings
 from registry.store import Store
 from servicekit.http import RequestGuard, add_error_handlers, dependency_unavailable
+from servicekit.readcache import CachedReads
 from servicekit.redis_client import connect
 from servicekit.signin import RedisSignIns
 
@@ -38,11 +39,11 @@ def create_app(settings: Optional[Settings] = None, client: Optional[redis.Redis
     client = client or connect(settings.redis_url, settings.redis_user, settings.redis_password)
     connect_as = connect_as or (lambda user, password: connect(settings.redis_url, user, password))
     store, metrics = Store(client), Metrics()
+    registry = RegistryState(settings, store, metrics, RedisSignIns(connect_as))
     monitor = InfrastructureMonitor(store, settings.infrastructure, settings.probe_interval_s,
                                     settings.postgres_password, lambda event: metrics.redis_errors.inc(),
-                                    lambda name, healthy: metrics.infrastructure_healthy.labels(name).set(healthy))
-
-    registry = RegistryState(settings, store, metrics, RedisSignIns(connect_as))
+                                    lambda name, healthy: metrics.infrastructure_healthy.labels(name).set(healthy),
+                                    registry.cache.changed)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -56,6 +57,8 @@ def create_app(settings: Optional[Settings] = None, client: Optional[redis.Redis
     app = FastAPI(title="Trading ecosystem service registry", version="1.0.0", lifespan=lifespan)
     app.state.registry = registry
     app.include_router(router)
+    # Innermost: answers kept in memory still pass the Host check, CORS and the request metrics.
+    app.add_middleware(CachedReads, cache=registry.cache, routes=CACHED_ROUTES)
     app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["*"],
                        allow_headers=["*"])
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts))

@@ -10,6 +10,7 @@ from registry.metrics import Metrics
 from registry.reconcile import Reconciler
 from registry.settings import Settings
 from registry.store import Store
+from servicekit.readcache import ReadCache
 from servicekit.signin import Caller, RedisSignIns, basic_sign_in
 
 HOW_TO_AUTHENTICATE = (
@@ -18,13 +19,20 @@ HOW_TO_AUTHENTICATE = (
 )
 
 
+# Every write is announced here: each worker then forgets the discovery answers it kept.
+CHANGES_CHANNEL = "registry:changes"
+# The reads answered from memory (servicekit/readcache.py), at most 1 s old; /health always asks Redis.
+CACHED_ROUTES = ("/api/v1/services", "/api/v1/services/{name}", "/health/{name}")
+
+
 class RegistryState:
     """One per app: the store (as the registry's own user, for reads and the stack's own services),
     the callers' writers, the metrics, the settings, the reconciliation that indexes what the API did
-    not write, and the keys seen by the last full read."""
+    not write, the answers kept for reads, and the keys seen by the last full read."""
 
     def __init__(self, settings: Settings, store: Store, metrics: Metrics, writers: RedisSignIns):
         self.settings, self.store, self.metrics, self.writers = settings, store, metrics, writers
+        self.cache = ReadCache(store.redis, CHANGES_CHANNEL)
         self.reconciler = Reconciler(store, lambda unreadable: metrics.unreadable.set(len(unreadable)),
                                      metrics.redis_errors.inc)
         self.seen: set = set()

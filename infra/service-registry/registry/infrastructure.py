@@ -42,9 +42,10 @@ class InfrastructureMonitor:
 
     def __init__(self, store: Store, declared: list, interval_s: float, postgres_password: str,
                  counters: Callable[[str], None] = lambda event: None,
-                 observe: Callable[[str, bool], None] = lambda name, healthy: None):
+                 observe: Callable[[str, bool], None] = lambda name, healthy: None,
+                 changed: Callable[[], None] = lambda: None):
         self.store, self.declared, self.interval_s = store, declared, interval_s
-        self.postgres_password, self.count, self.observe = postgres_password, counters, observe
+        self.postgres_password, self.count, self.observe, self.changed = postgres_password, counters, observe, changed
 
     def probe(self, entry: Dict) -> bool:
         kind = entry["kind"]
@@ -85,6 +86,7 @@ class InfrastructureMonitor:
             except Exception as error:  # noqa: BLE001 - Redis away: nothing can be stored until it is back
                 self.count("redis_error")
                 log.info("cannot store %s: %s", entry["name"], error)
+        self.changed()
         return statuses
 
     async def run(self) -> None:

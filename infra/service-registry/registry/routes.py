@@ -25,6 +25,7 @@ def register(body: Registration, response: Response, registry: RegistryState = D
     fields = instance_fields(body, now_rfc3339(), store.registered_at(body.name, body.instance_id))
     replaced = store.put(fields, ttl)
     registry.store.index.add(body.name, body.instance_id, ttl)  # as the registry: callers cannot write the index
+    registry.cache.changed(body.name)
     metrics.registrations.labels("replaced" if replaced else "new").inc()
     response.status_code = 200 if replaced else 201
     return instance_view(fields)
@@ -40,6 +41,7 @@ def heartbeat(name: str, instance_id: str, body: Optional[Heartbeat] = None,
         registry.metrics.heartbeats.labels("unknown").inc()
         raise HTTPException(status_code=404, detail=f"no live instance {instance_id} of {name}: register again")
     registry.store.index.add(name, instance_id, int(fields.get("ttl_seconds") or registry.settings.default_ttl_s))
+    registry.cache.changed(name)
     registry.metrics.heartbeats.labels("renewed").inc()
     return instance_view(fields)
 
@@ -51,6 +53,7 @@ def deregister(name: str, instance_id: str, registry: RegistryState = Depends(st
     if not store.delete(name, instance_id):
         raise HTTPException(status_code=404, detail=f"no instance {instance_id} of {name}")
     registry.store.index.remove(name, instance_id)
+    registry.cache.changed(name)
     registry.seen.discard(key(name, instance_id))
     return Response(status_code=204)
 
