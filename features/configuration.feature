@@ -62,9 +62,11 @@ Feature: 6. Basic configuration service for endpoints and parameters
   @checklist_6_7
   Scenario: Runtime configuration updates
     Given a parameter created through the configuration API with type "string" and value "before"
+    And "risk-monitor" has read the parameter by path, by query and with X-Service-Name: "before"
     And a client waiting for the parameter's next version
     And a subscriber to the Redis channel "config:changes" as "config-service"
     When the parameter is changed to "after" with its current version
     Then reading the parameter gives value "after" at version 2
+    And "risk-monitor"'s next reads, by path, by query and with X-Service-Name, give "after" at version 2
     And the waiting client is woken within 2 s with value "after" at version 2
     And "config:changes" announces the parameter's key, environment and version 2

@@ -472,3 +472,40 @@ def _announced(evidence, listener, parameter, channel, version):
     wanted = {"key": parameter["key"], "environment": ENVIRONMENT, "version": version}
     found = [m for m in decoded if isinstance(m, dict) and {k: m.get(k) for k in wanted} == wanted]
     expect(bool(found), f"messages on {channel}", wanted, decoded, fact, "PUBLISH every committed change")
+
+
+# -- reads kept in memory ------------------------------------------------------------------------
+
+def _reads_of(stack, key: str, service: str) -> dict:
+    """The parameter as `service` reads it, in each form the siblings' clients use: {form: Fact}."""
+    port = stack.config_port()
+    return {"by path": config_api.parameter(port, key, ENVIRONMENT, service),
+            "by query": config_api.parameter_by_query(port, key, ENVIRONMENT, service),
+            "with X-Service-Name": config_api.parameter(port, key, ENVIRONMENT, headers={"X-Service-Name": service})}
+
+
+READS_BEFORE = 3  # each form read a few times: what the service keeps in memory is what is asked again
+
+
+@given(parsers.parse('"{service}" has read the parameter by path, by query and with X-Service-Name: "{value}"'))
+def _has_read(stack, evidence, parameter, service, value):
+    problems = Mismatches(f"{service}'s reads of {parameter['key']}", "GET /api/v1/configuration/{key}")
+    for _ in range(READS_BEFORE):
+        for form, fact in _reads_of(stack, parameter["key"], service).items():
+            problems.check(http_api.json_object(fact).get("value") == value, f"{form}: {value!r}",
+                           fact.observed, evidence.record(fact))
+    problems.raise_any()
+
+
+@then(parsers.parse('"{service}"\'s next reads, by path, by query and with X-Service-Name, give "{value}" at '
+                    'version {version:d}'))
+def _next_reads(stack, evidence, parameter, service, value, version):
+    # A change made through the service is announced before it answers: the next read of every
+    # worker sees it (what it keeps in memory is forgotten; infra/servicekit/servicekit/readcache.py).
+    problems = Mismatches(f"{service}'s next reads of {parameter['key']}", "the configuration service forgets "
+                          "the reads it kept when a change is announced on config:changes")
+    for form, fact in _reads_of(stack, parameter["key"], service).items():
+        body = http_api.json_object(evidence.record(fact))
+        problems.check((body.get("value"), body.get("version")) == (value, version), f"{form}: {value!r} at "
+                       f"version {version}", (body.get("value"), body.get("version")), fact)
+    problems.raise_any()

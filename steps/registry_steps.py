@@ -74,14 +74,19 @@ def _answered_200(stack, evidence, registration):
     expect(fact.observed["status"] == 200, "registering again", 200, fact.observed["status"], fact)
 
 
-@then("the registry forgets the instance when it deregisters")
+@then("the registry forgets the instance when it deregisters: the next discovery of its name answers 404")
 def _deregisters(stack, evidence, registration):
     payload = registration["payload"]
     where = (stack.registry_port(), payload["name"], payload["instance_id"], _sibling(stack))
+    # Discovered first: an answer the registry keeps in memory must be forgotten by the deregistration.
+    before = _instances(stack, evidence, payload["name"])
     gone = evidence.record(registry_api.deregister(*where))
+    after = _instances(stack, evidence, payload["name"])
     again = evidence.record(registry_api.deregister(*where))
-    expect((gone.observed["status"], again.observed["status"]) == (204, 404), "DELETE twice", (204, 404),
-           (gone.observed["status"], again.observed["status"]), again)
+    statuses = tuple(fact.observed["status"] for fact in (before, gone, after, again))
+    expect(statuses == (200, 204, 404, 404), "GET, DELETE, GET, DELETE", (200, 204, 404, 404), statuses, after,
+           "a deregistration is announced on registry:changes; every worker forgets what it kept "
+           "(infra/servicekit/servicekit/readcache.py)")
 
 
 @then("the registry lists that service with its instance count and healthy count")

@@ -24,9 +24,9 @@ def parameter(port: int, key: str, environment: str | None = None, service: str 
         environment=environment, service=service, wait_version=wait_version, timeout=timeout), headers=headers)
 
 
-def parameter_by_query(port: int, key: str, environment: str | None = None) -> Fact:
+def parameter_by_query(port: int, key: str, environment: str | None = None, service: str | None = None) -> Fact:
     """GET /api/v1/configuration?key=: the same parameter, as risk-monitor-py's client asks for it."""
-    return http_api.call(port, "GET", API + _query(key=key, environment=environment))
+    return http_api.call(port, "GET", API + _query(key=key, environment=environment, service=service))
 
 
 def parameters(port: int, environment: str | None = None, limit: int | None = None, offset: int | None = None

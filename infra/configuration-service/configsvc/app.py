@@ -18,10 +18,15 @@ from configsvc.routes import router
 from configsvc.settings import Settings
 from configsvc.store import PostgresStore, Store, StoreUnavailable
 from servicekit.http import RequestGuard, add_error_handlers
+from servicekit.readcache import CachedReads
 from servicekit.redis_client import connect
 from servicekit.signin import RedisSignIns
 
 log = logging.getLogger("configsvc")
+
+
+# One parameter as a service sees it, and the lists: 200s kept at most 1 s (a change forgets them at once).
+CACHED_ROUTES = ("/api/v1/configuration/{key}", "/api/v1/configuration")
 
 
 def redis_client_for(settings: Settings) -> redis.Redis:
@@ -54,6 +59,10 @@ def create_app(settings: Optional[Settings] = None, store: Optional[Store] = Non
                               "(ETag / If-Match) and change notifications on Redis channel config:changes.")
     app.state.config = config
     app.state.notifier = config.notifier  # the seed announces what it writes through it (__main__)
+    # Innermost: reads answered from memory still pass the request metrics (servicekit/readcache.py);
+    # the service a read is for may come in X-Service-Name; a long poll (wait_version) always waits.
+    app.add_middleware(CachedReads, cache=config.cache, routes=CACHED_ROUTES, vary=(b"x-service-name",),
+                       uncached=("wait_version",), on_hit=config.metrics.read_from_memory)
     app.add_middleware(RequestGuard, metrics=config.metrics)
     app.include_router(router)
     add_error_handlers(app, "configuration service", log,

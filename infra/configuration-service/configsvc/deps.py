@@ -16,10 +16,11 @@ from starlette.concurrency import run_in_threadpool
 
 from configsvc.metrics import Metrics
 from configsvc.model import Row, canonical_environment, check_key, check_service, resolve
-from configsvc.notifier import ChangeListener, ChangeSignal, Notifier
+from configsvc.notifier import CHANNEL, ChangeListener, ChangeSignal, Notifier
 from configsvc.settings import Settings
 from configsvc.store import Store
 from servicekit.errors import one_line
+from servicekit.readcache import ReadCache
 from servicekit.signin import Caller, RedisSignIns, basic_sign_in
 
 HEALTH_TIMEOUT_S = 2.0  # each dependency's probe: /health answers within ~2 s even when one hangs
@@ -35,6 +36,7 @@ class ConfigState:
         self.default_environment = canonical_environment(settings.default_environment)
         self.metrics, self.signal = Metrics(), ChangeSignal()
         self.notifier = Notifier(client, self.signal, self.metrics)
+        self.cache = ReadCache(client, CHANNEL)  # the reads, kept at most 1 s, forgotten on each change
         self.listener = ChangeListener(client, self.signal)
         self.hanging = threading.BoundedSemaphore(MAX_HANGING_PROBES)
         self.waiting = 0  # requests in wait_for_change (one event loop: no lock needed)

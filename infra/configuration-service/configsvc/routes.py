@@ -124,6 +124,7 @@ async def read_parameter(
 
 def announced(config: ConfigState, change) -> None:
     config.metrics.changed(change)
+    config.cache.clear()  # this worker's next read sees it; the others', when the announcement reaches them
     config.notifier.announce(change)
 
 

@@ -16,7 +16,7 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from typing import Iterable, NamedTuple, Optional
+from typing import Callable, Iterable, NamedTuple, Optional
 
 import redis
 
@@ -125,21 +125,31 @@ def path_pattern(route: str) -> str:
 
 
 class CachedReads:
-    """ASGI middleware: answers a GET from `cache` when it keeps one for the same path and query;
-    otherwise lets the app answer and keeps a 200 of one of `routes` (route templates). Requests for
-    an answer being computed wait for it rather than computing it again (32 clients asking at the
-    moment an answer expires cost one computation, not 32), unless a change came after it started."""
+    """ASGI middleware: answers a GET from `cache` when it keeps one for the same path, query and
+    `vary` headers; otherwise lets the app answer and keeps a 200 of one of `routes` (route
+    templates). Requests for an answer being computed wait for it rather than computing it again (32
+    clients asking at the moment an answer expires cost one computation, not 32), unless a change
+    came after it started. Queries naming one of `uncached` (a long poll's) always reach the app;
+    `on_hit(route template, query)` counts what the app's own counters would have."""
 
-    def __init__(self, app, cache: ReadCache, routes: Iterable[str]):
-        self.app, self.cache, self.routes = app, cache, frozenset(routes)
+    def __init__(self, app, cache: ReadCache, routes: Iterable[str], vary: Iterable[bytes] = (),
+                 uncached: Iterable[str] = (), on_hit: Callable[[str, str], None] = lambda route, query: None):
+        self.app, self.cache, self.routes, self.on_hit = app, cache, frozenset(routes), on_hit
+        self.vary = tuple(vary)
         self.paths = re.compile("|".join(map(path_pattern, self.routes)))  # the paths that may be kept
+        self.uncached = re.compile("|".join(rf"(^|&){re.escape(name)}=" for name in uncached) or r"(?!)")
         self.computing: dict = {}   # key -> (since, future of its Answer or None)
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] != "GET" or not self.paths.fullmatch(scope["path"]) \
-                or not self.cache.listening():
+        if scope["type"] != "http" or scope["method"] != "GET" or not self.paths.fullmatch(scope["path"]):
             return await self.app(scope, receive, send)
-        key = scope["path"] + "?" + scope["query_string"].decode("latin-1")
+        query = scope["query_string"].decode("latin-1")
+        if self.uncached.search(query) or not self.cache.listening():
+            return await self.app(scope, receive, send)
+        key = scope["path"] + "?" + query
+        if self.vary:
+            headers = dict(scope["headers"])
+            key += "".join(f"\n{headers.get(name, b'').decode('latin-1')}" for name in self.vary)
         answer = self.cache.get(key)
         if answer is None and key in self.computing:
             since, future = self.computing[key]
@@ -147,6 +157,7 @@ class CachedReads:
                 answer = await asyncio.shield(future)
         if answer is not None:
             scope["route"] = answer.route
+            self.on_hit(answer.route.path, query)
             await send({"type": "http.response.start", "status": 200, "headers": answer.headers})
             await send({"type": "http.response.body", "body": answer.body})
             return
