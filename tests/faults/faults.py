@@ -444,7 +444,7 @@ FAULTS = [
           "answers age out (1 s)",
           [("infra/servicekit/servicekit/readcache.py", r"(    def clear\(self\) -> None:\n.*\n)        "
             r"self\.answers\.clear\(\)\n", r"\1        pass\n")],
-          {"checklist_4_1", "checklist_6_3", "checklist_6_7"}),
+          {"checklist_4_1", "checklist_4_2", "checklist_6_3", "checklist_6_7"}),
     fault("postgres-exporter-open", "the PostgreSQL exporter answers anyone, its /probe included",
           [(COMPOSE, r'^    command: \["--web\.config\.file=/run/secrets/exporter_web_config"\]\n', ""),
            (COMPOSE, r"(http://127\.0\.0\.1:9187/metrics \| grep -qx )401", r"\g<1>200")], {"checklist_S_9"}),
