@@ -423,7 +423,8 @@ FAULTS = [
                                    'REDIS_PASSWORD=$(cat "$REDIS_PASSWORD_FILE") '
                                    'exec /usr/bin/prometheus-redis-exporter "$@"')], {"checklist_S_9"}),
     fault("config-long-polls-unbounded", "every long-poll waits, however many",
-          [(CONFIG_DEPS, r"if self\.waiting >= self\.settings\.max_waiting:", "if False:")], {"checklist_S_7"}),
+          [(CONFIG_DEPS, r"if self\.waiting >= self\.settings\.max_waiting_per_worker:", "if False:")],
+          {"checklist_S_7"}),
     fault("backend-error-sent-to-the-client", "a backend's error message sent to the client",
           [(SERVICEKIT_HTTP, r"is unavailable: retry later; the service's log", "is unavailable: {error}; the log")],
           {"backend_outage"}),

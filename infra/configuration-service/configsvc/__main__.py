@@ -34,12 +34,12 @@ def validate(settings: Settings):
 
 
 def serve(settings: Settings, entries) -> int:
-    import uvicorn
-
     from configsvc.app import create_app, redis_client_for
     from configsvc.seed import seed
     from configsvc.store import PostgresStore, StoreUnavailable, wait_for_postgres
+    from servicekit import serving
 
+    serving.prepare_metrics_dir()
     try:
         wait_for_postgres(settings, STARTUP_WAIT_S)
         store = PostgresStore.open(settings)
@@ -49,7 +49,10 @@ def serve(settings: Settings, entries) -> int:
     except StoreUnavailable as error:
         print(f"PostgreSQL is unavailable: {error}", file=sys.stderr)
         return 1
-    uvicorn.run(app, host="0.0.0.0", port=settings.port, log_level="warning")
+    if settings.workers > 1:
+        store.close()  # each worker opens its own
+    # Several workers: each builds its app from the environment (configsvc.app:create_app).
+    serving.serve(app, "configsvc.app:create_app", settings.port, settings.workers)
     store.close()
     return 0
 

@@ -59,12 +59,12 @@ class ConfigState:
     ) -> Optional[Row]:
         """The resolved row once its version exceeds `after` (a missing key counts as 0); None at the timeout.
         Raises 429 when settings.max_waiting requests already wait: each holds a connection and a task."""
-        if self.waiting >= self.settings.max_waiting:
+        if self.waiting >= self.settings.max_waiting_per_worker:
             self.metrics.waits.labels("refused").inc()
             raise HTTPException(
                 status_code=429, headers={"Retry-After": "1"},
-                detail=f"{self.settings.max_waiting} requests already wait for a change (CONFIG_MAX_WAITING): "
-                       "retry later, or read without wait_version")
+                detail=f"{self.settings.max_waiting} requests already wait for a change (CONFIG_MAX_WAITING, "
+                       f"shared by {self.settings.workers} worker(s)): retry later, or read without wait_version")
         self.waiting += 1
         try:
             return await self._wait(environment, key, service, after, timeout_s)
@@ -123,7 +123,7 @@ class ConfigState:
         return {"status": "healthy", "latency_ms": round((time.perf_counter() - started) * 1000, 1)}
 
 
-def state(request: Request) -> ConfigState:
+async def state(request: Request) -> ConfigState:
     return request.app.state.config
 
 
@@ -138,10 +138,10 @@ HOW_TO_SIGN_IN = (
     "(for example curl -u config-editor:$REDIS_PASSWORD_CONFIG_EDITOR); production needs a production editor "
     "(config-editor-production); reads need none"
 )
-signed_in = basic_sign_in("configuration-service", HOW_TO_SIGN_IN, lambda request: state(request).sign_ins)
+signed_in = basic_sign_in("configuration-service", HOW_TO_SIGN_IN, lambda request: request.app.state.config.sign_ins)
 
 
-def editor(caller: Caller = Depends(signed_in)) -> str:
+async def editor(caller: Caller = Depends(signed_in)) -> str:
     """The signed-in editor's Redis ACL user: what the history records as the author."""
     return caller.user
 

@@ -15,15 +15,16 @@ class Metrics:
         self.reads = Counter("config_reads_total", "Parameter reads", ["outcome"], registry=self.registry)
         self.writes = Counter("config_writes_total", "Parameter writes", ["change"], registry=self.registry)
         # Every version a write creates; the dashboard's "versions" panel shows it.
+        # With several workers (servicekit/serving.py): the highest any has seen; the waiting, summed.
         self.last_version = Gauge("config_last_change_version", "Version number of the latest parameter change",
-                                  registry=self.registry)
+                                  registry=self.registry, multiprocess_mode="max")
         # Known label values exist from the start, so dashboards and alerts see 0 rather than no series.
         for outcome in ("found", "missing", "list"):
             self.reads.labels(outcome)
         for change in ("created", "updated", "deleted", "unchanged"):
             self.writes.labels(change)
         self.waiting = Gauge("config_waiting_clients", "Requests waiting for a change now (wait_version)",
-                             registry=self.registry)
+                             registry=self.registry, multiprocess_mode="livesum")
         self.waits = Counter("config_waits_total", "Requests that waited for a change", ["outcome"],
                              registry=self.registry)
         self.notifications_published = Counter("config_notifications_published_total",

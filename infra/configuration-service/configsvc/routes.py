@@ -9,7 +9,7 @@ from typing import Optional
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
 from configsvc.deps import ConfigState, editor, may_write, not_found, state
@@ -37,6 +37,7 @@ from configsvc.schemas import (
     Problem,
 )
 from configsvc.store import VersionConflict
+from servicekit.serving import metrics_text
 
 MAX_WAIT_DEFAULT_S = 30.0
 # A list answers in pages: the default holds every parameter an environment has today.
@@ -355,4 +356,4 @@ async def health(config: ConfigState = Depends(state)):
 
 @router.get("/metrics", summary="Prometheus metrics")
 def prometheus_metrics(config: ConfigState = Depends(state)):
-    return PlainTextResponse(generate_latest(config.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return PlainTextResponse(metrics_text(config.metrics.registry), media_type=CONTENT_TYPE_LATEST)

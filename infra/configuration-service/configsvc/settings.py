@@ -23,10 +23,16 @@ class Settings:
     port: int = 8090
     max_wait_s: float = 30.0                  # the longest a client may wait for a change (?timeout=)
     max_waiting: int = 64                     # clients waiting for a change at once; past it, 429
+    workers: int = 1                          # processes serving the API (CONFIG_WORKERS)
     # Who may write (Redis ACL users, signed in with HTTP Basic): editors write development and
     # testing; production editors write every environment, production included.
     editors: tuple = ("config-editor",)
     production_editors: tuple = ("config-editor-production",)
+
+    @property
+    def max_waiting_per_worker(self) -> int:
+        """Each worker's share of max_waiting: together they never hold more (a worker holds its own)."""
+        return max(1, self.max_waiting // self.workers)
 
     def may_write(self, user: str, environment: str) -> bool:
         return user in self.production_editors or (environment != "production" and user in self.editors)
@@ -67,6 +73,7 @@ class Settings:
             port=number("CONFIG_PORT", cls.port),
             max_wait_s=number("CONFIG_MAX_WAIT_SECONDS", cls.max_wait_s, float),
             max_waiting=number("CONFIG_MAX_WAITING", cls.max_waiting),
+            workers=number("CONFIG_WORKERS", cls.workers),
             editors=_names(env.get("CONFIG_EDITORS", ",".join(cls.editors))),
             production_editors=_names(env.get("CONFIG_PRODUCTION_EDITORS", ",".join(cls.production_editors))),
         )

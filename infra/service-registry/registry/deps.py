@@ -52,14 +52,14 @@ class RegistryState:
         self.metrics.instances.set(len(current))
 
 
-def state(request: Request) -> RegistryState:
+async def state(request: Request) -> RegistryState:
     return request.app.state.registry
 
 
-signed_in = basic_sign_in("service-registry", HOW_TO_AUTHENTICATE, lambda request: state(request).writers)
+signed_in = basic_sign_in("service-registry", HOW_TO_AUTHENTICATE, lambda request: request.app.state.registry.writers)
 
 
-def writer(caller: Caller = Depends(signed_in)) -> Store:
+async def writer(caller: Caller = Depends(signed_in)) -> Store:
     """The store as the caller's Redis ACL user: its ACL key patterns decide which names it writes."""
     return Store(caller.client)
 

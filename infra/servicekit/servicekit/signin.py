@@ -11,6 +11,7 @@ from typing import Callable, NamedTuple, Optional
 import redis
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
+from starlette.concurrency import run_in_threadpool
 
 
 class Caller(NamedTuple):
@@ -29,14 +30,21 @@ class RedisSignIns:
         self.clients: OrderedDict = OrderedDict()
         self.lock = threading.Lock()
 
-    def client_for(self, user: str, password: str) -> redis.Redis:
-        """A client signed in as `user`; redis.AuthenticationError when Redis refuses the password."""
+    def kept(self, user: str, password: str) -> Optional[redis.Redis]:
+        """The client already signed in as `user` with this password, if one is kept (no I/O)."""
         digest = hashlib.sha256(f"{user}\0{password}".encode()).digest()
         with self.lock:
             client = self.clients.get(digest)
             if client is not None:
                 self.clients.move_to_end(digest)
-                return client
+            return client
+
+    def client_for(self, user: str, password: str) -> redis.Redis:
+        """A client signed in as `user`; redis.AuthenticationError when Redis refuses the password."""
+        client = self.kept(user, password)
+        if client is not None:
+            return client
+        digest = hashlib.sha256(f"{user}\0{password}".encode()).digest()
         client = self.connect(user, password)
         try:
             client.ping()  # signs in: a wrong user or password raises redis.AuthenticationError here
@@ -58,12 +66,14 @@ def basic_sign_in(realm: str, how_to: str, sign_ins_of: Callable[[Request], Redi
                       description="A Redis ACL user and its password, checked by Redis itself.")
     challenge = {"WWW-Authenticate": f'Basic realm="{realm}"'}
 
-    def signed_in(request: Request, credentials: Optional[HTTPBasicCredentials] = Depends(basic)) -> Caller:
+    async def signed_in(request: Request, credentials: Optional[HTTPBasicCredentials] = Depends(basic)) -> Caller:
+        # async: a caller already signed in costs no thread; a new sign-in (a round trip) runs in one.
         if credentials is None:
             raise HTTPException(status_code=401, detail=how_to, headers=challenge)
+        user, password, sign_ins = credentials.username, credentials.password, sign_ins_of(request)
         try:
-            return Caller(credentials.username, sign_ins_of(request).client_for(credentials.username,
-                                                                                 credentials.password))
+            client = sign_ins.kept(user, password) or await run_in_threadpool(sign_ins.client_for, user, password)
+            return Caller(user, client)
         except redis.AuthenticationError:
             raise HTTPException(status_code=401, headers=challenge,
                                 detail=f"Redis refused user {credentials.username[:64]!r} with this password: "
