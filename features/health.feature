@@ -29,7 +29,7 @@ Feature: 5. Database connection health checks
     And a PostgreSQL client gives up within 3 s with a timeout error
     And the registry's health answers 503 naming Redis within 5 s, without hanging
     When the paused containers are unpaused
-    Then Redis and PostgreSQL answer again and Docker reports them healthy, without a restart
+    Then Redis and PostgreSQL answer again and Docker reports them healthy, without a restart, and the services that use them are healthy again
 
   @checklist_5_4
   Scenario: Service startup dependencies

@@ -11,7 +11,16 @@ from pytest_bdd import parsers, then, when
 
 from steps.docker_steps import check_connections_by_name, check_every_service
 from steps.expect import Mismatches, expect
-from steps.probes import Fact, ProbeError, compose_model, docker_engine, postgres_server, redis_server, registry_api
+from steps.probes import (
+    Fact,
+    ProbeError,
+    compose_model,
+    config_api,
+    docker_engine,
+    postgres_server,
+    redis_server,
+    registry_api,
+)
 from steps.probes.waiting import poll
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,7 +114,19 @@ def _unpause(stack, evidence, paused):
         evidence.record(Fact(f"docker unpause {service}", stack.project, "unpaused"))
 
 
-@then("Redis and PostgreSQL answer again and Docker reports them healthy, without a restart")
+DEPENDENTS_BACK_S = 10  # the registry and the configuration service: their next probe of the databases
+
+
+def _healthy_in_a_row(health, times: int, timeout: float) -> list:
+    """Ask `health()` until it answered 200 `times` times in a row or `timeout` s passed; every answer."""
+    answers = []
+    poll(lambda: answers.append(health()) or (len(answers) >= times and all(
+        a.observed["status"] == 200 for a in answers[-times:])), timeout=timeout, interval=0.1)
+    return answers
+
+
+@then("Redis and PostgreSQL answer again and Docker reports them healthy, without a restart, and the services "
+      "that use them are healthy again")
 def _answers_again(stack, evidence, paused):
     # Docker marks a container unhealthy while it is paused and only says healthy again after its
     # next passing check, so the wait is bounded by the healthcheck's interval and timeout.
@@ -130,6 +151,15 @@ def _answers_again(stack, evidence, paused):
         same = all(after.observed[k] == before[k] for k in ("started_at", "restart_count"))
         problems.check(same and after.observed["health"] == "healthy", f"{service}: the same run, healthy",
                        after.observed, after)
+    # Their clients' connections came back too: each worker of each dependent answers /health 200
+    # (several answers in a row, since a worker process takes the request it wins).
+    for name, health in (("service-registry", lambda: registry_api.health(stack.registry_port())),
+                         ("configuration-service", lambda: config_api.health(stack.config_port()))):
+        answers = _healthy_in_a_row(health, 5, DEPENDENTS_BACK_S)
+        evidence.record(answers[-1])
+        problems.check(all(a.observed["status"] == 200 for a in answers[-5:]) and len(answers) >= 5,
+                       f"{name}: /health 200 five times in a row within {DEPENDENTS_BACK_S} s",
+                       [a.observed["status"] for a in answers[-5:]], answers[-1])
     problems.raise_any()
 
 
