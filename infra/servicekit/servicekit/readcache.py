@@ -25,6 +25,7 @@ log = logging.getLogger("servicekit.readcache")
 MAX_AGE_S = 1.0
 MAX_ENTRIES = 1024
 RESUBSCRIBE_INTERVAL_S = 1.0
+MAX_DRAINED = 1000  # messages read before one answer at most (a flood of changes cannot stall a read)
 
 
 class Answer(NamedTuple):
@@ -78,11 +79,14 @@ class ReadCache:
         if self.pubsub is None and not self._subscribe():
             return False
         try:
-            while True:
-                message = self.pubsub.get_message(timeout=0.0)
-                if message is None:
-                    return True
-                self.clear()
+            # get_message answers None for what it filters (redis-py's health-check PONG, a subscribe
+            # confirmation) too: read on while the connection has anything left.
+            for _ in range(MAX_DRAINED):
+                if self.pubsub.get_message(timeout=0.0) is not None:
+                    self.clear()
+                elif not self.pubsub.connection.can_read(timeout=0):
+                    break
+            return True
         except (redis.RedisError, OSError) as error:
             log.info("subscription to %s lost (%s): answering from Redis until it is back", self.channel, error)
             self._unsubscribe()
