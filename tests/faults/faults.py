@@ -440,8 +440,9 @@ FAULTS = [
             r'\1{ monitoring: {}, trading-ecosystem: { ipv4_address: "${TSE_SUBNET_PREFIX:-172.20}.0.41" } }')],
           {"checklist_S_11"}),
     fault("registry-discovery-scans", "discovery by name walks the whole keyspace with SCAN again",
-          [(REGISTRY_STORE, r"\*sorted\(key\(name, instance_id\) for instance_id in self\.index\.live\(name\)\)",
-            '*sorted(self.redis.scan_iter(match=f"{PREFIX}{glob_escaped(name)}:*", count=1000))')],
+          [(REGISTRY_STORE, r"return self\.read\(self\.index\.keys\(\[name\]\)\)",
+            'return self.read([f"{PREFIX}{name}", '
+            '*sorted(self.redis.scan_iter(match=f"{PREFIX}{glob_escaped(name)}:*", count=1000))])')],
           {"checklist_4_2"}),
     fault("read-cache-never-forgets", "both services keep serving the reads they kept after a change, until the "
           "answers age out (1 s)",

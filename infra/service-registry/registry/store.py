@@ -83,15 +83,6 @@ class Index:
     def remove(self, name: str, instance_id: str) -> None:
         self.redis.zrem(index_key(name), instance_id)
 
-    def live(self, name: str) -> List[str]:
-        """The ids not expired yet (the expired ones swept in the same round trip)."""
-        k, now = index_key(name), time.time()
-        with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zremrangebyscore(k, "-inf", now)
-            pipe.zrangebyscore(k, now, "+inf")
-            _, ids = pipe.execute()
-        return list(ids)
-
     def names(self) -> List[str]:
         """Every name with an instance that has not expired yet (the expired ones swept)."""
         now = time.time()
@@ -102,12 +93,14 @@ class Index:
         return list(names)
 
     def keys(self, names: List[str]) -> List[str]:
-        """The keys that can hold instances of `names`: each writer-owned hash, each indexed id's."""
+        """The keys that can hold instances of `names`: each writer-owned hash, each id indexed and not
+        expired yet (the expired ones swept in the same round trip)."""
         now = time.time()
         with self.redis.pipeline(transaction=False) as pipe:
             for name in names:
+                pipe.zremrangebyscore(index_key(name), "-inf", now)
                 pipe.zrangebyscore(index_key(name), now, "+inf")
-            indexed = pipe.execute()
+            indexed = pipe.execute()[1::2]
         return [k for name, ids in zip(names, indexed, strict=True)
                 for k in (f"{PREFIX}{name}", *sorted(key(name, instance_id) for instance_id in ids))]
 
@@ -191,7 +184,7 @@ class Store:
         if name is None:
             return self.read(self.index.keys(self.index.names()))
         # The writer-owned hash by its key, the registry's own instances by the index.
-        return self.read([f"{PREFIX}{name}", *sorted(key(name, instance_id) for instance_id in self.index.live(name))])
+        return self.read(self.index.keys([name]))
 
     def read(self, found: List[str]) -> Listing:
         """The instances at `found`, read with one pipelined HGETALL and TTL per key; keys gone skipped,
