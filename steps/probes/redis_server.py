@@ -339,3 +339,9 @@ def command_calls(port: int, admin_password: str, command: str) -> int:
     """How many times the server has run `command` since it started (INFO commandstats), every client's."""
     stats = ask(port, "admin", admin_password, "INFO commandstats", lambda conn: conn.info("commandstats"))
     return int((stats.get(f"cmdstat_{command.lower()}") or {}).get("calls", 0))
+
+
+def sorted_set_score(port: int, admin_password: str, key: str, member: str) -> Fact:
+    """The score of `member` in the sorted set `key`, None when it is not a member (read as admin)."""
+    return Fact(f"ZSCORE {key} {member}", _where(port, "admin"),
+                ask(port, "admin", admin_password, "ZSCORE", lambda conn: conn.zscore(key, member)))

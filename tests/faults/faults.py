@@ -218,7 +218,8 @@ FAULTS = [
           [(CONFIG_MODEL, r"text = FORMATTERS\[type_\]\(value\)", "text = str(value)")],
           {"checklist_6_3", "checklist_6_6", "checklist_E_3"}),  # E.3: booleans "True", not "true"
     fault("config-history-not-written", "changes stored without their history",
-          [(CONFIG_STORE, r"cur\.execute\(INSERT_HISTORY, ", "None and cur.execute(INSERT_HISTORY, ")],
+          [(CONFIG_STORE, r"cur\.execute\(INSERT_HISTORY, ", "None and cur.execute(INSERT_HISTORY, "),
+           (CONFIG_STORE, r"updated_by FROM written\)", "updated_by FROM written WHERE false)")],
           # S.2 reads the author of a production write from its history.
           {"checklist_6_3", "checklist_S_2"}),
     fault("config-notifications-not-published", "changes never announced on config:changes",
@@ -444,6 +445,9 @@ FAULTS = [
             'return self.read([f"{PREFIX}{name}", '
             '*sorted(self.redis.scan_iter(match=f"{PREFIX}{glob_escaped(name)}:*", count=1000))])')],
           {"checklist_4_2"}),
+    fault("registry-index-kept-on-delete", "a deregistered instance's id left in its name's index until it expires",
+          [(REGISTRY_ROUTES, r"    registry\.store\.index\.remove\(name, instance_id\)\n", "")],
+          {"checklist_4_1"}),
     fault("read-cache-never-forgets", "both services keep serving the reads they kept after a change, until the "
           "answers age out (1 s)",
           [("infra/servicekit/servicekit/readcache.py", r"(    def clear\(self\) -> None:\n.*\n)        "

@@ -124,6 +124,14 @@ INSERT_ROW = (f"INSERT INTO config.parameters ({COLUMNS}) VALUES (%(environment)
               "%(value)s, %(description)s, (SELECT coalesce(max(version), 0) + 1 FROM config.parameter_history "
               f"WHERE {WHERE_ROW}), now(), %(by)s) ON CONFLICT (environment, service, key) DO NOTHING "
               f"RETURNING {COLUMNS}")
+# A write and its history row in one statement (one round trip): the history row is made of what the
+# write returned, so a write that wrote nothing (a concurrent insert won) leaves no history either.
+WRITE_WITH_HISTORY = ("WITH written AS ({write}), history AS (INSERT INTO config.parameter_history (environment, "
+                      "service, key, change, old_value, new_value, version, changed_at, changed_by) "
+                      "SELECT environment, service, key, %(change)s, %(old_value)s, value, version, updated_at, "
+                      f"updated_by FROM written) SELECT {COLUMNS} FROM written")
+UPDATE_WITH_HISTORY = WRITE_WITH_HISTORY.format(write=UPDATE_ROW)
+INSERT_WITH_HISTORY = WRITE_WITH_HISTORY.format(write=INSERT_ROW)
 DELETE_ROW = f"DELETE FROM config.parameters WHERE {WHERE_ROW} RETURNING now() AS deleted_at"
 INSERT_HISTORY = ("INSERT INTO config.parameter_history (environment, service, key, change, old_value, new_value, "
                   "version, changed_at, changed_by) VALUES (%(environment)s, %(service)s, %(key)s, %(change)s, "
@@ -223,15 +231,13 @@ class PostgresStore(Store):
                 wanted = (current.description if current else "") if description is None else description
                 if current and (current.type, current.value, current.description) == (type_, value, wanted):
                     return Change("unchanged", current)
-                params = {**where, "type": type_, "value": value, "description": wanted, "by": updated_by}
-                written = cur.execute(UPDATE_ROW if current else INSERT_ROW, params).fetchone()
+                change = "updated" if current else "created"
+                params = {**where, "type": type_, "value": value, "description": wanted, "by": updated_by,
+                          "change": change, "old_value": current.value if current else None}
+                written = cur.execute(UPDATE_WITH_HISTORY if current else INSERT_WITH_HISTORY, params).fetchone()
                 if written is None:
                     continue  # another writer created this key meanwhile: lock and compare its row instead
-                row = Row(**written)
-                change = "updated" if current else "created"
-                record_history(cur, where, change, current.value if current else None, row.value, row.version,
-                               updated_by)
-                return Change(change, row, current.value if current else None)
+                return Change(change, Row(**written), current.value if current else None)
         raise StoreUnavailable(f"concurrent writers kept colliding on {key}")
 
     @_unavailable_on_error
