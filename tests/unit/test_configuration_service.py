@@ -730,3 +730,34 @@ def test_seeding_is_served_by_the_api(store, tmp_path, redis_client):
         assert client.get(f"{API}/trading.order_rate_limit_per_second", params={"environment": "prod"}).json()[
             "value"] == "100"
         assert client.get("/api/v1/endpoints").json()["endpoints"]["service_registry"] == "http://service-registry:8080"
+
+
+class IdleConnection:
+    """What the pool's check sees of a pooled connection: its socket, and what it was asked to run."""
+
+    def __init__(self, sock):
+        self.sock, self.closed, self.autocommit, self.executed = sock, False, False, []
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def execute(self, query):
+        self.executed.append(query)
+
+
+def test_a_pooled_connection_costs_a_round_trip_only_once_the_server_has_spoken():
+    import socket
+
+    from configsvc.store import check_when_told
+
+    ours, server = socket.socketpair()
+    with ours, server:
+        conn = IdleConnection(ours)
+        check_when_told(conn)
+        assert conn.executed == []  # nothing arrived: handed out as it is
+        server.close()  # a restart: the server ends the stream
+        check_when_told(conn)
+        assert conn.executed == [""]  # ConnectionPool.check_connection's empty query
+        conn.closed = True
+        check_when_told(conn)
+        assert len(conn.executed) == 2

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import functools
+import select
 import time
 from typing import List, Optional, Sequence
 
@@ -181,15 +182,23 @@ def wait_for_postgres(settings: Settings, timeout_s: float) -> None:
             time.sleep(1)
 
 
+def check_when_told(conn: psycopg.Connection) -> None:
+    """The pool's check of a connection before handing it out: a connection dropped by a PostgreSQL
+    restart is replaced, not handed out. An idle connection's socket has nothing to read unless the
+    server said something (its goodbye, or the end of the stream), so the round trip of
+    ConnectionPool.check_connection is made only then."""
+    if conn.closed or select.select([conn.fileno()], [], [], 0)[0]:
+        ConnectionPool.check_connection(conn)
+
+
 class PostgresStore(Store):
     def __init__(self, pool: ConnectionPool):
         self.pool = pool
 
     @classmethod
     def open(cls, settings: Settings) -> "PostgresStore":
-        # check_connection: a connection dropped by a PostgreSQL restart is replaced, not handed out.
         pool = ConnectionPool("", kwargs=connection_arguments(settings), min_size=1, max_size=10, timeout=3,
-                              name="configsvc", open=True, check=ConnectionPool.check_connection)
+                              name="configsvc", open=True, check=check_when_told)
         return cls(pool)
 
     def close(self) -> None:
