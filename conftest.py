@@ -21,6 +21,7 @@ pytest_plugins = [
     "steps.registry_steps",
     "steps.configuration_steps",
     "steps.observability_steps",
+    "steps.alerting_steps",
     "steps.lifecycle_steps",
     "steps.ecosystem_steps",
     "steps.security_steps",

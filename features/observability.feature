@@ -14,7 +14,7 @@ Feature: 7. Enhanced observability
   Scenario: Prometheus metrics collection
     Then the "prometheus" service publishes port 9090 on 127.0.0.1 only, at host port PROMETHEUS_HOST_PORT
     And Prometheus answers healthy and ready
-    And Prometheus scrapes the jobs "prometheus", "redis", "postgres", "service-registry" and "configuration-service", every target up
+    And Prometheus scrapes the jobs "prometheus", "redis", "postgres", "alertmanager", "service-registry" and "configuration-service", every target up
     And Prometheus refuses its admin and lifecycle APIs
 
   @checklist_7_5
@@ -31,17 +31,23 @@ Feature: 7. Enhanced observability
 
   @checklist_7_7
   Scenario: Alerting configuration
-    Then Prometheus has loaded the alerts "InstanceDown", "RedisUnreachable", "PostgresUnreachable", "RedisMemoryHigh", "PostgresConnectionsHigh", "ServiceErrorRate" and "InfrastructureServiceUnhealthy"
+    Then Prometheus has loaded the alerts "Watchdog", "InstanceDown", "RedisUnreachable", "PostgresUnreachable", "RedisMemoryHigh", "PostgresConnectionsHigh", "ServiceErrorRate" and "InfrastructureServiceUnhealthy"
     And promtool, inside the Prometheus container, finds its configuration valid and passes the alert rules' unit tests
-    And no alert is firing on the healthy stack
+    And amtool, inside the Alertmanager container, finds its configuration valid and routes each alert of the route tests to its receiver
+    And Prometheus sends its alerts to "alertmanager" as its active Alertmanager
+    And the always-firing "Watchdog" alert reaches the alert receiver through the "watchdog" route: a notification received within the last 90 s
+    And no alert but "Watchdog" is pending or firing on the healthy stack
 
   @checklist_7_7 @changes_stack @alert_fires
   Scenario: Alerting configuration: alerts fire when the configuration service stops
     When the configuration service is stopped
     Then Prometheus shows the "InstanceDown" alert for job "configuration-service" pending or firing within 30 s
     And Prometheus shows the "InfrastructureServiceUnhealthy" alert for service "configuration-service" pending or firing within 30 s
+    And the alert receiver gets the firing "InstanceDown" notification for service "configuration-service" through the "critical" route, with the service's labels, within 120 s of the stop
+    And Alertmanager holds "InfrastructureServiceUnhealthy" for service "configuration-service" inhibited by "InstanceDown" within 60 s
     When the configuration service is started again
     Then the "InstanceDown" alert for job "configuration-service" is gone within 30 s
+    And the alert receiver gets the resolved "InstanceDown" notification for service "configuration-service" through the "critical" route within 120 s of the start
 
   @checklist_7_2 @grafana_files
   Scenario: Grafana visualization: datasources provisioned from files

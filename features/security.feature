@@ -72,8 +72,8 @@ Feature: S. Security baseline (extra, beyond the milestone)
 
   @checklist_S_11
   Scenario: Prometheus and the exporters sit on a monitoring network the ecosystem cannot reach
-    Then Prometheus and the exporters are on the monitoring network only, with the services they scrape
-    And from a container on the ecosystem's network, Prometheus and the exporters cannot be reached, by name or by address, while Redis and PostgreSQL can
+    Then Prometheus, the exporters, Alertmanager and the alert receiver are on the monitoring network only, with the services Prometheus scrapes
+    And from a container on the ecosystem's network, none of them can be reached, by name or by address, while Redis and PostgreSQL can
 
   @checklist_S_8 @changes_stack @backend_outage
   Scenario: A backend failure reaches the client as a request id, its cause only the service's log

@@ -247,19 +247,25 @@ def _reports_status(stack, evidence, name, status, seconds):
 SERVICE_LABELS = {"PostgreSQL": "postgres", "Redis": "redis", "the configuration service": "configuration-service"}
 
 
-@when(parsers.parse("{service_label} is stopped"))
-def _stop(stack, evidence, request, service_label):
+@when(parsers.parse("{service_label} is stopped"), target_fixture="stopped_at")
+def _stop(stack, evidence, request, service_label) -> float:
+    """Stops the service; the epoch second it was asked to stop (alerts measure their delay from it)."""
     service = SERVICE_LABELS[service_label]
+    asked = time.time()
     stack.compose.stop_services(service)
     request.addfinalizer(lambda: stack.compose.start_services(service))  # never leave it stopped
     evidence.record(Fact(f"docker compose stop {service}", stack.project, "stopped"))
+    return asked
 
 
-@when(parsers.parse("{service_label} is started again"))
-def _start(stack, evidence, service_label):
+@when(parsers.parse("{service_label} is started again"), target_fixture="started_at")
+def _start(stack, evidence, service_label) -> float:
+    """Starts the service and waits until it is healthy; the epoch second it was asked to start."""
     service = SERVICE_LABELS[service_label]
+    asked = time.time()
     stack.compose.start_services(service)
     evidence.record(Fact(f"docker compose start {service}", stack.project, "healthy"))
+    return asked
 
 
 @then("the registry's health answers 503 naming Redis")

@@ -543,17 +543,18 @@ def _secret_files_private(stack, evidence):
     problems.raise_any()
 
 
-MONITORING = ["prometheus", "redis-exporter", "postgres-exporter"]
+MONITORING = ["prometheus", "redis-exporter", "postgres-exporter", "alertmanager", "alert-receiver"]
 SCRAPED = ["redis", "postgres", "service-registry", "configuration-service"]
-MONITORING_HINT = ("networks: [monitoring] for Prometheus and the exporters in docker-compose.yml; the services "
-                   "they scrape on both networks")
+MONITORING_HINT = ("networks: [monitoring] for Prometheus, the exporters, Alertmanager and the alert receiver in "
+                   "docker-compose.yml; the services Prometheus scrapes on both networks")
 
 
 def _monitoring_network(stack) -> str:
     return stack.compose.config["networks"]["monitoring"]["name"]
 
 
-@then("Prometheus and the exporters are on the monitoring network only, with the services they scrape")
+@then("Prometheus, the exporters, Alertmanager and the alert receiver are on the monitoring network only, with the "
+      "services Prometheus scrapes")
 def _monitoring_network_members(stack, evidence):
     problems = Mismatches("the monitoring network's members", MONITORING_HINT)
     monitoring = _monitoring_network(stack)
@@ -567,11 +568,12 @@ def _monitoring_network_members(stack, evidence):
     problems.raise_any()
 
 
-@then("from a container on the ecosystem's network, Prometheus and the exporters cannot be reached, by name or by "
-      "address, while Redis and PostgreSQL can")
+@then("from a container on the ecosystem's network, none of them can be reached, by name or by address, while Redis "
+      "and PostgreSQL can")
 def _monitoring_unreachable(stack, evidence):
     problems = Mismatches("connections from the ecosystem's network", MONITORING_HINT)
-    ports = {"prometheus": 9090, "redis-exporter": 9121, "postgres-exporter": 9187}
+    ports = {"prometheus": 9090, "redis-exporter": 9121, "postgres-exporter": 9187, "alertmanager": 9093,
+             "alert-receiver": 9097}
     addresses = {service: evidence.record(docker_engine.addresses(stack.project, service)).observed.get(
         _monitoring_network(stack)) for service in MONITORING}
     closed = [(service, ports[service]) for service in MONITORING] + [

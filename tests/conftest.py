@@ -5,7 +5,8 @@ runs the rest in seconds.
 
 The two services' code is importable as in their images, where each package sits in the working
 directory: `registry` (infra/service-registry), `configsvc` (infra/configuration-service) and the
-`servicekit` they share (infra/servicekit); and stackctl (infra/host) for the operator tests."""
+`servicekit` they share (infra/servicekit); the alert receiver (`receiver`, infra/alert-receiver); and
+stackctl (infra/host) for the operator tests."""
 from __future__ import annotations
 
 import signal
@@ -13,7 +14,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-for folder in ("infra/service-registry", "infra/configuration-service", "infra/servicekit", "infra/host"):
+for folder in ("infra/service-registry", "infra/configuration-service", "infra/servicekit", "infra/alert-receiver",
+               "infra/host"):
     if str(ROOT / folder) not in sys.path:
         sys.path.insert(0, str(ROOT / folder))
 

@@ -59,3 +59,11 @@ def alerts(port: int) -> Fact:
     observed = [{"name": a["labels"].get("alertname"), "state": a["state"], "labels": a["labels"]}
                 for a in data["alerts"]]
     return Fact(fact.probe, fact.where, observed)
+
+
+def alertmanagers(port: int) -> Fact:
+    """The Alertmanagers Prometheus sends its alerts to: {"active": [url], "dropped": [url]}."""
+    fact, data = _data(port, "/api/v1/alertmanagers")
+    observed = {"active": [a["url"] for a in data.get("activeAlertmanagers", [])],
+                "dropped": [a["url"] for a in data.get("droppedAlertmanagers", [])]}
+    return Fact(fact.probe, fact.where, observed)

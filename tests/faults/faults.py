@@ -71,6 +71,7 @@ CONFIG_STORE = "infra/configuration-service/configsvc/store.py"
 CONFIG_NOTIFIER = "infra/configuration-service/configsvc/notifier.py"
 PROMETHEUS_CONF = "infra/prometheus/prometheus.yml"
 ALERT_RULES = "infra/prometheus/rules/infrastructure.yml"
+ALERTMANAGER_CONFIG = "infra/alertmanager/alertmanager.yml"
 
 FAULTS = [
     # Section 1: Redis
@@ -314,6 +315,27 @@ FAULTS = [
     fault("instance-down-never-fires", "an InstanceDown rule that can never match",
           [(ALERT_RULES, r"expr: up == 0$", "expr: up == 2")],
           {"checklist_7_7", "alert_fires"}),
+    # Alert notifications (7.7): Prometheus -> Alertmanager -> the alert receiver.
+    fault("prometheus-not-sending-to-alertmanager", "Prometheus evaluates its alerts but sends them nowhere",
+          [(PROMETHEUS_CONF, r"(?ms)^alerting:\n.*?(?=^rule_files:|^scrape_configs:)", "")],
+          {"checklist_7_7"}),
+    fault("alertmanager-critical-routed-nowhere", "critical alerts routed to a receiver that notifies no one",
+          [(ALERTMANAGER_CONFIG, r"    - receiver: critical\n", "    - receiver: nowhere\n"),
+           (ALERTMANAGER_CONFIG, r"(?m)^receivers:\n", "receivers:\n  - name: nowhere\n")],
+          {"checklist_7_7", "alert_fires"}),
+    fault("alertmanager-inhibition-hides-the-cause", "the inhibition reversed: the derived alert mutes its cause",
+          [(ALERTMANAGER_CONFIG, r"- source_matchers: \['alertname = \"InstanceDown\"'\]\n    target_matchers: "
+            r"\['alertname = \"InfrastructureServiceUnhealthy\"'\]",
+            "- source_matchers: ['alertname = \"InfrastructureServiceUnhealthy\"']\n    target_matchers: "
+            "['alertname = \"InstanceDown\"']")],
+          {"alert_fires"}),
+    fault("alert-receiver-wrong-port", "Alertmanager posting its notifications to a port the receiver does not "
+          "listen on",
+          [(ALERTMANAGER_CONFIG, r"url: http://alert-receiver:9097/webhook", "url: http://alert-receiver:9098/webhook")],
+          {"checklist_7_7", "alert_fires"}),
+    fault("watchdog-alert-removed", "no always-firing alert: a broken notification path goes unnoticed",
+          [(ALERT_RULES, r"(?ms)^      - alert: Watchdog\n.*?(?=^      - alert: )", "")],
+          {"checklist_7_7"}),
     fault("grafana-datasource-wrong-port", "Grafana's Prometheus datasource on a port Prometheus does not listen on",
           [("infra/grafana/provisioning/datasources/datasources.yaml", r"url: http://prometheus:9090",
             "url: http://prometheus:9091")],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def promtool():
 def test_prometheus_configuration_and_rules_are_valid(promtool):
     result = promtool("check", "config", "/etc/prometheus/prometheus.yml")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "7 rules found" in result.stdout
+    assert "8 rules found" in result.stdout
 
 
 @pytest.mark.docker
@@ -102,3 +103,64 @@ def test_a_file_that_does_not_parse_is_named(tmp_path):
     bad.write_text("receivers: [unclosed\n")
     with pytest.raises(telemetry_files.ProbeError, match="config.yaml: cannot be read as YAML"):
         telemetry_files.load_yaml(bad)
+
+
+ALERTMANAGER = ROOT / "infra/alertmanager"
+
+
+@pytest.fixture(scope="module")
+def route_tests():
+    """Run infra/alertmanager/tests/route-tests (amtool) from the stack's Alertmanager image, on a
+    folder holding alertmanager.yml and tests/."""
+    subprocess.run([str(ROOT / "infra/host/ensure-base-image")], check=True, capture_output=True)
+    base = os.environ.get("BASE_IMAGE", "debian:trixie-slim")
+    image = "tse-amtool"
+    subprocess.run(["docker", "build", "-q", "--build-arg", f"BASE_IMAGE={base}", "-t", image, str(ALERTMANAGER)],
+                   check=True, capture_output=True)
+
+    def run(folder: Path = ALERTMANAGER) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["docker", "run", "--rm", "--network", "none", "-v", f"{folder}:/etc/alertmanager:ro",
+             "--entrypoint", "/etc/alertmanager/tests/route-tests", image],
+            capture_output=True, text=True, timeout=120)
+
+    yield run
+    subprocess.run(["docker", "image", "rm", image], capture_output=True)
+
+
+@pytest.mark.docker
+def test_alertmanager_configuration_is_valid_and_routes_each_alert_to_its_receiver(route_tests):
+    result = route_tests()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "route tests, all passed" in result.stdout and "FAIL" not in result.stdout
+
+
+@pytest.mark.docker
+def test_a_route_to_the_wrong_receiver_fails_its_route_test(route_tests, tmp_path):
+    broken = tmp_path / "alertmanager"
+    subprocess.run(["cp", "-r", str(ALERTMANAGER), str(broken)], check=True)
+    config = broken / "alertmanager.yml"
+    config.write_text(config.read_text().replace("    - receiver: critical\n", "    - receiver: default\n"))
+    result = route_tests(broken)
+    assert result.returncode == 1 and "FAIL alertname=InstanceDown" in result.stdout, result.stdout
+
+
+def test_every_alert_rule_has_a_route_test_naming_it_or_its_severity():
+    """Each rule's severity has a route test, so a new severity cannot go untested."""
+    rules = yaml.safe_load((PROMETHEUS / "rules/infrastructure.yml").read_text())
+    severities = {rule["labels"]["severity"] for group in rules["groups"] for rule in group["rules"]}
+    tested = (ALERTMANAGER / "tests/routes.txt").read_text()
+    assert all(f"severity={severity}" in tested for severity in severities)
+
+
+def test_the_inhibitions_name_alerts_that_exist_and_a_label_both_carry():
+    rules = yaml.safe_load((PROMETHEUS / "rules/infrastructure.yml").read_text())
+    labelled = {rule["alert"]: set(rule.get("labels", {})) for group in rules["groups"] for rule in group["rules"]}
+    # InfrastructureServiceUnhealthy's service label comes from its series, not from the rule.
+    labelled["InfrastructureServiceUnhealthy"].add("service")
+    config = yaml.safe_load((ALERTMANAGER / "alertmanager.yml").read_text())
+    for rule in config["inhibit_rules"]:
+        names = [re.search(r'"(.*)"', m).group(1) for m in rule["source_matchers"] + rule["target_matchers"]]
+        for name in (n for alternatives in names for n in alternatives.split("|")):
+            assert name in labelled, f"inhibition names {name}, which no rule defines"
+            assert set(rule["equal"]) <= labelled[name], f"{name} lacks the label {rule['equal']}"

@@ -1,0 +1,173 @@
+"""The alert receiver: where Alertmanager's webhook notifications arrive on a developer's machine.
+
+    POST /webhook              a notification, as Alertmanager's webhook sends it; HTTP Basic as
+                               `alertmanager`, its password in /run/secrets/alert_receiver_password
+    GET  /api/notifications    the last ones kept, newest first, as JSON (each with received_at)
+    GET  /                     the same, as a plain-text page
+    GET  /-/healthy            200 once it serves (the container's healthcheck)
+
+It keeps the last MAX_KEPT notifications in memory (a restart forgets them: Alertmanager's own
+notification log, on its volume, is the record) and logs one line per notification. Python's
+standard library only: nothing beyond Debian's python3 in the image. A real channel (email, chat)
+replaces it in alertmanager.yml's receivers, not here (README, "Alert notifications").
+"""
+from __future__ import annotations
+
+import base64
+import collections
+import hmac
+import json
+import logging
+import os
+import sys
+import threading
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+MAX_KEPT = 500
+MAX_BODY = 1 << 20            # Alertmanager caps a group's alerts; a megabyte is far beyond a real one
+USER = "alertmanager"
+log = logging.getLogger("alert-receiver")
+
+
+class Notifications:
+    """The last notifications, newest first, safe across the server's threads."""
+
+    def __init__(self, kept: int = MAX_KEPT):
+        self._lock = threading.Lock()
+        self._kept: collections.deque = collections.deque(maxlen=kept)
+
+    def add(self, notification: dict) -> dict:
+        entry = {"received_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), **notification}
+        with self._lock:
+            self._kept.appendleft(entry)
+        return entry
+
+    def newest_first(self) -> list:
+        with self._lock:
+            return list(self._kept)
+
+
+def summary(notification: dict) -> str:
+    """One line: the receiver it was routed to, its status, and each alert with its labels."""
+    alerts = []
+    for alert in notification.get("alerts", []):
+        labels = dict(alert.get("labels", {}))
+        name = labels.pop("alertname", "?")
+        alerts.append(f"{name}{{{', '.join(f'{k}={v}' for k, v in sorted(labels.items()))}}} {alert.get('status')}")
+    return f"{notification.get('receiver')} {notification.get('status')}: {'; '.join(alerts)}"
+
+
+def page(notifications: list) -> str:
+    lines = [f"{len(notifications)} notifications kept (newest first, at most {MAX_KEPT}); "
+             "JSON at /api/notifications", ""]
+    lines += [f"{n['received_at']}  {summary(n)}" for n in notifications]
+    return "\n".join(lines) + "\n"
+
+
+def signed_in(header: str | None, password: str) -> bool:
+    """True for HTTP Basic as USER with `password` (compared in constant time)."""
+    if not header or not header.startswith("Basic "):
+        return False
+    try:
+        user, _, given = base64.b64decode(header[6:], validate=True).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return hmac.compare_digest(user.encode(), USER.encode()) & hmac.compare_digest(given.encode(), password.encode())
+
+
+def readable(body: bytes) -> dict:
+    """The notification in `body`; ValueError naming what is wrong otherwise."""
+    notification = json.loads(body)
+    if not isinstance(notification, dict) or not isinstance(notification.get("alerts"), list):
+        raise ValueError("not an Alertmanager webhook notification (an object with an alerts list)")
+    return notification
+
+
+def handler_for(notifications: Notifications, password: str, allowed_hosts: set):
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "alert-receiver"
+
+        def log_message(self, format, *args):
+            pass  # one line per notification is logged instead, not one per request
+
+        def answer(self, status: int, body: str, content_type: str = "text/plain; charset=utf-8", **headers):
+            data = body.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in headers.items():
+                self.send_header(name.replace("_", "-"), value)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def host_allowed(self) -> bool:
+            # A page in a browser must not read the notifications through a name that resolves here
+            # (DNS rebinding): only the names this receiver is reached by.
+            host = (self.headers.get("Host") or "").rsplit(":", 1)[0].strip("[]").lower()
+            if host in allowed_hosts:
+                return True
+            self.answer(421, f"unknown Host {host[:60]!r}\n")
+            return False
+
+        def do_GET(self):
+            if not self.host_allowed():
+                return
+            path = self.path.split("?", 1)[0]
+            if path == "/-/healthy":
+                self.answer(200, "ok\n")
+            elif path == "/api/notifications":
+                self.answer(200, json.dumps(notifications.newest_first()), "application/json")
+            elif path == "/":
+                self.answer(200, page(notifications.newest_first()))
+            else:
+                self.answer(404, "not found: /, /api/notifications, /-/healthy\n")
+
+        def do_POST(self):
+            if not self.host_allowed():
+                return
+            if self.path.split("?", 1)[0] != "/webhook":
+                self.answer(404, "not found: notifications go to POST /webhook\n")
+                return
+            if not signed_in(self.headers.get("Authorization"), password):
+                self.answer(401, "sign in as alertmanager (HTTP Basic)\n", WWW_Authenticate='Basic realm="alerts"')
+                return
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_BODY:
+                self.answer(413, f"a notification is at most {MAX_BODY} bytes\n")
+                return
+            try:
+                entry = notifications.add(readable(self.rfile.read(length)))
+            except ValueError as error:
+                self.answer(400, f"unreadable notification: {str(error)[:200]}\n")
+                return
+            log.info("notification: %s", summary(entry))
+            self.answer(200, "kept\n")
+
+    return Handler
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    password_file = Path(os.environ.get("ALERT_RECEIVER_PASSWORD_FILE", "/run/secrets/alert_receiver_password"))
+    try:
+        password = password_file.read_text().strip()
+    except OSError as error:
+        print(f"alert-receiver: cannot read its password: {error} (the secrets service hands it out from "
+              "ALERT_RECEIVER_PASSWORD in .env)", file=sys.stderr)
+        return 2
+    if not password:
+        print(f"alert-receiver: {password_file} is empty: set ALERT_RECEIVER_PASSWORD in .env", file=sys.stderr)
+        return 2
+    port = int(os.environ.get("ALERT_RECEIVER_PORT", "9097"))
+    hosts = {"localhost", "127.0.0.1", "alert-receiver", *filter(None, os.environ.get("ALERT_RECEIVER_HOSTS", "")
+                                                                       .split(","))}
+    server = ThreadingHTTPServer(("0.0.0.0", port), handler_for(Notifications(), password, hosts))
+    log.info("receiving Alertmanager's notifications on :%d (POST /webhook)", port)
+    server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""Steps about alert notifications (section 7.7): Alertmanager's configuration and routes, Prometheus
+sending to it, and notifications arriving at the alert receiver."""
+from __future__ import annotations
+
+import time
+
+from pytest_bdd import parsers, then
+
+from steps.expect import expect, expect_eventually
+from steps.probes import Fact, ProbeError, alerting, docker_engine, prometheus_server
+
+ALERTMANAGER_SERVICE = "alertmanager"
+ROUTES_HINT = ("infra/alertmanager/alertmanager.yml's routes and receivers; the route tests are "
+               "infra/alertmanager/tests/routes.txt")
+
+
+def _receiver_port(stack) -> int:
+    return stack.settings.port("ALERT_RECEIVER_HOST_PORT")
+
+
+def _as_prometheus(stack) -> tuple:
+    """Alertmanager's API takes Prometheus's credential (it holds only its hash)."""
+    return "prometheus", stack.settings.secret("REDIS_EXPORTER_SCRAPE_PASSWORD")
+
+
+@then("amtool, inside the Alertmanager container, finds its configuration valid and routes each alert of the route "
+      "tests to its receiver")
+def _route_tests(stack, evidence):
+    fact = evidence.record(docker_engine.exec_in(stack.project, ALERTMANAGER_SERVICE,
+                                                 ["/etc/alertmanager/tests/route-tests"]))
+    expect(fact.observed.exit_code == 0, "route-tests (amtool check-config, amtool config routes test)", "exit 0",
+           f"exit {fact.observed.exit_code}: {fact.observed.output[-800:]}", fact, ROUTES_HINT)
+
+
+@then(parsers.parse('Prometheus sends its alerts to "{host}" as its active Alertmanager'))
+def _active_alertmanager(stack, evidence, host):
+    fact = evidence.record(prometheus_server.alertmanagers(stack.settings.port("PROMETHEUS_HOST_PORT")))
+    active = fact.observed["active"]
+    expect(any(f"//{host}:" in url for url in active), "Prometheus's active Alertmanagers", f"one at {host}",
+           fact.observed, fact, "alerting.alertmanagers in infra/prometheus/prometheus.yml")
+
+
+@then(parsers.parse('the always-firing "{name}" alert reaches the alert receiver through the "{receiver}" route: '
+                    'a notification received within the last {seconds:d} s'))
+def _watchdog_delivered(stack, evidence, name, receiver, seconds):
+    since = time.time() - seconds
+
+    def received():
+        fact = alerting.notifications(_receiver_port(stack))
+        return fact if alerting.delivered(fact.observed, name, "firing", receiver, since=since) else None
+
+    fact = expect_eventually(received, what=f"a {name} notification at the alert receiver", expected=(
+        f"firing, through {receiver}, received after {time.strftime('%H:%M:%S', time.localtime(since))}"),
+        timeout=seconds, interval=2, transient=(ProbeError,), hint=(
+            "Prometheus -> Alertmanager (prometheus.yml alerting) -> the receiver's URL and password "
+            "(alertmanager.yml webhook_configs); `docker compose logs alertmanager` names a failed notify"))
+    evidence.record(fact)
+
+
+def _await_notification(stack, evidence, name, status, label, value, receiver, since, seconds) -> Fact:
+    """Waits for a `status` notification of `name` with `label`=`value` through `receiver`, received
+    after `since`; records it with its delay from `since`."""
+    def received():
+        fact = alerting.notifications(_receiver_port(stack))
+        found = alerting.delivered(fact.observed, name, status, receiver, {label: value}, since=since)
+        return (fact, found[0]) if found else None
+
+    fact, notification = expect_eventually(
+        received, what=f"a {status} {name} notification for {label}={value}", timeout=seconds, interval=1,
+        expected=f"through {receiver}, within {seconds} s", transient=(ProbeError,), hint=ROUTES_HINT)
+    delay = round(alerting.received_at(notification) - since, 1)
+    return evidence.record(Fact(f"{fact.probe}: {status} {name} {{{label}={value}}}", fact.where,
+                                {"delay_s": delay, "notification": notification}))
+
+
+@then(parsers.parse('the alert receiver gets the firing "{name}" notification for {label} "{value}" through the '
+                    '"{receiver}" route, with the service\'s labels, within {seconds:d} s of the stop'))
+def _firing_delivered(stack, evidence, stopped_at, name, label, value, receiver, seconds):
+    fact = _await_notification(stack, evidence, name, "firing", label, value, receiver, stopped_at, seconds)
+    alert = next(a for a in fact.observed["notification"]["alerts"] if a["labels"].get("alertname") == name)
+    wanted = {"job": value, "service": value, "severity": "critical"}
+    labels = {k: alert["labels"].get(k) for k in wanted}
+    expect(labels == wanted, f"the labels of the {name} notification", wanted, labels, fact,
+           "InstanceDown's labels in infra/prometheus/rules/infrastructure.yml")
+
+
+@then(parsers.parse('Alertmanager holds "{target}" for {label} "{value}" inhibited by "{source}" within {seconds:d} s'))
+def _inhibited(stack, evidence, target, label, value, source, seconds):
+    port = stack.settings.port("ALERTMANAGER_HOST_PORT")
+
+    def suppressed():
+        fact = alerting.alertmanager_alerts(port, _as_prometheus(stack), alertname=target, **{label: value})
+        held = [a for a in fact.observed if a["state"] == "suppressed" and a["inhibited_by"]]
+        return fact if held else None
+
+    evidence.record(expect_eventually(
+        suppressed, what=f"{target} {{{label}={value}}} in Alertmanager", timeout=seconds, interval=1,
+        expected=f"suppressed: inhibited by {source}", transient=(ProbeError,),
+        hint="inhibit_rules in infra/alertmanager/alertmanager.yml: the cause (source) mutes what it causes "
+             "(target), equal on service"))
+
+
+@then(parsers.parse('the alert receiver gets the resolved "{name}" notification for {label} "{value}" through the '
+                    '"{receiver}" route within {seconds:d} s of the start'))
+def _resolved_delivered(stack, evidence, started_at, name, label, value, receiver, seconds):
+    _await_notification(stack, evidence, name, "resolved", label, value, receiver, started_at, seconds)

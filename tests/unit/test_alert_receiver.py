@@ -1,0 +1,94 @@
+"""The alert receiver (infra/alert-receiver/receiver.py) served in-process, and the probe that reads
+what it kept (steps/probes/alerting.py)."""
+from __future__ import annotations
+
+import threading
+import time
+from http.server import ThreadingHTTPServer
+
+import pytest
+import receiver
+import requests
+
+from steps.probes import alerting
+
+PASSWORD = "receiver-test-password"
+
+
+def notification(name: str, status: str = "firing", route: str = "critical", **labels) -> dict:
+    """A webhook body as Alertmanager sends it (the fields the receiver and the probe read)."""
+    return {"version": "4", "receiver": route, "status": status, "groupLabels": {"alertname": name},
+            "alerts": [{"status": status, "labels": {"alertname": name, **labels}, "annotations": {}}]}
+
+
+@pytest.fixture
+def served():
+    """The receiver on a free port of 127.0.0.1; its base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), receiver.handler_for(receiver.Notifications(), PASSWORD,
+                                                                          {"127.0.0.1", "localhost"}))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def post(port: int, body, auth=("alertmanager", PASSWORD)) -> requests.Response:
+    return requests.post(f"http://127.0.0.1:{port}/webhook", json=body, auth=auth, timeout=5)
+
+
+def test_a_notification_is_kept_and_shown_newest_first(served):
+    assert post(served, notification("Watchdog", route="watchdog", severity="none")).status_code == 200
+    assert post(served, notification("InstanceDown", service="configuration-service")).status_code == 200
+    kept = alerting.notifications(served).observed
+    assert [n["alerts"][0]["labels"]["alertname"] for n in kept] == ["InstanceDown", "Watchdog"]
+    page = requests.get(f"http://127.0.0.1:{served}/", timeout=5).text
+    assert "critical firing: InstanceDown{service=configuration-service} firing" in page
+
+
+@pytest.mark.parametrize("auth", [None, ("alertmanager", "wrong"), ("someone", PASSWORD)])
+def test_a_notification_without_alertmanagers_password_is_refused_and_not_kept(served, auth):
+    answer = post(served, notification("InstanceDown"), auth=auth)
+    assert answer.status_code == 401 and "alertmanager" in answer.text
+    assert alerting.notifications(served).observed == []
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[]", b'{"alerts": "none"}'])
+def test_an_unreadable_notification_is_refused_with_why(served, body):
+    answer = requests.post(f"http://127.0.0.1:{served}/webhook", data=body, auth=("alertmanager", PASSWORD),
+                           timeout=5)
+    assert answer.status_code == 400 and answer.text.startswith("unreadable notification")
+
+
+def test_an_unknown_host_is_refused_dns_rebinding(served):
+    answer = requests.get(f"http://127.0.0.1:{served}/api/notifications", headers={"Host": "evil.example"}, timeout=5)
+    assert answer.status_code == 421
+
+
+def test_at_most_the_last_notifications_are_kept():
+    kept = receiver.Notifications(kept=3)
+    for i in range(5):
+        kept.add(notification(f"A{i}"))
+    assert [n["alerts"][0]["labels"]["alertname"] for n in kept.newest_first()] == ["A4", "A3", "A2"]
+
+
+def test_delivered_matches_name_status_route_labels_and_time():
+    now = time.time()
+    older = {**notification("InstanceDown", service="configuration-service"),
+             "received_at": "2000-01-01T00:00:00.000+00:00"}
+    firing = {**notification("InstanceDown", service="configuration-service"),
+              "received_at": receiver.datetime.fromtimestamp(now, receiver.timezone.utc).isoformat()}
+    resolved = {**notification("InstanceDown", "resolved", service="configuration-service"),
+                "received_at": firing["received_at"]}
+    kept = [resolved, firing, older]
+    assert alerting.delivered(kept, "InstanceDown", "firing", "critical", {"service": "configuration-service"},
+                              since=now - 1) == [firing]
+    assert alerting.delivered(kept, "InstanceDown", "resolved", since=now - 1) == [resolved]
+    assert alerting.delivered(kept, "InstanceDown", "firing", "default", since=now - 1) == []
+    assert alerting.delivered(kept, "InstanceDown", "firing", labels={"service": "redis"}) == []
+    assert len(alerting.delivered(kept, "InstanceDown", "firing")) == 2
+
+
+def test_the_receiver_refuses_to_start_without_its_password(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ALERT_RECEIVER_PASSWORD_FILE", str(tmp_path / "missing"))
+    assert receiver.main() == 2
+    assert "ALERT_RECEIVER_PASSWORD" in capsys.readouterr().err
