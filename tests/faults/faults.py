@@ -302,7 +302,7 @@ FAULTS = [
     fault("prometheus-admin-api-enabled", "Prometheus started with its unauthenticated admin and lifecycle APIs",
           [(COMPOSE, r"(    healthcheck:\n      # Ready means the rule files loaded)",
             '    command: ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus",'
-            ' "--web.enable-admin-api", "--web.enable-lifecycle"]\n\\1')],
+            ' "--rules.alert.resend-delay=10s", "--web.enable-admin-api", "--web.enable-lifecycle"]\n\\1')],
           {"checklist_7_1"}),
     fault("redis-exporter-wrong-password", "the Redis exporter logging in with a wrong password: it serves "
           "metrics, but only redis_up 0",
