@@ -3,6 +3,7 @@ unit-tested by promtool (from the same Debian package the stack runs), and the p
 section-7 scenarios use to read the collector's, Jaeger's and Grafana's files."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -19,22 +20,39 @@ PROMETHEUS = ROOT / "infra/prometheus"
 IMAGE = "tse-promtool"
 
 
+@contextlib.contextmanager
+def image_of(folder: Path, tag: str):
+    """The stack's image built from `folder` (on the Debian base) as `tag`, removed afterwards."""
+    subprocess.run([str(ROOT / "infra/host/ensure-base-image")], check=True, capture_output=True)
+    base = os.environ.get("BASE_IMAGE", "debian:trixie-slim")
+    subprocess.run(["docker", "build", "-q", "--build-arg", f"BASE_IMAGE={base}", "-t", tag, str(folder)],
+                   check=True, capture_output=True)
+    try:
+        yield tag
+    finally:
+        subprocess.run(["docker", "image", "rm", tag], capture_output=True)
+
+
+def broken_copy(folder: Path, tmp_path: Path, relative: str, old: str, new: str) -> Path:
+    """A copy of `folder` whose file `relative` has `old` replaced by `new`."""
+    copy = tmp_path / folder.name
+    subprocess.run(["cp", "-r", str(folder), str(copy)], check=True)
+    edited = copy / relative
+    edited.write_text(edited.read_text().replace(old, new))
+    return copy
+
+
 @pytest.fixture(scope="module")
 def promtool():
     """Run promtool from the stack's Prometheus image with infra/prometheus at /etc/prometheus."""
-    subprocess.run([str(ROOT / "infra/host/ensure-base-image")], check=True, capture_output=True)
-    base = os.environ.get("BASE_IMAGE", "debian:trixie-slim")
-    subprocess.run(["docker", "build", "-q", "--build-arg", f"BASE_IMAGE={base}", "-t", IMAGE, str(PROMETHEUS)],
-                   check=True, capture_output=True)
+    with image_of(PROMETHEUS, IMAGE):
+        def run(*args: str, folder: Path = PROMETHEUS) -> subprocess.CompletedProcess:
+            return subprocess.run(
+                ["docker", "run", "--rm", "--network", "none", "-v", f"{folder}:/etc/prometheus:ro",
+                 "--entrypoint", "promtool", IMAGE, *args],
+                capture_output=True, text=True, timeout=120)
 
-    def run(*args: str, folder: Path = PROMETHEUS) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            ["docker", "run", "--rm", "--network", "none", "-v", f"{folder}:/etc/prometheus:ro",
-             "--entrypoint", "promtool", IMAGE, *args],
-            capture_output=True, text=True, timeout=120)
-
-    yield run
-    subprocess.run(["docker", "image", "rm", IMAGE], capture_output=True)
+        yield run
 
 
 @pytest.mark.docker
@@ -56,10 +74,7 @@ def test_every_alert_fires_on_its_series_in_promtool_unit_tests(promtool):
 
 @pytest.mark.docker
 def test_a_rule_with_a_syntax_error_is_refused(promtool, tmp_path):
-    broken = tmp_path / "prometheus"
-    subprocess.run(["cp", "-r", str(PROMETHEUS), str(broken)], check=True)
-    rules = broken / "rules/infrastructure.yml"
-    rules.write_text(rules.read_text().replace("expr: up == 0", "expr: up == == 0"))
+    broken = broken_copy(PROMETHEUS, tmp_path, "rules/infrastructure.yml", "expr: up == 0", "expr: up == == 0")
     result = promtool("check", "rules", "/etc/prometheus/rules/infrastructure.yml", folder=broken)
     assert result.returncode != 0 and "parse error" in (result.stdout + result.stderr)
 
@@ -112,20 +127,14 @@ ALERTMANAGER = ROOT / "infra/alertmanager"
 def route_tests():
     """Run infra/alertmanager/tests/route-tests (amtool) from the stack's Alertmanager image, on a
     folder holding alertmanager.yml and tests/."""
-    subprocess.run([str(ROOT / "infra/host/ensure-base-image")], check=True, capture_output=True)
-    base = os.environ.get("BASE_IMAGE", "debian:trixie-slim")
-    image = "tse-amtool"
-    subprocess.run(["docker", "build", "-q", "--build-arg", f"BASE_IMAGE={base}", "-t", image, str(ALERTMANAGER)],
-                   check=True, capture_output=True)
+    with image_of(ALERTMANAGER, "tse-amtool") as image:
+        def run(folder: Path = ALERTMANAGER) -> subprocess.CompletedProcess:
+            return subprocess.run(
+                ["docker", "run", "--rm", "--network", "none", "-v", f"{folder}:/etc/alertmanager:ro",
+                 "--entrypoint", "/etc/alertmanager/tests/route-tests", image],
+                capture_output=True, text=True, timeout=120)
 
-    def run(folder: Path = ALERTMANAGER) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            ["docker", "run", "--rm", "--network", "none", "-v", f"{folder}:/etc/alertmanager:ro",
-             "--entrypoint", "/etc/alertmanager/tests/route-tests", image],
-            capture_output=True, text=True, timeout=120)
-
-    yield run
-    subprocess.run(["docker", "image", "rm", image], capture_output=True)
+        yield run
 
 
 @pytest.mark.docker
@@ -137,10 +146,8 @@ def test_alertmanager_configuration_is_valid_and_routes_each_alert_to_its_receiv
 
 @pytest.mark.docker
 def test_a_route_to_the_wrong_receiver_fails_its_route_test(route_tests, tmp_path):
-    broken = tmp_path / "alertmanager"
-    subprocess.run(["cp", "-r", str(ALERTMANAGER), str(broken)], check=True)
-    config = broken / "alertmanager.yml"
-    config.write_text(config.read_text().replace("    - receiver: critical\n", "    - receiver: default\n"))
+    broken = broken_copy(ALERTMANAGER, tmp_path, "alertmanager.yml", "    - receiver: critical\n",
+                         "    - receiver: default\n")
     result = route_tests(broken)
     assert result.returncode == 1 and "FAIL alertname=InstanceDown" in result.stdout, result.stdout
 
