@@ -19,6 +19,7 @@ import hmac
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 from datetime import datetime, timezone
@@ -165,8 +166,18 @@ def main() -> int:
                                                                        .split(","))}
     server = ThreadingHTTPServer(("0.0.0.0", port), handler_for(Notifications(), password, hosts))
     log.info("receiving Alertmanager's notifications on :%d (POST /webhook)", port)
-    server.serve_forever()
+    # As the container's PID 1 the process ignores SIGTERM unless it handles it: `docker stop` would
+    # wait its 10 s grace period and kill it.
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
     return 0
+
+
+def _stop(signum, frame) -> None:
+    raise SystemExit(0)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 A fault is a list of edits (file, pattern, replacement) applied to a copy of the repository. Every
 pattern must match exactly once, so a fault can never silently stop applying when the
 infrastructure changes. `fails` names the scenarios (by tag) that must fail; when `exact`, every
-other scenario must pass, so the fault's reach is documented too.
+other scenario must pass, so the fault's reach is documented too, except those in `may_fail`: the
+ones the fault breaks only when their reads happen to fall on the wrong side of a race (a reply kept
+for 1 s, one of two workers), which a run can neither force nor rule out.
 """
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ class Fault:
     # A fault that keeps the stack from ever getting healthy: the run must stop with one clear
     # error naming this service (exit 3) instead of running scenarios.
     aborts: str | None = None
+    # Scenarios the fault may also fail, by tag, depending on timing it cannot control.
+    may_fail: frozenset = frozenset()
 
     def apply(self, root: Path) -> None:
         for edit in self.edits:
@@ -43,8 +47,9 @@ class Fault:
 
 
 def fault(name: str, why: str, edits: list, fails: set, exact: bool = True, external_volume=None,
-          aborts=None) -> Fault:
-    return Fault(name, why, tuple(Edit(*e) for e in edits), frozenset(fails), exact, external_volume, aborts)
+          aborts=None, may_fail: set = frozenset()) -> Fault:
+    return Fault(name, why, tuple(Edit(*e) for e in edits), frozenset(fails), exact, external_volume, aborts,
+                 frozenset(may_fail))
 
 
 REDIS_CONF = "infra/redis/redis.conf"
@@ -227,7 +232,7 @@ FAULTS = [
           [(CONFIG_NOTIFIER, r"self\.redis\.publish\(CHANNEL, (json\.dumps\(change_message\(change\)\))\)", r"\1")],
           # Unannounced, a change is also missed by the other worker's kept reads (for up to 1 s): 6.3
           # fails as well when its reads reach that worker.
-          {"checklist_6_7"}, exact=False),
+          {"checklist_6_7"}, may_fail={"checklist_6_3"}),
     fault("config-environment-ignored", "parameters resolved across environments",
           [(CONFIG_STORE, r"environment = %\(environment\)s AND key = %\(key\)s", "key = %(key)s")],
           {"checklist_6_5"}, exact=False),
@@ -474,7 +479,10 @@ FAULTS = [
           "answers age out (1 s)",
           [("infra/servicekit/servicekit/readcache.py", r"(    def clear\(self\) -> None:\n.*\n)        "
             r"self\.answers\.clear\(\)\n", r"\1        pass\n")],
-          {"checklist_4_1", "checklist_4_2", "checklist_6_3", "checklist_6_7"}),
+          # 4.1, 4.2 and 6.7 read again at once after the change; 6.3's read after its delete comes
+          # seconds after its last read, on either of the configuration service's two workers: it
+          # sees the kept answer only when both fall right (seen failing in one CI run, passing in others).
+          {"checklist_4_1", "checklist_4_2", "checklist_6_7"}, may_fail={"checklist_6_3"}),
     fault("postgres-exporter-open", "the PostgreSQL exporter answers anyone, its /probe included",
           [(COMPOSE, r'^    command: \["--web\.config\.file=/run/secrets/exporter_web_config"\]\n', ""),
            (COMPOSE, r"(http://127\.0\.0\.1:9187/metrics \| grep -qx )401", r"\g<1>200")], {"checklist_S_9"}),

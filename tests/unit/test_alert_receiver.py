@@ -92,3 +92,28 @@ def test_the_receiver_refuses_to_start_without_its_password(tmp_path, monkeypatc
     monkeypatch.setenv("ALERT_RECEIVER_PASSWORD_FILE", str(tmp_path / "missing"))
     assert receiver.main() == 2
     assert "ALERT_RECEIVER_PASSWORD" in capsys.readouterr().err
+
+
+def test_the_receiver_stops_at_once_on_sigterm(tmp_path):
+    """`docker stop` sends SIGTERM to PID 1, which ignores it unless handled: the stack's teardown
+    would wait 10 s for this one container."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    password = tmp_path / "password"
+    password.write_text("secret\n")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    served = subprocess.Popen([sys.executable, receiver.__file__], stderr=subprocess.PIPE, text=True,
+                              env={"ALERT_RECEIVER_PASSWORD_FILE": str(password), "ALERT_RECEIVER_PORT": str(port)})
+    try:
+        for line in served.stderr:  # the log line says it listens
+            if "receiving" in line:
+                break
+        served.send_signal(signal.SIGTERM)
+        assert served.wait(timeout=5) == 0
+    finally:
+        served.kill()
