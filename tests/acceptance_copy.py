@@ -11,13 +11,13 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from docker.errors import APIError
 
+from steps.harness import ACCEPTANCE_PYTEST
 from steps.harness.isolation import free_port, monitoring_subnet
 from steps.harness.isolation import free_subnet_prefix as stack_free_subnet_prefix
 from steps.harness.settings import PORT_VARIABLES
@@ -168,8 +168,7 @@ class AcceptanceRun:
 
 def run_acceptance(copy: Path, env: dict, *args: str, timeout: float = 600) -> AcceptanceRun:
     """`pytest features/` in `copy` with `env`; the scenarios' outcomes come from its cucumber.json."""
-    exit_code, output = run_child([sys.executable, "-m", "pytest", "features/", "-q", "-p", "no:cacheprovider",
-                                   *args], copy, env, timeout)
+    exit_code, output = run_child([*ACCEPTANCE_PYTEST, *args], copy, env, timeout)
     return AcceptanceRun(exit_code, output, read_cucumber(copy / "reports/cucumber.json"))
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from steps.harness import ACCEPTANCE_PYTEST  # noqa: E402
 from steps.harness.compose import compose_for  # noqa: E402
 from steps.harness.settings import StackSettings  # noqa: E402
 from steps.probes import ProbeError, StackError, docker_engine  # noqa: E402
@@ -170,7 +171,7 @@ def cmd_validate(args) -> int:
     reports.mkdir(parents=True, exist_ok=True)
     addresses = {k: v for k, v in settings.values.items() if k.startswith("TSE_") or k.endswith("_HOST_PORT")}
     env = {**os.environ, **addresses}
-    command = [sys.executable, "-m", "pytest", "features/", "-q", "-p", "no:cacheprovider", "--stack=attach",
+    command = [*ACCEPTANCE_PYTEST, "--stack=attach",
                f"--project-name={settings.project}", f"--env-file={settings.env_file}",
                f"--html={reports / 'acceptance.html'}", "--self-contained-html",
                f"--cucumberjson={reports / 'cucumber.json'}", f"--junitxml={reports / 'junit.xml'}",

@@ -212,3 +212,26 @@ def test_every_fault_applies_to_the_current_repository(tmp_path):
 
     for fault in FAULTS:
         fault.apply(copy_repository(tmp_path / fault.name))
+
+
+def test_one_exec_connects_to_each_target_and_says_why_one_failed():
+    """tcp_connects_from's script, run by the host's bash against 127.0.0.1 only: one listening port,
+    one closed."""
+    import socket
+
+    from steps.probes import docker_engine
+    from steps.probes.facts import ExecResult
+
+    with socket.socket() as listening, socket.socket() as closed:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        closed.bind(("127.0.0.1", 0))
+        targets = [("127.0.0.1", listening.getsockname()[1]), ("127.0.0.1", closed.getsockname()[1])]
+        done = subprocess.run(["bash", "-c", docker_engine.tcp_connect_script(targets)], capture_output=True,
+                              text=True)
+    observed = docker_engine.tcp_connect_results(targets, ExecResult(done.returncode, done.stdout))
+    up, down = (f"{host}:{port}" for host, port in targets)
+    assert observed[up] is None
+    assert "Connection refused" in observed[down] and "\n" not in observed[down]
+    assert docker_engine.tcp_connect_results(targets, ExecResult(126, "")) == {
+        up: "no answer (exit 126)", down: "no answer (exit 126)"}
