@@ -15,7 +15,9 @@ import pytest
 from steps.probes import Fact, docker_engine
 
 EVIDENCE_KEY = pytest.StashKey["Evidence"]()
-RUN_EVIDENCE_KEY = pytest.StashKey[dict]()  # test name -> Evidence, for the Cucumber JSON
+# test name -> [(step text, [fact line, ...]), ...], for the Cucumber JSON (plain strings: a
+# parallel run's workers send it to the controller, which writes the reports)
+RUN_EVIDENCE_KEY = pytest.StashKey[dict]()
 
 
 @dataclass
@@ -32,6 +34,9 @@ class Evidence:
             self.start_step("(setup)")
         self.steps[-1][1].append(fact)
         return fact
+
+    def as_lines(self) -> list:
+        return [(text, [str(fact) for fact in facts]) for text, facts in self.steps]
 
     def as_dicts(self) -> list:
         return [{"step": text, "facts": [f.as_dict() for f in facts]} for text, facts in self.steps]
@@ -92,7 +97,7 @@ def pytest_runtest_makereport(item, call):
     except ImportError:  # the HTML report is optional outside `pytest features/`
         html_extras = None
     if found is not None:
-        item.config.stash.setdefault(RUN_EVIDENCE_KEY, {})[item.name] = found
+        item.config.stash.setdefault(RUN_EVIDENCE_KEY, {})[item.name] = found.as_lines()
         # JUnit XML reads the properties of the teardown report, which copies the item's.
         item.user_properties.append(("evidence", json.dumps(found.as_dicts())))
         if html_extras:
@@ -102,20 +107,19 @@ def pytest_runtest_makereport(item, call):
     report.extras = extras
 
 
-def add_step_outputs(features: list, config) -> None:
-    """Add each step's evidence to the Cucumber JSON pytest-bdd wrote (parsed: `features`), as the
-    step's `output` (the field Cucumber reporters show under a step). steps/signoff.py owns the
-    file and calls this before it writes it back."""
-    recorded = config.stash.get(RUN_EVIDENCE_KEY, {})
+def add_step_outputs(features: list, recorded: dict) -> None:
+    """Add each step's evidence (`recorded`: RUN_EVIDENCE_KEY's) to the Cucumber JSON pytest-bdd
+    wrote (parsed: `features`), as the step's `output` (the field Cucumber reporters show under a
+    step). steps/signoff.py owns the file and calls this before it writes it back."""
     for feature in features:
         for element in feature.get("elements", []):
             found = recorded.get(element.get("id"))
             if found is None:
                 continue
             by_text = {}
-            for text, facts in found.steps:
-                by_text.setdefault(text, []).append(facts)
+            for text, lines in found:
+                by_text.setdefault(text, []).append(lines)
             for step in element.get("steps", []):
-                facts_list = by_text.get(f"{step['keyword']} {step['name']}")
-                if facts_list:
-                    step["output"] = [str(fact) for fact in facts_list.pop(0)]
+                lines_list = by_text.get(f"{step['keyword']} {step['name']}")
+                if lines_list:
+                    step["output"] = list(lines_list.pop(0))

@@ -1,7 +1,10 @@
 """Sign-off evidence of a `pytest features/` run: every scenario's outcome is collected here and the
 milestone checklist computed from it (steps/checklist.py) is written next to the Cucumber JSON as
 checklist.md, shown at the top of the HTML report, and appended to history.jsonl. The Cucumber JSON
-also gets the scenarios pytest-bdd leaves out (those skipped before their first step)."""
+also gets the scenarios pytest-bdd leaves out (those skipped before their first step).
+
+In a parallel run (pytest-xdist) each worker collects what it ran and sends it, as JSON, to the
+controller (`workeroutput`), which merges it and writes the same reports a serial run writes."""
 from __future__ import annotations
 
 import json
@@ -15,7 +18,7 @@ import pytest
 
 from steps import checklist
 from steps.checklist import FAILED, NOT_RUN, PASSED, ScenarioResult
-from steps.evidence import add_step_outputs
+from steps.evidence import RUN_EVIDENCE_KEY, add_step_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 FEATURES = ROOT / "features"
@@ -23,6 +26,10 @@ RESULTS_KEY = pytest.StashKey[dict]()     # nodeid -> ScenarioResult
 RUN_KEY = pytest.StashKey[dict]()         # facts about this run, for the checklist's header
 ITEMS_KEY = pytest.StashKey[list]()       # the computed checklist, once
 MAPPING_KEY = pytest.StashKey[dict]()     # features/checklist.yaml, read once
+NOT_RUN_KEY = pytest.StashKey[dict]()     # nodeid -> Cucumber JSON feature and element of a scenario not run
+ORDER_KEY = pytest.StashKey[list]()       # the nodeids in collection order (deselected first)
+WORKER_OUTPUT = "tse_signoff"             # a worker's record, in its workeroutput
+RUN_FACTS = ("mode", "project", "images", "engine")   # what a worker learns of the stack
 
 
 def _template(item):
@@ -77,7 +84,7 @@ def pytest_runtest_makereport(item, call):
 
         recorded = item.stash.get(EVIDENCE_KEY, None)
         if recorded is not None:
-            found.evidence = [(text, [str(fact) for fact in facts]) for text, facts in recorded.steps]
+            found.evidence = recorded.as_lines()
 
 
 def _capture_stack_facts(config) -> None:
@@ -139,8 +146,16 @@ def checklist_items(config) -> list:
         history = checklist.read_history(reports / "history.jsonl") if reports else []
         config.stash[ITEMS_KEY] = checklist.compute(
             _mapping(config), checklist.declared_scenarios(FEATURES),
-            list(config.stash.get(RESULTS_KEY, {}).values()), history)
+            _in_collection_order(config), history)
     return config.stash[ITEMS_KEY]
+
+
+def _in_collection_order(config) -> list[ScenarioResult]:
+    """The results in the order a serial run makes them (deselected scenarios first, then the run's
+    order), however the workers of a parallel run finished."""
+    results = config.stash.get(RESULTS_KEY, {})
+    position = {nodeid: n for n, nodeid in enumerate(config.stash.get(ORDER_KEY, []))}
+    return [results[nodeid] for nodeid in sorted(results, key=lambda nodeid: position.get(nodeid, len(position)))]
 
 
 def _covers_features(config) -> bool:
@@ -153,12 +168,64 @@ def pytest_html_results_summary(prefix, summary, postfix, session):
                                             session.config.stash[RUN_KEY]))
 
 
+def pytest_collection_finish(session):
+    deselected = list(session.config.stash.get(RESULTS_KEY, {}))
+    session.config.stash[ORDER_KEY] = [*deselected, *(item.nodeid for item in session.items)]
+
+
+def _worker_record(session) -> dict:
+    """What a worker knows of the run, as JSON for its controller."""
+    config = session.config
+    results = config.stash.get(RESULTS_KEY, {})
+    run = config.stash[RUN_KEY]
+    return {
+        "order": config.stash.get(ORDER_KEY, []),
+        "results": {nodeid: {"name": r.name, "tags": sorted(r.tags), "outcome": r.outcome, "reason": r.reason,
+                             "evidence": r.evidence} for nodeid, r in results.items()},
+        "evidence": config.stash.get(RUN_EVIDENCE_KEY, {}),
+        "not_run": _not_run_elements(session.items, results),
+        "run": {key: run[key] for key in RUN_FACTS if key in run},
+    }
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """pytest-xdist, on the controller: a worker is done; merge what it sent."""
+    sent = getattr(node, "workeroutput", {}).get(WORKER_OUTPUT)
+    if sent:
+        merge_worker_record(node.config, json.loads(sent))
+
+
+def merge_worker_record(config, record: dict) -> None:
+    """A worker's results join the run's: a scenario that ran wins over its "not run" (deselected,
+    which every worker reports alike)."""
+    results = config.stash.setdefault(RESULTS_KEY, {})
+    for nodeid, sent in record["results"].items():
+        found = ScenarioResult(sent["name"], set(sent["tags"]), sent["outcome"], sent["reason"],
+                               [(text, list(lines)) for text, lines in sent["evidence"]])
+        if nodeid not in results or (results[nodeid].outcome == NOT_RUN and found.outcome != NOT_RUN):
+            results[nodeid] = found
+    config.stash.setdefault(RUN_EVIDENCE_KEY, {}).update(
+        {name: [(text, list(lines)) for text, lines in steps] for name, steps in record["evidence"].items()})
+    config.stash.setdefault(NOT_RUN_KEY, {}).update(record["not_run"])
+    config.stash.setdefault(ORDER_KEY, record["order"])
+    run = config.stash[RUN_KEY]
+    for key, value in record["run"].items():
+        run.setdefault(key, value)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session):
     config = session.config
+    if hasattr(config, "workerinput"):
+        if _covers_features(config):
+            config.workeroutput[WORKER_OUTPUT] = json.dumps(_worker_record(session))
+        return
     reports = _reports_dir(config)
     if reports is None or not _covers_features(config):
         return
+    if session.items:  # a serial run; a parallel one's controller has the workers' instead
+        config.stash[NOT_RUN_KEY] = _not_run_elements(session.items, config.stash.get(RESULTS_KEY, {}))
     items = checklist_items(config)
     run = config.stash[RUN_KEY]
     reports.mkdir(parents=True, exist_ok=True)
@@ -166,57 +233,70 @@ def pytest_sessionfinish(session):
     (reports / "checklist.md").write_text(checklist.render_markdown(mapping, items, run))
     (reports / "checklist.json").write_text(json.dumps(checklist.as_json(mapping, items, run), indent=2) + "\n")
     checklist.append_history(reports / "history.jsonl", run, items)
-    _complete_cucumber(Path(config.option.cucumber_json_path), session.items)
+    _complete_cucumber(Path(config.option.cucumber_json_path), config)
 
 
-def _complete_cucumber(path: Path, items: list) -> None:
-    """The one rewrite of the Cucumber JSON pytest-bdd wrote: each step's evidence as its output, and
-    one element per scenario (those pytest-bdd skipped before their first step added, steps skipped)."""
-    if not path.exists() or not items:
+def _not_run_elements(items: list, results: dict) -> dict:
+    """nodeid -> {"uri", "reason", "feature", "element"}: the Cucumber JSON of each scenario that did
+    not run, made from its pytest-bdd template (its steps skipped)."""
+    found = {}
+    for item in items:
+        template, result = _template(item), results.get(item.nodeid)
+        if template is None or result is None or result.outcome != NOT_RUN:
+            continue
+        feature = template.feature
+        uri = feature.rel_filename
+        found[item.nodeid] = {"uri": uri, "reason": result.reason, "feature": {
+            "keyword": feature.keyword, "uri": uri, "name": feature.name, "id": uri.lower().replace(" ", "-"),
+            "line": feature.line_number, "description": feature.description,
+            "tags": [{"name": t, "line": feature.line_number - 1} for t in sorted(feature.tags)], "elements": []},
+            "element": {
+                "keyword": template.keyword, "id": item.name, "name": template.name, "line": template.line_number,
+                "description": template.description, "type": "scenario",
+                "tags": [{"name": t, "line": template.line_number - 1} for t in sorted(template.tags)],
+                "steps": [{"keyword": step.keyword, "name": step.name, "line": step.line_number,
+                           "match": {"location": ""}, "result": {"status": "skipped", "duration": 0}}
+                          for step in template.steps]}}
+    return found
+
+
+def _complete_cucumber(path: Path, config) -> None:
+    """The one rewrite of the Cucumber JSON pytest-bdd wrote: each step's evidence as its output, one
+    element per scenario (those pytest-bdd skipped before their first step added, steps skipped),
+    features and scenarios in the order of their files (a parallel run's reports finish in any
+    order)."""
+    if not path.exists():
         return
     features = json.loads(path.read_text())
-    add_step_outputs(features, items[0].config)
+    add_step_outputs(features, config.stash.get(RUN_EVIDENCE_KEY, {}))
     present = {(f.get("uri"), e.get("name")): e for f in features for e in f.get("elements", [])}
     by_uri = {f.get("uri"): f for f in features}
-    for item in items:
-        template = _template(item)
-        results = item.config.stash.get(RESULTS_KEY, {})
-        found = results.get(item.nodeid)
-        if template is None or found is None or found.outcome != NOT_RUN:
+    for nodeid in config.stash.get(ORDER_KEY, []):
+        not_run = config.stash.get(NOT_RUN_KEY, {}).get(nodeid)
+        if not_run is None:
             continue
-        uri = template.feature.rel_filename
-        if (uri, template.name) in present:
-            _mark_skipped(present[(uri, template.name)], template, found.reason)
+        uri, element = not_run["uri"], not_run["element"]
+        if (uri, element["name"]) in present:
+            _mark_skipped(present[(uri, element["name"])], element["steps"], not_run["reason"])
             continue
-        feature = by_uri.get(uri)
-        if feature is None:
-            feature = by_uri[uri] = {"keyword": template.feature.keyword, "uri": uri, "name": template.feature.name,
-                                     "id": uri.lower().replace(" ", "-"), "line": template.feature.line_number,
-                                     "description": template.feature.description, "tags": [
-                                         {"name": t, "line": template.feature.line_number - 1}
-                                         for t in sorted(template.feature.tags)], "elements": []}
-            features.append(feature)
-        feature["elements"].append({
-            "keyword": template.keyword, "id": item.name, "name": template.name, "line": template.line_number,
-            "description": template.description, "type": "scenario",
-            "tags": [{"name": t, "line": template.line_number - 1} for t in sorted(template.tags)],
-            "steps": [{"keyword": step.keyword, "name": step.name, "line": step.line_number,
-                       "match": {"location": ""}, "result": {"status": "skipped", "duration": 0}}
-                      for step in template.steps],
-        })
+        if uri not in by_uri:
+            by_uri[uri] = not_run["feature"]
+            features.append(by_uri[uri])
+        by_uri[uri]["elements"].append(element)
+    features.sort(key=lambda f: f.get("uri", ""))
+    for feature in features:
+        feature.get("elements", []).sort(key=lambda e: e.get("line", 0))
     path.write_text(json.dumps(features, indent=2))
 
 
-def _mark_skipped(element: dict, template, reason: str) -> None:
+def _mark_skipped(element: dict, all_steps: list, reason: str) -> None:
     """A scenario skipped inside a step: pytest-bdd records that step as passed. It is the skipped
     one (with the reason), and the steps after it, never reached, are skipped too."""
     steps = element.get("steps") or []
     if steps:
         steps[-1]["result"] = {"status": "skipped", "duration": steps[-1]["result"].get("duration", 0),
                                "error_message": reason}
-    for step in template.steps[len(steps):]:
-        steps.append({"keyword": step.keyword, "name": step.name, "line": step.line_number,
-                      "match": {"location": ""}, "result": {"status": "skipped", "duration": 0}})
+    steps.extend(all_steps[len(steps):])
     element["steps"] = steps
 
 
