@@ -366,6 +366,10 @@ def _dashboard_panels(stack, evidence, titles):
 
 @then("every query of the dashboard names only series that Prometheus holds, and Prometheus evaluates it")
 def _dashboard_queries_work(stack, evidence):
+    # Prometheus knows a series once it has scraped its target: on a stack started a moment ago
+    # (or this scenario run first, as a parallel run may), wait until none is left unscraped.
+    poll(lambda: all(t["health"] != "unknown" for t in prometheus_server.targets(_port(stack)).observed),
+         timeout=FIRST_SCRAPE_WAIT_S, interval=0.5, transient=(ProbeError,))
     known = evidence.record(prometheus_server.metric_names(_port(stack))).observed
     problems = Mismatches("dashboard queries against this Prometheus",
                           "name series the exporters and services really export "

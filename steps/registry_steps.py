@@ -74,18 +74,24 @@ def _answered_200(stack, evidence, registration):
     expect(fact.observed["status"] == 200, "registering again", 200, fact.observed["status"], fact)
 
 
-@then("the registry forgets the instance when it deregisters: the next discovery of its name answers 404, "
-      "and its name's index no longer holds it")
+@then("the registry forgets the instance when it deregisters: the next discovery of its name no longer returns "
+      "it, and its name's index no longer holds it")
 def _deregisters(stack, evidence, registration):
     payload = registration["payload"]
     where = (stack.registry_port(), payload["name"], payload["instance_id"], _sibling(stack))
     # Discovered first: an answer the registry keeps in memory must be forgotten by the deregistration.
+    # Others may hold instances of the same name (the ecosystem's own service on a shared stack,
+    # another scenario of a parallel run): only this one must be gone.
     before = _instances(stack, evidence, payload["name"])
     gone = evidence.record(registry_api.deregister(*where))
     after = _instances(stack, evidence, payload["name"])
     again = evidence.record(registry_api.deregister(*where))
-    statuses = tuple(fact.observed["status"] for fact in (before, gone, after, again))
-    expect(statuses == (200, 204, 404, 404), "GET, DELETE, GET, DELETE", (200, 204, 404, 404), statuses, after,
+    observed = (before.observed["status"], gone.observed["status"],
+                "gone" if after.observed["status"] == 404 or (
+                    after.observed["status"] == 200 and payload["instance_id"] not in _instance_ids(after))
+                else f"{after.observed['status']} with it", again.observed["status"])
+    expected = (200, 204, "gone", 404)
+    expect(observed == expected, "GET, DELETE, GET, DELETE", expected, observed, after,
            "a deregistration is announced on registry:changes; every worker forgets what it kept "
            "(infra/servicekit/servicekit/readcache.py)")
     # A member left behind is read (and skipped) by every discovery of the name until its TTL lapses:
