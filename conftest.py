@@ -49,6 +49,34 @@ def pytest_addoption(parser):
                     help="seconds to wait for every service to be healthy (env TSE_WAIT_TIMEOUT; default 180)")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    """Attach mode runs the scenarios on parallel workers (pytest-xdist) unless -n says otherwise:
+    they mostly wait (a TTL to lapse, a probe round, a scrape), and a running stack serves them side
+    by side. Up mode runs them one after another: its stack-changing scenarios must run alone."""
+    from steps.harness.fixtures import attach_mode, runs_features
+
+    if hasattr(config, "workerinput") or not runs_features(config) or not hasattr(config.option, "numprocesses"):
+        return
+    if not attach_mode(config):
+        if config.option.numprocesses not in (None, 0, "0"):
+            raise pytest.UsageError("-n: up mode runs its scenarios one after another (those that stop and start "
+                                    "services must run alone); run side by side with --stack=attach")
+        return
+    if config.option.numprocesses is None:
+        config.option.numprocesses = "auto"
+    if config.option.dist == "no":
+        config.option.dist = "loadgroup"   # scenarios sharing a limited resource stay on one worker
+
+
+def pytest_xdist_auto_num_workers(config):
+    """One more worker than the cores: the scenarios wait more than they compute (measured on 2 cores,
+    attach mode: 28 s serial, 16 s with 2 workers, 13.5 s with 3, 14 s with 4)."""
+    import os
+
+    return (os.cpu_count() or 1) + 1
+
+
 def _register_feature_tags(config) -> None:
     """Gherkin tags become markers; register them so `-m checklist_1_5` works without warnings."""
     for tag in sorted(set().union(*declared_scenarios(ROOT / "features").values())):

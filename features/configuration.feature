@@ -59,7 +59,7 @@ Feature: 6. Basic configuration service for endpoints and parameters
       | 9starts.with.a.digit        | string | x                          | key       |
       | endpoints.redis             | string | redis://admin:pw@redis:6379 | credential |
 
-  @checklist_6_7
+  @checklist_6_7 @long_polls
   Scenario: Runtime configuration updates
     Given a parameter created through the configuration API with type "string" and value "before"
     And "risk-monitor" has read the parameter by path, by query and with X-Service-Name: "before"

@@ -54,7 +54,7 @@ Feature: S. Security baseline (extra, beyond the milestone)
     And the "monitor" role reads the server's statistics but is refused the tables of every domain schema and of "config"
     And the registry probes PostgreSQL as "service_registry", a role that runs its health query and holds nothing more, and keeps no other role's password
 
-  @checklist_S_7
+  @checklist_S_7 @long_polls
   Scenario: Configuration long-polls and lists are bounded
     Then as many long-polls as the configuration service allows (CONFIG_MAX_WAITING) wait, and one more is refused with 429 saying when to retry
     And a list asked for a page of 2 parameters answers that many, with where the next page starts, and more than 1000 per page is refused with 422

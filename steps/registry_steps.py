@@ -437,19 +437,22 @@ CACHE_USER = "trading-adapter"   # a domain whose cache shares Redis with the re
 DISCOVERIES = 25
 
 
-@then(parsers.parse("its discovery answers the same instances beside {count:d} keys a domain's cache wrote, and walks "
+@then(parsers.parse("its discovery still answers its instance beside {count:d} keys a domain's cache wrote, and walks "
                     "none of them: fewer SCANs than discoveries"))
 def _discovery_independent_of_the_keyspace(stack, evidence, request, registration, count):
     name, port = registration["payload"]["name"], stack.registry_port()
     problems = Mismatches("discovery beside a domain's cache", "discovery by name reads the index registry:index:"
                           "<name> and the writer's own hash by its key (infra/service-registry/registry/store.py); "
                           "SCAN walks every key Redis holds")
+    own = registration["payload"]["instance_id"]
     before = _instance_ids(_instances(stack, evidence, name))
     keys = [f"trading:acceptance-cache:{uuid.uuid4().hex[:8]}:{n}" for n in range(count)]
     request.addfinalizer(lambda: redis_server.delete_keys(*stack.redis(CACHE_USER), keys))
     evidence.record(redis_server.write_keys(*stack.redis(CACHE_USER), keys))
     after = _instance_ids(_instances(stack, evidence, name))
-    problems.check(after == before, f"the same instances of {name}", after, None)
+    # Its own instance: others of the name may come and go meanwhile (a shared stack, a parallel run).
+    problems.check(own in before and own in after, f"{own} among the instances of {name}, before and after",
+                   {"before": before, "after": after}, None)
     # SCANs counted over two bursts of discoveries: the registry's background reconciliation SCANs
     # too (a few calls a pass, a pass a second on this keyspace), never 25 in one burst.
     admin_password = stack.redis_password("admin")

@@ -188,6 +188,20 @@ def _worker_record(session) -> dict:
     }
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_logreport(report):
+    """pytest-bdd keeps a report's scenario beside the report object, which a parallel run's worker
+    does not send: carried as an attribute of the report (serialized with it), put back where
+    pytest-bdd's Cucumber JSON looks for it on the controller."""
+    from pytest_bdd.reporting import ReportContext, test_report_context_registry
+
+    context = test_report_context_registry.get(report)
+    if context is not None:
+        report.bdd_context = {"scenario": context.scenario, "name": context.name}
+    elif getattr(report, "bdd_context", None):
+        test_report_context_registry[report] = ReportContext(**report.bdd_context)
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node, error):
     """pytest-xdist, on the controller: a worker is done; merge what it sent."""

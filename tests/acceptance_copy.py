@@ -254,3 +254,20 @@ def stack_changing_only_tags() -> set:
     """Tags that only stack-changing scenarios carry: naming one is the way to select such a scenario."""
     others = set().union(*(tags for tags in feature_scenarios().values() if "changes_stack" not in tags))
     return set().union(*stack_changing_scenarios().values()) - others - {"changes_stack", "removes_volumes"}
+
+
+def report_digest(reports: Path) -> dict:
+    """What a run's reports say, without what differs between two runs of the same verdict (times,
+    ids, observed values): each checklist item's verdict and reason; each scenario's steps and their
+    outcomes, in the Cucumber JSON's order; the history line's verdicts."""
+    checklist = json.loads((reports / "checklist.json").read_text())
+    cucumber = json.loads((reports / "cucumber.json").read_text())
+    history = [json.loads(line) for line in (reports / "history.jsonl").read_text().splitlines()]
+    return {
+        "checklist": [(item["id"], item["verdict"], item["reason"]) for item in checklist["items"]],
+        "cucumber": [(feature["uri"], element["name"], [(step["keyword"], step["name"], step["result"]["status"],
+                                                         bool(step.get("output"))) for step in element["steps"]])
+                     for feature in cucumber for element in feature["elements"]],
+        "history": [(line["item"], line["verdict"]) for line in history if line["run"] == history[-1]["run"]],
+    }
+

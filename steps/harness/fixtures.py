@@ -243,6 +243,25 @@ def pytest_collection(session):
         launcher.fail(error)
 
 
+def parallel_controller(config) -> bool:
+    """Whether this process hands the scenarios to pytest-xdist workers (and runs none itself)."""
+    return getattr(config.option, "dist", "no") != "no" and not hasattr(config, "workerinput")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session):
+    """A parallel run's controller checks the stack once, before its workers start: a stack that is
+    not there or not healthy is one clear line, not one per worker."""
+    config = session.config
+    if config.option.collectonly or not runs_features(config) or not parallel_controller(config):
+        return
+    launcher = _launcher(config)
+    try:
+        launcher.ready()
+    except BaseException as error:  # noqa: BLE001 - one clear line; Ctrl-C re-raised
+        launcher.fail(error)
+
+
 @pytest.fixture(scope="session")
 def stack(request) -> Stack:
     """The healthy stack: brought up by this run (up mode) or already running (attach mode)."""
@@ -272,6 +291,11 @@ def pytest_collection_modifyitems(config, items):
         return 2 if item.get_closest_marker("removes_volumes") else 1 if item.get_closest_marker("changes_stack") else 0
 
     items.sort(key=rank)
+    # A parallel run (pytest-xdist, --dist loadgroup) keeps scenarios that share one limited resource
+    # on the same worker, one after the other: S.7 fills every long-poll slot 6.7 needs one of.
+    for item in items:
+        if item.get_closest_marker("long_polls"):
+            item.add_marker(pytest.mark.xdist_group("long_polls"))
     if attach_mode(config):
         skip = pytest.mark.skip(reason="attach mode: scenarios that stop and start services never run on a stack "
                                        "this run did not start")

@@ -17,6 +17,7 @@ from tests.acceptance_copy import (
     assert_nothing_left,
     copy_repository,
     isolated_environment,
+    report_digest,
     run_acceptance,
     stack_changing_scenarios,
     volumes,
@@ -141,6 +142,13 @@ def test_attach_mode_tests_a_running_stack_without_changing_it(copy, users_stack
     grafana = next(item for item in report["items"] if item["id"] == "7.2")
     assert grafana["verdict"] == "partly run" and "not on this machine" in grafana["reason"], grafana
     assert report["run"]["mode"] == "attach"
+    # Run side by side by default; one after another (-n 0), the same verdicts and the same reports.
+    assert "bringing up nodes" in run.output, run.output[-2000:]
+    parallel = report_digest(copy / "reports")
+    serial = run_acceptance(copy, env, "--stack=attach", f"--project-name={project}", "-n", "0")
+    assert serial.exit_code == 0, serial.output[-3000:]
+    assert report_digest(copy / "reports") == parallel
+    assert _state(project) == before
 
 
 def test_up_mode_beside_a_users_stack_isolates_itself_and_leaves_that_stack_alone(copy, users_stack):
