@@ -3,8 +3,10 @@
 Coherence: every write publishes on a Redis channel of the service's own (the registry's
 registry:changes, the configuration service's config:changes), and each worker process drops every
 kept answer when a message arrives. The worker reads its subscription without blocking before each
-read it answers (a message published before the writer answered its client is already in the
-socket), so a write is seen by the next read of every worker. Bounds: an answer is never older than
+read it answers. Redis writes the message to every subscriber's socket as it answers the writer's
+PUBLISH, so the next read of every worker sees the write; on a loaded machine the message can trail
+the writer's answer by a scheduling delay (tens of milliseconds, seen with three stacks on two
+cores), which is how long a read may still see the old value. Bounds: an answer is never older than
 MAX_AGE_S (what changes without an event, such as an instance a sibling writes into Redis itself, or a
 message lost with a connection, is seen within it), and while the subscription is down nothing is
 answered from memory at all.
