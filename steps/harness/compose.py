@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -38,6 +39,7 @@ class ComposeStack:
     # a named volume over it): the final `down -v` no longer sees them, so they are removed by name.
     released_volumes: set = field(default_factory=set)
     _starting: subprocess.Popen | None = field(default=None, repr=False)
+    _started_at: float | None = field(default=None, repr=False)
 
     @property
     def context(self) -> str:
@@ -128,6 +130,7 @@ class ComposeStack:
             [*self.command, "up", "-d", "--wait", "--wait-timeout", str(self.wait_timeout)],
             cwd=self.context, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
         )
+        self._started_at = time.monotonic()
 
     def wait_up(self) -> None:
         """Wait for `start_up`; on failure a StackError naming each unhealthy service, its last
@@ -145,6 +148,13 @@ class ComposeStack:
                 names = ", ".join(f"{service} ({count} restarts)" for service, count in sorted(looping.items()))
                 raise StackError(self.describe_failure(
                     "", headline=f"the stack cannot get healthy: {names}, exiting at every start."))
+            # `--wait-timeout` bounds compose's last wait only: a service that waits for a dependency
+            # that never gets healthy holds `up` until that one is declared unhealthy (start period,
+            # then interval x retries: about a minute here). The timeout is the whole start's.
+            if self._started_at is not None and time.monotonic() - self._started_at > self.wait_timeout:
+                starting.terminate()
+                starting.communicate()
+                raise StackError(self.describe_failure("a service's dependency is still not healthy"))
             try:
                 starting.wait(timeout=1)
             except subprocess.TimeoutExpired:

@@ -155,7 +155,10 @@ def test_up_mode_beside_a_users_stack_isolates_itself_and_leaves_that_stack_alon
     users_project, env = users_stack
     before, volumes_before = _state(users_project), volumes()
     project = "tse-beside-users-stack"
-    run = run_acceptance(copy, {**env, "TSE_PROJECT": project})
+    # Every scenario that stops, kills, pauses or removes services runs, but the alert one: it stops
+    # and starts a service as the registry outage does (the same steps), then waits about 100 s for
+    # real notifications, which isolation does not need.
+    run = run_acceptance(copy, {**env, "TSE_PROJECT": project}, "-m", "not alert_fires")
     assert run.exit_code == 0, run.output[-3000:]
     assert _state(users_project) == before
     assert_nothing_left(project, volumes_before)

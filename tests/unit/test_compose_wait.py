@@ -38,3 +38,19 @@ def test_a_few_restarts_do_not_end_the_wait(monkeypatch):
     stack = _stack(monkeypatch, {"configuration-service": compose.RESTART_LOOP - 1})
     stack._starting = subprocess.Popen(["true"])  # `up --wait` that succeeds
     stack.wait_up()
+
+
+def test_a_dependency_that_never_gets_healthy_ends_the_wait_at_the_timeout(monkeypatch):
+    """compose's --wait-timeout bounds only its last wait; `up` itself waits for a dependency's health
+    until that one is declared unhealthy. The timeout is the whole start's."""
+    stack = _stack(monkeypatch, {"redis": 0})
+    stack.wait_timeout = 1
+    stack._starting = up = subprocess.Popen(["sleep", "60"])  # `up` still waiting for Redis to be healthy
+    stack._started_at = started = time.monotonic()
+    with pytest.raises(StackError) as failure:
+        stack.wait_up()
+    assert 1 <= time.monotonic() - started < 5
+    assert up.poll() is not None, "the waiting `up` was left running"
+    assert str(failure.value).startswith("the stack is not healthy (waited up to 1 s).")
+    assert "  redis: starting" in str(failure.value)
+
