@@ -8,6 +8,7 @@ from pytest_bdd import parsers, then
 
 from steps.expect import expect, expect_eventually
 from steps.probes import Fact, ProbeError, alerting, docker_engine, prometheus_server
+from steps.probes.waiting import poll
 
 ALERTMANAGER_SERVICE = "alertmanager"
 ROUTES_HINT = ("infra/alertmanager/alertmanager.yml's routes and receivers; the route tests are "
@@ -34,10 +35,21 @@ def _route_tests(stack, evidence):
 
 @then(parsers.parse('Prometheus sends its alerts to "{host}" as its active Alertmanager'))
 def _active_alertmanager(stack, evidence, host):
-    fact = evidence.record(prometheus_server.alertmanagers(stack.settings.port("PROMETHEUS_HOST_PORT")))
-    active = fact.observed["active"]
-    expect(any(f"//{host}:" in url for url in active), "Prometheus's active Alertmanagers", f"one at {host}",
+    # Prometheus finds its Alertmanagers in the background after it is ready (its discovery hands on
+    # changes every 5 s): on a stack started a moment ago the list is still empty.
+    port, last = stack.settings.port("PROMETHEUS_HOST_PORT"), {}
+
+    def discovered():
+        fact = last["fact"] = prometheus_server.alertmanagers(port)
+        return fact if any(f"//{host}:" in url for url in fact.observed["active"]) else None
+
+    found = poll(discovered, timeout=ALERTMANAGER_DISCOVERY_S, interval=0.5, transient=(ProbeError,))
+    fact = evidence.record(found or last.get("fact") or prometheus_server.alertmanagers(port))
+    expect(found is not None, "Prometheus's active Alertmanagers", f"one at {host} within {ALERTMANAGER_DISCOVERY_S} s",
            fact.observed, fact, "alerting.alertmanagers in infra/prometheus/prometheus.yml")
+
+
+ALERTMANAGER_DISCOVERY_S = 30
 
 
 @then(parsers.parse('the always-firing "{name}" alert reaches the alert receiver through the "{receiver}" route: '
