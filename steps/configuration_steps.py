@@ -512,8 +512,8 @@ def _next_reads(stack, evidence, parameter, service, value, version):
 
     def all_agree() -> bool:
         last["facts"] = _reads_of(stack, parameter["key"], service)
-        last["seen"] = {form: (http_api.json_object(fact).get("value"), http_api.json_object(fact).get("version"))
-                        for form, fact in last["facts"].items()}
+        bodies = {form: http_api.json_object(fact) for form, fact in last["facts"].items()}
+        last["seen"] = {form: (body.get("value"), body.get("version")) for form, body in bodies.items()}
         return all(seen == (value, version) for seen in last["seen"].values())
 
     poll(all_agree, timeout=ANNOUNCEMENT_DELAY_S, interval=0.02)

@@ -216,16 +216,21 @@ def merge_worker_record(config, record: dict) -> None:
     results = config.stash.setdefault(RESULTS_KEY, {})
     for nodeid, sent in record["results"].items():
         found = ScenarioResult(sent["name"], set(sent["tags"]), sent["outcome"], sent["reason"],
-                               [(text, list(lines)) for text, lines in sent["evidence"]])
+                               _steps_from_json(sent["evidence"]))
         if nodeid not in results or (results[nodeid].outcome == NOT_RUN and found.outcome != NOT_RUN):
             results[nodeid] = found
     config.stash.setdefault(RUN_EVIDENCE_KEY, {}).update(
-        {name: [(text, list(lines)) for text, lines in steps] for name, steps in record["evidence"].items()})
+        {name: _steps_from_json(steps) for name, steps in record["evidence"].items()})
     config.stash.setdefault(NOT_RUN_KEY, {}).update(record["not_run"])
     config.stash.setdefault(ORDER_KEY, record["order"])
     run = config.stash[RUN_KEY]
     for key, value in record["run"].items():
         run.setdefault(key, value)
+
+
+def _steps_from_json(steps: list) -> list:
+    """[(step text, [fact line, ...]), ...] back from JSON's lists."""
+    return [(text, list(lines)) for text, lines in steps]
 
 
 @pytest.hookimpl(trylast=True)

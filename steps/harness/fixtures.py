@@ -224,6 +224,15 @@ def _launcher(config) -> StackLauncher:
     return config.stash[LAUNCHER_KEY]
 
 
+def _or_fail(config, action):
+    """`action(launcher)`'s result; an error ends the session with one clear line (Ctrl-C re-raised)."""
+    launcher = _launcher(config)
+    try:
+        return action(launcher)
+    except BaseException as error:  # noqa: BLE001 - one clear line; Ctrl-C re-raised
+        launcher.fail(error)
+
+
 def runs_features(config) -> bool:
     """Whether this pytest run collects the acceptance suite (features/), not only the suite's own tests."""
     args = [Path(a.split("::")[0]).resolve() for a in config.args] or [Path.cwd()]
@@ -236,11 +245,7 @@ def pytest_collection(session):
     config = session.config
     if config.option.collectonly or not runs_features(config) or attach_mode(config):
         return
-    launcher = _launcher(config)
-    try:
-        launcher.start()
-    except BaseException as error:  # noqa: BLE001 - one clear line; Ctrl-C re-raised
-        launcher.fail(error)
+    _or_fail(config, StackLauncher.start)
 
 
 def parallel_controller(config) -> bool:
@@ -255,26 +260,18 @@ def pytest_sessionstart(session):
     config = session.config
     if config.option.collectonly or not runs_features(config) or not parallel_controller(config):
         return
-    launcher = _launcher(config)
-    try:
-        launcher.ready()
-    except BaseException as error:  # noqa: BLE001 - one clear line; Ctrl-C re-raised
-        launcher.fail(error)
+    _or_fail(config, StackLauncher.ready)
 
 
 @pytest.fixture(scope="session")
 def stack(request) -> Stack:
     """The healthy stack: brought up by this run (up mode) or already running (attach mode)."""
-    launcher = _launcher(request.config)
-    try:
-        running = launcher.ready()
-    except BaseException as error:  # noqa: BLE001 - one clear line; Ctrl-C re-raised
-        launcher.fail(error)
+    running = _or_fail(request.config, StackLauncher.ready)
     request.config.stash[STACK_KEY] = running
     try:
         yield running
     finally:
-        launcher.stop()
+        _launcher(request.config).stop()
 
 
 def pytest_sessionfinish(session):
