@@ -51,17 +51,12 @@ def pytest_addoption(parser):
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config):
-    """Attach mode runs the scenarios on parallel workers (pytest-xdist) unless -n says otherwise:
-    they mostly wait (a TTL to lapse, a probe round, a scrape), and a running stack serves them side
-    by side. Up mode runs them one after another: its stack-changing scenarios must run alone."""
-    from steps.harness.fixtures import attach_mode, runs_features
+    """The scenarios run on parallel workers (pytest-xdist) unless -n says otherwise: they mostly wait
+    (a TTL to lapse, a probe round, a scrape), and one stack serves them side by side. Up mode's
+    stack-changing scenarios run after the others, alone (steps/harness/parallel.py)."""
+    from steps.harness.fixtures import runs_features
 
     if hasattr(config, "workerinput") or not runs_features(config) or not hasattr(config.option, "numprocesses"):
-        return
-    if not attach_mode(config):
-        if config.option.numprocesses not in (None, 0, "0"):
-            raise pytest.UsageError("-n: up mode runs its scenarios one after another (those that stop and start "
-                                    "services must run alone); run side by side with --stack=attach")
         return
     if config.option.numprocesses is None:
         config.option.numprocesses = "auto"

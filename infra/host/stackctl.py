@@ -28,7 +28,6 @@ from steps.harness.compose import compose_for  # noqa: E402
 from steps.harness.settings import StackSettings  # noqa: E402
 from steps.probes import ProbeError, StackError, docker_engine  # noqa: E402
 from steps.probes.start_order import StartRecorder, load_record, record_path  # noqa: E402
-from steps.probes.waiting import WaitTimeout, wait_until  # noqa: E402
 
 
 class CommandError(Exception):
@@ -97,25 +96,14 @@ def cmd_up(args) -> int:
         recorder = StartRecorder(settings.project, "stackctl up").start()
         try:
             compose.up()
-            _hear_every_healthy(recorder, settings.project)
+            missing = recorder.hear_every_healthy()
+            if missing:
+                print(f"stackctl up: {missing}; the start record may not prove the start order", file=sys.stderr)
         finally:
             save_start_record(recorder.stop(), record_path(ROOT, settings.project))
     except StackError as error:
         raise CommandError(str(error)) from None
     return cmd_status(args)
-
-
-def _hear_every_healthy(recorder: StartRecorder, project: str) -> None:
-    """`up --wait` returns once Docker reports every service healthy; the events saying so may reach
-    the recorder a moment later."""
-    started = {e["id"] for e in recorder.record.events if e["action"] == "start"}
-    with_healthcheck = [c.id for c in docker_engine.project_containers(project) if c.id in started
-                        and (c.attrs["Config"].get("Healthcheck") or {}).get("Test", ["NONE"])[0] != "NONE"]
-    try:
-        wait_until(lambda: recorder.heard_healthy(with_healthcheck), timeout=10, interval=0.1,
-                   description="the healthy events of every service")
-    except WaitTimeout as error:
-        print(f"stackctl up: {error}; the start record may not prove the start order", file=sys.stderr)
 
 
 def save_start_record(record, path: Path) -> None:

@@ -17,6 +17,7 @@ import pytest
 
 from steps.harness.compose import ComposeStack, compose_for, new_workdir
 from steps.harness.isolation import isolate
+from steps.harness.parallel import STACK_CHANGING, write_groups
 from steps.harness.settings import ROOT, StackSettings
 from steps.probes import StackError, docker_engine
 from steps.probes.start_order import StartRecord, StartRecorder, load_record, record_path
@@ -114,10 +115,13 @@ def _terminate_as_interrupt(signum, frame):
 
 
 class StackLauncher:
-    """Starts the stack (up mode) or checks it (attach mode), and takes down only what it started."""
+    """Starts the stack (up mode) or checks it (attach mode), and takes down only what it started.
+    A parallel run's worker joins the stack its controller started (`joined`: what the controller
+    handed over), and never starts or stops it."""
 
-    def __init__(self, settings: StackSettings):
+    def __init__(self, settings: StackSettings, joined: dict | None = None):
         self.settings = settings
+        self.joined = joined
         self.workdir = new_workdir()
         self.stack: Stack | None = None
         self.started = False
@@ -127,8 +131,15 @@ class StackLauncher:
 
     def start(self) -> None:
         """Preflight, images and `up` started in the background (up mode); checks only (attach)."""
+        if self.stack is not None:
+            return
         settings, notes = self.settings, []
         docker_engine.client()
+        if self.joined is not None:
+            record = self.joined["start_record"]
+            self.stack = Stack(settings, compose_for(settings, self.workdir), list(self.joined["notes"]),
+                               StartRecord.from_json(record) if record else None)
+            return
         if settings.mode == "up":
             if docker_engine.project_containers(settings.project):
                 raise StackError(
@@ -180,6 +191,19 @@ class StackLauncher:
             compose.start_profile(TELEMETRY_PROFILE)
         return self.stack
 
+    def handover(self) -> dict:
+        """What a parallel run's workers need to join the ready stack: its settings (ports and subnet
+        as isolated), the notes, and the engine's start events heard so far (the healthy ones included)."""
+        record = None
+        if self.recorder is not None:
+            missing = self.recorder.hear_every_healthy()
+            if missing:
+                self.stack.notes.append(f"{missing}: the start record may not prove the start order")
+            record = self.recorder.record.to_json()
+        elif self.stack.start_record is not None:
+            record = self.stack.start_record.to_json()
+        return {"settings": self.stack.settings.as_dict(), "notes": list(self.stack.notes), "start_record": record}
+
     @staticmethod
     def _telemetry_images_present(compose, notes: list) -> bool:
         """Whether every image of the telemetry profile is on this machine (nothing is pulled); a note
@@ -212,13 +236,19 @@ class StackLauncher:
 
 
 LAUNCHER_KEY = pytest.StashKey[StackLauncher]()
+# The workerinput key under which a parallel run's controller hands the ready stack to its workers.
+HANDOVER = "tse_stack"
+HANDOVER_CACHE = pytest.StashKey[dict]()
+GROUPS = "tse_groups_dir"
 STACK_KEY = pytest.StashKey[Stack]()
 
 
 def _launcher(config) -> StackLauncher:
     if LAUNCHER_KEY not in config.stash:
+        joined = getattr(config, "workerinput", {}).get(HANDOVER)
         try:
-            config.stash[LAUNCHER_KEY] = StackLauncher(settings_from(config))
+            config.stash[LAUNCHER_KEY] = (StackLauncher(StackSettings.from_dict(joined["settings"]), joined)
+                                          if joined else StackLauncher(settings_from(config)))
         except (StackError, ValueError) as error:
             pytest.exit(f"acceptance stack: {error}", returncode=4)
     return config.stash[LAUNCHER_KEY]
@@ -263,6 +293,38 @@ def pytest_sessionstart(session):
     _or_fail(config, StackLauncher.ready)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """pytest-xdist, on the controller: each worker joins the stack checked (attach mode) or started
+    (up mode) in pytest_sessionstart, before any worker started."""
+    launcher = node.config.stash.get(LAUNCHER_KEY, None)
+    if launcher is not None and launcher.stack is not None:
+        if HANDOVER_CACHE not in node.config.stash:
+            node.config.stash[HANDOVER_CACHE] = launcher.handover()
+        node.workerinput[HANDOVER] = node.config.stash[HANDOVER_CACHE]
+    if runs_features(node.config):
+        node.workerinput[GROUPS] = str(_groups_dir(node.config))
+
+
+def _groups_dir(config) -> Path:
+    """Where the workers write the scenarios' groups for the scheduler (in the launcher's workdir,
+    removed at the end)."""
+    path = _launcher(config).workdir / "xdist-groups"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Scenarios grouped by their xdist_group mark; up mode's stack-changing ones wait until nothing
+    else runs (steps/harness/parallel.py)."""
+    if runs_features(config) and config.option.dist == "loadgroup":
+        from steps.harness.parallel import StackChangingLast
+
+        return StackChangingLast(config, log, _groups_dir(config))
+    return None
+
+
 @pytest.fixture(scope="session")
 def stack(request) -> Stack:
     """The healthy stack: brought up by this run (up mode) or already running (attach mode)."""
@@ -290,9 +352,18 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=rank)
     # A parallel run (pytest-xdist, --dist loadgroup) keeps scenarios that share one limited resource
     # on the same worker, one after the other: S.7 fills every long-poll slot 6.7 needs one of.
+    # Up mode: the stack-changing ones form one group, which steps/harness/parallel.py holds until
+    # nothing else runs, then runs on one worker in this order.
     for item in items:
         if item.get_closest_marker("long_polls"):
             item.add_marker(pytest.mark.xdist_group("long_polls"))
+        elif item.get_closest_marker("changes_stack") and not attach_mode(config):
+            item.add_marker(pytest.mark.xdist_group(STACK_CHANGING))
+    workerinput = getattr(config, "workerinput", {})
+    if GROUPS in workerinput:
+        write_groups(Path(workerinput[GROUPS]), workerinput["workerid"],
+                     {item.nodeid: item.get_closest_marker("xdist_group").args[0]
+                      for item in items if item.get_closest_marker("xdist_group")})
     if attach_mode(config):
         skip = pytest.mark.skip(reason="attach mode: scenarios that stop and start services never run on a stack "
                                        "this run did not start")

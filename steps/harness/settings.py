@@ -88,6 +88,17 @@ class StackSettings:
                 os.environ.get("COMPOSE_PROJECT_NAME") or values.get("COMPOSE_PROJECT_NAME") or "trading-ecosystem")
         return cls(mode, project, compose_file, env_file, keep, wait_timeout, values, frozenset(explicit))
 
+    def as_dict(self) -> dict:
+        """Plain values, for another process (a parallel run's workers) to rebuild the same settings."""
+        return {"mode": self.mode, "project": self.project, "compose_file": str(self.compose_file),
+                "env_file": str(self.env_file), "keep": self.keep, "wait_timeout": self.wait_timeout,
+                "values": dict(self.values), "explicit": sorted(self.explicit)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "StackSettings":
+        return cls(data["mode"], data["project"], Path(data["compose_file"]), Path(data["env_file"]), data["keep"],
+                   data["wait_timeout"], dict(data["values"]), frozenset(data["explicit"]))
+
     @property
     def network_name(self) -> str:
         return self.values["TSE_NETWORK_NAME"]

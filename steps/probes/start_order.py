@@ -25,6 +25,7 @@ from pathlib import Path
 
 from steps.probes import docker_engine
 from steps.probes.facts import Fact
+from steps.probes.waiting import WaitTimeout, wait_until
 
 HEALTH_LOG_ENTRIES = 5  # Docker's maxLogEntries: the health log never holds more
 # A recorded start event is the dependent's current start when their times are this close.
@@ -141,6 +142,20 @@ class StartRecorder:
         """Whether a healthy event was heard for each of these containers."""
         healthy = {e["id"] for e in self.record.events if e["action"] == "health_status:healthy"}
         return set(container_ids) <= healthy
+
+    def hear_every_healthy(self) -> str | None:
+        """Wait (10 s at most) for the healthy events of every container this record saw start that
+        has a healthcheck: `up --wait` returns once Docker reports them healthy, and the events saying
+        so may reach the recorder a moment later. None once heard, else what is missing."""
+        started = {e["id"] for e in self.record.events if e["action"] == "start"}
+        with_healthcheck = [c.id for c in docker_engine.project_containers(self.record.project) if c.id in started
+                            and (c.attrs["Config"].get("Healthcheck") or {}).get("Test", ["NONE"])[0] != "NONE"]
+        try:
+            wait_until(lambda: self.heard_healthy(with_healthcheck), timeout=10, interval=0.1,
+                       description="the healthy events of every service")
+        except WaitTimeout as error:
+            return str(error)
+        return None
 
     def stop(self) -> StartRecord:
         self._stopping.set()
