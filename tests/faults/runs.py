@@ -50,6 +50,12 @@ def fault_jobs() -> int:
     return max(1, min(os.cpu_count() or 1, available // STACK_MEMORY))
 
 
+def fault_run_workers() -> list:
+    """pytest-xdist's -n for each fault run: TSE_FAULT_RUN_WORKERS when set, else its default."""
+    value = os.environ.get("TSE_FAULT_RUN_WORKERS")
+    return ["-n", value] if value else []
+
+
 def shard(faults: list[Fault]) -> list[Fault]:
     """TSE_FAULT_SHARD=k/n: every n-th fault from the k-th (a CI matrix over n shards); all of them
     when it is not set."""
@@ -84,7 +90,7 @@ def run_fault(fault: Fault, workdir: Path, reservations: Reservations) -> FaultR
     if fault.external_volume:
         docker_engine.client().volumes.create(fault.external_volume)
     try:
-        run = run_acceptance(copy, env, *selection)
+        run = run_acceptance(copy, env, *selection, *fault_run_workers())
     finally:
         reservations.release(env)
         if fault.external_volume:

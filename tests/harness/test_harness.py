@@ -160,6 +160,9 @@ def test_up_mode_beside_a_users_stack_isolates_itself_and_leaves_that_stack_alon
     # real notifications, which isolation does not need.
     run = run_acceptance(copy, {**env, "TSE_PROJECT": project}, "-m", "not alert_fires")
     assert run.exit_code == 0, run.output[-3000:]
+    # On parallel workers (the default), which joined the stack this run started: the stack-changing
+    # scenarios ran after the others, alone (tests/unit/test_parallel_scheduling.py), and passed.
+    assert "bringing up nodes" in run.output, run.output[-2000:]
     assert _state(users_project) == before
     assert_nothing_left(project, volumes_before)
 
