@@ -226,11 +226,17 @@ class ComposeStack:
                 starting.kill()
                 starting.wait()
         self.run("down", "-v", "--remove-orphans", "--timeout", "10")
+        self.remove_released_volumes()
+
+    def remove_released_volumes(self) -> None:
+        """The anonymous volumes of the containers `stop_keeping_volumes` removed: `down -v` no
+        longer knows them (Docker labels them with no project)."""
         for name in self.released_volumes:
             try:
                 docker_engine.client().volumes.get(name).remove()
             except Exception:  # noqa: BLE001 - already gone, or still used by another container
                 pass
+        self.released_volumes.clear()
 
     def _anonymous_volumes(self) -> set:
         """Anonymous volumes (Docker labels them com.docker.volume.anonymous) mounted by the

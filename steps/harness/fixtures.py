@@ -222,6 +222,10 @@ class StackLauncher:
             if self.started and not self.settings.keep:
                 self.started = False
                 self.stack.compose.down()
+            elif self.joined is not None and self.stack is not None:
+                # A worker that ran a scenario taking the stack down and up again: the old containers'
+                # anonymous volumes are known here only (the controller takes down the rest).
+                self.stack.compose.remove_released_volumes()
         finally:
             shutil.rmtree(self.workdir, ignore_errors=True)
             signal.signal(signal.SIGTERM, self.previous_sigterm)
