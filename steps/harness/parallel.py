@@ -6,7 +6,8 @@ A pytest-xdist scheduler: loadgroup scheduling (scenarios sharing a limited reso
 whose group STACK_CHANGING is held back. The groups come from the workers' collection, written to
 `groups_dir` as {nodeid: group}: pytest-xdist 3.8's own way, a "@group" suffix it writes into the
 nodeid, has no effect with pytest 9 (which derives the nodeid from elsewhere), so its loadgroup
-scheduling kept no group together. Once every other group is handed out, every worker but one
+scheduling kept no group together (pytest-dev/pytest-xdist#1386, open; its maintainers would pass the
+groups separately, as this does). Once every other group is handed out, every worker but one
 (the finisher) is told to stop. A worker runs its last item only when more arrive or it is told to
 stop, so the finisher keeps its last one until the others are done, then gets the held group after it.
 """
