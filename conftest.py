@@ -54,10 +54,17 @@ def pytest_cmdline_main(config):
     """The scenarios run on parallel workers (pytest-xdist) unless -n says otherwise: they mostly wait
     (a TTL to lapse, a probe round, a scrape), and one stack serves them side by side. Up mode's
     stack-changing scenarios run after the others, alone (steps/harness/parallel.py)."""
-    from steps.harness.fixtures import runs_features
+    import sys
+
+    from steps.harness.fixtures import missing_engine, runs_features
 
     if hasattr(config, "workerinput") or not runs_features(config) or not hasattr(config.option, "numprocesses"):
-        return
+        return None
+    if not (config.option.collectonly or config.option.help or config.option.version):
+        missing = missing_engine(config)
+        if missing:
+            print(missing, file=sys.stderr)
+            return 3
     if config.option.numprocesses is None:
         config.option.numprocesses = "auto"
     if config.option.dist == "no":

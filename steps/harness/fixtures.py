@@ -267,6 +267,21 @@ def _or_fail(config, action):
         launcher.fail(error)
 
 
+def missing_engine(config) -> str | None:
+    """The one line to end a run with when no Docker engine answers, else None. A parallel run
+    checks this before pytest's session starts: its controller starts or checks the stack in
+    pytest_sessionstart, where an error is printed twice (pytest's own line and its summary)."""
+    try:
+        settings = settings_from(config)
+    except (StackError, ValueError):
+        return None  # said, once, when the session asks for the stack
+    try:
+        docker_engine.client()
+    except StackError as error:
+        return f"acceptance stack ({settings.mode} mode, project {settings.project}): {error}"
+    return None
+
+
 def runs_features(config) -> bool:
     """Whether this pytest run collects the acceptance suite (features/), not only the suite's own tests."""
     args = [Path(a.split("::")[0]).resolve() for a in config.args] or [Path.cwd()]
@@ -343,6 +358,15 @@ def stack(request) -> Stack:
 def pytest_sessionfinish(session):
     """Also when no scenario asked for the stack, or the run was interrupted before one did."""
     launcher = session.config.stash.get(LAUNCHER_KEY, None)
+    if launcher is not None:
+        launcher.stop()
+
+
+def pytest_unconfigure(config):
+    """Also when the session never got as far as pytest_sessionfinish: pytest skips it when an
+    interrupt comes during pytest_sessionstart, which in a parallel run is where the controller has
+    started the stack and pytest-xdist then starts its workers."""
+    launcher = config.stash.get(LAUNCHER_KEY, None)
     if launcher is not None:
         launcher.stop()
 
