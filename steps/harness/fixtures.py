@@ -110,6 +110,11 @@ class Stack:
         return self.settings.values["POSTGRES_DB"]
 
 
+def _failure_line(settings: StackSettings, error: BaseException) -> str:
+    """The one line a run ends with when it cannot get a healthy stack."""
+    return f"acceptance stack ({settings.mode} mode, project {settings.project}): {error}"
+
+
 def _terminate_as_interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -235,8 +240,7 @@ class StackLauncher:
         self.stop()
         if not isinstance(error, Exception):
             raise error
-        pytest.exit(f"acceptance stack ({self.settings.mode} mode, project {self.settings.project}): {error}",
-                    returncode=3)
+        pytest.exit(_failure_line(self.settings, error), returncode=3)
 
 
 LAUNCHER_KEY = pytest.StashKey[StackLauncher]()
@@ -278,7 +282,7 @@ def missing_engine(config) -> str | None:
     try:
         docker_engine.client()
     except StackError as error:
-        return f"acceptance stack ({settings.mode} mode, project {settings.project}): {error}"
+        return _failure_line(settings, error)
     return None
 
 
