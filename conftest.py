@@ -33,9 +33,10 @@ REPORTS = ROOT / "reports"
 
 def pytest_addoption(parser):
     group = parser.getgroup("stack", "the trading-ecosystem stack under test")
-    group.addoption("--stack", choices=["up", "attach"], default=None,
+    group.addoption("--stack", choices=["up", "attach", "swarm"], default=None,
                     help="up (default): start an isolated stack and remove it at the end; "
-                         "attach: test a running stack, never changing or stopping it (env TSE_STACK)")
+                         "attach: test a running stack, never changing or stopping it; "
+                         "swarm: deploy the stack on this engine's swarm and remove it at the end (env TSE_STACK)")
     group.addoption("--keep-stack", action="store_true", default=None,
                     help="up mode: leave the stack running at the end (env TSE_KEEP_STACK=1)")
     group.addoption("--compose-file", default=None, help="compose file (env TSE_COMPOSE_FILE)")

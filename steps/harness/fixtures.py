@@ -19,6 +19,7 @@ from steps.harness.compose import ComposeStack, compose_for, new_workdir
 from steps.harness.isolation import isolate
 from steps.harness.parallel import STACK_CHANGING, write_groups
 from steps.harness.settings import ROOT, StackSettings
+from steps.harness.swarm import swarm_for
 from steps.probes import StackError, docker_engine
 from steps.probes.start_order import StartRecord, StartRecorder, load_record, record_path
 
@@ -34,6 +35,15 @@ def _setting(config, option: str, variable: str):
 
 def attach_mode(config) -> bool:
     return (_setting(config, "stack", "TSE_STACK") or "up") == "attach"
+
+
+def swarm_mode(config) -> bool:
+    return (_setting(config, "stack", "TSE_STACK") or "up") == "swarm"
+
+
+def stack_for(settings: StackSettings, workdir: Path) -> ComposeStack:
+    """The driver of the stack: docker compose, or docker stack on a swarm (--stack=swarm)."""
+    return swarm_for(settings, workdir) if settings.mode == "swarm" else compose_for(settings, workdir)
 
 
 def settings_from(config) -> StackSettings:
@@ -142,20 +152,27 @@ class StackLauncher:
         docker_engine.client()
         if self.joined is not None:
             record = self.joined["start_record"]
-            self.stack = Stack(settings, compose_for(settings, self.workdir), list(self.joined["notes"]),
+            self.stack = Stack(settings, stack_for(settings, self.workdir), list(self.joined["notes"]),
                                StartRecord.from_json(record) if record else None)
             return
-        if settings.mode == "up":
+        if settings.mode in ("up", "swarm"):
             if docker_engine.project_containers(settings.project):
+                remove = (f"docker stack rm {settings.project}" if settings.mode == "swarm"
+                          else f"docker compose -p {settings.project} down -v")
                 raise StackError(
-                    f"compose project {settings.project} already has containers, and this run did not start them. "
+                    f"project {settings.project} already has containers, and this run did not start them. "
                     f"Hint: test them with --stack=attach --project-name {settings.project}, remove them with "
-                    f"`docker compose -p {settings.project} down -v`, or pick another --project-name."
+                    f"`{remove}`, or pick another --project-name."
                 )
             settings, notes = isolate(settings)
-        compose = compose_for(settings, self.workdir)
+        compose = stack_for(settings, self.workdir)
         self.stack = Stack(settings, compose, notes)
-        if settings.mode == "up":
+        if settings.mode == "swarm":
+            notes.append(f"{TELEMETRY_PROFILE} profile not deployed: the swarm stack holds the default services")
+            compose.ensure_images()
+            self.started = True
+            compose.start_up()
+        elif settings.mode == "up":
             compose.ensure_images()
             self.telemetry = self._telemetry_images_present(compose, notes)
             self.recorder = StartRecorder(settings.project, "the acceptance run (up mode)").start()

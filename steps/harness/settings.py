@@ -84,7 +84,7 @@ class StackSettings:
         if project is None:
             # Up mode runs a project of its own; attach mode tests the stack compose users started,
             # under the COMPOSE_PROJECT_NAME they set (environment or env file), as compose itself does.
-            project = "tse-acceptance" if mode == "up" else (
+            project = {"up": "tse-acceptance", "swarm": "tse-swarm"}.get(mode) or (
                 os.environ.get("COMPOSE_PROJECT_NAME") or values.get("COMPOSE_PROJECT_NAME") or "trading-ecosystem")
         return cls(mode, project, compose_file, env_file, keep, wait_timeout, values, frozenset(explicit))
 

@@ -1,7 +1,8 @@
 """Facts about containers, networks and volumes, read from the Docker engine.
 
 Every function takes the compose project name and a service name, finds the service's container by
-its compose labels and returns a Fact. Commands that must run inside the docker network run inside
+its compose labels (a swarm stack's: by swarm's labels, the stack's name as the project) and returns
+a Fact. Commands that must run inside the docker network run inside
 a container (`exec_in`), never from the host.
 """
 from __future__ import annotations
@@ -14,6 +15,10 @@ import docker
 from docker.errors import DockerException, ImageNotFound, NotFound
 
 from steps.probes.facts import ExecResult, Fact, ProbeError, StackError
+
+# The labels swarm puts on a stack's containers (compose's are com.docker.compose.*).
+STACK_NAMESPACE = "com.docker.stack.namespace"
+SWARM_SERVICE = "com.docker.swarm.service.name"
 
 
 @functools.lru_cache(maxsize=1)
@@ -37,7 +42,17 @@ def engine_versions() -> dict:
 
 
 def project_containers(project: str, *, all_states: bool = True) -> list:
-    return client().containers.list(all=all_states, filters={"label": f"com.docker.compose.project={project}"})
+    """The containers of compose project `project`, else of swarm stack `project`."""
+    found = client().containers.list(all=all_states, filters={"label": f"com.docker.compose.project={project}"})
+    return found or client().containers.list(all=all_states, filters={"label": f"{STACK_NAMESPACE}={project}"})
+
+
+def swarm_containers(stack: str, service: str | None, *, running_only: bool = False) -> list:
+    """The containers of the tasks of `service` (every service: None) in swarm stack `stack`, the
+    running ones first, newest first (a replaced task's container lingers, exited)."""
+    labels = [f"{STACK_NAMESPACE}={stack}"] + ([f"{SWARM_SERVICE}={stack}_{service}"] if service else [])
+    found = client().containers.list(all=not running_only, filters={"label": labels})
+    return sorted(found, key=lambda c: (c.status == "running", c.attrs.get("Created", "")), reverse=True)
 
 
 def restart_counts(project: str) -> dict:
@@ -54,7 +69,9 @@ def container(project: str, service: str):
                            "com.docker.compose.oneoff=False"]},
     )
     if not found:
-        raise ProbeError(f"service {service}: no container in compose project {project}")
+        found = swarm_containers(project, service)
+    if not found:
+        raise ProbeError(f"service {service}: no container in compose project or swarm stack {project}")
     return found[0]
 
 

@@ -1,0 +1,303 @@
+"""Driving the stack on Docker Swarm (`--stack=swarm`, `stackctl --stack swarm`): the same
+docker-compose.yml, made into a stack file (swarm_file.py), deployed on this engine's swarm with its
+secrets, reached from the host through a gateway container, and removed with everything it made.
+
+A single-node swarm: this engine's, initialised here when it is in no swarm (and left again at the
+end), or the swarm it already manages. The stack's stateful services run on the nodes labelled
+swarm_file.DATA_NODE_LABEL; this node is labelled so when the run labels it.
+"""
+from __future__ import annotations
+
+import subprocess
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import yaml
+from docker.errors import APIError, NotFound
+
+from steps.harness.compose import ComposeStack, compose_for
+from steps.harness.settings import ROOT, StackSettings
+from steps.harness.swarm_file import DATA_NODE_LABEL, read_handout, secret_values, stack_file
+from steps.probes import compose_model, docker_engine
+from steps.probes.facts import StackError
+from steps.probes.waiting import WaitTimeout, wait_until
+
+GATEWAY_IMAGE = "trading-ecosystem/swarm-gateway:local"
+# Failed tasks of one service after which waiting stops: swarm replaces a failed task for ever.
+FAILED_TASKS = 3
+OWNED = "org.trading-ecosystem.swarm"
+
+
+def stack_label(project: str) -> dict:
+    return {"com.docker.stack.namespace": project}
+
+
+@dataclass
+class SwarmStack(ComposeStack):
+    """One swarm stack. Compose still does what it does well here (the model of the file, building
+    the images); `docker stack` deploys and removes; a gateway container publishes the ports the
+    settings name on 127.0.0.1 and forwards them over the overlays."""
+
+    settings: StackSettings | None = None
+    # Whether this run initialised the swarm (then it leaves it at the end).
+    initialised_swarm: bool = False
+    _deployed_at: float | None = field(default=None, repr=False)
+
+    @property
+    def gateway_name(self) -> str:
+        return f"{self.project}-gateway"
+
+    @cached_property
+    def stack_file(self) -> dict:
+        handout = read_handout((ROOT / "infra/secrets/handout").read_text())
+        return stack_file(self.config, self.project, handout)
+
+    @property
+    def service_names(self) -> list[str]:
+        return sorted(self.stack_file["services"])
+
+    def docker(self, *args: str, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run(["docker", *args], input=stdin, capture_output=True, text=True, timeout=timeout)
+
+    # -- start ---------------------------------------------------------------------------------------
+
+    def ensure_images(self) -> None:
+        super().ensure_images()
+        engine = docker_engine.client()
+        try:
+            engine.images.get(GATEWAY_IMAGE)
+        except NotFound:
+            result = self.docker("build", "-q", "--build-arg", f"BASE_IMAGE={self._base_image()}", "-t", GATEWAY_IMAGE,
+                                 str(ROOT / "infra/swarm-gateway"), timeout=600)
+            if result.returncode != 0:
+                raise StackError(f"building the swarm gateway failed:\n{result.stderr.strip()[-2000:]}") from None
+
+    @staticmethod
+    def _base_image() -> str:
+        import os
+
+        return os.environ.get("BASE_IMAGE", "debian:trixie-slim")
+
+    def ensure_swarm(self) -> None:
+        """This engine in a swarm, as a manager; labelled as the data node when the run initialised it."""
+        engine = docker_engine.client()
+        state = engine.info().get("Swarm", {})
+        if state.get("LocalNodeState") == "inactive":
+            result = self.docker("swarm", "init", "--advertise-addr", "127.0.0.1")
+            if result.returncode != 0:
+                raise StackError(f"docker swarm init failed: {result.stderr.strip()}")
+            self.initialised_swarm = True
+            state = engine.info().get("Swarm", {})
+        if not state.get("ControlAvailable"):
+            raise StackError("this engine is in a swarm but not a manager: `docker stack deploy` needs one. "
+                             "Hint: run the suite on a manager node, or `docker swarm leave` first.")
+        node = engine.nodes.get(state["NodeID"])
+        spec = node.attrs["Spec"]
+        if spec.get("Labels", {}).get(DATA_NODE_LABEL) != "true":
+            if not self.initialised_swarm:
+                return  # an operator's swarm: its data node is the operator's choice
+            spec["Labels"] = {**spec.get("Labels", {}), DATA_NODE_LABEL: "true"}
+            node.update(spec)
+
+    def _create_secrets(self) -> None:
+        engine = docker_engine.client()
+        values = secret_values(self.config, self.settings.values)
+        values["exporter_web_config"] = self._exporter_web_config(values["redis_exporter_scrape_password"])
+        wanted = {name for service in self.stack_file["services"].values() for name in
+                  (s["source"] for s in service.get("secrets") or [])}
+        missing = sorted(wanted - set(values))
+        if missing:
+            raise StackError(f"no value for the secrets {', '.join(missing)}: set "
+                             f"{', '.join(m.upper() for m in missing)} in {self.settings.env_file}.")
+        for name in sorted(wanted):
+            full = f"{self.project}_{name}"
+            for old in engine.secrets.list(filters={"name": full}):
+                if old.name == full:
+                    old.remove()  # a run before this one left it: its value may be stale
+            engine.secrets.create(name=full, data=values[name].encode(),
+                                  labels={**stack_label(self.project), OWNED: "1"})
+
+    def _exporter_web_config(self, scrape_password: str) -> str:
+        """exporter-toolkit's web configuration with a bcrypt hash of Prometheus's scrape password,
+        as infra/secrets/distribute makes it (htpasswd of the secrets image, password on stdin)."""
+        image = self.config["services"]["secrets"]["image"]
+        result = self.docker("run", "--rm", "-i", "--network", "none", "--entrypoint", "htpasswd", image,
+                             "-niB", "-C", "10", "prometheus", stdin=scrape_password)
+        if result.returncode != 0:
+            raise StackError(f"hashing the exporters' scrape password failed: {result.stderr.strip()}")
+        return f"basic_auth_users:\n  prometheus: {result.stdout.strip().removeprefix('prometheus:')}\n"
+
+    def start_up(self) -> None:
+        self.ensure_swarm()
+        self._create_secrets()
+        stack_yaml = yaml.safe_dump(self.stack_file, sort_keys=False)
+        result = self.docker("stack", "deploy", "--compose-file", "-", "--resolve-image", "never", "--prune",
+                             "--detach=true", self.project, stdin=stack_yaml, timeout=300)
+        if result.returncode != 0:
+            raise StackError(f"docker stack deploy failed: {result.stderr.strip()[-2000:]}")
+        self._deployed_at = time.monotonic()
+
+    def wait_up(self) -> None:
+        """Until every service has its replicas running and healthy, then the gateway; StackError
+        naming the services that are not, with their tasks' errors and last log lines."""
+        if self._deployed_at is None:
+            return
+        try:
+            wait_until(self._all_healthy, timeout=self.wait_timeout, interval=0.5,
+                       description="every swarm service healthy")
+        except WaitTimeout:
+            raise StackError(self.describe_failure(f"not healthy within {self.wait_timeout} s")) from None
+        finally:
+            self._deployed_at = None
+        self.start_gateway()
+
+    def _all_healthy(self) -> bool:
+        states = self.task_states()
+        failing = {s: errors for s, (_, _, errors) in states.items() if len(errors) >= FAILED_TASKS}
+        if failing:
+            raise StackError(self.describe_failure(
+                "", headline="the stack cannot get healthy: " + "; ".join(
+                    f"{s}: {len(e)} tasks failed ({e[-1]})" for s, e in sorted(failing.items()))))
+        return all(healthy >= wanted for wanted, healthy, _ in states.values())
+
+    def task_states(self) -> dict:
+        """{service: (replicas wanted, healthy running containers, [errors of failed tasks])}."""
+        engine = docker_engine.client()
+        states = {}
+        for name in self.service_names:
+            full = f"{self.project}_{name}"
+            found = [s for s in engine.services.list(filters={"name": full}) if s.name == full]
+            if not found:
+                states[name] = (1, 0, [])
+                continue
+            service = found[0]
+            wanted = (service.attrs["Spec"].get("Mode", {}).get("Replicated") or {}).get("Replicas", 1)
+            errors = [t["Status"].get("Err") or t["Status"].get("State") for t in service.tasks()
+                      if t["Status"].get("State") in ("failed", "rejected")]
+            healthy = len([c for c in docker_engine.swarm_containers(self.project, name)
+                           if c.attrs["State"].get("Health", {}).get("Status") == "healthy"])
+            states[name] = (wanted, healthy, errors)
+        return states
+
+    def start_gateway(self) -> None:
+        """The gateway on the default bridge, publishing each declared 127.0.0.1 port; then joined to
+        the overlays (after it listens: it listens on its bridge address only)."""
+        engine = docker_engine.client()
+        self.remove_gateway()
+        routes, ports = [], {}
+        for service, declared in compose_model.declared_ports(self.config).items():
+            for host_ip, published, target in declared:
+                routes.append(f"{target}={service}:{target}")
+                ports[f"{target}/tcp"] = (host_ip or "127.0.0.1", int(published))
+        gateway = engine.containers.run(
+            GATEWAY_IMAGE, command=routes, name=self.gateway_name, detach=True, ports=ports, read_only=True,
+            cap_drop=["ALL"], security_opt=["no-new-privileges:true"], labels={**stack_label(self.project), OWNED: "1"},
+            mem_limit="64m")
+        wait_until(lambda: b"forward: listening" in gateway.logs() or gateway.reload() or gateway.status == "exited",
+                   timeout=30, interval=0.1, description="the gateway listening")
+        if gateway.status == "exited":
+            raise StackError(f"the swarm gateway exited: {gateway.logs().decode(errors='replace').strip()}")
+        for network in self._overlay_names():
+            engine.networks.get(network).connect(gateway)
+
+    def _overlay_names(self) -> list[str]:
+        return [network.get("name") or f"{self.project}_{key}" for key, network in self.stack_file["networks"].items()]
+
+    def describe_failure(self, output: str, headline: str = "") -> str:
+        lines = [headline or f"the swarm stack is not healthy ({output})."]
+        for name, (wanted, healthy, errors) in sorted(self.task_states().items()):
+            if healthy < wanted or errors:
+                lines.append(f"  {name}: {healthy} of {wanted} healthy; failed tasks: {errors[-3:] or 'none'}")
+                log = self.docker("service", "logs", "--raw", "--tail", "8", f"{self.project}_{name}").stdout
+                lines.extend(f"    | {line}" for line in log.strip().splitlines())
+        return "\n".join(lines)
+
+    # -- stop ----------------------------------------------------------------------------------------
+
+    def _scale(self, services, replicas: int) -> None:
+        args = [f"{self.project}_{s}={replicas}" for s in services]
+        result = self.docker("service", "scale", "--detach", *args)
+        if result.returncode != 0:
+            raise StackError(f"docker service scale failed: {result.stderr.strip()}")
+
+    def stop_services(self, *services: str) -> None:
+        """Scaled to 0: the service and its volumes stay (swarm's `compose stop`)."""
+        self._scale(services, 0)
+        wait_until(lambda: not any(docker_engine.swarm_containers(self.project, s, running_only=True)
+                                   for s in services),
+                   timeout=60, interval=0.25, description=f"{', '.join(services)} stopped")
+
+    def start_services(self, *services: str) -> None:
+        self._scale(services, 1)
+        try:
+            wait_until(lambda: all(healthy >= wanted for s, (wanted, healthy, _) in self.task_states().items()
+                                   if s in services),
+                       timeout=self.wait_timeout, interval=0.25, description=f"{', '.join(services)} healthy")
+        except WaitTimeout as error:
+            raise StackError(self.describe_failure(str(error))) from None
+
+    def remove_stack(self) -> None:
+        """`docker stack rm`, then wait until its containers and networks are gone (a deploy right
+        after would find the networks still there)."""
+        self.remove_gateway()
+        self.docker("stack", "rm", self.project)
+        engine = docker_engine.client()
+        try:
+            wait_until(lambda: not docker_engine.swarm_containers(self.project, None)
+                       and not engine.networks.list(filters={"label": f"com.docker.stack.namespace={self.project}"}),
+                       timeout=120, interval=0.25, description=f"stack {self.project} removed")
+        except WaitTimeout as error:
+            raise StackError(str(error)) from None
+
+    def stop_keeping_volumes(self) -> None:
+        self.remove_stack()
+
+    def down_with_volumes(self) -> None:
+        self.remove_stack()
+        self._remove_volumes()
+
+    def up(self) -> None:
+        self.start_up()
+        self.wait_up()
+
+    def remove_gateway(self) -> None:
+        try:
+            docker_engine.client().containers.get(self.gateway_name).remove(force=True)
+        except NotFound:
+            pass
+
+    def _remove_volumes(self) -> None:
+        labelled = {"label": f"com.docker.stack.namespace={self.project}"}
+        for volume in docker_engine.client().volumes.list(filters=labelled):
+            try:
+                volume.remove(force=True)
+            except APIError:
+                pass
+
+    def down(self) -> None:
+        """Everything this stack made: services, networks, volumes, secrets, gateway; the swarm too
+        when this run initialised it (and the docker_gwbridge network swarm leaves behind)."""
+        engine = docker_engine.client()
+        try:
+            self.remove_stack()
+        except StackError:
+            pass
+        self._remove_volumes()
+        for secret in engine.secrets.list(filters={"label": f"com.docker.stack.namespace={self.project}"}):
+            secret.remove()
+        if self.initialised_swarm:
+            self.initialised_swarm = False
+            self.docker("swarm", "leave", "--force")
+            for network in engine.networks.list(names=["docker_gwbridge"]):
+                try:
+                    network.remove()
+                except APIError:
+                    pass
+
+
+def swarm_for(settings: StackSettings, workdir: Path) -> SwarmStack:
+    """A SwarmStack for `settings` (compose reads the same files and overrides as for compose_for)."""
+    compose = compose_for(settings, workdir)
+    return SwarmStack(compose.files, project=compose.project, wait_timeout=compose.wait_timeout, settings=settings)

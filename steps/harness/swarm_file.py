@@ -1,0 +1,147 @@
+"""The swarm stack file, made from docker-compose.yml: one source for both deployments.
+
+`docker stack deploy` reads a compose file, but refuses or silently drops much of this one (read with
+engine and CLI 26.1.5 here): it rejects the top-level `name`, depends_on conditions, the ipam gateway,
+`secrets.*.environment`, profiles and `host_ip`; it drops `ipv4_address`, the service `tmpfs` key
+(read-only containers would lose /tmp) and `volume.subpath` (every service would mount every other's
+secrets); it turns `restart: "no"` into "restart always", and it cannot use bridge networks. An
+override file cannot help (the CLI validates each file alone, before merging). So the model compose
+makes of the file (`docker compose config --format json`: interpolated, profiles applied) goes
+through `stack_file` here, a plain function, and the result to `docker stack deploy -c -`.
+
+What changes, and why:
+- secrets: swarm's own, one file per secret at /run/secrets/<name>, mode 0400, owned by the user of
+  infra/secrets/handout (the one-shot secrets service and its volume are not needed);
+- files bind-mounted from the repo: swarm configs, named by content hash (an edit rolls the service);
+- networks: overlay and attachable (probes and sibling projects join them), subnet only;
+- no published port: without IPVS (this kernel has none) there is no routing mesh, and swarm cannot
+  bind 127.0.0.1; the host reaches the services through the gateway (steps/harness/swarm.py);
+- endpoint_mode dnsrr: a service name resolves to its tasks' addresses (a VIP needs IPVS);
+- the stateful services stay on the node that holds their volumes (a node label).
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+# Keys docker stack deploy refuses or would misread; what replaces each is said where it is made.
+DROPPED_SERVICE_KEYS = ("build", "depends_on", "profiles", "container_name", "restart", "shm_size", "tmpfs",
+                        "security_opt", "ports", "network_mode")
+# Services that keep their data in a local volume: they run on the node labelled DATA_NODE_LABEL.
+STATEFUL = ("redis", "postgres", "prometheus", "alertmanager")
+DATA_NODE_LABEL = "tse.data"
+SIZE_UNITS = {"": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
+# Swarm object names: at most 64 of [a-zA-Z0-9-_.], starting and ending with a letter or digit.
+NAME_LIMIT = 64
+
+
+def size_bytes(text: str | int) -> int:
+    """Bytes in a compose size ("64m", "512mb", 1024)."""
+    if isinstance(text, int):
+        return text
+    match = re.fullmatch(r"(\d+)([kmg]?)b?", str(text).strip().lower())
+    if not match:
+        raise ValueError(f"not a size: {text!r}")
+    return int(match.group(1)) * SIZE_UNITS[match.group(2)]
+
+
+def read_handout(text: str) -> dict:
+    """{service: (uid, gid, [secret, ...])} from infra/secrets/handout's lines."""
+    given = {}
+    for line in text.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            service, owner, names = line.split()
+            uid, gid = owner.split(":")
+            given[service] = (uid, gid, names.split(","))
+    return given
+
+
+def object_name(stack: str, label: str, content: bytes) -> str:
+    """A swarm config's key: the file's name and a hash of its content, short enough that swarm's
+    `<stack>_<key>` stays within its limit."""
+    digest = hashlib.sha256(content).hexdigest()[:10]
+    room = NAME_LIMIT - len(stack) - 1 - len(digest) - 1
+    stem = re.sub(r"[^a-zA-Z0-9_.-]", "_", label)[-room:].strip("._-") or "file"
+    return f"{stem}-{digest}"
+
+
+def _tmpfs_mounts(service: dict) -> list:
+    """The service's `tmpfs` entries ("/tmp:size=64m") and shm_size as tmpfs mounts, which swarm keeps."""
+    mounts = []
+    for entry in service.get("tmpfs") or []:
+        target, _, options = entry.partition(":")
+        size = re.search(r"size=(\w+)", options)
+        mounts.append({"type": "tmpfs", "target": target,
+                       **({"tmpfs": {"size": size_bytes(size.group(1))}} if size else {})})
+    if service.get("shm_size"):
+        mounts.append({"type": "tmpfs", "target": "/dev/shm", "tmpfs": {"size": size_bytes(service["shm_size"])}})
+    return mounts
+
+
+def _files(source: Path) -> list[Path]:
+    return [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
+
+
+def stack_file(model: dict, stack: str, handout: dict) -> dict:
+    """The stack file for `docker stack deploy` from compose's model of docker-compose.yml.
+
+    `handout` is read_handout()'s: which service gets which secret, as which user."""
+    one_shot = {dep for svc in model["services"].values() for dep, spec in (svc.get("depends_on") or {}).items()
+                if (spec or {}).get("condition") == "service_completed_successfully"}
+    out = {"services": {}, "networks": {}, "volumes": {}, "secrets": {}, "configs": {}}
+    for name, declared in model["services"].items():
+        if name in one_shot:
+            continue  # the secrets hand-out: swarm secrets do its job
+        service = {k: v for k, v in declared.items() if k not in DROPPED_SERVICE_KEYS and v is not None}
+        deploy = service.setdefault("deploy", {})
+        limits = deploy.get("resources", {}).get("limits", {})
+        if "cpus" in limits:
+            limits["cpus"] = str(limits["cpus"])
+        deploy["endpoint_mode"] = "dnsrr"
+        # Written out: swarm reads `restart: "no"` as "always", and has no unless-stopped.
+        deploy["restart_policy"] = {"condition": "any", "delay": "5s"}
+        if name in STATEFUL:
+            deploy["placement"] = {"constraints": [f"node.labels.{DATA_NODE_LABEL} == true"]}
+        service["networks"] = {key: None for key in declared.get("networks") or {}}  # no static address
+        mounts, configs = _tmpfs_mounts(declared), []
+        for volume in declared.get("volumes") or []:
+            if volume["type"] == "volume" and (volume.get("volume") or {}).get("subpath"):
+                continue  # the service's folder of the secrets volume: swarm secrets below
+            if volume["type"] == "bind":
+                source = Path(volume["source"])
+                for path in _files(source):
+                    key = object_name(stack, f"{name}_{path.name}", path.read_bytes())
+                    out["configs"][key] = {"file": str(path)}
+                    target = volume["target"] if path == source else f"{volume['target']}/{path.relative_to(source)}"
+                    configs.append({"source": key, "target": target, "mode": 0o444})
+                continue
+            mount = {k: v for k, v in volume.items() if k != "bind" and v != {}}
+            mounts.append(mount)
+        service["volumes"] = mounts
+        if configs:
+            service["configs"] = configs
+        if name in handout:
+            uid, gid, names = handout[name]
+            service["secrets"] = [{"source": n, "target": n, "uid": uid, "gid": gid, "mode": 0o400} for n in names]
+            # Made by the deployer from the env file (secret_values), before the deploy.
+            out["secrets"].update({n: {"external": True, "name": f"{stack}_{n}"} for n in names})
+        out["services"][name] = service
+    for key, network in model["networks"].items():
+        subnets = [{"subnet": c["subnet"]} for c in (network.get("ipam") or {}).get("config") or []]
+        overlay = {"driver": "overlay", "attachable": True, "ipam": {"config": subnets}}
+        if network.get("name") and not network["name"].startswith(f"{model.get('name')}_"):
+            overlay["name"] = network["name"]  # named on purpose: sibling projects join it by that name
+        out["networks"][key] = overlay
+    out["volumes"] = {key: {} for key in model.get("volumes") or {} if key != "secrets"}
+    return out
+
+
+def secret_values(model: dict, environment: dict) -> dict:
+    """{secret: value} for every secret compose declares from an environment variable."""
+    values = {}
+    for name, secret in (model.get("secrets") or {}).items():
+        variable = secret.get("environment")
+        if variable and environment.get(variable):
+            values[name] = environment[variable]
+    return values
