@@ -3,12 +3,17 @@ from __future__ import annotations
 
 from pytest_bdd import parsers, then, when
 
-from steps.docker_steps import check_connections_by_name, check_every_service
-from steps.expect import Mismatches, expect
+from steps.docker_steps import (
+    STATIC_ADDRESSES,
+    check_connections_by_name,
+    check_every_service,
+    expect_published_through_gateway,
+)
+from steps.expect import Mismatches, expect, not_applicable_on_swarm
 from steps.probes import Fact, compose_model, docker_engine, start_order
 from steps.probes.waiting import poll
 
-RESTARTING_POLICIES = {"always", "unless-stopped", "on-failure"}
+RESTARTING_POLICIES = {"always", "unless-stopped", "on-failure", "swarm: any", "swarm: on-failure"}
 
 
 @then(parsers.parse('docker-compose.yml validates with "docker compose config" without a warning'))
@@ -29,6 +34,7 @@ def _compose_v2_form(stack, evidence, name, key):
 
 @then("every service of the stack network is at its declared address there")
 def _declared_addresses(stack, evidence):
+    not_applicable_on_swarm(stack, STATIC_ADDRESSES)
     # Prometheus and the exporters are on the monitoring network only (section S.11).
     problems = Mismatches("service addresses", "every service on the stack network sets its ipv4_address there")
     declared = compose_model.declared_addresses(stack.compose.config, "trading-ecosystem")
@@ -57,6 +63,9 @@ def _mesh_by_name(stack, evidence):
 def _ports_loopback(stack, evidence):
     problems = Mismatches("published ports", 'publish as "127.0.0.1:<host port>:<port>", never on all interfaces')
     declared = compose_model.declared_ports(stack.compose.config)
+    if stack.on_swarm:
+        expect_published_through_gateway(stack, evidence, {s: declared[s] for s in stack.services})
+        return
     for service in stack.services:
         fact = evidence.record(docker_engine.published_ports(stack.project, service))
         wanted = {f"{target}/tcp": [("127.0.0.1", published)] for _, published, target in declared[service]}
@@ -86,6 +95,8 @@ def _dependencies_healthy(stack, evidence):
 
 @then("no service started before the services it depends on were healthy")
 def _started_after_healthy(stack, evidence):
+    not_applicable_on_swarm(stack, "swarm has no start order (depends_on is ignored): a task starts when it is "
+                                   "scheduled and is replaced until it is healthy")
     problems = Mismatches("start order", "depends_on with condition: service_healthy")
     declared = compose_model.declared_dependencies(stack.compose.config)
     for fact in start_order.start_orders(stack.project, declared, stack.start_record):
@@ -103,7 +114,9 @@ def _container_names(stack, evidence):
     for service in stack.services:
         fact = evidence.record(docker_engine.container_name(stack.project, service))
         name, number = fact.observed
-        problems.check(name == f"{stack.project}-{service}-{number}", f"{stack.project}-{service}-{number}", name, fact)
+        # Swarm's form: <stack>_<service>.<slot>.<task id>.
+        wanted = f"{stack.project}_{service}.{number}" if stack.on_swarm else f"{stack.project}-{service}-{number}"
+        problems.check(name == wanted, wanted, name, fact)
     problems.raise_any()
 
 
@@ -148,7 +161,10 @@ def _restarted_healthy(stack, evidence, killed, service):
 
     def restarted_and_healthy():
         now = docker_engine.state(stack.project, service).observed
-        return now if now["restart_count"] > before["restart_count"] and now["health"] == "healthy" else None
+        # Swarm replaces the task: a new container, started after the kill.
+        again = now["started_at"] != before["started_at"] if stack.on_swarm else \
+            now["restart_count"] > before["restart_count"]
+        return now if again and now["health"] == "healthy" else None
 
     after = poll(restarted_and_healthy, timeout=budget, interval=0.25)
     if after is None:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pytest_bdd import given, parsers, then
 
-from steps.expect import Mismatches, expect
-from steps.probes import docker_engine
+from steps.expect import Mismatches, expect, not_applicable_on_swarm
+from steps.probes import docker_engine, swarm_engine
 
 
 @given("the trading-ecosystem stack is up")
@@ -29,13 +29,21 @@ def _network_declared(stack, evidence):
     fact = evidence.record(docker_engine.network(settings.network_name))
     net = fact.observed
     expected = {"driver": "bridge", "subnet": settings.subnet, "gateway": settings.gateway, "project": stack.project}
+    if stack.on_swarm:
+        # Swarm's form: an overlay network, which the ecosystem's services and probes may join.
+        expected.update(driver="overlay", attachable=True)
     observed = {k: net[k] for k in expected}
     expect(observed == expected, f"network {settings.network_name}", expected, observed, fact,
            "see networks: in docker-compose.yml")
 
 
+STATIC_ADDRESSES = ("swarm gives a task any address of the subnet (ipv4_address is ignored); services are found "
+                    "by name")
+
+
 @then(parsers.parse('the "{service}" service is at address {suffix} on the stack network'))
 def _service_address(stack, evidence, service, suffix):
+    not_applicable_on_swarm(stack, STATIC_ADDRESSES)
     fact = evidence.record(docker_engine.addresses(stack.project, service))
     wanted = stack.settings.address(suffix)
     observed = fact.observed.get(stack.settings.network_name)
@@ -45,10 +53,31 @@ def _service_address(stack, evidence, service, suffix):
 
 @then(parsers.parse('the "{service}" service publishes port {port:d} on 127.0.0.1 only, at host port {variable}'))
 def _published_port(stack, evidence, service, port, variable):
+    if stack.on_swarm:
+        expect_published_through_gateway(stack, evidence, {service: [("127.0.0.1", str(stack.settings.port(variable)),
+                                                                       port)]})
+        return
     fact = evidence.record(docker_engine.published_ports(stack.project, service))
     wanted = {f"{port}/tcp": [("127.0.0.1", str(stack.settings.port(variable)))]}
     expect(fact.observed == wanted, f"{service} published ports", wanted, fact.observed, fact,
            'publish as "127.0.0.1:${' + variable + '}:' + str(port) + '", never on all interfaces')
+
+
+def expect_published_through_gateway(stack, evidence, declared: dict) -> None:
+    """Swarm's form of "published on 127.0.0.1 only": no service publishes a port (swarm would bind
+    every interface), and the gateway publishes each declared port on 127.0.0.1 only, at its host port.
+    `declared` is {service: [(host_ip, published, target)]}."""
+    problems = Mismatches("ports on swarm", "publish no port in the stack file; the gateway publishes on 127.0.0.1")
+    gateway = evidence.record(swarm_engine.gateway_ports(stack.project))
+    for service, ports in declared.items():
+        fact = evidence.record(swarm_engine.service_published_ports(stack.project, service))
+        problems.check(fact.observed == [], f"{service}: no port published by swarm", fact.observed, fact)
+        for host_ip, published, target in ports:
+            wanted = [("127.0.0.1", published)]
+            problems.check(host_ip == "127.0.0.1" and gateway.observed.get(f"{target}/tcp") == wanted,
+                           f"gateway: {target}/tcp for {service} on {wanted}", gateway.observed.get(f"{target}/tcp"),
+                           gateway)
+    problems.raise_any()
 
 
 @then(parsers.parse('the "{service}" service keeps {path} on the named volume "{volume}"'))

@@ -1,6 +1,8 @@
 """One failure format for every step: what, expected, observed, where, and a hint."""
 from __future__ import annotations
 
+import pytest
+
 from steps.probes import Fact
 from steps.probes.waiting import WaitTimeout, wait_until
 
@@ -25,6 +27,13 @@ class Mismatches:
 def _line(expected, observed, fact: Fact | None) -> str:
     where = f" ({fact.where}: {fact.probe})" if fact else ""
     return f"expected {expected}, observed {observed}{where}"
+
+
+def not_applicable_on_swarm(stack, reason: str) -> None:
+    """On a swarm stack, end the scenario as not run (never passed): what the step checks has no
+    meaning there, for `reason`."""
+    if stack.on_swarm:
+        pytest.skip(f"not applicable on swarm: {reason}")
 
 
 def expect(ok: bool, what: str, expected, observed, fact: Fact | None = None, hint: str = "") -> None:

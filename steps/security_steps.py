@@ -530,8 +530,14 @@ def _secret_files_private(stack, evidence):
         if mount is None:
             problems.check(not files, f"{service}: no secret file without its mount", sorted(files), fact)
             continue
-        problems.check(mount["subpath"] == service and mount["read_only"],
-                       f"{service}: its own folder ({service}) of the secrets volume, read-only", mount, fact)
+        if "swarm_secrets" in mount:
+            # Swarm's form: the files are exactly the stack's secrets the service's spec names.
+            own = {name: f"{stack.project}_{name}" for name in files}
+            problems.check(mount["swarm_secrets"] == own, f"{service}: its files are the stack's secrets {own}",
+                           mount, fact)
+        else:
+            problems.check(mount["subpath"] == service and mount["read_only"],
+                           f"{service}: its own folder ({service}) of the secrets volume, read-only", mount, fact)
         users = {uid for _, uid in evidence.record(docker_engine.process_users(stack.project, service)).observed}
         for name, found in sorted(files.items()):
             problems.check(found["mode"] == "400" and {found["uid"]} == users,

@@ -19,7 +19,7 @@ from steps.harness.compose import ComposeStack, compose_for, new_workdir
 from steps.harness.isolation import isolate
 from steps.harness.parallel import STACK_CHANGING, write_groups
 from steps.harness.settings import ROOT, StackSettings
-from steps.harness.swarm import swarm_for
+from steps.harness.swarm import join_swarm, leave_swarm, swarm_for
 from steps.probes import StackError, docker_engine
 from steps.probes.start_order import StartRecord, StartRecorder, load_record, record_path
 
@@ -73,6 +73,11 @@ class Stack:
     @property
     def project(self) -> str:
         return self.settings.project
+
+    @property
+    def on_swarm(self) -> bool:
+        """Deployed on a swarm (--stack=swarm): some checks take swarm's form, some do not apply."""
+        return self.settings.mode == "swarm"
 
     @property
     def services(self) -> list[str]:
@@ -164,13 +169,22 @@ class StackLauncher:
                     f"Hint: test them with --stack=attach --project-name {settings.project}, remove them with "
                     f"`{remove}`, or pick another --project-name."
                 )
-            settings, notes = isolate(settings)
+            # Before isolation: joining a swarm may make the docker_gwbridge network, whose subnet
+            # isolation must see.
+            initialised_swarm = settings.mode == "swarm" and join_swarm(settings)
+            try:
+                settings, notes = isolate(settings)
+            except BaseException:
+                if initialised_swarm:
+                    leave_swarm()
+                raise
         compose = stack_for(settings, self.workdir)
         self.stack = Stack(settings, compose, notes)
         if settings.mode == "swarm":
+            compose.initialised_swarm = initialised_swarm
+            self.started = True
             notes.append(f"{TELEMETRY_PROFILE} profile not deployed: the swarm stack holds the default services")
             compose.ensure_images()
-            self.started = True
             compose.start_up()
         elif settings.mode == "up":
             compose.ensure_images()

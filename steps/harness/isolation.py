@@ -44,6 +44,12 @@ def monitoring_subnet(prefix: str) -> str:
     return f"172.16.{prefix.split('.')[1]}.0/24"
 
 
+def free_subnet(candidates, avoid=()) -> str | None:
+    """The first subnet of `candidates` that overlaps no docker network and none of `avoid`."""
+    taken = used_subnets() + [ipaddress.ip_network(a, strict=False) for a in avoid]
+    return next((c for c in candidates if not any(ipaddress.ip_network(c).overlaps(t) for t in taken)), None)
+
+
 def free_subnet_prefix(candidates=range(21, 32)) -> str | None:
     """The first "172.N" (N from `candidates`) whose /16, and whose monitoring subnet, overlap no
     docker network; None when all do."""

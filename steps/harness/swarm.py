@@ -16,15 +16,19 @@ from pathlib import Path
 
 import yaml
 from docker.errors import APIError, NotFound
+from docker.types import IPAMConfig, IPAMPool
 
 from steps.harness.compose import ComposeStack, compose_for
+from steps.harness.isolation import free_subnet
 from steps.harness.settings import ROOT, StackSettings
 from steps.harness.swarm_file import DATA_NODE_LABEL, read_handout, secret_values, stack_file
-from steps.probes import compose_model, docker_engine
+from steps.probes import compose_model, docker_engine, swarm_engine
 from steps.probes.facts import StackError
 from steps.probes.waiting import WaitTimeout, wait_until
 
 GATEWAY_IMAGE = "trading-ecosystem/swarm-gateway:local"
+GATEWAY_BRIDGE = "docker_gwbridge"
+GATEWAY_BRIDGE_SUBNETS = ("172.18.0.0/16", "172.19.0.0/16", "192.168.240.0/24", "192.168.241.0/24")
 # Failed tasks of one service after which waiting stops: swarm replaces a failed task for ever.
 FAILED_TASKS = 3
 OWNED = "org.trading-ecosystem.swarm"
@@ -47,16 +51,26 @@ class SwarmStack(ComposeStack):
 
     @property
     def gateway_name(self) -> str:
-        return f"{self.project}-gateway"
+        return swarm_engine.gateway_name(self.project)
 
     @cached_property
     def stack_file(self) -> dict:
         handout = read_handout((ROOT / "infra/secrets/handout").read_text())
-        return stack_file(self.config, self.project, handout)
+        engine = docker_engine.client()
+        images = {service["image"] for service in self.config["services"].values()}
+        commands = {}
+        for image in images:
+            config = engine.images.get(image).attrs["Config"]
+            commands[image] = (config.get("Entrypoint"), config.get("Cmd"))
+        return stack_file(self.config, self.project, handout, commands)
 
     @property
     def service_names(self) -> list[str]:
         return sorted(self.stack_file["services"])
+
+    @property
+    def one_shot_service_names(self) -> set:
+        return set()  # the secrets service's job is swarm's own secrets
 
     def docker(self, *args: str, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
         return subprocess.run(["docker", *args], input=stdin, capture_output=True, text=True, timeout=timeout)
@@ -79,27 +93,6 @@ class SwarmStack(ComposeStack):
         import os
 
         return os.environ.get("BASE_IMAGE", "debian:trixie-slim")
-
-    def ensure_swarm(self) -> None:
-        """This engine in a swarm, as a manager; labelled as the data node when the run initialised it."""
-        engine = docker_engine.client()
-        state = engine.info().get("Swarm", {})
-        if state.get("LocalNodeState") == "inactive":
-            result = self.docker("swarm", "init", "--advertise-addr", "127.0.0.1")
-            if result.returncode != 0:
-                raise StackError(f"docker swarm init failed: {result.stderr.strip()}")
-            self.initialised_swarm = True
-            state = engine.info().get("Swarm", {})
-        if not state.get("ControlAvailable"):
-            raise StackError("this engine is in a swarm but not a manager: `docker stack deploy` needs one. "
-                             "Hint: run the suite on a manager node, or `docker swarm leave` first.")
-        node = engine.nodes.get(state["NodeID"])
-        spec = node.attrs["Spec"]
-        if spec.get("Labels", {}).get(DATA_NODE_LABEL) != "true":
-            if not self.initialised_swarm:
-                return  # an operator's swarm: its data node is the operator's choice
-            spec["Labels"] = {**spec.get("Labels", {}), DATA_NODE_LABEL: "true"}
-            node.update(spec)
 
     def _create_secrets(self) -> None:
         engine = docker_engine.client()
@@ -130,7 +123,6 @@ class SwarmStack(ComposeStack):
         return f"basic_auth_users:\n  prometheus: {result.stdout.strip().removeprefix('prometheus:')}\n"
 
     def start_up(self) -> None:
-        self.ensure_swarm()
         self._create_secrets()
         stack_yaml = yaml.safe_dump(self.stack_file, sort_keys=False)
         result = self.docker("stack", "deploy", "--compose-file", "-", "--resolve-image", "never", "--prune",
@@ -289,15 +281,62 @@ class SwarmStack(ComposeStack):
             secret.remove()
         if self.initialised_swarm:
             self.initialised_swarm = False
-            self.docker("swarm", "leave", "--force")
-            for network in engine.networks.list(names=["docker_gwbridge"]):
-                try:
-                    network.remove()
-                except APIError:
-                    pass
+            leave_swarm()
 
 
 def swarm_for(settings: StackSettings, workdir: Path) -> SwarmStack:
     """A SwarmStack for `settings` (compose reads the same files and overrides as for compose_for)."""
     compose = compose_for(settings, workdir)
     return SwarmStack(compose.files, project=compose.project, wait_timeout=compose.wait_timeout, settings=settings)
+
+
+def join_swarm(settings: StackSettings) -> bool:
+    """This engine in a swarm, as a manager: initialised here when it is in none (then this node is
+    labelled the data node, and True is returned: the caller leaves the swarm at the end)."""
+    engine = docker_engine.client()
+    state = engine.info().get("Swarm", {})
+    initialised = False
+    if state.get("LocalNodeState") == "inactive":
+        _create_gateway_bridge(settings)
+        result = subprocess.run(["docker", "swarm", "init", "--advertise-addr", "127.0.0.1"], capture_output=True,
+                                text=True, timeout=120)
+        if result.returncode != 0:
+            raise StackError(f"docker swarm init failed: {result.stderr.strip()}")
+        initialised = True
+        state = engine.info().get("Swarm", {})
+    if not state.get("ControlAvailable"):
+        raise StackError("this engine is in a swarm but not a manager: `docker stack deploy` needs one. "
+                         "Hint: run the suite on a manager node, or `docker swarm leave` first.")
+    if initialised:
+        node = engine.nodes.get(state["NodeID"])
+        spec = node.attrs["Spec"]
+        spec["Labels"] = {**spec.get("Labels", {}), DATA_NODE_LABEL: "true"}
+        node.update(spec)
+    return initialised
+
+
+def _create_gateway_bridge(settings: StackSettings) -> None:
+    """docker_gwbridge (the overlays' way out), made before the swarm makes it: swarm takes the next
+    free local subnet, which can be one the stack's overlays declare (then every task fails with "Pool
+    overlaps with other one on this address space"). Here it gets one no network and no stack uses."""
+    engine = docker_engine.client()
+    if engine.networks.list(names=[GATEWAY_BRIDGE]):
+        return
+    subnet = free_subnet(GATEWAY_BRIDGE_SUBNETS, avoid=[settings.subnet, settings.values["TSE_MONITORING_SUBNET"]])
+    if subnet is None:
+        raise StackError(f"no free subnet for {GATEWAY_BRIDGE} among {', '.join(GATEWAY_BRIDGE_SUBNETS)}. "
+                         "Hint: remove unused docker networks (docker network prune).")
+    engine.networks.create(GATEWAY_BRIDGE, driver="bridge", ipam=IPAMConfig(pool_configs=[IPAMPool(subnet=subnet)]),
+                           options={"com.docker.network.bridge.name": GATEWAY_BRIDGE,
+                                    "com.docker.network.bridge.enable_icc": "false",
+                                    "com.docker.network.bridge.enable_ip_masquerade": "true"})
+
+
+def leave_swarm() -> None:
+    """Leave the swarm this run initialised, and remove the docker_gwbridge network it leaves behind."""
+    subprocess.run(["docker", "swarm", "leave", "--force"], capture_output=True, text=True, timeout=120)
+    for network in docker_engine.client().networks.list(names=[GATEWAY_BRIDGE]):
+        try:
+            network.remove()
+        except APIError:
+            pass

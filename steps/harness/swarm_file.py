@@ -17,12 +17,15 @@ What changes, and why:
 - no published port: without IPVS (this kernel has none) there is no routing mesh, and swarm cannot
   bind 127.0.0.1; the host reaches the services through the gateway (steps/harness/swarm.py);
 - endpoint_mode dnsrr: a service name resolves to its tasks' addresses (a VIP needs IPVS);
-- the stateful services stay on the node that holds their volumes (a node label).
+- the stateful services stay on the node that holds their volumes (a node label);
+- each program starts under `setpriv --no-new-privs` (util-linux, in every Debian image): services
+  cannot set no-new-privileges (moby/moby#41371), the kernel flag is inherited from the entrypoint.
 """
 from __future__ import annotations
 
 import hashlib
 import re
+import stat
 from pathlib import Path
 
 # Keys docker stack deploy refuses or would misread; what replaces each is said where it is made.
@@ -83,10 +86,31 @@ def _files(source: Path) -> list[Path]:
     return [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
 
 
-def stack_file(model: dict, stack: str, handout: dict) -> dict:
+NO_NEW_PRIVS = ["setpriv", "--no-new-privs", "--"]
+
+
+def without_privilege_gain(declared: dict, image_command: tuple) -> dict:
+    """entrypoint and command that run the service's program under NO_NEW_PRIVS. `image_command` is
+    the image's (Entrypoint, Cmd); the declared entrypoint or command win over it, as in compose (an
+    entrypoint set drops the image's Cmd)."""
+    image_entrypoint, image_cmd = (list(part or []) for part in image_command)
+    entrypoint = declared.get("entrypoint")
+    command = declared.get("command")
+    if entrypoint is None:
+        entrypoint = image_entrypoint
+        command = image_cmd if command is None else command
+    entrypoint = [entrypoint] if isinstance(entrypoint, str) else list(entrypoint)
+    command = [command] if isinstance(command, str) else list(command or [])
+    if not entrypoint and not command:
+        raise ValueError(f"{declared.get('image')}: no entrypoint or command to run")
+    return {"entrypoint": NO_NEW_PRIVS + entrypoint, "command": command}
+
+
+def stack_file(model: dict, stack: str, handout: dict, image_commands: dict) -> dict:
     """The stack file for `docker stack deploy` from compose's model of docker-compose.yml.
 
-    `handout` is read_handout()'s: which service gets which secret, as which user."""
+    `handout` is read_handout()'s: which service gets which secret, as which user; `image_commands`
+    {image: (Entrypoint, Cmd)} of each service's image."""
     one_shot = {dep for svc in model["services"].values() for dep, spec in (svc.get("depends_on") or {}).items()
                 if (spec or {}).get("condition") == "service_completed_successfully"}
     out = {"services": {}, "networks": {}, "volumes": {}, "secrets": {}, "configs": {}}
@@ -94,6 +118,7 @@ def stack_file(model: dict, stack: str, handout: dict) -> dict:
         if name in one_shot:
             continue  # the secrets hand-out: swarm secrets do its job
         service = {k: v for k, v in declared.items() if k not in DROPPED_SERVICE_KEYS and v is not None}
+        service.update(without_privilege_gain(declared, image_commands[declared["image"]]))
         deploy = service.setdefault("deploy", {})
         limits = deploy.get("resources", {}).get("limits", {})
         if "cpus" in limits:
@@ -114,7 +139,8 @@ def stack_file(model: dict, stack: str, handout: dict) -> dict:
                     key = object_name(stack, f"{name}_{path.name}", path.read_bytes())
                     out["configs"][key] = {"file": str(path)}
                     target = volume["target"] if path == source else f"{volume['target']}/{path.relative_to(source)}"
-                    configs.append({"source": key, "target": target, "mode": 0o444})
+                    executable = path.stat().st_mode & stat.S_IXUSR
+                    configs.append({"source": key, "target": target, "mode": 0o555 if executable else 0o444})
                 continue
             mount = {k: v for k, v in volume.items() if k != "bind" and v != {}}
             mounts.append(mount)

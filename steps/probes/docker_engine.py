@@ -19,6 +19,7 @@ from steps.probes.facts import ExecResult, Fact, ProbeError, StackError
 # The labels swarm puts on a stack's containers (compose's are com.docker.compose.*).
 STACK_NAMESPACE = "com.docker.stack.namespace"
 SWARM_SERVICE = "com.docker.swarm.service.name"
+SWARM_TASK = "com.docker.swarm.task.id"
 
 
 @functools.lru_cache(maxsize=1)
@@ -180,14 +181,37 @@ def mounts(project: str, service: str) -> Fact:
 
 def host_config(project: str, service: str) -> Fact:
     """Resource settings of the running container: memory and CPU limits, shm size, restart policy."""
-    hc = container(project, service).attrs["HostConfig"]
+    target = container(project, service)
+    hc = target.attrs["HostConfig"]
     observed = {
         "memory_bytes": hc.get("Memory") or 0,
         "nano_cpus": hc.get("NanoCpus") or 0,
         "shm_size_bytes": hc.get("ShmSize") or 0,
         "restart_policy": (hc.get("RestartPolicy") or {}).get("Name") or "no",
     }
+    if SWARM_TASK in target.labels:
+        # Swarm restarts a task as a new container (the engine's policy is "no"); a /dev/shm tmpfs
+        # mount stands in for shm_size, which services cannot set.
+        spec = swarm_task_spec(project, service)
+        observed["restart_policy"] = "swarm: " + ((spec.get("RestartPolicy") or {}).get("Condition") or "any")
+        shm = [m for m in spec["ContainerSpec"].get("Mounts") or [] if m.get("Target") == "/dev/shm"]
+        if shm:
+            observed["shm_size_bytes"] = (shm[0].get("TmpfsOptions") or {}).get("SizeBytes") or 0
+        return Fact("docker inspect .HostConfig; docker inspect <task> .Spec", _where(project, service), observed)
     return Fact("docker inspect .HostConfig", _where(project, service), observed)
+
+
+def _main_process_no_new_privs(target) -> bool:
+    """A swarm task's main process holds the kernel's no_new_privs flag (its entrypoint sets it: swarm
+    services cannot set no-new-privileges, moby/moby#41371); read from the host's /proc."""
+    pid = target.attrs["State"].get("Pid")
+    if SWARM_TASK not in target.labels or not pid:
+        return False
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return any(line.split() == ["NoNewPrivs:", "1"] for line in status.splitlines())
 
 
 def environment_variable(project: str, service: str, name: str) -> Fact:
@@ -202,13 +226,14 @@ def privileges(project: str, service: str) -> Fact:
     """What the container may do beyond its program: capabilities dropped and added, whether a
     process may gain privileges (no-new-privileges), a read-only root filesystem, the pids limit and
     the log driver with its options."""
-    hc = container(project, service).attrs["HostConfig"]
+    target = container(project, service)
+    hc = target.attrs["HostConfig"]
     log = hc.get("LogConfig") or {}
     observed = {
         "cap_drop": sorted(hc.get("CapDrop") or []),
         "cap_add": sorted(hc.get("CapAdd") or []),
         "no_new_privileges": any(o.replace("=", ":") in ("no-new-privileges", "no-new-privileges:true")
-                                 for o in hc.get("SecurityOpt") or []),
+                                 for o in hc.get("SecurityOpt") or []) or _main_process_no_new_privs(target),
         "read_only_rootfs": bool(hc.get("ReadonlyRootfs")),
         "pids_limit": hc.get("PidsLimit") or 0,
         "log_driver": log.get("Type"),
@@ -239,7 +264,9 @@ def network(name: str) -> Fact:
         "driver": attrs.get("Driver"),
         "subnet": ipam.get("Subnet"),
         "gateway": ipam.get("Gateway"),
-        "project": attrs.get("Labels", {}).get("com.docker.compose.project"),
+        "project": attrs.get("Labels", {}).get("com.docker.compose.project")
+        or attrs.get("Labels", {}).get(STACK_NAMESPACE),
+        "attachable": bool(attrs.get("Attachable")),
         "containers": {c["Name"]: c["IPv4Address"].split("/")[0] for c in attrs.get("Containers", {}).values()},
     }
     return Fact(f"docker network inspect {name}", name, observed)
@@ -277,13 +304,16 @@ def leftovers(project: str) -> dict:
 
 
 def running_containers(project: str, service: str) -> Fact:
-    """Names of the service's running containers in the compose project."""
+    """Names of the service's running containers in the compose project (or swarm stack)."""
     found = client().containers.list(
         filters={"label": [f"com.docker.compose.project={project}", f"com.docker.compose.service={service}",
                            "com.docker.compose.oneoff=False"], "status": "running"},
     )
-    return Fact(f"docker ps --filter label=com.docker.compose.service={service} --filter status=running",
-                _where(project, service), sorted(c.name for c in found))
+    if found:
+        return Fact(f"docker ps --filter label=com.docker.compose.service={service} --filter status=running",
+                    _where(project, service), sorted(c.name for c in found))
+    return Fact(f"docker ps --filter label={SWARM_SERVICE}={project}_{service} --filter status=running",
+                _where(project, service), sorted(c.name for c in swarm_containers(project, service, running_only=True)))
 
 
 def memory_limit_bytes(project: str, service: str) -> int:
@@ -325,10 +355,22 @@ def state(project: str, service: str) -> Fact:
 
 
 def container_name(project: str, service: str) -> Fact:
-    """The container's name and its compose container number."""
+    """The container's name and its compose container number (a swarm task's: its slot and task id)."""
     target = container(project, service)
+    if SWARM_TASK in target.labels:
+        task = client().api.inspect_task(target.labels[SWARM_TASK])
+        return Fact("docker inspect .Name; docker inspect <task> .Slot", _where(project, service),
+                    (target.name, f"{task.get('Slot')}.{task['ID']}"))
     return Fact("docker inspect .Name", _where(project, service),
                 (target.name, target.labels.get("com.docker.compose.container-number")))
+
+
+def swarm_task_spec(project: str, service: str) -> dict:
+    """The swarm task's spec of the service's container (its ContainerSpec, RestartPolicy...)."""
+    target = container(project, service)
+    if SWARM_TASK not in target.labels:
+        raise ProbeError(f"service {service}: its container is not a swarm task")
+    return client().api.inspect_task(target.labels[SWARM_TASK])["Spec"]
 
 
 def run_healthcheck_without_server(project: str, service: str) -> Fact:

@@ -19,7 +19,12 @@ def secret_files(project: str, service: str) -> Fact:
     target = docker_engine.container(project, service)
     mounts = [m for m in target.attrs["HostConfig"].get("Mounts") or [] if m.get("Target") == SECRETS_DIR]
     mount = None
-    if mounts:
+    if docker_engine.SWARM_TASK in target.labels:
+        # A swarm task's secrets: one read-only file each, named in its spec (no volume).
+        spec = docker_engine.swarm_task_spec(project, service)["ContainerSpec"]
+        mount = {"swarm_secrets": {s["File"]["Name"]: s["SecretName"] for s in spec.get("Secrets") or []},
+                 "read_only": True}
+    elif mounts:
         options = mounts[0].get("VolumeOptions") or {}
         mount = {"volume": mounts[0].get("Source"), "subpath": options.get("Subpath"),
                  "read_only": bool(mounts[0].get("ReadOnly"))}
