@@ -2,6 +2,7 @@
 network, or a careless change, would do, and expects it refused."""
 from __future__ import annotations
 
+import ipaddress
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -574,6 +575,17 @@ def _monitoring_network_members(stack, evidence):
     problems.raise_any()
 
 
+def _expect_no_route_into(stack, evidence, problems: Mismatches, subnet: str) -> None:
+    """Neither a container on the ecosystem's network nor the host has a route into `subnet` other
+    than their default route (which leads off the machine, not into an overlay)."""
+    inside = evidence.record(docker_engine.routes_from_network(stack.settings.network_name, (stack.project, REGISTRY)))
+    host = evidence.record(docker_engine.host_routes())
+    for fact in (inside, host):
+        into = [route for route in fact.observed if route[1] != "0.0.0.0/0" and ipaddress.ip_network(route[1]).overlaps(
+            ipaddress.ip_network(subnet))]
+        problems.check(not into, f"no route into {subnet} but the default ({fact.where})", into, fact)
+
+
 @then("from a container on the ecosystem's network, none of them can be reached, by name or by address, while Redis "
       "and PostgreSQL can")
 def _monitoring_unreachable(stack, evidence):
@@ -584,6 +596,12 @@ def _monitoring_unreachable(stack, evidence):
         _monitoring_network(stack)) for service in MONITORING}
     closed = [(service, ports[service]) for service in MONITORING] + [
         (address, ports[service]) for service, address in addresses.items() if address]
+    if stack.on_swarm:
+        # An overlay's subnet has no route on the host: a connection to a monitoring address goes out
+        # by the default route, off this machine (where something may answer). So by name only, and
+        # the routes say there is no way to the addresses.
+        closed = [(service, ports[service]) for service in MONITORING]
+        _expect_no_route_into(stack, evidence, problems, stack.settings.values["TSE_MONITORING_SUBNET"])
     controls = [("redis", 6379), ("postgres", 5432)]
     fact = evidence.record(docker_engine.connections_from_network(
         stack.settings.network_name, (stack.project, REGISTRY), closed + controls))

@@ -19,7 +19,7 @@ from steps.harness.compose import ComposeStack, compose_for, new_workdir
 from steps.harness.isolation import isolate
 from steps.harness.parallel import STACK_CHANGING, write_groups
 from steps.harness.settings import ROOT, StackSettings
-from steps.harness.swarm import join_swarm, leave_swarm, swarm_for
+from steps.harness.swarm import SwarmStack, join_swarm, leave_swarm, swarm_for
 from steps.probes import StackError, docker_engine
 from steps.probes.start_order import StartRecord, StartRecorder, load_record, record_path
 
@@ -42,8 +42,11 @@ def swarm_mode(config) -> bool:
 
 
 def stack_for(settings: StackSettings, workdir: Path) -> ComposeStack:
-    """The driver of the stack: docker compose, or docker stack on a swarm (--stack=swarm)."""
-    return swarm_for(settings, workdir) if settings.mode == "swarm" else compose_for(settings, workdir)
+    """The driver of the stack: docker compose, or docker stack on a swarm (--stack=swarm, or attach
+    mode where the project is a swarm stack)."""
+    on_swarm = settings.mode == "swarm" or (
+        settings.mode == "attach" and docker_engine.is_swarm_stack(settings.project))
+    return swarm_for(settings, workdir) if on_swarm else compose_for(settings, workdir)
 
 
 def settings_from(config) -> StackSettings:
@@ -77,7 +80,7 @@ class Stack:
     @property
     def on_swarm(self) -> bool:
         """Deployed on a swarm (--stack=swarm): some checks take swarm's form, some do not apply."""
-        return self.settings.mode == "swarm"
+        return isinstance(self.compose, SwarmStack)
 
     @property
     def services(self) -> list[str]:

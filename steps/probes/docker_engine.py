@@ -43,9 +43,17 @@ def engine_versions() -> dict:
 
 
 def project_containers(project: str, *, all_states: bool = True) -> list:
-    """The containers of compose project `project`, else of swarm stack `project`."""
-    found = client().containers.list(all=all_states, filters={"label": f"com.docker.compose.project={project}"})
+    """The containers of compose project `project`, else of swarm stack `project`. (A swarm task's
+    container may carry compose's labels too: an image compose built has them, and passes them on.)"""
+    found = [c for c in client().containers.list(all=all_states,
+                                                 filters={"label": f"com.docker.compose.project={project}"})
+             if STACK_NAMESPACE not in c.labels]
     return found or client().containers.list(all=all_states, filters={"label": f"{STACK_NAMESPACE}={project}"})
+
+
+def is_swarm_stack(project: str) -> bool:
+    """Whether `project` names a swarm stack on this engine."""
+    return bool(client().containers.list(all=True, filters={"label": f"{STACK_NAMESPACE}={project}"}))
 
 
 def swarm_containers(stack: str, service: str | None, *, running_only: bool = False) -> list:
@@ -514,6 +522,42 @@ def connections_from_network(network: str, image_of: tuple, targets: list, timeo
     return Fact(f"docker run --network {network} --cap-drop ALL {service}-image bash /dev/tcp to "
                 f"{len(targets)} targets ({timeout_s} s each)", f"network {network}", observed,
                 raw="\n".join(lines))
+
+
+def parse_routes(table: str) -> list[tuple[str, str]]:
+    """[(interface, destination CIDR)] of a /proc/net/route table (little-endian hex fields)."""
+    import ipaddress
+    import socket
+    import struct
+
+    routes = []
+    for line in table.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 8:
+            destination = socket.inet_ntoa(struct.pack("<L", int(fields[1], 16)))
+            prefix = bin(int(fields[7], 16)).count("1")
+            routes.append((fields[0], str(ipaddress.ip_network(f"{destination}/{prefix}", strict=False))))
+    return routes
+
+
+def routes_from_network(network: str, image_of: tuple) -> Fact:
+    """The routing table of a throwaway container on `network` alone (the image of `image_of`):
+    where its traffic can go. Read from /proc/net/route; no packet is sent."""
+    project, service = image_of
+    try:
+        output = client().containers.run(
+            container(project, service).image.id, entrypoint=["cat", "/proc/net/route"], network=network,
+            remove=True, cap_drop=["ALL"], security_opt=["no-new-privileges:true"], read_only=True, user="nobody",
+            labels={"org.trading-ecosystem.probe": "routes-from-network"})
+    except DockerException as error:
+        raise ProbeError(f"could not run a container on network {network}: {error}") from error
+    return Fact(f"docker run --network {network} cat /proc/net/route", f"network {network}",
+                parse_routes(output.decode(errors="replace")))
+
+
+def host_routes() -> Fact:
+    """The host's routing table (/proc/net/route)."""
+    return Fact("cat /proc/net/route", "host", parse_routes(Path("/proc/net/route").read_text()))
 
 
 def host_port_answers(port: int, timeout: float = 3.0) -> Fact:
