@@ -25,6 +25,7 @@ pytest_plugins = [
     "steps.lifecycle_steps",
     "steps.ecosystem_steps",
     "steps.security_steps",
+    "steps.swarm_steps",
 ]
 
 ROOT = Path(__file__).resolve().parent

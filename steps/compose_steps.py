@@ -153,10 +153,15 @@ def _kill_redis(stack, evidence):
     return {"service": "redis", "before": before}
 
 
+def healthcheck_budget(stack, service: str) -> float:
+    """Seconds a restarted container may take to be healthy: its start period, then its retries."""
+    declared = compose_model.declared_healthcheck(stack.compose.config, service)
+    return declared["start_period"] + (declared["retries"] or 3) * (declared["interval"] + declared["timeout"])
+
+
 @then(parsers.parse('Docker restarts the "{service}" container and it is healthy again within its healthcheck budget'))
 def _restarted_healthy(stack, evidence, killed, service):
-    declared = compose_model.declared_healthcheck(stack.compose.config, service)
-    budget = declared["start_period"] + (declared["retries"] or 3) * (declared["interval"] + declared["timeout"])
+    budget = healthcheck_budget(stack, service)
     before = killed["before"]
 
     def restarted_and_healthy():

@@ -22,6 +22,7 @@ from steps.probes import (
     redis_server,
     registry_api,
     secrets,
+    swarm_engine,
 )
 from steps.probes.facts import Fact, ProbeError
 
@@ -362,6 +363,9 @@ def _long_polls_capped(stack, evidence, variable):
     expect(str(setting.observed or "").isdigit(), f"{variable} of {CONFIG_SERVICE}", "a number", setting.observed,
            setting, f"set {variable} in docker-compose.yml")
     cap = int(setting.observed)
+    if stack.on_swarm:
+        # Each replica caps its own; connections reach them in turn.
+        cap *= evidence.record(swarm_engine.replicas(stack.project, CONFIG_SERVICE)).observed["wanted"]
     # A key nobody writes, waited for from version 0: every accepted wait ends with 304 at its timeout.
     key = f"acceptance.never_written_{uuid.uuid4().hex[:8]}"
     with ThreadPoolExecutor(max_workers=cap + 1) as pool:
@@ -372,8 +376,10 @@ def _long_polls_capped(stack, evidence, variable):
     for fact in refused[:1] + [a for a in answers if a.observed["status"] != 429][:1]:
         evidence.record(fact)
     summary = {status: statuses.count(status) for status in set(statuses)}
+    replicas = f", {cap // int(setting.observed)} replicas" if stack.on_swarm else ""
     expect(bool(refused) and summary.get(304, 0) <= cap and set(summary) <= {304, 429},
-           f"{cap + 1} long-polls at once ({variable}={cap})", f"at most {cap} waiting (304), the rest 429", summary,
+           f"{cap + 1} long-polls at once ({variable}={setting.observed}{replicas})",
+           f"at most {cap} waiting (304), the rest 429", summary,
            refused[0] if refused else answers[0], "configsvc.deps.ConfigState.wait_for_change caps the waiting")
     retry = refused[0].observed["headers"].get("retry-after", "")
     expect(retry.isdigit(), "429's Retry-After", "seconds", retry or "none", refused[0])

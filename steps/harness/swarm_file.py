@@ -33,6 +33,15 @@ DROPPED_SERVICE_KEYS = ("build", "depends_on", "profiles", "container_name", "re
                         "security_opt", "ports", "network_mode")
 # Services that keep their data in a local volume: they run on the node labelled DATA_NODE_LABEL.
 STATEFUL = ("redis", "postgres", "prometheus", "alertmanager")
+# The stateless HTTP services run replicated: their state is in Redis and PostgreSQL, and the answers
+# each replica keeps in memory follow the change events on Redis (servicekit/readcache.py).
+REPLICAS = {"service-registry": 2, "configuration-service": 2}
+# A rolling update replaces one task at a time, starting the new one first; a new task that is not
+# healthy within the monitor window rolls the service back.
+# Variables listing the Host names a service answers to: a task has any address of its networks, so
+# their subnets join the list (a name still has to be listed).
+ALLOWED_HOSTS = {"service-registry": "REGISTRY_ALLOWED_HOSTS"}
+UPDATE_CONFIG = {"parallelism": 1, "order": "start-first", "monitor": "30s", "failure_action": "rollback"}
 DATA_NODE_LABEL = "tse.data"
 SIZE_UNITS = {"": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
 # Swarm object names: at most 64 of [a-zA-Z0-9-_.], starting and ending with a letter or digit.
@@ -128,7 +137,18 @@ def stack_file(model: dict, stack: str, handout: dict, image_commands: dict) -> 
         deploy["restart_policy"] = {"condition": "any", "delay": "5s"}
         if name in STATEFUL:
             deploy["placement"] = {"constraints": [f"node.labels.{DATA_NODE_LABEL} == true"]}
+        if name in REPLICAS:
+            deploy["replicas"] = REPLICAS[name]
+            # One replica a node where the swarm has the nodes (spread by the scheduler anyway).
+            deploy["placement"] = {"preferences": [{"spread": "node.id"}]}
+            deploy["update_config"] = dict(UPDATE_CONFIG)
         service["networks"] = {key: None for key in declared.get("networks") or {}}  # no static address
+        if name in ALLOWED_HOSTS and ALLOWED_HOSTS[name] in (service.get("environment") or {}):
+            subnets = [c["subnet"] for key in service["networks"]
+                       for c in (model["networks"][key].get("ipam") or {}).get("config") or []]
+            environment = dict(service["environment"])
+            environment[ALLOWED_HOSTS[name]] = ",".join([environment[ALLOWED_HOSTS[name]], *subnets])
+            service["environment"] = environment
         mounts, configs = _tmpfs_mounts(declared), []
         for volume in declared.get("volumes") or []:
             if volume["type"] == "volume" and (volume.get("volume") or {}).get("subpath"):

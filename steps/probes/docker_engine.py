@@ -293,9 +293,12 @@ def service_state(project: str, service: str, log_lines: int) -> dict:
 
 
 def logs(project: str, service: str, lines: int = 20) -> str:
-    """The last log lines of the service's container (empty when it has none)."""
+    """The last log lines of the service's container (empty when it has none); of each of its running
+    replicas' on a swarm, one after another."""
     try:
-        return container(project, service).logs(tail=lines).decode(errors="replace")
+        target = container(project, service)
+        replicas = swarm_containers(project, service, running_only=True) if SWARM_TASK in target.labels else [target]
+        return "".join(c.logs(tail=lines).decode(errors="replace") for c in replicas)
     except (ProbeError, DockerException):
         return ""
 

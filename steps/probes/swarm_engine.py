@@ -50,3 +50,61 @@ def replicas(stack: str, name: str) -> Fact:
     running = found.tasks(filters={"desired-state": "running"})
     tasks = {t["ID"]: (t["Status"]["State"], t.get("NodeID")) for t in running}
     return Fact("docker service ps", f"{name} (stack {stack})", {"wanted": wanted, "tasks": tasks})
+
+
+def replicated_services(stack: str) -> list[str]:
+    """The stack's services that run more than one replica."""
+    prefix = f"{stack}_"
+    found = client().services.list(filters={"label": f"com.docker.stack.namespace={stack}"})
+    return sorted(s.name.removeprefix(prefix) for s in found
+                  if (s.attrs["Spec"].get("Mode", {}).get("Replicated") or {}).get("Replicas", 1) > 1)
+
+
+def nodes() -> Fact:
+    """The swarm's nodes that can run tasks: {node id: hostname}."""
+    return Fact("docker node ls (active and ready)", "swarm",
+                {n.id: n.attrs["Description"]["Hostname"] for n in client().nodes.list()
+                 if n.attrs["Spec"].get("Availability") == "active" and n.attrs["Status"]["State"] == "ready"})
+
+
+def replica_health(stack: str, name: str) -> Fact:
+    """{container name: Docker health} of the service's running task containers."""
+    from steps.probes.docker_engine import swarm_containers
+
+    observed = {c.name: (c.attrs["State"].get("Health") or {}).get("Status", "none")
+                for c in swarm_containers(stack, name, running_only=True)}
+    return Fact("docker ps --filter label=com.docker.swarm.service.name (health)", f"{name} (stack {stack})", observed)
+
+
+def replica_answers(network: str, image_of: tuple, name: str, port: int, path: str) -> Fact:
+    """From a throwaway container on `network` (the image of `image_of`, which has python3): GET
+    http://<address>:`port``path` of every address tasks.`name` resolves to (one per running
+    replica). Observed: {address: HTTP status, or the error}."""
+    from docker.errors import DockerException
+
+    from steps.probes.docker_engine import container
+
+    script = (
+        "import json, socket, urllib.request, urllib.error\n"
+        f"addresses = sorted({{a[4][0] for a in socket.getaddrinfo('tasks.{name}', {port}, socket.AF_INET)}})\n"
+        "answers = {}\n"
+        "for address in addresses:\n"
+        "    try:\n"
+        f"        answers[address] = urllib.request.urlopen(f'http://{{address}}:{port}{path}', timeout=5).status\n"
+        "    except urllib.error.HTTPError as error:\n"
+        "        answers[address] = error.code\n"
+        "    except OSError as error:\n"
+        "        answers[address] = str(error)\n"
+        "print(json.dumps(answers))\n")
+    project, service = image_of
+    try:
+        output = client().containers.run(
+            container(project, service).image.id, entrypoint=["python3", "-c", script], network=network,
+            remove=True, cap_drop=["ALL"], security_opt=["no-new-privileges:true"], read_only=True, user="nobody",
+            labels={"org.trading-ecosystem.probe": "replica-answers"})
+    except DockerException as error:
+        raise ProbeError(f"could not run a container on network {network}: {error}") from error
+    import json
+
+    return Fact(f"docker run --network {network} python3: GET {path} of every address of tasks.{name}",
+                f"network {network}", json.loads(output.decode().strip().splitlines()[-1]))

@@ -13,10 +13,10 @@ from typing import Callable, Optional
 import redis
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.middleware.trustedhost import TrustedHostMiddleware
 from fastapi.responses import JSONResponse
 
 from registry.deps import CACHED_ROUTES, RegistryState
+from registry.hosts import TrustedHosts
 from registry.infrastructure import InfrastructureMonitor
 from registry.metrics import Metrics
 from registry.routes import router
@@ -61,7 +61,7 @@ def create_app(settings: Optional[Settings] = None, client: Optional[redis.Redis
     app.add_middleware(CachedReads, cache=registry.cache, routes=CACHED_ROUTES)
     app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["*"],
                        allow_headers=["*"])
-    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts))
+    app.add_middleware(TrustedHosts, allowed_hosts=list(settings.allowed_hosts))
     app.add_middleware(RequestGuard, metrics=metrics)
     add_error_handlers(app, "registry", log, {redis.RedisError: ("Redis", metrics.redis_errors.inc)})
 

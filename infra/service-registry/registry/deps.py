@@ -34,7 +34,7 @@ class RegistryState:
         self.settings, self.store, self.metrics, self.writers = settings, store, metrics, writers
         self.cache = ReadCache(store.redis, CHANGES_CHANNEL)
         self.reconciler = Reconciler(store, lambda unreadable: metrics.unreadable.set(len(unreadable)),
-                                     metrics.redis_errors.inc)
+                                     metrics.redis_errors.inc, on_indexed=self.cache.changed)
         self.seen: set = set()
 
     def read_all(self) -> List[Dict[str, str]]:

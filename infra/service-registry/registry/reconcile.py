@@ -27,8 +27,11 @@ PASS_INTERVAL_S = 1.0     # the pause between passes: the staleness of a listing
 
 class Reconciler:
     def __init__(self, store: Store, on_pass: Callable[[Dict[str, str]], None] = lambda unreadable: None,
-                 on_error: Callable[[], None] = lambda: None, keys_per_step: int = KEYS_PER_STEP):
+                 on_error: Callable[[], None] = lambda: None, keys_per_step: int = KEYS_PER_STEP,
+                 on_indexed: Callable[[], None] = lambda: None):
         self.store, self.on_pass, self.on_error, self.keys_per_step = store, on_pass, on_error, keys_per_step
+        # Told when a step indexed something new: every process's (and replica's) kept listings drop it.
+        self.on_indexed = on_indexed
         self.cursor, self.unreadable = 0, {}
         self.failing: Optional[str] = None  # why the last step failed, None once one succeeds
 
@@ -37,7 +40,8 @@ class Reconciler:
         (on_pass then gets the unreadable keys the pass met, {key: why})."""
         self.cursor, keys = self.store.redis.scan(self.cursor, match=f"{PREFIX}*", count=self.keys_per_step)
         listing = self.store.read(sorted(keys))
-        self.store.index_found(listing)
+        if self.store.index_found(listing):
+            self.on_indexed()
         self.unreadable.update(listing.unreadable)
         if self.cursor != 0:
             return False
@@ -47,7 +51,7 @@ class Reconciler:
 
     def full_pass(self) -> None:
         """A whole pass at once, beside (not disturbing) the one run() is making."""
-        walk = Reconciler(self.store, self.on_pass, self.on_error, self.keys_per_step)
+        walk = Reconciler(self.store, self.on_pass, self.on_error, self.keys_per_step, self.on_indexed)
         while not walk.step():
             pass
 

@@ -64,21 +64,26 @@ class Index:
     def add(self, name: str, instance_id: str, ttl_s: int) -> None:
         self.add_all([(name, instance_id, ttl_s)])
 
-    def add_all(self, instances: list, only_new: bool = False) -> None:
+    def add_all(self, instances: list, only_new: bool = False) -> int:
         """Index each (name, instance id or None for a writer-owned hash, seconds left); `only_new`
-        leaves the expiry of an id already indexed as it is (the API's write knows it better)."""
+        leaves the expiry of an id already indexed as it is (the API's write knows it better).
+        Returns how many ids and names were not indexed before."""
         now = time.time()
+        added = []  # the positions of the ZADDs among the pipeline's answers
         with self.redis.pipeline(transaction=True) as pipe:
             for name, instance_id, ttl_s in instances:
                 ttl_s = ttl_s if ttl_s > 0 else UNEXPIRING_HORIZON_S
                 expiry = now + ttl_s
                 if instance_id is not None:
                     k = index_key(name)
+                    added.append(len(pipe))
                     pipe.zadd(k, {instance_id: expiry}, nx=only_new)
                     pipe.expire(k, ttl_s, nx=True)
                     pipe.expire(k, ttl_s, gt=True)
+                added.append(len(pipe))
                 pipe.zadd(NAMES_KEY, {name: expiry}, gt=True)
-            pipe.execute()
+            answers = pipe.execute()
+        return sum(int(answers[position] or 0) for position in added)
 
     def remove(self, name: str, instance_id: str) -> None:
         self.redis.zrem(index_key(name), instance_id)
@@ -213,15 +218,15 @@ class Store:
                 self._log_once(k, str(why))
         return listing
 
-    def index_found(self, listing: Listing) -> None:
+    def index_found(self, listing: Listing) -> int:
         """Index what a walk of the prefix found (registry/reconcile.py): the instances written into
-        Redis directly, not through the API, are then listed and discovered by name too."""
+        Redis directly, not through the API, are then listed and discovered by name too. Returns how
+        many ids and names were new."""
         found = []
         for k, instance in listing.instances.items():
             writer_owned = k == f"{PREFIX}{instance['name']}"
             found.append((instance["name"], None if writer_owned else instance["instance_id"], listing.ttls[k]))
-        if found:
-            self.index.add_all(found, only_new=True)
+        return self.index.add_all(found, only_new=True) if found else 0
 
     def _log_once(self, k: str, why: str) -> None:
         if k in self.logged or len(self.logged) >= MAX_LOGGED_KEYS:
