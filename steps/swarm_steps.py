@@ -71,7 +71,8 @@ def _replicas_spread(stack, evidence):
 
 class Readers:
     """Clients reading discovery (the registry's service list) and configuration (one parameter)
-    through the stack's 127.0.0.1 ports, one after another, until stopped; every failure kept."""
+    through the stack's 127.0.0.1 ports, one after another, until stopped; every failure kept with
+    the moment its read started (time.monotonic())."""
 
     def __init__(self, stack):
         self.stack, self.stop_event = stack, threading.Event()
@@ -79,14 +80,16 @@ class Readers:
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _read_once(self) -> None:
-        for name, read in (("discovery", lambda: registry_api.services(self.stack.registry_port())),
-                           ("configuration", lambda: config_api.parameters(self.stack.config_port(), limit=1))):
+        for service, read in (("service-registry", lambda: registry_api.services(self.stack.registry_port())),
+                              ("configuration-service",
+                               lambda: config_api.parameters(self.stack.config_port(), limit=1))):
+            started = time.monotonic()
             try:
                 status = read().observed["status"]
                 if status != 200:
-                    self.failures.append(f"{time.strftime('%H:%M:%S')} {name}: HTTP {status}")
+                    self.failures.append((service, started, f"HTTP {status}"))
             except ProbeError as error:
-                self.failures.append(f"{time.strftime('%H:%M:%S')} {name}: {error}")
+                self.failures.append((service, started, str(error)))
             self.reads += 1
 
     def _run(self) -> None:
@@ -119,9 +122,10 @@ def _kill_replicas(stack, evidence, first, second, request):
     for service in (first, second):
         before = evidence.record(swarm_engine.replica_health(stack.project, service)).observed
         target = docker_engine.container(stack.project, service)
+        killed_at = time.monotonic()
         pids = docker_engine.kill_process(stack.project, service, PROGRAMS[service])
         evidence.record(Fact(f"kill -KILL {' '.join(map(str, pids))} ({PROGRAMS[service]})", target.name, "sent"))
-        killed[service] = {"container": target.name, "before": before}
+        killed[service] = {"container": target.name, "before": before, "at": killed_at}
     return {"killed": killed, "readers": readers}
 
 
@@ -151,10 +155,19 @@ def _replaced(stack, evidence, replaced):
 def _served_throughout(stack, evidence, replaced):
     readers = replaced["readers"]
     readers.stop()
+    # A read the killed process was answering dies with it (one at most: they run one after another);
+    # every read that started after the kill must be answered by the other replica.
+    killed_at = {service: killed["at"] for service, killed in replaced["killed"].items()}
+    in_flight = [f"{service}: {error}" for service, started, error in readers.failures if started < killed_at[service]]
+    after = [f"{service}, {started - killed_at[service]:.2f} s after the kill: {error}"
+             for service, started, error in readers.failures if started >= killed_at[service]]
     fact = evidence.record(Fact(f"GET registry services and configuration parameters every {READ_INTERVAL_S} s "
-                                "through 127.0.0.1", "host", {"reads": readers.reads, "failed": readers.failures}))
-    expect(readers.reads > 0 and not readers.failures, "reads while replicas were replaced", "every one answered",
-           fact.observed, fact, "a replica that dies must leave discovery (tasks.<service>) before clients reach it")
+                                "through 127.0.0.1", "host",
+                                {"reads": readers.reads, "lost in flight at the kill": in_flight,
+                                 "failed after the kill": after}))
+    expect(readers.reads > 0 and not after and len(in_flight) <= len(killed_at),
+           "reads while replicas were replaced", "every read started after the kill answered", fact.observed, fact,
+           "a replica that dies must leave discovery (tasks.<service>) before clients reach it")
 
 
 def _replica_targets(port: int, job: str) -> tuple[Fact, list]:

@@ -297,3 +297,26 @@ def test_health_is_503_while_the_reconciliation_is_refused(redis_client):
             time.sleep(0.05)
         response = client.get("/health")
         assert response.status_code == 503 and "scan" in response.json()["reason"]
+
+
+def test_the_reconciliation_tells_the_replicas_once_when_it_indexed_something_new(redis_client):
+    from registry.reconcile import Reconciler
+
+    fields = instance_fields(Registration(name="risk-monitor", instance_id="direct"), "2026-11-28T00:00:00.000Z", None)
+    redis_client.hset("registry:services:risk-monitor:direct", mapping=fields)
+    told = []
+    reconciler = Reconciler(Store(redis_client), on_indexed=lambda: told.append(1))
+    while not reconciler.step():
+        pass
+    while not reconciler.step():  # a second pass finds nothing new: no event
+        pass
+    assert told == [1]
+
+
+@pytest.mark.parametrize("host, status", [("172.20.3.7:8080", 200), ("service-registry:8080", 200),
+                                          ("172.21.0.5:8080", 400), ("evil.example:8080", 400),
+                                          ("172.20.3.7.evil.example", 400)])
+def test_a_host_of_an_allowed_network_is_allowed_and_a_name_must_be_listed(redis_client, host, status):
+    app = create_app(Settings(allowed_hosts=(*TEST_HOSTS, "service-registry", "172.20.0.0/16")), redis_client,
+                     FakeAcl(redis_client))
+    assert TestClient(app).get("/api/v1/services", headers={"Host": host}).status_code == status
