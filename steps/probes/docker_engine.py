@@ -304,14 +304,22 @@ def logs(project: str, service: str, lines: int = 20) -> str:
 
 
 def leftovers(project: str) -> dict:
-    """Containers, networks and volumes still labelled with the compose project."""
-    label = {"label": f"com.docker.compose.project={project}"}
+    """Containers, networks and volumes still labelled with the compose project or the swarm stack
+    of that name; and, while the engine is in a swarm, the stack's services, secrets and configs."""
     engine = client()
-    return {
-        "containers": [c.name for c in engine.containers.list(all=True, filters=label)],
-        "networks": [n.name for n in engine.networks.list(filters=label)],
-        "volumes": [v.name for v in engine.volumes.list(filters=label)],
-    }
+    found = {"containers": set(), "networks": set(), "volumes": set()}
+    for label in (f"com.docker.compose.project={project}", f"{STACK_NAMESPACE}={project}"):
+        labelled = {"label": label}
+        found["containers"] |= {c.name for c in engine.containers.list(all=True, filters=labelled)}
+        found["networks"] |= {n.name for n in engine.networks.list(filters=labelled)}
+        found["volumes"] |= {v.name for v in engine.volumes.list(filters=labelled)}
+    if engine.info().get("Swarm", {}).get("ControlAvailable"):
+        labelled = {"label": f"{STACK_NAMESPACE}={project}"}
+        swarm = [found.name for kind in (engine.services, engine.secrets, engine.configs)
+                 for found in kind.list(filters=labelled)]
+        if swarm:
+            found["swarm objects"] = set(swarm)
+    return {kind: sorted(names) for kind, names in found.items()}
 
 
 def running_containers(project: str, service: str) -> Fact:

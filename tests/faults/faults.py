@@ -35,6 +35,9 @@ class Fault:
     aborts: str | None = None
     # Scenarios the fault may also fail, by tag, depending on timing it cannot control.
     may_fail: frozenset = frozenset()
+    # "swarm": the fault breaks what swarm adds (section W); its run deploys the copy with
+    # --stack=swarm and runs section W only.
+    stack: str = "up"
 
     def apply(self, root: Path) -> None:
         for edit in self.edits:
@@ -47,12 +50,13 @@ class Fault:
 
 
 def fault(name: str, why: str, edits: list, fails: set, exact: bool = True, external_volume=None,
-          aborts=None, may_fail: set = frozenset()) -> Fault:
+          aborts=None, may_fail: set = frozenset(), stack: str = "up") -> Fault:
     return Fault(name, why, tuple(Edit(*e) for e in edits), frozenset(fails), exact, external_volume, aborts,
-                 frozenset(may_fail))
+                 frozenset(may_fail), stack)
 
 
 REDIS_CONF = "infra/redis/redis.conf"
+SWARM_FILE = "steps/harness/swarm_file.py"
 USERS_ACL = "infra/redis/users.acl"
 COMPOSE = "docker-compose.yml"
 PG_CONF = "infra/postgres/postgresql.conf"
@@ -488,4 +492,14 @@ FAULTS = [
            (COMPOSE, r"(http://127\.0\.0\.1:9187/metrics \| grep -qx )401", r"\g<1>200")], {"checklist_S_9"}),
     fault("secret-files-readable-by-all", "the secret files handed out readable by every user",
           [(SECRETS_DISTRIBUTE, r"install -m 0400", "install -m 0444")], {"checklist_S_10"}),
+    # Section W, on swarm.
+    fault("swarm-registry-not-replicated", "the registry deployed as one replica on swarm",
+          [(SWARM_FILE, r'REPLICAS = \{"service-registry": 2,', 'REPLICAS = {"service-registry": 1,')],
+          {"checklist_W_1"}, stack="swarm"),
+    fault("swarm-killed-replica-not-replaced", "swarm told never to restart a failed task",
+          [(SWARM_FILE, r'"restart_policy"\] = \{"condition": "any"', '"restart_policy"] = {"condition": "none"')],
+          {"checklist_W_2"}, stack="swarm"),
+    fault("swarm-replicas-not-scraped", "Prometheus scrapes the registry's replicas at a port they do not serve",
+          [(PROMETHEUS_CONF, r'(names: \["tasks\.service-registry"\]\n\s+type: A\n\s+port: )8080', r"\g<1>8081")],
+          {"checklist_W_3"}, stack="swarm"),
 ]

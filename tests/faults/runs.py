@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from tests.acceptance_copy import (
 )
 from tests.faults.faults import Fault
 
+SWARM_RUNS = threading.Lock()
 # What one stack holds in memory, measured with `docker stats` (7 services, about 0.6 GiB) plus the
 # pytest that drives it, rounded up.
 STACK_MEMORY = 1 << 30
@@ -89,6 +91,15 @@ def run_fault(fault: Fault, workdir: Path, reservations: Reservations) -> FaultR
     fault.apply(copy)
     project = f"tse-fault-{fault.name}"[:60]
     selection = ["-m", " or ".join(["not changes_stack", *sorted(fault.fails & stack_changing_only_tags())])]
+    if fault.stack == "swarm":
+        # What swarm adds only: the rest of the suite on swarm is the compose faults' to prove.
+        selection = ["--stack=swarm", "-m", f"section_W and ({selection[1]})"]
+        with SWARM_RUNS:  # one at a time: each joins (or makes, and then leaves) the engine's swarm
+            return _run_fault(fault, copy, project, selection, reservations)
+    return _run_fault(fault, copy, project, selection, reservations)
+
+
+def _run_fault(fault: Fault, copy: Path, project: str, selection: list, reservations: Reservations) -> FaultRun:
     env = reservations.environment(project, **own_images(copy, project))
     if fault.external_volume:
         docker_engine.client().volumes.create(fault.external_volume)

@@ -130,7 +130,11 @@ def test_attach_mode_tests_a_running_stack_without_changing_it(copy, users_stack
     # The telemetry profile's images cannot be pulled here: those scenarios are "not run", with why.
     telemetry = [s for s in run.scenarios.values() if "telemetry" in s["tags"]]
     assert telemetry and {s["status"] for s in telemetry} == {"skipped"}
-    assert f"{len(stack_changing) + len(telemetry)} skipped" in run.output
+    # Section W proves what swarm adds: on a compose stack it is "not run", with why.
+    swarm_only = [s for s in run.scenarios.values() if "swarm_only" in s["tags"] and "changes_stack" not in s["tags"]]
+    assert swarm_only and {s["status"] for s in swarm_only} == {"skipped"}
+    assert f"{len(stack_changing) + len(telemetry) + len(swarm_only)} skipped" in run.output
+    assert "swarm only: run the suite with --stack=swarm" in run.output
     assert "attach mode: scenarios that stop and start services never run" in run.output
     assert _state(project) == before
     # The checklist says so: the lifecycle part of the criterion did not run, and why.
