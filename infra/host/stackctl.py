@@ -6,6 +6,11 @@
     stackctl validate [--select TAGS] the acceptance suite in attach mode; exit code is the verdict
     stackctl logs [SERVICE ...]      the services' logs (--tail N, --follow)
 
+`stackctl --swarm up|down|status|validate|logs` does the same with the stack deployed on this
+engine's Docker Swarm (initialised when the engine is in none; `docker swarm leave --force` undoes
+that): the stack file is made from docker-compose.yml (steps/harness/swarm_file.py), the ports are
+published on 127.0.0.1 by the stack's gateway container.
+
 Options before the command: --project-name (env TSE_PROJECT, else COMPOSE_PROJECT_NAME from the
 environment or the env file, else trading-ecosystem) and --env-file (default .env, else .env.example).
 The probes are the acceptance suite's own.
@@ -26,7 +31,8 @@ sys.path.insert(0, str(ROOT))
 from steps.harness import ACCEPTANCE_PYTEST  # noqa: E402
 from steps.harness.compose import compose_for  # noqa: E402
 from steps.harness.settings import StackSettings  # noqa: E402
-from steps.probes import ProbeError, StackError, docker_engine  # noqa: E402
+from steps.harness.swarm import join_swarm, swarm_for  # noqa: E402
+from steps.probes import ProbeError, StackError, docker_engine, swarm_engine  # noqa: E402
 from steps.probes.start_order import StartRecorder, load_record, record_path  # noqa: E402
 
 
@@ -35,8 +41,10 @@ class CommandError(Exception):
 
 
 def _compose(args):
+    """The settings and the stack's driver: docker compose, or docker stack with --swarm."""
     settings = StackSettings.resolve(mode="attach", project=args.project_name, env_file=args.env_file)
-    return settings, compose_for(settings, Path(tempfile.mkdtemp(prefix="stackctl-")))
+    make = swarm_for if args.swarm else compose_for
+    return settings, make(settings, Path(tempfile.mkdtemp(prefix="stackctl-")))
 
 
 def _require_engine() -> None:
@@ -82,8 +90,19 @@ def cmd_status(args) -> int:
     settings, compose = _compose(args)
     _require_stack(settings.project)
     rows = status_rows(settings.project, compose.service_names, settings.network_name)
+    healthy = all(row[2] == "healthy" for row in rows)
+    if args.swarm:
+        # The swarm's tasks publish nothing: the gateway publishes every port on 127.0.0.1.
+        try:
+            ports = swarm_engine.gateway_ports(settings.project).observed
+            published = ", ".join(f"{ip}:{port}->{target}" for target, bindings in sorted(ports.items())
+                                  for ip, port in bindings)
+            rows.append(("(gateway)", "running", "-", "-", published))
+        except ProbeError as error:
+            rows.append(("(gateway)", "absent", "-", "-", str(error)))
+            healthy = False
     print(format_table(("SERVICE", "STATE", "HEALTH", "ADDRESS", "PORTS"), rows))
-    return 0 if all(row[2] == "healthy" for row in rows) else 1
+    return 0 if healthy else 1
 
 
 def cmd_up(args) -> int:
@@ -91,6 +110,14 @@ def cmd_up(args) -> int:
     if ensure.returncode != 0:
         raise CommandError("no Docker engine (see the line above).")
     settings, compose = _compose(args)
+    if args.swarm:
+        try:
+            join_swarm(settings)
+            compose.ensure_images()
+            compose.up()
+        except StackError as error:
+            raise CommandError(str(error)) from None
+        return cmd_status(args)
     try:
         compose.ensure_images()
         recorder = StartRecorder(settings.project, "stackctl up").start()
@@ -125,6 +152,9 @@ def cmd_down(args) -> int:
             args.volumes and docker_engine.leftovers(settings.project)["volumes"]):
         raise CommandError(f"nothing to take down under compose project {settings.project}. "
                            f"Hint: pass --project-name.")
+    if args.swarm:
+        compose.remove(volumes=args.volumes)
+        return 0
     result = compose.run("down", *(["--volumes"] if args.volumes else []))
     sys.stderr.write(result.stderr)
     if result.returncode == 0:
@@ -137,6 +167,10 @@ def cmd_logs(args) -> int:
     settings, compose = _compose(args)
     _require_stack(settings.project)
     follow = ["--follow"] if args.follow else []
+    if args.swarm:
+        services = args.services or compose.service_names
+        return max(subprocess.call(["docker", "service", "logs", "--tail", str(args.tail), *follow,
+                                    f"{settings.project}_{service}"]) for service in services)
     command = [*compose.command, "logs", "--tail", str(args.tail), *follow, *args.services]
     return subprocess.call(command, cwd=compose.context)
 
@@ -185,6 +219,7 @@ def main(argv=None) -> int:
     parser.add_argument("--project-name", default=os.environ.get("TSE_PROJECT"),
                         help="compose project (default: TSE_PROJECT, COMPOSE_PROJECT_NAME, trading-ecosystem)")
     parser.add_argument("--env-file", default=os.environ.get("TSE_ENV_FILE"))
+    parser.add_argument("--swarm", action="store_true", help="the stack deployed on this engine's Docker Swarm")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("up", help="build, start and wait until healthy").set_defaults(run=cmd_up)
     down = commands.add_parser("down", help="stop and remove the containers (volumes kept)")

@@ -21,7 +21,14 @@ from docker.types import IPAMConfig, IPAMPool
 from steps.harness.compose import ComposeStack, compose_for
 from steps.harness.isolation import free_subnet
 from steps.harness.settings import ROOT, StackSettings
-from steps.harness.swarm_file import DATA_NODE_LABEL, read_handout, secret_values, stack_file
+from steps.harness.swarm_file import (
+    DATA_NODE_LABEL,
+    SERVICE_NAME_LIMIT,
+    read_handout,
+    secret_name,
+    secret_values,
+    stack_file,
+)
 from steps.probes import compose_model, docker_engine, swarm_engine
 from steps.probes.facts import StackError
 from steps.probes.waiting import WaitTimeout, wait_until
@@ -105,7 +112,7 @@ class SwarmStack(ComposeStack):
             raise StackError(f"no value for the secrets {', '.join(missing)}: set "
                              f"{', '.join(m.upper() for m in missing)} in {self.settings.env_file}.")
         for name in sorted(wanted):
-            full = f"{self.project}_{name}"
+            full = secret_name(self.project, name)
             for old in engine.secrets.list(filters={"name": full}):
                 if old.name == full:
                     old.remove()  # a run before this one left it: its value may be stale
@@ -123,6 +130,10 @@ class SwarmStack(ComposeStack):
         return f"basic_auth_users:\n  prometheus: {result.stdout.strip().removeprefix('prometheus:')}\n"
 
     def start_up(self) -> None:
+        longest = max(self.service_names, key=len)
+        if len(f"{self.project}_{longest}") > SERVICE_NAME_LIMIT:
+            raise StackError(f"stack name {self.project} is too long for swarm: {self.project}_{longest} passes "
+                             f"{SERVICE_NAME_LIMIT} characters. Hint: pass a shorter --project-name.")
         self._create_secrets()
         stack_yaml = yaml.safe_dump(self.stack_file, sort_keys=False)
         result = self.docker("stack", "deploy", "--compose-file", "-", "--resolve-image", "never", "--prune",
@@ -268,17 +279,24 @@ class SwarmStack(ComposeStack):
             except APIError:
                 pass
 
+    def remove(self, volumes: bool) -> None:
+        """The stack, its gateway and its secrets; its volumes too when `volumes` (`stackctl down`)."""
+        try:
+            self.remove_stack()
+        finally:
+            if volumes:
+                self._remove_volumes()
+            for secret in docker_engine.client().secrets.list(filters={"label": f"com.docker.stack.namespace="
+                                                                                 f"{self.project}"}):
+                secret.remove()
+
     def down(self) -> None:
         """Everything this stack made: services, networks, volumes, secrets, gateway; the swarm too
         when this run initialised it (and the docker_gwbridge network swarm leaves behind)."""
-        engine = docker_engine.client()
         try:
-            self.remove_stack()
+            self.remove(volumes=True)
         except StackError:
             pass
-        self._remove_volumes()
-        for secret in engine.secrets.list(filters={"label": f"com.docker.stack.namespace={self.project}"}):
-            secret.remove()
         if self.initialised_swarm:
             self.initialised_swarm = False
             leave_swarm()

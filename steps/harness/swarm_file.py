@@ -46,6 +46,8 @@ DATA_NODE_LABEL = "tse.data"
 SIZE_UNITS = {"": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
 # Swarm object names: at most 64 of [a-zA-Z0-9-_.], starting and ending with a letter or digit.
 NAME_LIMIT = 64
+# A service's name (<stack>_<service>) is a DNS label: at most 63.
+SERVICE_NAME_LIMIT = 63
 
 
 def size_bytes(text: str | int) -> int:
@@ -76,6 +78,16 @@ def object_name(stack: str, label: str, content: bytes) -> str:
     room = NAME_LIMIT - len(stack) - 1 - len(digest) - 1
     stem = re.sub(r"[^a-zA-Z0-9_.-]", "_", label)[-room:].strip("._-") or "file"
     return f"{stem}-{digest}"
+
+
+def secret_name(stack: str, name: str) -> str:
+    """The swarm secret holding `name` for `stack`: <stack>_<name>, shortened with a hash of the
+    stack's name where that would pass swarm's limit."""
+    full = f"{stack}_{name}"
+    if len(full) <= NAME_LIMIT:
+        return full
+    digest = hashlib.sha256(stack.encode()).hexdigest()[:8]
+    return f"{stack[:max(1, NAME_LIMIT - len(name) - len(digest) - 2)]}-{digest}_{name}"
 
 
 def _tmpfs_mounts(service: dict) -> list:
@@ -171,7 +183,7 @@ def stack_file(model: dict, stack: str, handout: dict, image_commands: dict) -> 
             uid, gid, names = handout[name]
             service["secrets"] = [{"source": n, "target": n, "uid": uid, "gid": gid, "mode": 0o400} for n in names]
             # Made by the deployer from the env file (secret_values), before the deploy.
-            out["secrets"].update({n: {"external": True, "name": f"{stack}_{n}"} for n in names})
+            out["secrets"].update({n: {"external": True, "name": secret_name(stack, n)} for n in names})
         out["services"][name] = service
     for key, network in model["networks"].items():
         subnets = [{"subnet": c["subnet"]} for c in (network.get("ipam") or {}).get("config") or []]

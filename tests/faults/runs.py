@@ -89,7 +89,8 @@ def run_fault(fault: Fault, workdir: Path, reservations: Reservations) -> FaultR
     start services are slow: they run only when the fault names them."""
     copy = copy_repository(workdir / "stack")
     fault.apply(copy)
-    project = f"tse-fault-{fault.name}"[:60]
+    # A swarm stack's name prefixes its services' (at most 63 characters with the longest).
+    project = f"tse-fault-{fault.name}"[:60] if fault.stack == "up" else f"tse-{fault.name}"[:32]
     selection = ["-m", " or ".join(["not changes_stack", *sorted(fault.fails & stack_changing_only_tags())])]
     if fault.stack == "swarm":
         # What swarm adds only: the rest of the suite on swarm is the compose faults' to prove.

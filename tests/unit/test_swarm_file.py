@@ -141,3 +141,13 @@ def test_docker_stack_config_accepts_the_file_made_from_this_repository():
                              text=True)
     assert checked.returncode == 0, checked.stderr
     assert "Ignoring unsupported options" not in checked.stderr, checked.stderr
+
+
+def test_secret_names_stay_within_swarms_limit_and_apart():
+    from steps.harness.swarm_file import secret_name
+
+    assert secret_name("tse-swarm", "postgres_password") == "tse-swarm_postgres_password"
+    long_stack = "tse-fault-swarm-killed-replica-not-replaced"
+    made = {secret_name(long_stack, "pg_password_test_coordinator_adapter"),
+            secret_name(long_stack + "-2", "pg_password_test_coordinator_adapter")}
+    assert len(made) == 2 and all(len(name) <= NAME_LIMIT for name in made)
