@@ -165,10 +165,11 @@ def main() -> int:
     hosts = {"localhost", "127.0.0.1", "alert-receiver", *filter(None, os.environ.get("ALERT_RECEIVER_HOSTS", "")
                                                                        .split(","))}
     server = ThreadingHTTPServer(("0.0.0.0", port), handler_for(Notifications(), password, hosts))
-    log.info("receiving Alertmanager's notifications on :%d (POST /webhook)", port)
     # As the container's PID 1 the process ignores SIGTERM unless it handles it: `docker stop` would
-    # wait its 10 s grace period and kill it.
+    # wait its 10 s grace period and kill it. Handled before the line saying it listens, which is
+    # when a supervisor (or the unit test) may stop it.
     signal.signal(signal.SIGTERM, _stop)
+    log.info("receiving Alertmanager's notifications on :%d (POST /webhook)", port)
     try:
         server.serve_forever()
     finally:

@@ -1,10 +1,11 @@
-"""Driving the stack on Docker Swarm (`--stack=swarm`, `stackctl --stack swarm`): the same
+"""Driving the stack on Docker Swarm (`--stack=swarm`, `stackctl --swarm`): the same
 docker-compose.yml, made into a stack file (swarm_file.py), deployed on this engine's swarm with its
 secrets, reached from the host through a gateway container, and removed with everything it made.
 
 A single-node swarm: this engine's, initialised here when it is in no swarm (and left again at the
 end), or the swarm it already manages. The stack's stateful services run on the nodes labelled
-swarm_file.DATA_NODE_LABEL; this node is labelled so when the run labels it.
+swarm_file.DATA_NODE_LABEL: the node is labelled so when the swarm is initialised here; on a swarm
+of an operator's, labelling the data node is the operator's choice.
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ OWNED = "org.trading-ecosystem.swarm"
 
 
 def stack_label(project: str) -> dict:
-    return {"com.docker.stack.namespace": project}
+    return {docker_engine.STACK_NAMESPACE: project}
 
 
 @dataclass
@@ -198,8 +199,11 @@ class SwarmStack(ComposeStack):
             GATEWAY_IMAGE, command=routes, name=self.gateway_name, detach=True, ports=ports, read_only=True,
             cap_drop=["ALL"], security_opt=["no-new-privileges:true"], labels={**stack_label(self.project), OWNED: "1"},
             mem_limit="64m")
-        wait_until(lambda: b"forward: listening" in gateway.logs() or gateway.reload() or gateway.status == "exited",
-                   timeout=30, interval=0.1, description="the gateway listening")
+        def listening_or_exited() -> bool:
+            gateway.reload()
+            return gateway.status == "exited" or b"forward: listening" in gateway.logs()
+
+        wait_until(listening_or_exited, timeout=30, interval=0.1, description="the gateway listening")
         if gateway.status == "exited":
             raise StackError(f"the swarm gateway exited: {gateway.logs().decode(errors='replace').strip()}")
         for network in self._overlay_names():
@@ -219,21 +223,25 @@ class SwarmStack(ComposeStack):
 
     # -- stop ----------------------------------------------------------------------------------------
 
-    def _scale(self, services, replicas: int) -> None:
-        args = [f"{self.project}_{s}={replicas}" for s in services]
+    def declared_replicas(self, service: str) -> int:
+        return self.stack_file["services"][service].get("deploy", {}).get("replicas", 1)
+
+    def _scale(self, replicas: dict) -> None:
+        args = [f"{self.project}_{service}={count}" for service, count in replicas.items()]
         result = self.docker("service", "scale", "--detach", *args)
         if result.returncode != 0:
             raise StackError(f"docker service scale failed: {result.stderr.strip()}")
 
     def stop_services(self, *services: str) -> None:
         """Scaled to 0: the service and its volumes stay (swarm's `compose stop`)."""
-        self._scale(services, 0)
+        self._scale({service: 0 for service in services})
         wait_until(lambda: not any(docker_engine.swarm_containers(self.project, s, running_only=True)
                                    for s in services),
                    timeout=60, interval=0.25, description=f"{', '.join(services)} stopped")
 
     def start_services(self, *services: str) -> None:
-        self._scale(services, 1)
+        """Scaled back to the replicas the stack file declares; waits until every one is healthy."""
+        self._scale({service: self.declared_replicas(service) for service in services})
         try:
             wait_until(lambda: all(healthy >= wanted for s, (wanted, healthy, _) in self.task_states().items()
                                    if s in services),
@@ -249,10 +257,14 @@ class SwarmStack(ComposeStack):
         engine = docker_engine.client()
         try:
             wait_until(lambda: not docker_engine.swarm_containers(self.project, None)
-                       and not engine.networks.list(filters={"label": f"com.docker.stack.namespace={self.project}"}),
+                       and not engine.networks.list(filters=self._labelled()),
                        timeout=120, interval=0.25, description=f"stack {self.project} removed")
         except WaitTimeout as error:
             raise StackError(str(error)) from None
+
+    def _labelled(self) -> dict:
+        """The engine's filter for what the stack made (swarm labels it with the stack's name)."""
+        return {"label": f"{docker_engine.STACK_NAMESPACE}={self.project}"}
 
     def stop_keeping_volumes(self) -> None:
         self.remove_stack()
@@ -272,8 +284,7 @@ class SwarmStack(ComposeStack):
             pass
 
     def _remove_volumes(self) -> None:
-        labelled = {"label": f"com.docker.stack.namespace={self.project}"}
-        for volume in docker_engine.client().volumes.list(filters=labelled):
+        for volume in docker_engine.client().volumes.list(filters=self._labelled()):
             try:
                 volume.remove(force=True)
             except APIError:
@@ -286,8 +297,7 @@ class SwarmStack(ComposeStack):
         finally:
             if volumes:
                 self._remove_volumes()
-            for secret in docker_engine.client().secrets.list(filters={"label": f"com.docker.stack.namespace="
-                                                                                 f"{self.project}"}):
+            for secret in docker_engine.client().secrets.list(filters=self._labelled()):
                 secret.remove()
 
     def down(self) -> None:

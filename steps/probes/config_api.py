@@ -19,9 +19,10 @@ def _query(**params) -> str:
 def parameter(port: int, key: str, environment: str | None = None, service: str | None = None,
               headers: dict | None = None, wait_version: int | None = None, timeout: float | None = None) -> Fact:
     """GET /api/v1/configuration/{key}: the parameter as `service` sees it (optionally waiting for a
-    version after `wait_version`, at most `timeout` s)."""
+    version after `wait_version`, at most `timeout` s: the answer is then given that long to come)."""
     return http_api.call(port, "GET", f"{API}/{quote(key, safe='')}" + _query(
-        environment=environment, service=service, wait_version=wait_version, timeout=timeout), headers=headers)
+        environment=environment, service=service, wait_version=wait_version, timeout=timeout), headers=headers,
+        timeout=http_api.TIMEOUT_S + (timeout or 0))
 
 
 def parameter_by_query(port: int, key: str, environment: str | None = None, service: str | None = None) -> Fact:

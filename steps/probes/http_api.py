@@ -10,13 +10,14 @@ from steps.probes.facts import Fact, ProbeError
 TIMEOUT_S = 5
 
 
-def call(port: int, method: str, path: str, *, json=None, data=None, headers=None, auth=None) -> Fact:
+def call(port: int, method: str, path: str, *, json=None, data=None, headers=None, auth=None,
+         timeout: float = TIMEOUT_S) -> Fact:
     """One request to http://127.0.0.1:`port``path`, with HTTP Basic `auth` (user, password) when
     given; observed: {"status", "body", "headers"}, the body parsed as JSON when it is JSON. Raises
     ProbeError when nothing answers."""
     url = f"http://127.0.0.1:{port}{path}"
     try:
-        response = requests.request(method, url, json=json, data=data, headers=headers, auth=auth, timeout=TIMEOUT_S)
+        response = requests.request(method, url, json=json, data=data, headers=headers, auth=auth, timeout=timeout)
     except requests.RequestException as error:
         raise ProbeError(f"{method} {url}: no answer ({error.__class__.__name__}: {error})") from error
     try:
