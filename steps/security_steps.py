@@ -354,6 +354,8 @@ def _registry_probe_role(stack, evidence, role):
 
 CONFIG_SERVICE = "configuration-service"
 WAIT_S = 2  # each long-poll of the cap step: long enough for all of them to be waiting at once (65 connect in ms)
+# On swarm twice as many go through the gateway, a process forked for each: seen taking over 2 s.
+SWARM_WAIT_S = 10
 
 
 @then(parsers.parse("as many long-polls as the configuration service allows ({variable}) wait, and one more is "
@@ -366,11 +368,12 @@ def _long_polls_capped(stack, evidence, variable):
     if stack.on_swarm:
         # Each replica caps its own; connections reach them in turn.
         cap *= evidence.record(swarm_engine.replicas(stack.project, CONFIG_SERVICE)).observed["wanted"]
+    wait = SWARM_WAIT_S if stack.on_swarm else WAIT_S
     # A key nobody writes, waited for from version 0: every accepted wait ends with 304 at its timeout.
     key = f"acceptance.never_written_{uuid.uuid4().hex[:8]}"
     with ThreadPoolExecutor(max_workers=cap + 1) as pool:
         answers = list(pool.map(lambda _: config_api.parameter(stack.config_port(), key, wait_version=0,
-                                                               timeout=WAIT_S), range(cap + 1)))
+                                                               timeout=wait), range(cap + 1)))
     statuses = sorted(a.observed["status"] for a in answers)
     refused = [a for a in answers if a.observed["status"] == 429]
     for fact in refused[:1] + [a for a in answers if a.observed["status"] != 429][:1]:

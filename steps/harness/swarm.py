@@ -29,6 +29,7 @@ from steps.harness.swarm_file import (
     secret_name,
     secret_values,
     stack_file,
+    start_waves,
 )
 from steps.probes import compose_model, docker_engine, swarm_engine
 from steps.probes.facts import StackError
@@ -56,6 +57,7 @@ class SwarmStack(ComposeStack):
     # Whether this run initialised the swarm (then it leaves it at the end).
     initialised_swarm: bool = False
     _deployed_at: float | None = field(default=None, repr=False)
+    _waves: list = field(default_factory=list, repr=False)
 
     @property
     def gateway_name(self) -> str:
@@ -136,29 +138,43 @@ class SwarmStack(ComposeStack):
             raise StackError(f"stack name {self.project} is too long for swarm: {self.project}_{longest} passes "
                              f"{SERVICE_NAME_LIMIT} characters. Hint: pass a shorter --project-name.")
         self._create_secrets()
-        stack_yaml = yaml.safe_dump(self.stack_file, sort_keys=False)
-        result = self.docker("stack", "deploy", "--compose-file", "-", "--resolve-image", "never", "--prune",
-                             "--detach=true", self.project, stdin=stack_yaml, timeout=300)
-        if result.returncode != 0:
-            raise StackError(f"docker stack deploy failed: {result.stderr.strip()[-2000:]}")
+        self._waves = start_waves(compose_model.declared_dependencies(self.config))
+        self._deploy(self._waves[0])
         self._deployed_at = time.monotonic()
 
+    def _deploy(self, services: list[str]) -> None:
+        """`docker stack deploy` of the stack file with `services` only (and everything they use)."""
+        chosen = {**self.stack_file, "services": {name: spec for name, spec in self.stack_file["services"].items()
+                                                  if name in services}}
+        result = self.docker("stack", "deploy", "--compose-file", "-", "--resolve-image", "never", "--prune",
+                             "--detach=true", self.project, stdin=yaml.safe_dump(chosen, sort_keys=False),
+                             timeout=300)
+        if result.returncode != 0:
+            raise StackError(f"docker stack deploy failed: {result.stderr.strip()[-2000:]}")
+
     def wait_up(self) -> None:
-        """Until every service has its replicas running and healthy, then the gateway; StackError
-        naming the services that are not, with their tasks' errors and last log lines."""
+        """Wave after wave (compose's start order: swarm has none), until every service has its
+        replicas running and healthy; then the gateway. StackError naming the services that are not,
+        with their tasks' errors and last log lines."""
         if self._deployed_at is None:
             return
+        deployed: list[str] = []
         try:
-            wait_until(self._all_healthy, timeout=self.wait_timeout, interval=0.5,
-                       description="every swarm service healthy")
+            for number, wave in enumerate(self._waves):
+                deployed += wave
+                if number:
+                    self._deploy(deployed)
+                left = self.wait_timeout - (time.monotonic() - self._deployed_at)
+                wait_until(lambda up=tuple(deployed): self._all_healthy(up), timeout=max(left, 1), interval=0.5,
+                           description=f"{', '.join(wave)} healthy")
         except WaitTimeout:
             raise StackError(self.describe_failure(f"not healthy within {self.wait_timeout} s")) from None
         finally:
             self._deployed_at = None
         self.start_gateway()
 
-    def _all_healthy(self) -> bool:
-        states = self.task_states()
+    def _all_healthy(self, services: list[str]) -> bool:
+        states = {name: state for name, state in self.task_states().items() if name in services}
         failing = {s: errors for s, (_, _, errors) in states.items() if len(errors) >= FAILED_TASKS}
         if failing:
             raise StackError(self.describe_failure(

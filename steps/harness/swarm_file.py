@@ -195,6 +195,20 @@ def stack_file(model: dict, stack: str, handout: dict, image_commands: dict) -> 
     return out
 
 
+def start_waves(dependencies: dict) -> list[list[str]]:
+    """The services in the order compose starts them: each wave's dependencies are all in earlier
+    waves. `dependencies` is {service: {dependency: condition}} (compose_model.declared_dependencies).
+    Swarm has no start order; deploying wave after wave, each healthy first, gives it compose's."""
+    waves, placed = [], set()
+    while len(placed) < len(dependencies):
+        wave = sorted(s for s, deps in dependencies.items() if s not in placed and set(deps) <= placed)
+        if not wave:
+            raise ValueError(f"a dependency cycle among {sorted(set(dependencies) - placed)}")
+        waves.append(wave)
+        placed |= set(wave)
+    return waves
+
+
 def secret_values(model: dict, environment: dict) -> dict:
     """{secret: value} for every secret compose declares from an environment variable."""
     values = {}

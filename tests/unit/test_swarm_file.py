@@ -151,3 +151,15 @@ def test_secret_names_stay_within_swarms_limit_and_apart():
     made = {secret_name(long_stack, "pg_password_test_coordinator_adapter"),
             secret_name(long_stack + "-2", "pg_password_test_coordinator_adapter")}
     assert len(made) == 2 and all(len(name) <= NAME_LIMIT for name in made)
+
+
+def test_the_start_waves_follow_the_declared_dependencies():
+    from steps.harness.swarm_file import start_waves
+
+    declared = {"redis": {}, "postgres": {}, "service-registry": {"redis": "service_healthy"},
+                "configuration-service": {"redis": "service_healthy", "postgres": "service_healthy"},
+                "prometheus": {"service-registry": "service_healthy"}}
+    assert start_waves(declared) == [["postgres", "redis"], ["configuration-service", "service-registry"],
+                                     ["prometheus"]]
+    with pytest.raises(ValueError):
+        start_waves({"a": {"b": "service_healthy"}, "b": {"a": "service_healthy"}})
