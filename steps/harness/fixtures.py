@@ -37,10 +37,6 @@ def attach_mode(config) -> bool:
     return (_setting(config, "stack", "TSE_STACK") or "up") == "attach"
 
 
-def swarm_mode(config) -> bool:
-    return (_setting(config, "stack", "TSE_STACK") or "up") == "swarm"
-
-
 def stack_for(settings: StackSettings, workdir: Path) -> ComposeStack:
     """The driver of the stack: docker compose, or docker stack on a swarm (--stack=swarm, or attach
     mode where the project is a swarm stack)."""
