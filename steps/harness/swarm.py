@@ -322,10 +322,11 @@ class SwarmStack(ComposeStack):
         try:
             self.remove(volumes=True)
         except StackError:
-            pass
-        if self.initialised_swarm:
-            self.initialised_swarm = False
-            leave_swarm()
+            pass  # a removal that did not finish in time: leaving the swarm below ends it
+        finally:
+            if self.initialised_swarm:  # also after an unexpected error: the swarm this run made goes
+                self.initialised_swarm = False
+                leave_swarm()
 
 
 def swarm_for(settings: StackSettings, workdir: Path) -> SwarmStack:

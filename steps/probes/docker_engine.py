@@ -53,14 +53,21 @@ def project_containers(project: str, *, all_states: bool = True) -> list:
 
 def is_swarm_stack(project: str) -> bool:
     """Whether `project` names a swarm stack on this engine."""
-    return bool(client().containers.list(all=True, filters={"label": f"{STACK_NAMESPACE}={project}"}))
+    return bool(client().api.containers(all=True, filters={"label": f"{STACK_NAMESPACE}={project}"}))
 
 
 def swarm_containers(stack: str, service: str | None, *, running_only: bool = False) -> list:
     """The containers of the tasks of `service` (every service: None) in swarm stack `stack`, the
     running ones first, newest first (a replaced task's container lingers, exited)."""
     labels = [f"{STACK_NAMESPACE}={stack}"] + ([f"{SWARM_SERVICE}={stack}_{service}"] if service else [])
-    found = client().containers.list(all=not running_only, filters={"label": labels})
+    found = []
+    # Listed, then read one by one: swarm removes a replaced or stopped task's container at any time,
+    # so one listed may be gone when it is read (docker's containers.list would raise NotFound).
+    for listed in client().api.containers(all=not running_only, filters={"label": labels}):
+        try:
+            found.append(client().containers.get(listed["Id"]))
+        except NotFound:
+            continue
     return sorted(found, key=lambda c: (c.status == "running", c.attrs.get("Created", "")), reverse=True)
 
 
@@ -310,7 +317,8 @@ def leftovers(project: str) -> dict:
     found = {"containers": set(), "networks": set(), "volumes": set()}
     for label in (f"com.docker.compose.project={project}", f"{STACK_NAMESPACE}={project}"):
         labelled = {"label": label}
-        found["containers"] |= {c.name for c in engine.containers.list(all=True, filters=labelled)}
+        # Names from the listing itself: a container being removed now cannot make this fail.
+        found["containers"] |= {c["Names"][0].lstrip("/") for c in engine.api.containers(all=True, filters=labelled)}
         found["networks"] |= {n.name for n in engine.networks.list(filters=labelled)}
         found["volumes"] |= {v.name for v in engine.volumes.list(filters=labelled)}
     if engine.info().get("Swarm", {}).get("ControlAvailable"):
