@@ -16,6 +16,7 @@ from steps.probes.waiting import wait_until
 from tests.acceptance_copy import (
     assert_nothing_left,
     copy_repository,
+    feature_scenarios,
     isolated_environment,
     report_digest,
     run_acceptance,
@@ -131,7 +132,9 @@ def test_attach_mode_tests_a_running_stack_without_changing_it(copy, users_stack
     telemetry = [s for s in run.scenarios.values() if "telemetry" in s["tags"]]
     assert telemetry and {s["status"] for s in telemetry} == {"skipped"}
     # Section W proves what swarm adds: on a compose stack it is "not run", with why.
-    swarm_only = [s for s in run.scenarios.values() if "swarm_only" in s["tags"] and "changes_stack" not in s["tags"]]
+    # (The tag is the feature's: the run's Cucumber JSON gives each scenario its own tags only.)
+    swarm_only = [run.scenarios[name] for name, tags in feature_scenarios().items()
+                  if "swarm_only" in tags and "changes_stack" not in tags]
     assert swarm_only and {s["status"] for s in swarm_only} == {"skipped"}
     assert f"{len(stack_changing) + len(telemetry) + len(swarm_only)} skipped" in run.output
     assert "swarm only: run the suite with --stack=swarm" in run.output
