@@ -559,19 +559,26 @@ def parse_routes(table: str) -> list[tuple[str, str]]:
     return routes
 
 
-def routes_from_network(network: str, image_of: tuple) -> Fact:
-    """The routing table of a throwaway container on `network` alone (the image of `image_of`):
-    where its traffic can go. Read from /proc/net/route; no packet is sent."""
+def output_from_network(network: str, image_of: tuple, entrypoint: list, probe: str) -> str:
+    """What `entrypoint` prints in a throwaway container on `network` alone (the image of `image_of`
+    = (project, service), no capability, read-only, as nobody), removed once it ends."""
     project, service = image_of
     try:
         output = client().containers.run(
-            container(project, service).image.id, entrypoint=["cat", "/proc/net/route"], network=network,
-            remove=True, cap_drop=["ALL"], security_opt=["no-new-privileges:true"], read_only=True, user="nobody",
-            labels={"org.trading-ecosystem.probe": "routes-from-network"})
+            container(project, service).image.id, entrypoint=entrypoint, network=network, remove=True,
+            cap_drop=["ALL"], security_opt=["no-new-privileges:true"], read_only=True, user="nobody",
+            labels={"org.trading-ecosystem.probe": probe})
     except DockerException as error:
         raise ProbeError(f"could not run a container on network {network}: {error}") from error
+    return output.decode(errors="replace")
+
+
+def routes_from_network(network: str, image_of: tuple) -> Fact:
+    """The routing table of a throwaway container on `network` alone (the image of `image_of`):
+    where its traffic can go. Read from /proc/net/route; no packet is sent."""
+    output = output_from_network(network, image_of, ["cat", "/proc/net/route"], "routes-from-network")
     return Fact(f"docker run --network {network} cat /proc/net/route", f"network {network}",
-                parse_routes(output.decode(errors="replace")))
+                parse_routes(output))
 
 
 def host_routes() -> Fact:

@@ -2,9 +2,11 @@
 them, and the gateway container that publishes the stack's ports on 127.0.0.1."""
 from __future__ import annotations
 
+import json
+
 from docker.errors import NotFound
 
-from steps.probes.docker_engine import client
+from steps.probes.docker_engine import client, output_from_network, swarm_containers
 from steps.probes.facts import Fact, ProbeError
 
 
@@ -69,8 +71,6 @@ def nodes() -> Fact:
 
 def replica_health(stack: str, name: str) -> Fact:
     """{container name: Docker health} of the service's running task containers."""
-    from steps.probes.docker_engine import swarm_containers
-
     observed = {c.name: (c.attrs["State"].get("Health") or {}).get("Status", "none")
                 for c in swarm_containers(stack, name, running_only=True)}
     return Fact("docker ps --filter label=com.docker.swarm.service.name (health)", f"{name} (stack {stack})", observed)
@@ -80,10 +80,6 @@ def replica_answers(network: str, image_of: tuple, name: str, port: int, path: s
     """From a throwaway container on `network` (the image of `image_of`, which has python3): GET
     http://<address>:`port``path` of every address tasks.`name` resolves to (one per running
     replica). Observed: {address: HTTP status, or the error}."""
-    from docker.errors import DockerException
-
-    from steps.probes.docker_engine import container
-
     script = (
         "import json, socket, urllib.request, urllib.error\n"
         f"addresses = sorted({{a[4][0] for a in socket.getaddrinfo('tasks.{name}', {port}, socket.AF_INET)}})\n"
@@ -96,15 +92,6 @@ def replica_answers(network: str, image_of: tuple, name: str, port: int, path: s
         "    except OSError as error:\n"
         "        answers[address] = str(error)\n"
         "print(json.dumps(answers))\n")
-    project, service = image_of
-    try:
-        output = client().containers.run(
-            container(project, service).image.id, entrypoint=["python3", "-c", script], network=network,
-            remove=True, cap_drop=["ALL"], security_opt=["no-new-privileges:true"], read_only=True, user="nobody",
-            labels={"org.trading-ecosystem.probe": "replica-answers"})
-    except DockerException as error:
-        raise ProbeError(f"could not run a container on network {network}: {error}") from error
-    import json
-
+    output = output_from_network(network, image_of, ["python3", "-c", script], "replica-answers")
     return Fact(f"docker run --network {network} python3: GET {path} of every address of tasks.{name}",
-                f"network {network}", json.loads(output.decode().strip().splitlines()[-1]))
+                f"network {network}", json.loads(output.strip().splitlines()[-1]))
