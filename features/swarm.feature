@@ -23,3 +23,16 @@ Feature: W. The stack on Docker Swarm (extra, beyond the milestone)
   @checklist_W_3
   Scenario: Prometheus scrapes every replica
     Then Prometheus scrapes the jobs "service-registry-replicas" and "configuration-service-replicas", one target up for each replica
+
+  @checklist_W_4 @changes_stack
+  Scenario: A rolling update replaces every replica, never leaving fewer healthy than declared
+    When every replica of "service-registry" and of "configuration-service" is replaced by a rolling update, while clients read discovery and configuration
+    Then swarm completes each update, every replica replaced by a new healthy one
+    And throughout each update, no service had fewer healthy replicas than it declares
+    And every read of the discovery and configuration APIs in the meantime was answered
+
+  @checklist_W_5 @changes_stack
+  Scenario: An update whose new replicas never get healthy is rolled back
+    When "service-registry" is updated to a version that never gets healthy, while clients read discovery and configuration
+    Then swarm rolls the update back, and every replica of "service-registry" runs the previous version, healthy
+    And every read of the discovery and configuration APIs in the meantime was answered

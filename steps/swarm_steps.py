@@ -5,6 +5,7 @@ import threading
 import time
 
 import pytest
+from docker.errors import DockerException
 from pytest_bdd import parsers, then, when
 
 from steps.compose_steps import healthcheck_budget
@@ -15,6 +16,8 @@ from steps.probes.waiting import poll
 
 # What the clients read while a replica is replaced, and how often.
 READ_INTERVAL_S = 0.05
+# How often the replicas running are counted during a rolling update.
+SAMPLE_INTERVAL_S = 0.25
 # Prometheus's DNS discovery of the replicas refreshes every 15 s; then a scrape every 5 s.
 REPLICA_DISCOVERY_S = 45
 
@@ -98,9 +101,10 @@ class Readers:
             self.stop_event.wait(READ_INTERVAL_S)
 
     def start(self) -> "Readers":
+        self.started = time.monotonic()
         self._read_once()
         if self.failures:
-            raise AssertionError(f"reads failed before any replica was killed: {self.failures}")
+            raise AssertionError(f"reads failed before the replicas were disturbed: {self.failures}")
         self.thread.start()
         return self
 
@@ -113,7 +117,7 @@ PROGRAMS = {"service-registry": "python3", "configuration-service": "python3"}
 
 
 @when(parsers.parse('the program of one replica of "{first}" and of one replica of "{second}" is killed, while '
-                    'clients read discovery and configuration'), target_fixture="replaced")
+                    'clients read discovery and configuration'), target_fixture="disturbed")
 def _kill_replicas(stack, evidence, first, second, request):
     _swarm_only(stack)
     readers = Readers(stack).start()
@@ -131,7 +135,8 @@ def _kill_replicas(stack, evidence, first, second, request):
         evidence.record(Fact(f"kill -KILL {' '.join(map(str, pids))} ({PROGRAMS[service]}); docker inspect "
                              ".State.Status until not running", target.name, "gone" if gone else "still running"))
         killed[service] = {"container": target.name, "before": before, "at": gone_at}
-    return {"killed": killed, "readers": readers}
+    # A read that reached a killed replica before it was gone dies with it: excused.
+    return {"killed": killed, "readers": readers, "excused_until": {s: k["at"] for s, k in killed.items()}}
 
 
 def _replaced_and_healthy(stack, service: str, killed: dict) -> dict | None:
@@ -144,9 +149,9 @@ def _replaced_and_healthy(stack, service: str, killed: dict) -> dict | None:
 
 
 @then("swarm replaces each killed replica with a new healthy one within its healthcheck budget")
-def _replaced(stack, evidence, replaced):
+def _replaced(stack, evidence, disturbed):
     problems = Mismatches("killed replicas replaced", "deploy.restart_policy condition any")
-    for service, killed in replaced["killed"].items():
+    for service, killed in disturbed["killed"].items():
         budget = healthcheck_budget(stack, service) + 10  # swarm's restart delay (5 s) and scheduling
         after = poll(lambda s=service, k=killed: _replaced_and_healthy(stack, s, k), timeout=budget, interval=0.25)
         shown = after or swarm_engine.replica_health(stack.project, service).observed
@@ -157,22 +162,195 @@ def _replaced(stack, evidence, replaced):
 
 
 @then("every read of the discovery and configuration APIs in the meantime was answered")
-def _served_throughout(stack, evidence, replaced):
-    readers = replaced["readers"]
+def _served_throughout(stack, evidence, disturbed):
+    readers = disturbed["readers"]
     readers.stop()
-    # A read that reached the killed replica before it was gone dies with it; every read that started
-    # after it was gone must be answered by the other replica.
-    killed_at = {service: killed["at"] for service, killed in replaced["killed"].items()}
-    in_flight = [f"{service}: {error}" for service, started, error in readers.failures if started < killed_at[service]]
-    after = [f"{service}, {started - killed_at[service]:.2f} s after the replica was gone: {error}"
-             for service, started, error in readers.failures if started >= killed_at[service]]
+    # Reads started before a service's excuse ends (the moment its killed replica was gone) may
+    # fail; every other read must be answered.
+    excused_until = disturbed.get("excused_until", {})
+    excused, failed = [], []
+    for service, started, error in readers.failures:
+        until = excused_until.get(service)
+        if until is not None and started < until:
+            excused.append(f"{service}: {error}")
+        else:
+            failed.append(f"{service}, {started - readers.started:.2f} s after the reads began: {error}")
     fact = evidence.record(Fact(f"GET registry services and configuration parameters every {READ_INTERVAL_S} s "
                                 "through 127.0.0.1", "host",
-                                {"reads": readers.reads, "lost with the dying replica": in_flight,
-                                 "failed after it was gone": after}))
-    expect(readers.reads > 0 and not after, "reads while replicas were replaced",
-           "every read started after the killed replica was gone answered", fact.observed, fact,
-           "a replica that dies must leave discovery (tasks.<service>) before clients reach it")
+                                {"reads": readers.reads, "lost with a killed replica": excused, "failed": failed}))
+    expect(readers.reads > 0 and not failed, "reads while replicas were replaced",
+           "every read answered (but those that reached a killed replica before it was gone)", fact.observed, fact,
+           "a replica that stops must leave discovery (tasks.<service>) before clients reach it")
+
+
+class Capacity:
+    """How many replicas of each service swarm counts running (for a service with a healthcheck:
+    healthy) among the tasks it wants running, sampled every SAMPLE_INTERVAL_S until stopped; the
+    lowest count of each kept."""
+
+    def __init__(self, stack, services: tuple):
+        self.stack, self.services, self.stop_event = stack, services, threading.Event()
+        self.lowest = {service: None for service in services}
+        self.samples, self.errors = 0, []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        for service in self.services:
+            try:
+                tasks = swarm_engine.replicas(self.stack.project, service).observed["tasks"]
+            except (ProbeError, DockerException) as error:
+                self.errors.append(f"{service}: {error}")
+                continue
+            running = sum(1 for state, _ in tasks.values() if state == "running")
+            lowest = self.lowest[service]
+            self.lowest[service] = running if lowest is None else min(lowest, running)
+        self.samples += 1
+
+    def _run(self) -> None:
+        while not self.stop_event.is_set():
+            self._sample()
+            self.stop_event.wait(SAMPLE_INTERVAL_S)
+
+    def start(self) -> "Capacity":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(timeout=30)
+
+
+def _update_budget(stack, service: str) -> float:
+    """Seconds a rolling update of the service may take: each replica started and healthy in turn,
+    then swarm's monitoring period before it calls the update done."""
+    config = swarm_engine.update_config(stack.project, service).observed
+    wanted = swarm_engine.replicas(stack.project, service).observed["wanted"]
+    monitor_s = (config.get("Monitor") or 0) / 1e9
+    return wanted * (healthcheck_budget(stack, service) + 10) + monitor_s + 10
+
+
+def _update_finished(stack, service: str, state: str, before: set) -> dict | None:
+    """The service once its update reached `state` and every replica is a new (not in `before`)
+    running task with a healthy container."""
+    status = swarm_engine.update_status(stack.project, service).observed
+    replicas = swarm_engine.replicas(stack.project, service).observed
+    health = swarm_engine.replica_health(stack.project, service).observed
+    tasks = replicas["tasks"]
+    done = (status["state"] == state and not set(tasks) & before and len(tasks) == replicas["wanted"]
+            and {task_state for task_state, _ in tasks.values()} == {"running"}
+            and len(health) == replicas["wanted"] and set(health.values()) == {"healthy"})
+    observed = {"update": status, "tasks": {task: task_state for task, (task_state, _) in tasks.items()},
+                "health": health}
+    return observed if done else None
+
+
+@when(parsers.parse('every replica of "{first}" and of "{second}" is replaced by a rolling update, while clients '
+                    'read discovery and configuration'), target_fixture="disturbed")
+def _rolling_update(stack, evidence, first, second, request):
+    _swarm_only(stack)
+    services = (first, second)
+    before = {}
+    for service in services:
+        evidence.record(swarm_engine.update_config(stack.project, service))
+        before[service] = set(evidence.record(swarm_engine.replicas(stack.project, service)).observed["tasks"])
+    readers = Readers(stack).start()
+    request.addfinalizer(readers.stop)
+    capacity = Capacity(stack, services).start()
+    request.addfinalizer(capacity.stop)
+    for service in services:
+        swarm_engine.force_update(stack.project, service)
+    evidence.record(Fact("docker service update --force", ", ".join(services), "update started"))
+    return {"readers": readers, "capacity": capacity, "before": before}
+
+
+@then("swarm completes each update, every replica replaced by a new healthy one")
+def _update_completed(stack, evidence, disturbed):
+    problems = Mismatches("rolling updates", "deploy.update_config (steps/harness/swarm_file.py)")
+    for service, before in disturbed["before"].items():
+        budget = _update_budget(stack, service)
+        done = poll(lambda s=service, b=before: _update_finished(stack, s, "completed", b), timeout=budget,
+                    interval=0.5, transient=(ProbeError, DockerException))
+        shown = done or swarm_engine.update_status(stack.project, service).observed
+        evidence.record(Fact("docker service inspect .UpdateStatus; docker service ps; docker ps (health)", service,
+                             shown))
+        problems.check(done is not None, f"{service}: update completed within {budget:.0f} s, every replica new "
+                       "and healthy", shown, None)
+    problems.raise_any()
+
+
+@then("throughout each update, no service had fewer healthy replicas than it declares")
+def _capacity_kept(stack, evidence, disturbed):
+    capacity = disturbed["capacity"]
+    capacity.stop()
+    wanted = {service: swarm_engine.replicas(stack.project, service).observed["wanted"]
+              for service in capacity.services}
+    fact = evidence.record(Fact(f"docker service ps every {SAMPLE_INTERVAL_S} s during the updates (tasks running; "
+                                "healthy for a service with a healthcheck)", ", ".join(capacity.services),
+                                {"samples": capacity.samples, "lowest running": capacity.lowest,
+                                 "declared": wanted, "errors": capacity.errors[:5]}))
+    short = {service: lowest for service, lowest in capacity.lowest.items()
+             if lowest is None or lowest < wanted[service]}
+    expect(capacity.samples > 0 and not short, "replicas running during the updates",
+           f"never fewer than declared ({wanted})", fact.observed, fact,
+           'update_config order "start-first": a new replica healthy before an old one stops')
+
+
+# A version that never gets healthy: its healthcheck fails at once.
+FAILING_HEALTHCHECK = {"Test": ["CMD-SHELL", "exit 1"], "Interval": 1_000_000_000, "Timeout": 1_000_000_000,
+                       "Retries": 1, "StartPeriod": 0}
+
+
+def _restore_healthcheck(stack, service: str, previous: dict) -> None:
+    """Puts the declared healthcheck back when the scenario left the failing one in the spec (swarm
+    did not roll back) and waits for the service to be whole again."""
+    if swarm_engine.healthcheck(stack.project, service).observed == previous:
+        return
+    swarm_engine.update_healthcheck(stack.project, service, previous)
+    poll(lambda: _update_finished(stack, service, "completed", set()), timeout=_update_budget(stack, service),
+         interval=0.5, transient=(ProbeError, DockerException))
+
+
+@when(parsers.parse('"{service}" is updated to a version that never gets healthy, while clients read discovery and '
+                    'configuration'), target_fixture="disturbed")
+def _failing_update(stack, evidence, service, request):
+    _swarm_only(stack)
+    previous = evidence.record(swarm_engine.healthcheck(stack.project, service)).observed
+    evidence.record(swarm_engine.update_config(stack.project, service))
+    before = set(evidence.record(swarm_engine.replicas(stack.project, service)).observed["tasks"])
+    readers = Readers(stack).start()
+    request.addfinalizer(readers.stop)
+    request.addfinalizer(lambda: _restore_healthcheck(stack, service, previous))
+    swarm_engine.update_healthcheck(stack.project, service, FAILING_HEALTHCHECK)
+    evidence.record(Fact("docker service update --health-cmd 'exit 1' --health-retries 1", service, "update started"))
+    return {"readers": readers, "service": service, "previous": previous, "before": before}
+
+
+def _rolled_back(stack, service: str, previous: dict) -> dict | None:
+    status = swarm_engine.update_status(stack.project, service).observed
+    replicas = swarm_engine.replicas(stack.project, service).observed
+    health = swarm_engine.replica_health(stack.project, service).observed
+    tasks = replicas["tasks"]
+    done = (status["state"] == "rollback_completed"
+            and swarm_engine.healthcheck(stack.project, service).observed == previous
+            and len(tasks) == replicas["wanted"] and {state for state, _ in tasks.values()} == {"running"}
+            and len(health) == replicas["wanted"] and set(health.values()) == {"healthy"})
+    observed = {"update": status, "tasks": {task: state for task, (state, _) in tasks.items()}, "health": health}
+    return observed if done else None
+
+
+@then(parsers.parse('swarm rolls the update back, and every replica of "{service}" runs the previous version, '
+                    'healthy'))
+def _update_rolled_back(stack, evidence, disturbed, service):
+    previous = disturbed["previous"]
+    budget = _update_budget(stack, service) + healthcheck_budget(stack, service)
+    done = poll(lambda: _rolled_back(stack, service, previous), timeout=budget, interval=0.5,
+                transient=(ProbeError, DockerException))
+    shown = done or {"update": swarm_engine.update_status(stack.project, service).observed,
+                     "healthcheck in the spec": swarm_engine.healthcheck(stack.project, service).observed}
+    fact = evidence.record(Fact("docker service inspect .UpdateStatus; docker service ps; docker ps (health)",
+                                service, shown))
+    expect(done is not None, "a failing update", f"rolled back within {budget:.0f} s, every replica running the "
+           "previous spec, healthy", shown, fact, 'update_config failure_action "rollback"')
 
 
 def _replica_targets(port: int, job: str) -> tuple[Fact, list]:

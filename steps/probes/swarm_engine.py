@@ -95,3 +95,37 @@ def replica_answers(network: str, image_of: tuple, name: str, port: int, path: s
     output = output_from_network(network, image_of, ["python3", "-c", script], "replica-answers")
     return Fact(f"docker run --network {network} python3: GET {path} of every address of tasks.{name}",
                 f"network {network}", json.loads(output.strip().splitlines()[-1]))
+
+
+def update_status(stack: str, name: str) -> Fact:
+    """Where the service's last update stands: {"state": "updating" | "completed" | "paused" |
+    "rollback_started" | "rollback_completed" | ... | None (never updated), "message": ...}."""
+    status = service(stack, name).attrs.get("UpdateStatus") or {}
+    return Fact("docker service inspect .UpdateStatus", f"{name} (stack {stack})",
+                {"state": status.get("State"), "message": status.get("Message")})
+
+
+def healthcheck(stack: str, name: str) -> Fact:
+    """The healthcheck of the service's spec, as swarm keeps it (durations in nanoseconds)."""
+    spec = service(stack, name).attrs["Spec"]["TaskTemplate"]["ContainerSpec"]
+    return Fact("docker service inspect .Spec.TaskTemplate.ContainerSpec.Healthcheck", f"{name} (stack {stack})",
+                spec.get("Healthcheck"))
+
+
+# Actions: they change the stack (scenarios tagged @changes_stack).
+
+def force_update(stack: str, name: str) -> None:
+    """`docker service update --force`: every replica replaced, as swarm's update_config says."""
+    service(stack, name).force_update()
+
+
+def update_healthcheck(stack: str, name: str, healthcheck: dict) -> None:
+    """A new version of the service whose only change is its healthcheck (Docker API form:
+    {"Test": [...], "Interval": ns, ...}); rolled out as swarm's update_config says."""
+    service(stack, name).update(healthcheck=healthcheck, fetch_current_spec=True)
+
+
+def update_config(stack: str, name: str) -> Fact:
+    """How swarm rolls out the service's updates (its spec's UpdateConfig; durations in ns)."""
+    return Fact("docker service inspect .Spec.UpdateConfig", f"{name} (stack {stack})",
+                service(stack, name).attrs["Spec"].get("UpdateConfig") or {})

@@ -502,4 +502,8 @@ FAULTS = [
     fault("swarm-replicas-not-scraped", "Prometheus scrapes the registry's replicas at a port they do not serve",
           [(PROMETHEUS_CONF, r'(names: \["tasks\.service-registry"\]\n\s+type: A\n\s+port: )8080', r"\g<1>8081")],
           {"checklist_W_3"}, stack="swarm"),
+    fault("swarm-updates-unguarded", "the replicated services updated with swarm's defaults: an old replica stopped "
+          "before its successor is healthy, a failing update paused instead of rolled back",
+          [(SWARM_FILE, r'^            deploy\["update_config"\] = dict\(UPDATE_CONFIG\)\n', "")],
+          {"checklist_W_4", "checklist_W_5"}, stack="swarm"),
 ]
