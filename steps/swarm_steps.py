@@ -325,32 +325,40 @@ def _failing_update(stack, evidence, service, request):
     return {"readers": readers, "service": service, "previous": previous, "before": before}
 
 
-def _rolled_back(stack, service: str, previous: dict) -> dict | None:
+# Where swarm leaves an update for good: done, given up on (paused), or undone.
+FINAL_UPDATE_STATES = {"completed", "paused", "rollback_completed", "rollback_paused"}
+
+
+def _update_settled(stack, service: str, previous: dict) -> dict | None:
+    """The service once its update reached a final state: with "rollback_completed", only once every
+    replica runs the previous spec, healthy."""
     status = swarm_engine.update_status(stack.project, service).observed
     replicas = swarm_engine.replicas(stack.project, service).observed
     health = swarm_engine.replica_health(stack.project, service).observed
     tasks = replicas["tasks"]
-    done = (status["state"] == "rollback_completed"
-            and swarm_engine.healthcheck(stack.project, service).observed == previous
-            and len(tasks) == replicas["wanted"] and {state for state, _ in tasks.values()} == {"running"}
-            and len(health) == replicas["wanted"] and set(health.values()) == {"healthy"})
-    observed = {"update": status, "tasks": {task: state for task, (state, _) in tasks.items()}, "health": health}
-    return observed if done else None
+    restored = swarm_engine.healthcheck(stack.project, service).observed == previous
+    observed = {"update": status, "tasks": {task: state for task, (state, _) in tasks.items()}, "health": health,
+                "previous healthcheck in the spec": restored}
+    whole = (restored and len(tasks) == replicas["wanted"]
+             and {state for state, _ in tasks.values()} == {"running"}
+             and len(health) == replicas["wanted"] and set(health.values()) == {"healthy"})
+    settled = status["state"] in FINAL_UPDATE_STATES and (status["state"] != "rollback_completed" or whole)
+    return observed | {"rolled back, whole": status["state"] == "rollback_completed" and whole} if settled else None
 
 
 @then(parsers.parse('swarm rolls the update back, and every replica of "{service}" runs the previous version, '
                     'healthy'))
 def _update_rolled_back(stack, evidence, disturbed, service):
-    previous = disturbed["previous"]
-    budget = _update_budget(stack, service) + healthcheck_budget(stack, service)
-    done = poll(lambda: _rolled_back(stack, service, previous), timeout=budget, interval=0.5,
-                transient=(ProbeError, DockerException))
-    shown = done or {"update": swarm_engine.update_status(stack.project, service).observed,
-                     "healthcheck in the spec": swarm_engine.healthcheck(stack.project, service).observed}
-    fact = evidence.record(Fact("docker service inspect .UpdateStatus; docker service ps; docker ps (health)",
+    # The failing version is found out within seconds; then one replica of the previous one started.
+    budget = healthcheck_budget(stack, service) + 30
+    settled = poll(lambda: _update_settled(stack, service, disturbed["previous"]), timeout=budget, interval=0.5,
+                   transient=(ProbeError, DockerException))
+    shown = settled or {"update": swarm_engine.update_status(stack.project, service).observed}
+    fact = evidence.record(Fact("docker service inspect .UpdateStatus .Spec; docker service ps; docker ps (health)",
                                 service, shown))
-    expect(done is not None, "a failing update", f"rolled back within {budget:.0f} s, every replica running the "
-           "previous spec, healthy", shown, fact, 'update_config failure_action "rollback"')
+    expect(settled is not None and settled["rolled back, whole"], "a failing update",
+           f"rolled back within {budget:.0f} s, every replica running the previous spec, healthy", shown, fact,
+           'update_config failure_action "rollback"')
 
 
 def _replica_targets(port: int, job: str) -> tuple[Fact, list]:
