@@ -35,8 +35,8 @@ class Fault:
     aborts: str | None = None
     # Scenarios the fault may also fail, by tag, depending on timing it cannot control.
     may_fail: frozenset = frozenset()
-    # "swarm": the fault breaks what swarm adds (section W); its run deploys the copy with
-    # --stack=swarm and runs section W only.
+    # "swarm": the fault breaks what swarm adds; its run deploys the copy with --stack=swarm and
+    # runs section W and the scenarios in `fails` only.
     stack: str = "up"
 
     def apply(self, root: Path) -> None:
@@ -506,4 +506,9 @@ FAULTS = [
           "before its successor is healthy, a failing update paused instead of rolled back",
           [(SWARM_FILE, r'^            deploy\["update_config"\] = dict\(UPDATE_CONFIG\)\n', "")],
           {"checklist_W_4", "checklist_W_5"}, stack="swarm"),
+    # The swarm forms of the milestone's scenarios: the gateway that publishes the stack's ports.
+    fault("swarm-gateway-on-every-address", "the swarm gateway publishes the stack's ports on every interface",
+          [("steps/harness/swarm.py", r'ports\[f"\{target\}/tcp"\] = \(host_ip or "127\.0\.0\.1", int\(published\)\)',
+            'ports[f"{target}/tcp"] = ("0.0.0.0", int(published))')],
+          {"checklist_3_3", "checklist_6_4", "checklist_7_1"}, stack="swarm"),
 ]

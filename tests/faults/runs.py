@@ -93,8 +93,10 @@ def run_fault(fault: Fault, workdir: Path, reservations: Reservations) -> FaultR
     project = f"tse-fault-{fault.name}"[:60] if fault.stack == "up" else f"tse-{fault.name}"[:32]
     selection = ["-m", " or ".join(["not changes_stack", *sorted(fault.fails & stack_changing_only_tags())])]
     if fault.stack == "swarm":
-        # What swarm adds only: the rest of the suite on swarm is the compose faults' to prove.
-        selection = ["--stack=swarm", "-m", f"section_W and ({selection[1]})"]
+        # What swarm adds, and the swarm forms of the scenarios the fault names: the rest of the
+        # suite on swarm is the compose faults' to prove.
+        scope = " or ".join(["section_W", *sorted(tag for tag in fault.fails if not tag.startswith("checklist_W_"))])
+        selection = ["--stack=swarm", "-m", f"({scope}) and ({selection[1]})"]
         with SWARM_RUNS:  # one at a time: each joins (or makes, and then leaves) the engine's swarm
             return _run_fault(fault, copy, project, selection, reservations)
     return _run_fault(fault, copy, project, selection, reservations)
