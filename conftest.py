@@ -3,6 +3,7 @@
 The step definitions are plugins under steps/; the probes they call are plain functions in
 steps/probes. `pytest tests/` (the suite's own tests) needs none of the stack options.
 """
+import os
 from pathlib import Path
 
 import pytest
@@ -95,12 +96,14 @@ def pytest_configure(config):
 
     if not runs_features(config) or hasattr(config, "workerinput"):
         return
-    REPORTS.mkdir(exist_ok=True)
+    # A run on swarm keeps its evidence apart: the compose run's (the milestone's) is never replaced by it.
+    reports = REPORTS / "swarm" if (config.getoption("stack") or os.environ.get("TSE_STACK")) == "swarm" else REPORTS
+    reports.mkdir(parents=True, exist_ok=True)
     option = config.option
     if getattr(option, "htmlpath", None) is None:
-        option.htmlpath = str(REPORTS / "acceptance.html")
+        option.htmlpath = str(reports / "acceptance.html")
         option.self_contained_html = True
     if getattr(option, "cucumber_json_path", None) is None:
-        option.cucumber_json_path = str(REPORTS / "cucumber.json")
+        option.cucumber_json_path = str(reports / "cucumber.json")
     if getattr(option, "xmlpath", None) is None:
-        option.xmlpath = str(REPORTS / "junit.xml")
+        option.xmlpath = str(reports / "junit.xml")

@@ -150,6 +150,7 @@ class AcceptanceRun:
     exit_code: int
     output: str
     scenarios: dict  # scenario name -> {"tags": set, "status": "passed" | "failed" | "skipped"}
+    reports: Path  # where the run wrote its reports (reports/swarm for a run on swarm)
 
     def statuses_by_tag(self) -> dict:
         """tag -> set of statuses of the scenarios carrying it."""
@@ -169,7 +170,8 @@ class AcceptanceRun:
 def run_acceptance(copy: Path, env: dict, *args: str, timeout: float = 600) -> AcceptanceRun:
     """`pytest features/` in `copy` with `env`; the scenarios' outcomes come from its cucumber.json."""
     exit_code, output = run_child([*ACCEPTANCE_PYTEST, *args], copy, env, timeout)
-    return AcceptanceRun(exit_code, output, read_cucumber(copy / "reports/cucumber.json"))
+    reports = copy / "reports" / ("swarm" if "--stack=swarm" in args else "")
+    return AcceptanceRun(exit_code, output, read_cucumber(reports / "cucumber.json"), reports)
 
 
 _CHILDREN: set = set()

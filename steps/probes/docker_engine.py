@@ -8,6 +8,7 @@ a container (`exec_in`), never from the host.
 from __future__ import annotations
 
 import functools
+import os
 import shlex
 from pathlib import Path
 
@@ -56,18 +57,45 @@ def is_swarm_stack(project: str) -> bool:
     return bool(client().api.containers(all=True, filters={"label": f"{STACK_NAMESPACE}={project}"}))
 
 
+# The engines of a multi-node swarm's other nodes, for a run on one of its managers: a task's
+# container is seen (inspected, exec'd into) only through the engine of the node it runs on.
+# "node-2=unix:///path/to/docker.sock,node-3=..." (infra/host/swarm-nodes sets it).
+NODE_ENGINES = "TSE_SWARM_NODE_ENGINES"
+
+
+@functools.lru_cache(maxsize=1)
+def node_clients() -> tuple:
+    """This engine's client, then one for each engine named in TSE_SWARM_NODE_ENGINES."""
+    clients = [client()]
+    for entry in filter(None, os.environ.get(NODE_ENGINES, "").split(",")):
+        node, _, url = entry.partition("=")
+        if not (node and url):
+            raise StackError(f"{NODE_ENGINES}: {entry!r} is not node=engine-url, e.g. "
+                             "node-2=unix:///run/node-2/docker.sock")
+        try:
+            engine = docker.DockerClient(base_url=url, timeout=60)
+            engine.ping()
+        except DockerException as error:
+            raise StackError(f"{NODE_ENGINES}: the engine of node {node} at {url} does not answer "
+                             f"({error.__class__.__name__}). Hint: infra/host/swarm-nodes status") from None
+        clients.append(engine)
+    return tuple(clients)
+
+
 def swarm_containers(stack: str, service: str | None, *, running_only: bool = False) -> list:
-    """The containers of the tasks of `service` (every service: None) in swarm stack `stack`, the
-    running ones first, newest first (a replaced task's container lingers, exited)."""
+    """The containers of the tasks of `service` (every service: None) in swarm stack `stack`, on every
+    node whose engine the run knows, the running ones first, newest first (a replaced task's container
+    lingers, exited)."""
     labels = [f"{STACK_NAMESPACE}={stack}"] + ([f"{SWARM_SERVICE}={stack}_{service}"] if service else [])
     found = []
     # Listed, then read one by one: swarm removes a replaced or stopped task's container at any time,
     # so one listed may be gone when it is read (docker's containers.list would raise NotFound).
-    for listed in client().api.containers(all=not running_only, filters={"label": labels}):
-        try:
-            found.append(client().containers.get(listed["Id"]))
-        except NotFound:
-            continue
+    for engine in node_clients():
+        for listed in engine.api.containers(all=not running_only, filters={"label": labels}):
+            try:
+                found.append(engine.containers.get(listed["Id"]))
+            except NotFound:
+                continue
     return sorted(found, key=lambda c: (c.status == "running", c.attrs.get("Created", "")), reverse=True)
 
 
@@ -218,15 +246,16 @@ def host_config(project: str, service: str) -> Fact:
 
 def _main_process_no_new_privs(target) -> bool:
     """A swarm task's main process holds the kernel's no_new_privs flag (its entrypoint sets it: swarm
-    services cannot set no-new-privileges, moby/moby#41371); read from the host's /proc."""
-    pid = target.attrs["State"].get("Pid")
-    if SWARM_TASK not in target.labels or not pid:
+    services cannot set no-new-privileges, moby/moby#41371): /proc/1/status read inside the container
+    (the host's /proc has a task's pid only when the task runs on this engine)."""
+    if SWARM_TASK not in target.labels or target.status != "running":
         return False
     try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
+        exit_code, output = target.exec_run(["cat", "/proc/1/status"])
+    except DockerException:
         return False
-    return any(line.split() == ["NoNewPrivs:", "1"] for line in status.splitlines())
+    lines = output.decode(errors="replace").splitlines() if exit_code == 0 else []
+    return any(line.split() == ["NoNewPrivs:", "1"] for line in lines)
 
 
 def environment_variable(project: str, service: str, name: str) -> Fact:
@@ -468,18 +497,41 @@ def unpause(project: str, service: str) -> None:
     container(project, service).unpause()
 
 
+def _pids_are_ours(target) -> bool:
+    """Whether the pids the container's engine reports are this host's: its main process, looked up
+    in our /proc, is in the container's cgroup. (Not so for an engine that runs in a container.)"""
+    pid = target.attrs["State"].get("Pid")
+    try:
+        return bool(pid) and target.id in Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError:
+        return False
+
+
 def kill_process(project: str, service: str, program: str) -> list[int]:
-    """SIGKILL, from the host, the container's processes running `program`, as a crash would; returns
-    their host pids. (Not `docker kill`, which Docker treats as a deliberate stop.)"""
+    """SIGKILL, from the host of the container's engine, the container's processes running `program`,
+    as a crash would; returns their pids there. (Not `docker kill`, which Docker treats as a
+    deliberate stop.)"""
     import os
     import signal
 
-    top = container(project, service).top(ps_args="-eo pid,comm")
+    target = container(project, service)
+    top = target.top(ps_args="-eo pid,comm")
     pids = [int(row[0]) for row in top.get("Processes") or [] if row[1] == program]
     if not pids:
         raise ProbeError(f"service {service}: no {program} process is running")
-    for pid in pids:
-        os.kill(pid, signal.SIGKILL)
+    if _pids_are_ours(target):
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        return pids
+    # An engine in another pid namespace (a swarm node of infra/host/swarm-nodes): a throwaway
+    # container there, in that engine's host pid namespace, sends the signal.
+    try:
+        target.client.containers.run(target.image.id, [str(pid) for pid in pids],
+                                     entrypoint=["bash", "-c", 'kill -KILL "$@"', "kill"],
+                                     pid_mode="host", network_mode="none", user="root", remove=True,
+                                     labels={"org.trading-ecosystem.probe": "kill"})
+    except DockerException as error:
+        raise ProbeError(f"service {service}: could not kill {program} on its node: {error}") from error
     return pids
 
 

@@ -65,7 +65,7 @@ def test_fault_is_caught(fault, fault_runs):
         collateral = [name for name, s in run.scenarios.items()
                       if s["status"] == "failed" and not s["tags"] & (fault.fails | fault.may_fail)]
         assert not collateral, f"{fault.name}: scenarios failed beyond those named: {collateral}"
-    _checklist_shows_the_fault(outcome.copy, fault)
+    _checklist_shows_the_fault(outcome.copy, outcome.run.reports, fault)
     _assert_nothing_left(outcome)
 
 
@@ -73,7 +73,7 @@ def _assert_nothing_left(outcome) -> None:
     assert_project_gone(outcome.project, outcome.leftovers, outcome.images_left)
 
 
-def _checklist_shows_the_fault(copy, fault) -> None:
+def _checklist_shows_the_fault(copy, reports, fault) -> None:
     """The run's checklist marks failed exactly the items of the scenarios the fault names, with the
     failure as the reason; no other item is failed."""
     import json
@@ -88,7 +88,7 @@ def _checklist_shows_the_fault(copy, fault) -> None:
         return {item.id for item in checklist.mapped_items(mapping) if set(item.tags) & named}
 
     expected = items_of(fault.fails)
-    report = json.loads((copy / "reports/checklist.json").read_text())
+    report = json.loads((reports / "checklist.json").read_text())
     failed = {item["id"] for item in report["items"] if item["verdict"] == "failed"}
     assert expected <= failed, f"{fault.name}: checklist items not marked failed: {sorted(expected - failed)}"
     if fault.exact:
