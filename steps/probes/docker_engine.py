@@ -468,10 +468,14 @@ def run_image_with_files(project: str, service: str, files: dict, target_dir: st
             (Path(folder) / name).write_text(text)
             (Path(folder) / name).chmod(0o644)
         Path(folder).chmod(0o755)
+        volume = None
         try:
+            # An engine that runs in a container (a swarm node of infra/host/swarm-nodes) does not see
+            # this host's folders: the files go into a volume of its own instead.
+            source = folder if _pids_are_ours(target) else (volume := _volume_with_files(target.image.id, folder))
             scratch = client().containers.run(
                 target.image.id, environment=target.attrs["Config"].get("Env"), network_mode="none", detach=True,
-                volumes={folder: {"bind": target_dir, "mode": "ro"}},
+                volumes={source: {"bind": target_dir, "mode": "ro"}},
                 labels={"org.trading-ecosystem.probe": "image-with-files"},
             )
             try:
@@ -484,9 +488,36 @@ def run_image_with_files(project: str, service: str, files: dict, target_dir: st
                 scratch.remove(force=True, v=True)
         except DockerException as error:
             raise ProbeError(f"service {service}: could not start its image in a scratch container: {error}") from error
+        finally:
+            if volume:
+                client().volumes.get(volume).remove(force=True)
     text = output.decode(errors="replace").strip()
     return Fact(f"docker run --network none -v <{', '.join(files)}>:{target_dir} {service}-image",
                 f"{service} image, scratch container", ExecResult(exit_code, text), raw=text)
+
+
+def _volume_with_files(image: str, folder: str) -> str:
+    """A new volume on the engine holding the files of `folder` (copied in through a container that
+    never starts); its name."""
+    import io
+    import tarfile
+
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        for path in sorted(Path(folder).iterdir()):
+            tar.add(path, arcname=path.name)
+    volume = client().volumes.create(labels={"org.trading-ecosystem.probe": "image-with-files"})
+    try:
+        carrier = client().containers.create(image, network_mode="none", volumes={volume.name: {"bind": "/files"}},
+                                             labels={"org.trading-ecosystem.probe": "image-with-files"})
+        try:
+            carrier.put_archive("/files", archive.getvalue())
+        finally:
+            carrier.remove(force=True)
+    except DockerException:
+        volume.remove(force=True)
+        raise
+    return volume.name
 
 
 def pause(project: str, service: str) -> None:
