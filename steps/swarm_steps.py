@@ -72,17 +72,45 @@ def _replicas_spread(stack, evidence):
     problems.raise_any()
 
 
-class Readers:
+class Repeating:
+    """Work done once every `interval` s in a background thread, from start() until stop()."""
+
+    interval = 1.0
+
+    def __init__(self):
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def once(self) -> None:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        while not self.stop_event.is_set():
+            self.once()
+            self.stop_event.wait(self.interval)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(timeout=30)
+
+
+class Readers(Repeating):
     """Clients reading discovery (the registry's service list) and configuration (one parameter)
     through the stack's 127.0.0.1 ports, one after another, until stopped; every failure kept with
     the moment its read started (time.monotonic())."""
 
-    def __init__(self, stack):
-        self.stack, self.stop_event = stack, threading.Event()
-        self.reads, self.failures = 0, []
-        self.thread = threading.Thread(target=self._run, daemon=True)
+    interval = READ_INTERVAL_S
 
-    def _read_once(self) -> None:
+    def __init__(self, stack):
+        super().__init__()
+        self.stack = stack
+        self.reads, self.failures = 0, []
+
+    def once(self) -> None:
         for service, read in (("service-registry", lambda: registry_api.services(self.stack.registry_port())),
                               ("configuration-service",
                                lambda: config_api.parameters(self.stack.config_port(), limit=1))):
@@ -95,22 +123,12 @@ class Readers:
                 self.failures.append((service, started, str(error)))
             self.reads += 1
 
-    def _run(self) -> None:
-        while not self.stop_event.is_set():
-            self._read_once()
-            self.stop_event.wait(READ_INTERVAL_S)
-
     def start(self) -> "Readers":
         self.started = time.monotonic()
-        self._read_once()
+        self.once()
         if self.failures:
             raise AssertionError(f"reads failed before the replicas were disturbed: {self.failures}")
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        self.thread.join(timeout=30)
+        return super().start()
 
 
 PROGRAMS = {"service-registry": "python3", "configuration-service": "python3"}
@@ -183,18 +201,20 @@ def _served_throughout(stack, evidence, disturbed):
            "a replica that stops must leave discovery (tasks.<service>) before clients reach it")
 
 
-class Capacity:
+class Capacity(Repeating):
     """How many replicas of each service swarm counts running (for a service with a healthcheck:
     healthy) among the tasks it wants running, sampled every SAMPLE_INTERVAL_S until stopped; the
     lowest count of each kept."""
 
+    interval = SAMPLE_INTERVAL_S
+
     def __init__(self, stack, services: tuple):
-        self.stack, self.services, self.stop_event = stack, services, threading.Event()
+        super().__init__()
+        self.stack, self.services = stack, services
         self.lowest = {service: None for service in services}
         self.samples, self.errors = 0, []
-        self.thread = threading.Thread(target=self._run, daemon=True)
 
-    def _sample(self) -> None:
+    def once(self) -> None:
         for service in self.services:
             try:
                 tasks = swarm_engine.replicas(self.stack.project, service).observed["tasks"]
@@ -206,19 +226,6 @@ class Capacity:
             self.lowest[service] = running if lowest is None else min(lowest, running)
         self.samples += 1
 
-    def _run(self) -> None:
-        while not self.stop_event.is_set():
-            self._sample()
-            self.stop_event.wait(SAMPLE_INTERVAL_S)
-
-    def start(self) -> "Capacity":
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        self.thread.join(timeout=30)
-
 
 def _update_budget(stack, service: str) -> float:
     """Seconds a rolling update of the service may take: each replica started and healthy in turn,
@@ -229,18 +236,23 @@ def _update_budget(stack, service: str) -> float:
     return wanted * (healthcheck_budget(stack, service) + 10) + monitor_s + 10
 
 
-def _update_finished(stack, service: str, state: str, before: set) -> dict | None:
-    """The service once its update reached `state` and every replica is a new (not in `before`)
-    running task with a healthy container."""
+def _update_state(stack, service: str) -> tuple[dict, bool]:
+    """Where the service's update stands, its tasks and their containers' health, and whether every
+    replica it wants is a running task with a healthy container."""
     status = swarm_engine.update_status(stack.project, service).observed
     replicas = swarm_engine.replicas(stack.project, service).observed
     health = swarm_engine.replica_health(stack.project, service).observed
     tasks = replicas["tasks"]
-    done = (status["state"] == state and not set(tasks) & before and len(tasks) == replicas["wanted"]
-            and {task_state for task_state, _ in tasks.values()} == {"running"}
-            and len(health) == replicas["wanted"] and set(health.values()) == {"healthy"})
-    observed = {"update": status, "tasks": {task: task_state for task, (task_state, _) in tasks.items()},
-                "health": health}
+    whole = (len(tasks) == replicas["wanted"] and {state for state, _ in tasks.values()} == {"running"}
+             and len(health) == replicas["wanted"] and set(health.values()) == {"healthy"})
+    return {"update": status, "tasks": {task: state for task, (state, _) in tasks.items()}, "health": health}, whole
+
+
+def _update_finished(stack, service: str, state: str, before: set) -> dict | None:
+    """The service once its update reached `state` and every replica is a new (not in `before`)
+    running task with a healthy container."""
+    observed, whole = _update_state(stack, service)
+    done = observed["update"]["state"] == state and not set(observed["tasks"]) & before and whole
     return observed if done else None
 
 
@@ -332,18 +344,13 @@ FINAL_UPDATE_STATES = {"completed", "paused", "rollback_completed", "rollback_pa
 def _update_settled(stack, service: str, previous: dict) -> dict | None:
     """The service once its update reached a final state: with "rollback_completed", only once every
     replica runs the previous spec, healthy."""
-    status = swarm_engine.update_status(stack.project, service).observed
-    replicas = swarm_engine.replicas(stack.project, service).observed
-    health = swarm_engine.replica_health(stack.project, service).observed
-    tasks = replicas["tasks"]
+    observed, replicas_whole = _update_state(stack, service)
     restored = swarm_engine.healthcheck(stack.project, service).observed == previous
-    observed = {"update": status, "tasks": {task: state for task, (state, _) in tasks.items()}, "health": health,
-                "previous healthcheck in the spec": restored}
-    whole = (restored and len(tasks) == replicas["wanted"]
-             and {state for state, _ in tasks.values()} == {"running"}
-             and len(health) == replicas["wanted"] and set(health.values()) == {"healthy"})
-    settled = status["state"] in FINAL_UPDATE_STATES and (status["state"] != "rollback_completed" or whole)
-    return observed | {"rolled back, whole": status["state"] == "rollback_completed" and whole} if settled else None
+    observed["previous healthcheck in the spec"] = restored
+    state = observed["update"]["state"]
+    whole = restored and replicas_whole
+    settled = state in FINAL_UPDATE_STATES and (state != "rollback_completed" or whole)
+    return observed | {"rolled back, whole": state == "rollback_completed" and whole} if settled else None
 
 
 @then(parsers.parse('swarm rolls the update back, and every replica of "{service}" runs the previous version, '
