@@ -354,7 +354,8 @@ def _registry_probe_role(stack, evidence, role):
 
 CONFIG_SERVICE = "configuration-service"
 WAIT_S = 2  # each long-poll of the cap step: long enough for all of them to be waiting at once (65 connect in ms)
-# On swarm twice as many go through the gateway, a process forked for each: seen taking over 2 s.
+# On swarm twice as many go through the gateway, a process forked for each and the replica looked up
+# by name: all 129 were waiting within 0.2 s here; the margin is for a loaded machine.
 SWARM_WAIT_S = 10
 
 

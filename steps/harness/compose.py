@@ -24,6 +24,17 @@ from steps.probes.waiting import WaitTimeout, wait_until
 RESTART_LOOP = 3
 
 
+def image_is_stale(image: str, contexts: list) -> bool:
+    """Whether `image` is missing or older than a file of its build contexts (folders)."""
+    try:
+        created = docker_engine.client().images.get(image).attrs["Created"]
+    except Exception:  # noqa: BLE001 - any lookup failure means "build it"
+        return True
+    built = docker_engine.parse_time(created).timestamp()
+    newest = max((p.stat().st_mtime for c in contexts for p in Path(c).rglob("*") if p.is_file()), default=0)
+    return newest > built
+
+
 @dataclass
 class ComposeStack:
     """One compose project of the stack. testcontainers' DockerCompose holds the compose files and env
@@ -113,15 +124,8 @@ class ComposeStack:
                 raise StackError(f"building {', '.join(stale)} failed:\n{result.stderr.strip()[-3000:]}")
 
     def _image_is_stale(self, name: str, service: dict) -> bool:
-        image = service.get("image") or f"{self.project}-{name}"
-        try:
-            created = docker_engine.client().images.get(image).attrs["Created"]
-        except Exception:  # noqa: BLE001 - any lookup failure means "build it"
-            return True
-        built = docker_engine.parse_time(created).timestamp()
         contexts = [service["build"]["context"], *(service["build"].get("additional_contexts") or {}).values()]
-        newest = max((p.stat().st_mtime for c in contexts for p in Path(c).rglob("*") if p.is_file()), default=0)
-        return newest > built
+        return image_is_stale(service.get("image") or f"{self.project}-{name}", contexts)
 
     def start_up(self) -> None:
         """Start `up -d --wait` in the background (its own session, so a Ctrl-C reaches us, not it);
