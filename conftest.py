@@ -10,6 +10,8 @@ import pytest
 
 from steps.checklist import declared_scenarios
 
+# A step module another imports comes before it (pytest rewrites a module's asserts only when it is
+# first imported as a plugin).
 pytest_plugins = [
     "steps.harness.fixtures",
     "steps.evidence",
@@ -25,8 +27,8 @@ pytest_plugins = [
     "steps.alerting_steps",
     "steps.lifecycle_steps",
     "steps.ecosystem_steps",
-    "steps.security_steps",
     "steps.swarm_steps",
+    "steps.security_steps",
 ]
 
 ROOT = Path(__file__).resolve().parent
