@@ -20,6 +20,7 @@ pytest_plugins = [
     "steps.redis_steps",
     "steps.postgres_steps",
     "steps.compose_steps",
+    "steps.swarm_steps",
     "steps.health_steps",
     "steps.registry_steps",
     "steps.configuration_steps",
@@ -27,7 +28,6 @@ pytest_plugins = [
     "steps.alerting_steps",
     "steps.lifecycle_steps",
     "steps.ecosystem_steps",
-    "steps.swarm_steps",
     "steps.security_steps",
 ]
 

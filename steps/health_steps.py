@@ -22,6 +22,7 @@ from steps.probes import (
     registry_api,
 )
 from steps.probes.waiting import poll
+from steps.swarm_steps import every_replica_answers
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENT_TIMEOUT_S = 2
@@ -160,6 +161,10 @@ def _answers_again(stack, evidence, paused):
         problems.check(all(a.observed["status"] == 200 for a in answers[-5:]) and len(answers) >= 5,
                        f"{name}: /health 200 five times in a row within {DEPENDENTS_BACK_S} s",
                        [a.observed["status"] for a in answers[-5:]], answers[-1])
+        if stack.on_swarm:  # through the gateway the answers come from any replica: each one too
+            answered, fact = every_replica_answers(stack, name, "/health", timeout=DEPENDENTS_BACK_S)
+            problems.check(answered, f"{name}: every replica's /health 200 within {DEPENDENTS_BACK_S} s",
+                           evidence.record(fact).observed, fact)
     problems.raise_any()
 
 
