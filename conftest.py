@@ -10,8 +10,6 @@ import pytest
 
 from steps.checklist import declared_scenarios
 
-# A step module another imports comes before it (pytest rewrites a module's asserts only when it is
-# first imported as a plugin).
 pytest_plugins = [
     "steps.harness.fixtures",
     "steps.evidence",
@@ -20,7 +18,6 @@ pytest_plugins = [
     "steps.redis_steps",
     "steps.postgres_steps",
     "steps.compose_steps",
-    "steps.swarm_steps",
     "steps.health_steps",
     "steps.registry_steps",
     "steps.configuration_steps",
@@ -29,6 +26,7 @@ pytest_plugins = [
     "steps.lifecycle_steps",
     "steps.ecosystem_steps",
     "steps.security_steps",
+    "steps.swarm_steps",
 ]
 
 ROOT = Path(__file__).resolve().parent

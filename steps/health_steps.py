@@ -22,7 +22,7 @@ from steps.probes import (
     registry_api,
 )
 from steps.probes.waiting import poll
-from steps.swarm_steps import every_replica_answers
+from steps.replicas import every_replica_answers
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENT_TIMEOUT_S = 2

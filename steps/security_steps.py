@@ -25,7 +25,7 @@ from steps.probes import (
     swarm_engine,
 )
 from steps.probes.facts import Fact, ProbeError
-from steps.swarm_steps import every_replica_answers
+from steps.replicas import every_replica_answers
 
 
 def _remove_quietly(stack, name: str, instance_id: str, auth: tuple):

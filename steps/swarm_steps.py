@@ -10,9 +10,10 @@ from pytest_bdd import parsers, then, when
 
 from steps.compose_steps import healthcheck_budget
 from steps.expect import Mismatches, expect
-from steps.probes import Fact, compose_model, config_api, docker_engine, prometheus_server, registry_api, swarm_engine
+from steps.probes import Fact, config_api, docker_engine, prometheus_server, registry_api, swarm_engine
 from steps.probes.facts import ProbeError
 from steps.probes.waiting import poll
+from steps.replicas import every_replica_answers
 
 # What the clients read while a replica is replaced, and how often.
 READ_INTERVAL_S = 0.05
@@ -29,22 +30,6 @@ REPLICA_DISCOVERY_S = 45
 def _swarm_only(stack) -> None:
     if not stack.on_swarm:
         pytest.skip("swarm only: run the suite with --stack=swarm")
-
-
-def every_replica_answers(stack, service: str, path: str, timeout: float) -> tuple[bool, Fact]:
-    """Poll, at most `timeout` s, until every replica of `service` answers GET `path` with 200, each
-    reached by its own address inside the network (through the gateway a client reaches one of them,
-    whichever): (whether they all did, the last observation)."""
-    (_, _, port), *_ = compose_model.declared_ports(stack.compose.config)[service]
-    wanted = swarm_engine.replicas(stack.project, service).observed["wanted"]
-    last = []
-
-    def all_answer() -> bool:
-        last[:] = [swarm_engine.replica_answers(stack.settings.network_name, (stack.project, service), service,
-                                                port, path)]
-        return len(last[0].observed) == wanted and set(last[0].observed.values()) == {200}
-
-    return bool(poll(all_answer, timeout=timeout, interval=0.5)), last[0]
 
 
 @then(parsers.parse('the "{first}" and "{second}" services each run at least {least:d} replicas, every one healthy'))
