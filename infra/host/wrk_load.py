@@ -66,7 +66,8 @@ def minimal_asgi_app(project: str, service: str, network: str, body: bytes):
         target.image.id, ["python3", "-c", MINIMAL_APP], name=name, network=network,
         environment={"BENCH_BODY": body.decode()}, user=target.attrs["Config"].get("User") or "nobody",
         nano_cpus=host.get("NanoCpus") or None, mem_limit=host.get("Memory") or None, read_only=True,
-        cap_drop=["ALL"], security_opt=["no-new-privileges"], detach=True, labels=LABEL)
+        cap_drop=["ALL"], security_opt=["no-new-privileges"], detach=True,
+        labels={**docker_engine.scratch_labels(project, "minimal-asgi-app"), **LABEL})
     try:
         ready = "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/', timeout=1)"
         deadline = time.monotonic() + 30

@@ -24,15 +24,11 @@ from steps.probes.waiting import WaitTimeout, wait_until
 RESTART_LOOP = 3
 
 
-def image_is_stale(image: str, contexts: list) -> bool:
-    """Whether `image` is missing or older than a file of its build contexts (folders)."""
-    try:
-        created = docker_engine.client().images.get(image).attrs["Created"]
-    except Exception:  # noqa: BLE001 - any lookup failure means "build it"
-        return True
-    built = docker_engine.parse_time(created).timestamp()
-    newest = max((p.stat().st_mtime for c in contexts for p in Path(c).rglob("*") if p.is_file()), default=0)
-    return newest > built
+# Compose labels each image it builds with the project that built it. The images are every project's
+# on this machine (the same names), so they are built under one project name: under each run's own,
+# a build by another run (a fault run beside this one) would relabel them, and a probe's container
+# of one of them would carry that run's label.
+IMAGE_PROJECT = "trading-ecosystem"
 
 
 @dataclass
@@ -60,8 +56,11 @@ class ComposeStack:
     @cached_property
     def command(self) -> list[str]:
         """`docker compose -p <project> -f <file>... --env-file <file>...`"""
+        return self.command_of(self.project)
+
+    def command_of(self, project: str) -> list[str]:
         base = self.files.compose_command_property
-        return [*base[:2], "-p", self.project, *base[2:]]
+        return [*base[:2], "-p", project, *base[2:]]
 
     def run(self, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
         """Run `docker compose <args>` for this project; never raises on a non-zero exit."""
@@ -110,22 +109,23 @@ class ComposeStack:
         return compose_model.one_shot_services(self.config)
 
     def ensure_images(self) -> None:
-        """Build the base image if missing, then each service image that is missing or older than
-        its build context (a cached image costs one inspect, not a build)."""
+        """Build the base image if missing, then the service images: a `docker compose build`, which
+        BuildKit's cache makes about a second when no file changed. (An image's creation time cannot
+        tell which are stale: an image from the cache keeps the time it was first built.)"""
         base = subprocess.run([str(ROOT / "infra/host/ensure-base-image")], capture_output=True, text=True,
                               env={**os.environ, "BASE_IMAGE": os.environ.get("BASE_IMAGE", "debian:trixie-slim")})
         if base.returncode != 0:
             raise StackError(f"base image: {base.stderr.strip()}")
-        stale = [name for name, service in self.config["services"].items()
-                 if "build" in service and self._image_is_stale(name, service)]
-        if stale:
-            result = self.run("build", *stale)
+        built = [name for name, service in self.config["services"].items() if "build" in service]
+        unnamed = [name for name in built if not self.config["services"][name].get("image")]
+        if unnamed:  # compose would name it after the project, which differs between build and run
+            raise StackError(f"{', '.join(unnamed)}: built without an image name. Hint: give each service "
+                             "that builds an `image:` (trading-ecosystem/<service>:${TSE_IMAGE_TAG:-local})")
+        if built:
+            result = subprocess.run([*self.command_of(IMAGE_PROJECT), "build", *built], cwd=self.context,
+                                    capture_output=True, text=True)
             if result.returncode != 0:
-                raise StackError(f"building {', '.join(stale)} failed:\n{result.stderr.strip()[-3000:]}")
-
-    def _image_is_stale(self, name: str, service: dict) -> bool:
-        contexts = [service["build"]["context"], *(service["build"].get("additional_contexts") or {}).values()]
-        return image_is_stale(service.get("image") or f"{self.project}-{name}", contexts)
+                raise StackError(f"building {', '.join(built)} failed:\n{result.stderr.strip()[-3000:]}")
 
     def start_up(self) -> None:
         """Start `up -d --wait` in the background (its own session, so a Ctrl-C reaches us, not it);

@@ -19,7 +19,7 @@ import yaml
 from docker.errors import APIError, NotFound
 from docker.types import IPAMConfig, IPAMPool
 
-from steps.harness.compose import ComposeStack, compose_for, image_is_stale
+from steps.harness.compose import ComposeStack, compose_for
 from steps.harness.isolation import free_subnet
 from steps.harness.settings import ROOT, StackSettings
 from steps.harness.swarm_file import (
@@ -89,11 +89,10 @@ class SwarmStack(ComposeStack):
 
     def ensure_images(self) -> None:
         super().ensure_images()
-        if image_is_stale(GATEWAY_IMAGE, [ROOT / "infra/swarm-gateway"]):
-            result = self.docker("build", "-q", "--build-arg", f"BASE_IMAGE={self._base_image()}", "-t", GATEWAY_IMAGE,
-                                 str(ROOT / "infra/swarm-gateway"), timeout=600)
-            if result.returncode != 0:
-                raise StackError(f"building the swarm gateway failed:\n{result.stderr.strip()[-2000:]}") from None
+        result = self.docker("build", "-q", "--build-arg", f"BASE_IMAGE={self._base_image()}", "-t", GATEWAY_IMAGE,
+                             str(ROOT / "infra/swarm-gateway"), timeout=600)
+        if result.returncode != 0:
+            raise StackError(f"building the swarm gateway failed:\n{result.stderr.strip()[-2000:]}") from None
 
     @staticmethod
     def _base_image() -> str:

@@ -22,6 +22,15 @@ STACK_NAMESPACE = "com.docker.stack.namespace"
 SWARM_SERVICE = "com.docker.swarm.service.name"
 SWARM_TASK = "com.docker.swarm.task.id"
 
+# A throwaway container a probe runs from a service's image: what it probes, and for which project.
+PROBE = "org.trading-ecosystem.probe"
+PROBE_OF = "org.trading-ecosystem.probe-of"
+# Compose labels every image it builds with the project and service that built it, and a container
+# inherits its image's labels: a probe's container would pass for one of that project's containers
+# (another run's, perhaps), listed with its services and counted as its leftover. Docker cannot drop
+# an inherited label, only override it: with an empty value.
+IMAGE_COMPOSE_LABELS = ("com.docker.compose.project", "com.docker.compose.service", "com.docker.compose.version")
+
 
 @functools.lru_cache(maxsize=1)
 def client() -> docker.DockerClient:
@@ -344,7 +353,7 @@ def leftovers(project: str) -> dict:
     of that name; and, while the engine is in a swarm, the stack's services, secrets and configs."""
     engine = client()
     found = {"containers": set(), "networks": set(), "volumes": set()}
-    for label in (f"com.docker.compose.project={project}", f"{STACK_NAMESPACE}={project}"):
+    for label in (f"com.docker.compose.project={project}", f"{STACK_NAMESPACE}={project}", f"{PROBE_OF}={project}"):
         labelled = {"label": label}
         # Names from the listing itself: a container being removed now cannot make this fail.
         found["containers"] |= {c["Names"][0].lstrip("/") for c in engine.api.containers(all=True, filters=labelled)}
@@ -429,6 +438,32 @@ def swarm_task_spec(project: str, service: str) -> dict:
     return client().api.inspect_task(target.labels[SWARM_TASK])["Spec"]
 
 
+def scratch_labels(project: str, probe: str) -> dict:
+    """The labels of a probe's throwaway container: the probe and the project it probes, none of
+    compose's (see IMAGE_COMPOSE_LABELS)."""
+    return {**dict.fromkeys(IMAGE_COMPOSE_LABELS, ""), PROBE: probe, PROBE_OF: project}
+
+
+def run_scratch(image: str, *, project: str, probe: str, timeout: float = 60, engine=None, stderr: bool = True,
+                **options) -> tuple[int | None, bytes]:
+    """Run a throwaway container of `image` (docker-py's create options) until it exits, at most
+    `timeout` s, and remove it with its anonymous volumes whatever happens, also when it could not
+    start. Returns its exit code (None when it was still running at `timeout`) and its log (its
+    standard output only when not `stderr`)."""
+    import requests
+
+    scratch = (engine or client()).containers.create(image, labels=scratch_labels(project, probe), **options)
+    try:
+        scratch.start()
+        try:
+            exit_code = scratch.wait(timeout=timeout)["StatusCode"]
+        except requests.exceptions.RequestException:  # the wait's read timed out: still running
+            exit_code = None
+        return exit_code, scratch.logs(stdout=True, stderr=stderr)
+    finally:
+        scratch.remove(force=True, v=True)
+
+
 def run_healthcheck_without_server(project: str, service: str) -> Fact:
     """Run the service's healthcheck in a fresh container of its image in which the service never
     started (no network, entrypoint replaced). A healthcheck that passes there proves nothing.
@@ -438,17 +473,10 @@ def run_healthcheck_without_server(project: str, service: str) -> Fact:
     if not test or test[0] == "NONE":
         raise ProbeError(f"service {service}: has no healthcheck")
     entrypoint, command = (["/bin/sh", "-c"], [test[1]]) if test[0] == "CMD-SHELL" else ([test[1]], test[2:])
-    output = b""
     try:
-        scratch = client().containers.run(
-            target.image.id, command=command, entrypoint=entrypoint, environment=target.attrs["Config"].get("Env"),
-            network_mode="none", detach=True, labels={"org.trading-ecosystem.probe": "healthcheck-without-server"},
-        )
-        try:
-            exit_code = scratch.wait(timeout=60)["StatusCode"]
-            output = scratch.logs()
-        finally:
-            scratch.remove(force=True, v=True)  # and the anonymous volumes its image declares
+        exit_code, output = run_scratch(target.image.id, project=project, probe="healthcheck-without-server",
+                                        command=command, entrypoint=entrypoint, network_mode="none",
+                                        environment=target.attrs["Config"].get("Env"))
     except DockerException as error:
         raise ProbeError(f"service {service}: could not run its healthcheck in a scratch container: {error}") from error
     text = output.decode(errors="replace").strip()
@@ -472,20 +500,11 @@ def run_image_with_files(project: str, service: str, files: dict, target_dir: st
         try:
             # An engine that runs in a container (a swarm node of infra/host/swarm-nodes) does not see
             # this host's folders: the files go into a volume of its own instead.
-            source = folder if _pids_are_ours(target) else (volume := _volume_with_files(target.image.id, folder))
-            scratch = client().containers.run(
-                target.image.id, environment=target.attrs["Config"].get("Env"), network_mode="none", detach=True,
-                volumes={source: {"bind": target_dir, "mode": "ro"}},
-                labels={"org.trading-ecosystem.probe": "image-with-files"},
-            )
-            try:
-                try:
-                    exit_code = scratch.wait(timeout=timeout)["StatusCode"]
-                except Exception:  # noqa: BLE001 - requests' ReadTimeout: still running
-                    exit_code = None
-                output = scratch.logs()
-            finally:
-                scratch.remove(force=True, v=True)
+            source = (folder if _pids_are_ours(target)
+                      else (volume := _volume_with_files(target.image.id, folder, project)))
+            exit_code, output = run_scratch(
+                target.image.id, project=project, probe="image-with-files", timeout=timeout, network_mode="none",
+                environment=target.attrs["Config"].get("Env"), volumes={source: {"bind": target_dir, "mode": "ro"}})
         except DockerException as error:
             raise ProbeError(f"service {service}: could not start its image in a scratch container: {error}") from error
         finally:
@@ -496,7 +515,7 @@ def run_image_with_files(project: str, service: str, files: dict, target_dir: st
                 f"{service} image, scratch container", ExecResult(exit_code, text), raw=text)
 
 
-def _volume_with_files(image: str, folder: str) -> str:
+def _volume_with_files(image: str, folder: str, project: str) -> str:
     """A new volume on the engine holding the files of `folder` (copied in through a container that
     never starts); its name."""
     import io
@@ -506,10 +525,10 @@ def _volume_with_files(image: str, folder: str) -> str:
     with tarfile.open(fileobj=archive, mode="w") as tar:
         for path in sorted(Path(folder).iterdir()):
             tar.add(path, arcname=path.name)
-    volume = client().volumes.create(labels={"org.trading-ecosystem.probe": "image-with-files"})
+    volume = client().volumes.create(labels={PROBE: "image-with-files", PROBE_OF: project})
     try:
         carrier = client().containers.create(image, network_mode="none", volumes={volume.name: {"bind": "/files"}},
-                                             labels={"org.trading-ecosystem.probe": "image-with-files"})
+                                             labels=scratch_labels(project, "image-with-files"))
         try:
             carrier.put_archive("/files", archive.getvalue())
         finally:
@@ -557,12 +576,14 @@ def kill_process(project: str, service: str, program: str) -> list[int]:
     # An engine in another pid namespace (a swarm node of infra/host/swarm-nodes): a throwaway
     # container there, in that engine's host pid namespace, sends the signal.
     try:
-        target.client.containers.run(target.image.id, [str(pid) for pid in pids],
-                                     entrypoint=["bash", "-c", 'kill -KILL "$@"', "kill"],
-                                     pid_mode="host", network_mode="none", user="root", remove=True,
-                                     labels={"org.trading-ecosystem.probe": "kill"})
+        exit_code, output = run_scratch(target.image.id, project=project, probe="kill", engine=target.client,
+                                        command=[str(pid) for pid in pids],
+                                        entrypoint=["bash", "-c", 'kill -KILL "$@"', "kill"],
+                                        pid_mode="host", network_mode="none", user="root")
     except DockerException as error:
         raise ProbeError(f"service {service}: could not kill {program} on its node: {error}") from error
+    if exit_code != 0:
+        raise ProbeError(f"service {service}: kill on its node exited {exit_code}: {output.decode(errors='replace')}")
     return pids
 
 
@@ -605,18 +626,11 @@ def connections_from_network(network: str, image_of: tuple, targets: list, timeo
         f"(timeout {timeout_s} bash -c 'exec 3<>/dev/tcp/{host}/{port}' 2>/dev/null "
         f"&& echo '{host}:{port} connected' || echo '{host}:{port} not reached') &"
         for host, port in targets)
-    output = b""
     try:
-        scratch = client().containers.run(
-            container(project, service).image.id, entrypoint=["bash", "-c"], command=[f"{attempts} wait"],
-            network=network, detach=True, cap_drop=["ALL"], security_opt=["no-new-privileges:true"],
-            read_only=True, user="nobody", labels={"org.trading-ecosystem.probe": "connections-from-network"},
-        )
-        try:
-            scratch.wait(timeout=timeout_s * 10 + 30)
-            output = scratch.logs()
-        finally:
-            scratch.remove(force=True, v=True)
+        _, output = run_scratch(
+            container(project, service).image.id, project=project, probe="connections-from-network",
+            timeout=timeout_s * 10 + 30, entrypoint=["bash", "-c"], command=[f"{attempts} wait"], network=network,
+            cap_drop=["ALL"], security_opt=["no-new-privileges:true"], read_only=True, user="nobody")
     except DockerException as error:
         raise ProbeError(f"could not run a container on network {network}: {error}") from error
     lines = output.decode(errors="replace").splitlines()
@@ -647,12 +661,15 @@ def output_from_network(network: str, image_of: tuple, entrypoint: list, probe: 
     = (project, service), no capability, read-only, as nobody), removed once it ends."""
     project, service = image_of
     try:
-        output = client().containers.run(
-            container(project, service).image.id, entrypoint=entrypoint, network=network, remove=True,
-            cap_drop=["ALL"], security_opt=["no-new-privileges:true"], read_only=True, user="nobody",
-            labels={"org.trading-ecosystem.probe": probe})
+        exit_code, output = run_scratch(
+            container(project, service).image.id, project=project, probe=probe, entrypoint=entrypoint,
+            network=network, stderr=False, cap_drop=["ALL"], security_opt=["no-new-privileges:true"],
+            read_only=True, user="nobody")
     except DockerException as error:
         raise ProbeError(f"could not run a container on network {network}: {error}") from error
+    if exit_code != 0:
+        raise ProbeError(f"{' '.join(entrypoint)} on network {network} exited {exit_code}: "
+                         f"{output.decode(errors='replace').strip()[-500:]}")
     return output.decode(errors="replace")
 
 
