@@ -14,6 +14,7 @@ import pytest
 import yaml
 from pytest_bdd import given, parsers, then, when
 
+from steps.announcements import ANNOUNCEMENT_DELAY_S, first_read_that_agrees
 from steps.expect import Mismatches, expect, expect_eventually
 from steps.probes import Fact, ProbeError, config_api, docker_engine, http_api, postgres_server, redis_server
 from steps.probes.waiting import poll
@@ -33,20 +34,6 @@ CLIENT_PATHS = ("/health", API, API + "/{key}", API + "/{key}/history", "/api/v1
 
 def _read(stack, key: str, environment: str = ENVIRONMENT, service: str | None = None, headers=None) -> Fact:
     return config_api.parameter(stack.config_port(), key, environment, service, headers=headers)
-
-
-# How long reads may take to agree on a change made through the service: the writer announces it
-# before it answers, but the other worker's message can trail that answer by a scheduling delay on
-# a loaded machine (see _next_reads). A worker that never forgets keeps an old answer for 1 s.
-ANNOUNCEMENT_DELAY_S = 0.3
-
-
-def _read_after_change(stack, key: str, agrees) -> Fact:
-    """The read of `key` right after a change: the first that `agrees` within ANNOUNCEMENT_DELAY_S,
-    else the last one."""
-    last: list = []
-    poll(lambda: last.append(_read(stack, key)) or agrees(last[-1]), timeout=ANNOUNCEMENT_DELAY_S, interval=0.02)
-    return last[-1]
 
 
 def _environment_files(root) -> dict:
@@ -207,7 +194,8 @@ def _reads(stack, evidence, parameter, value, version):
         body = http_api.json_object(fact)
         return {k: body.get(k) for k in ("key", "value", "type", "environment", "version")}
 
-    fact = evidence.record(_read_after_change(stack, parameter["key"], lambda f: fields(f) == wanted))
+    fact = evidence.record(first_read_that_agrees(lambda: _read(stack, parameter["key"]),
+                                                  lambda f: fields(f) == wanted))
     observed = fields(fact)
     expect(fact.observed["status"] == 200 and observed == wanted, f"GET {parameter['key']}", wanted, observed, fact)
 
@@ -265,7 +253,8 @@ def _delete(stack, evidence, parameter):
 
 @then("reading the parameter answers 404 and its history records the deletion")
 def _deleted(stack, evidence, parameter):
-    fact = evidence.record(_read_after_change(stack, parameter["key"], lambda f: f.observed["status"] == 404))
+    fact = evidence.record(first_read_that_agrees(lambda: _read(stack, parameter["key"]),
+                                                  lambda f: f.observed["status"] == 404))
     expect(fact.observed["status"] == 404, f"GET {parameter['key']} after DELETE", 404, fact.observed, fact)
     entries = _history(stack, evidence, parameter["key"])
     expect(any(e.get("change") == "deleted" and e.get("old_value") == parameter["value"] for e in entries),
@@ -519,12 +508,8 @@ def _has_read(stack, evidence, parameter, service, value):
 @then(parsers.parse('"{service}"\'s next reads, by path, by query and with X-Service-Name, give "{value}" at '
                     'version {version:d}'))
 def _next_reads(stack, evidence, parameter, service, value, version):
-    # A change made through the service is announced before it answers, and each worker reads its
-    # announcements before answering a read, so the next reads see it. Redis writes the writer's
-    # reply and the other worker's message one after the other: on a loaded machine (seen with three
-    # stacks on two cores) the message can trail the reply by a scheduling delay. The reads may take
-    # ANNOUNCEMENT_DELAY_S to agree; a worker that never forgets keeps the old answer for 1 s
-    # (servicekit.readcache.MAX_AGE_S, counted from the reads before the change) and still fails.
+    # The reads may take ANNOUNCEMENT_DELAY_S to agree (steps/announcements.py); a worker that never
+    # forgets keeps the old answer for 1 s, counted from the reads before the change, and still fails.
     last: dict = {}
 
     def all_agree() -> bool:

@@ -6,6 +6,7 @@ import uuid
 
 from pytest_bdd import given, parsers, then, when
 
+from steps.announcements import ANNOUNCEMENT_DELAY_S, first_read_that_agrees
 from steps.expect import Mismatches, expect, expect_eventually
 from steps.probes import Fact, http_api, redis_server, registry_api
 from steps.probes.waiting import poll
@@ -84,16 +85,22 @@ def _deregisters(stack, evidence, registration):
     # another scenario of a parallel run): only this one must be gone.
     before = _instances(stack, evidence, payload["name"])
     gone = evidence.record(registry_api.deregister(*where))
-    after = _instances(stack, evidence, payload["name"])
+
+    def without_it(fact: Fact) -> bool:
+        return fact.observed["status"] == 404 or (
+            fact.observed["status"] == 200 and payload["instance_id"] not in _instance_ids(fact))
+
+    # The next discovery, which may reach another worker (another replica on swarm): it may take
+    # ANNOUNCEMENT_DELAY_S to hear the deregistration (steps/announcements.py).
+    after = evidence.record(first_read_that_agrees(
+        lambda: registry_api.service(stack.registry_port(), payload["name"]), without_it))
     again = evidence.record(registry_api.deregister(*where))
     observed = (before.observed["status"], gone.observed["status"],
-                "gone" if after.observed["status"] == 404 or (
-                    after.observed["status"] == 200 and payload["instance_id"] not in _instance_ids(after))
-                else f"{after.observed['status']} with it", again.observed["status"])
+                "gone" if without_it(after) else f"{after.observed['status']} with it", again.observed["status"])
     expected = (200, 204, "gone", 404)
     expect(observed == expected, "GET, DELETE, GET, DELETE", expected, observed, after,
-           "a deregistration is announced on registry:changes; every worker forgets what it kept "
-           "(infra/servicekit/servicekit/readcache.py)")
+           f"a deregistration is announced on registry:changes; every worker forgets what it kept, "
+           f"within {ANNOUNCEMENT_DELAY_S} s (infra/servicekit/servicekit/readcache.py)")
     # A member left behind is read (and skipped) by every discovery of the name until its TTL lapses:
     # discovery would cost what the name's churn wrote, not what it holds.
     left = evidence.record(redis_server.sorted_set_score(

@@ -24,11 +24,12 @@ from steps.probes.waiting import WaitTimeout, wait_until
 RESTART_LOOP = 3
 
 
-# Compose labels each image it builds with the project that built it. The images are every project's
-# on this machine (the same names), so they are built under one project name: under each run's own,
-# a build by another run (a fault run beside this one) would relabel them, and a probe's container
-# of one of them would carry that run's label.
-IMAGE_PROJECT = "trading-ecosystem"
+# Compose labels each image it builds with the project that built it, and every container of the
+# image inherits the label. The images are every project's on this machine (the same names), so they
+# are built under one project name that no stack runs as: under a run's own, a build by another run
+# (a fault run beside this one) would relabel them, and a container of one of them that compose did
+# not start (a probe's, a swarm task's) would pass for that project's (its `down` would remove it).
+IMAGE_PROJECT = "trading-ecosystem-images"
 
 
 @dataclass
