@@ -63,12 +63,10 @@ class ComposeStack:
         base = self.files.compose_command_property
         return [*base[:2], "-p", project, *base[2:]]
 
-    def run(self, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
-        """Run `docker compose <args>` for this project; never raises on a non-zero exit."""
-        return subprocess.run(
-            [*self.command, *args], cwd=self.context, capture_output=True, text=True,
-            timeout=timeout,
-        )
+    def run(self, *args: str, timeout: float | None = None, project: str | None = None) -> subprocess.CompletedProcess:
+        """Run `docker compose <args>` for this project (or `project`); never raises on a non-zero exit."""
+        command = self.command_of(project) if project else self.command
+        return subprocess.run([*command, *args], cwd=self.context, capture_output=True, text=True, timeout=timeout)
 
     @cached_property
     def config(self) -> dict:
@@ -117,14 +115,14 @@ class ComposeStack:
                               env={**os.environ, "BASE_IMAGE": os.environ.get("BASE_IMAGE", "debian:trixie-slim")})
         if base.returncode != 0:
             raise StackError(f"base image: {base.stderr.strip()}")
-        built = [name for name, service in self.config["services"].items() if "build" in service]
-        unnamed = [name for name in built if not self.config["services"][name].get("image")]
+        services = self.config["services"]
+        built = [name for name, service in services.items() if "build" in service]
+        unnamed = [name for name in built if not services[name].get("image")]
         if unnamed:  # compose would name it after the project, which differs between build and run
             raise StackError(f"{', '.join(unnamed)}: built without an image name. Hint: give each service "
                              "that builds an `image:` (trading-ecosystem/<service>:${TSE_IMAGE_TAG:-local})")
         if built:
-            result = subprocess.run([*self.command_of(IMAGE_PROJECT), "build", *built], cwd=self.context,
-                                    capture_output=True, text=True)
+            result = self.run("build", *built, project=IMAGE_PROJECT)
             if result.returncode != 0:
                 raise StackError(f"building {', '.join(built)} failed:\n{result.stderr.strip()[-3000:]}")
 
