@@ -8,6 +8,7 @@ from __future__ import annotations
 import filecmp
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -33,15 +34,49 @@ def copy_repository(destination: Path) -> Path:
     return destination
 
 
-def build_contexts(root: Path) -> list[Path]:
-    """The folders the stack's images are built from (contexts and additional contexts), relative
-    to `root`."""
+def image_builds(root: Path) -> list[dict]:
+    """compose's build section of every service built from `root` (every profile), with absolute paths."""
     result = subprocess.run(["docker", "compose", "--env-file", ".env.example", "--profile", "*", "config",
                              "--format", "json"], cwd=root, capture_output=True, text=True, check=True)
     services = json.loads(result.stdout)["services"].values()
-    builds = [service["build"] for service in services if "build" in service]
-    folders = {Path(path) for b in builds for path in [b["context"], *(b.get("additional_contexts") or {}).values()]}
-    return sorted(folder.relative_to(root.resolve()) for folder in folders)
+    return [service["build"] for service in services if "build" in service]
+
+
+def image_sources(build: dict) -> list[tuple[Path, str]]:
+    """What an image is made of from the repository: its Dockerfile, and each source of its COPY and
+    ADD lines, as (folder, pattern) pairs: the build context, or the additional context a `--from=`
+    names. A `--from=` naming a build stage or an image copies nothing of the repository's."""
+    context = Path(build["context"])
+    dockerfile = context / build.get("dockerfile", "Dockerfile")
+    contexts = {name: Path(path) for name, path in (build.get("additional_contexts") or {}).items()}
+    sources = [(dockerfile.parent, dockerfile.name)]
+    for instruction in _instructions(dockerfile.read_text()):
+        words = instruction.split()
+        if not words or words[0].upper() not in ("COPY", "ADD"):
+            continue
+        options = [w for w in words[1:] if w.startswith("--")]
+        arguments = [w for w in words[1:] if not w.startswith("--")]
+        origin = next((o.split("=", 1)[1] for o in options if o.startswith("--from=")), None)
+        if origin is not None and origin not in contexts:
+            continue
+        folder = contexts[origin] if origin is not None else context
+        sources += [(folder, source.lstrip("/")) for source in arguments[:-1]]
+    return sources
+
+
+def _instructions(dockerfile: str) -> list[str]:
+    """The Dockerfile's instructions, continuation lines joined and comments dropped."""
+    joined = re.sub(r"\\\n", " ", "\n".join(line for line in dockerfile.splitlines()
+                                           if not line.lstrip().startswith("#")))
+    return joined.splitlines()
+
+
+def _differ(left: Path, right: Path) -> bool:
+    if left.is_dir() != right.is_dir():
+        return True
+    if left.is_dir():
+        return _trees_differ(left, right)
+    return left.is_file() != right.is_file() or (left.is_file() and not filecmp.cmp(left, right, shallow=False))
 
 
 def _trees_differ(left: Path, right: Path) -> bool:
@@ -52,13 +87,34 @@ def _trees_differ(left: Path, right: Path) -> bool:
     return bool(mismatched or errors) or any(_trees_differ(left / d, right / d) for d in compared.common_dirs)
 
 
+def copied_files_differ(copy: Path, original: Path = ROOT) -> list[str]:
+    """The paths (relative to the repository) that an image of `copy` copies and that differ from
+    `original`'s. A bind-mounted file (redis.conf, users.acl, pg_hba.conf) is read by the running
+    container: a change to it needs no image of its own."""
+    copy = copy.resolve()
+    differing = set()
+    for build in image_builds(copy):
+        for folder, pattern in image_sources(build):
+            relative = folder.relative_to(copy)
+            ours, theirs = _matches(copy, relative, pattern), _matches(original, relative, pattern)
+            differing |= ours ^ theirs
+            differing |= {path for path in ours & theirs if _differ(copy / path, original / path)}
+    return sorted(str(path) for path in differing)
+
+
+def _matches(root: Path, folder: Path, pattern: str) -> set[Path]:
+    """The paths, relative to `root`, that a COPY source `pattern` in `folder` names (a glob or a path)."""
+    if any(c in pattern for c in "*?["):
+        return {path.relative_to(root) for path in (root / folder).glob(pattern)}
+    return {folder / pattern}
+
+
 def own_images(copy: Path, project: str) -> dict:
-    """{"TSE_IMAGE_TAG": project} when a file an image is built from differs between the copy and the
-    repository (a fault inside an image): the run builds a set of images of its own, which
-    `remove_own_images(project)` removes after it. {} when the copy can share the repository's."""
-    if any(_trees_differ(copy / folder, ROOT / folder) for folder in build_contexts(copy)):
-        return {"TSE_IMAGE_TAG": project}
-    return {}
+    """{"TSE_IMAGE_TAG": project} when a file an image copies (its Dockerfile, a COPY or ADD source)
+    differs between the copy and the repository (a fault inside an image): the run builds a set of
+    images of its own, which `remove_own_images(project)` removes after it. {} when the copy can share
+    the repository's."""
+    return {"TSE_IMAGE_TAG": project} if copied_files_differ(copy) else {}
 
 
 def images_tagged(tag: str) -> list[str]:

@@ -1,5 +1,6 @@
 """The HTML report, seen in a real browser: a small real acceptance run on a copy of the repository
-writes reports/acceptance.html; headless Chromium renders it, saves a screenshot to the main
+writes reports/acceptance.html (or TSE_BROWSER_REPORT names the report of a run already made: CI's
+acceptance step, so no second stack proves the same thing); headless Chromium renders it, saves a screenshot to the main
 repository's reports/acceptance-screenshot.png, and measures whether the sign-off section (the
 `#verdict` line and the `#checklist` table) is actually visible, not merely present in the HTML.
 
@@ -8,6 +9,7 @@ Needs a chromium binary (infra/host/ensure-browser installs Debian's) and Docker
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -20,6 +22,7 @@ from tests.acceptance_copy import ROOT, copy_repository, isolated_environment, r
 pytestmark = pytest.mark.docker  # renders a report of a real acceptance run
 
 SCREENSHOT = ROOT / "reports" / "acceptance-screenshot.png"
+REPORT_VARIABLE = "TSE_BROWSER_REPORT"
 # One checklist item and the whole BDD criterion: the criterion's verdict is PASSED only when all of
 # its scenarios ran and passed (a part of them is "partly run"), and a passing run must show PASSED.
 SELECTION = "checklist_1_1 or bdd_criterion"
@@ -126,7 +129,13 @@ def browser() -> str:
 
 @pytest.fixture(scope="module")
 def report(browser, tmp_path_factory) -> Path:
-    """reports/acceptance.html of a small real acceptance run on a copy of the repository."""
+    """The report TSE_BROWSER_REPORT names, else reports/acceptance.html of a small real acceptance
+    run on a copy of the repository."""
+    if os.environ.get(REPORT_VARIABLE):
+        page = Path(os.environ[REPORT_VARIABLE])
+        assert page.is_file(), (f"{REPORT_VARIABLE}={page}: no such report. Hint: run `infra/host/run-pytest "
+                                f"features/` first, or unset {REPORT_VARIABLE} to render a run of this test's own")
+        return page
     copy = copy_repository(tmp_path_factory.mktemp("report") / "stack")
     run = run_acceptance(copy, isolated_environment("tse-report-browser"), "-m", SELECTION)
     assert run.exit_code == 0, f"the acceptance run failed (exit {run.exit_code}):\n{run.output[-3000:]}"

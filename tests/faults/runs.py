@@ -3,19 +3,21 @@
 Each run is a copy of the repository on its own compose project, ports and subnet, and spends most
 of its time waiting (a TTL to lapse, a probe round, a healthcheck), so a few run at once: as many as
 the machine's cores, fewer when its memory cannot hold that many stacks (TSE_FAULT_JOBS sets it).
-The runs start in the tests' order; each test then waits for its own run and judges it.
+The runs start in the tests' order (the swarm faults' lane first); each test then waits for its own
+run and judges it (tests/faults/scope.py says what a run takes and what its outcome must be).
 """
 from __future__ import annotations
 
 import os
 import shutil
-import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from steps.harness.compose import compose_for, new_workdir
 from steps.harness.settings import StackSettings
+from steps.harness.swarm import join_swarm, leave_swarm
 from steps.probes import docker_engine
 from tests.acceptance_copy import (
     ROOT,
@@ -30,8 +32,9 @@ from tests.acceptance_copy import (
     stop_children,
 )
 from tests.faults.faults import Fault
+from tests.faults.scope import selection
+from tests.faults.timings import busy_cpu_seconds, summary
 
-SWARM_RUNS = threading.Lock()
 # What one stack holds in memory, measured with `docker stats` (7 services, about 0.6 GiB) plus the
 # pytest that drives it, rounded up.
 STACK_MEMORY = 1 << 30
@@ -82,28 +85,26 @@ class FaultRun:
     run: AcceptanceRun
     leftovers: dict
     images_left: list
+    own_images: bool  # built a set of images of its own (a file an image copies changed)
+    seconds: float  # from the copy to the last leftover read
 
 
-def run_fault(fault: Fault, workdir: Path, reservations: Reservations) -> FaultRun:
-    """Apply `fault` to a copy in `workdir` and run the acceptance suite on it. Scenarios that stop and
-    start services are slow: they run only when the fault names them."""
+def run_fault(fault: Fault, workdir: Path, reservations: Reservations, scope: str) -> FaultRun:
+    """Apply `fault` to a copy in `workdir` and run the acceptance suite on it, taking what `scope`
+    selects (tests/faults/scope.py)."""
+    started = time.monotonic()
     copy = copy_repository(workdir / "stack")
     fault.apply(copy)
     # A swarm stack's name prefixes its services' (at most 63 characters with the longest).
     project = f"tse-fault-{fault.name}"[:60] if fault.stack == "up" else f"tse-{fault.name}"[:32]
-    selection = ["-m", " or ".join(["not changes_stack", *sorted(fault.fails & stack_changing_only_tags())])]
-    if fault.stack == "swarm":
-        # What swarm adds, and the swarm forms of the scenarios the fault names: the rest of the
-        # suite on swarm is the compose faults' to prove.
-        scope = " or ".join(["section_W", *sorted(tag for tag in fault.fails if not tag.startswith("checklist_W_"))])
-        selection = ["--stack=swarm", "-m", f"({scope}) and ({selection[1]})"]
-        with SWARM_RUNS:  # one at a time: each joins (or makes, and then leaves) the engine's swarm
-            return _run_fault(fault, copy, project, selection, reservations)
-    return _run_fault(fault, copy, project, selection, reservations)
+    run = _run_fault(fault, copy, project, selection(fault, scope, stack_changing_only_tags()), reservations)
+    run.seconds = time.monotonic() - started
+    return run
 
 
 def _run_fault(fault: Fault, copy: Path, project: str, selection: list, reservations: Reservations) -> FaultRun:
-    env = reservations.environment(project, **own_images(copy, project))
+    images = own_images(copy, project)
+    env = reservations.environment(project, **images)
     if fault.external_volume:
         docker_engine.client().volumes.create(fault.external_volume)
     try:
@@ -113,7 +114,7 @@ def _run_fault(fault: Fault, copy: Path, project: str, selection: list, reservat
         if fault.external_volume:
             docker_engine.client().volumes.get(fault.external_volume).remove(force=True)
         remove_own_images(project)
-    return FaultRun(copy, project, run, docker_engine.leftovers(project), images_tagged(project))
+    return FaultRun(copy, project, run, docker_engine.leftovers(project), images_tagged(project), bool(images), 0.0)
 
 
 def build_shared_images() -> None:
@@ -128,23 +129,65 @@ def build_shared_images() -> None:
 
 
 class FaultRuns:
-    """The runs of `faults`, `jobs` at a time, started in their order."""
+    """The runs of `faults` in `scope`, `jobs` at a time, started in their order, except the swarm
+    faults: those go one after another in a lane of their own, started first beside the compose
+    faults, on a swarm joined (or initialised, and left at the end) once for all of them."""
 
-    def __init__(self, faults: list[Fault], workdir: Path, jobs: int):
+    def __init__(self, faults: list[Fault], workdir: Path, jobs: int, scope: str):
+        self.started, self.busy_at_start = time.monotonic(), busy_cpu_seconds()
+        self.faults, self.jobs = faults, jobs
         build_shared_images()
         self.reservations = Reservations()
+        self.workdir, self.scope = workdir, scope
+        self.closing = False
         self.executor = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="fault-run")
-        self.runs: dict[str, Future] = {
-            fault.name: self.executor.submit(run_fault, fault, workdir / fault.name, self.reservations)
-            for fault in faults
-        }
+        swarm = [fault for fault in faults if fault.stack == "swarm"]
+        self.runs: dict[str, Future] = {fault.name: Future() for fault in swarm}
+        if swarm:
+            self.executor.submit(self._swarm_lane, swarm)
+        self.runs.update({fault.name: self.executor.submit(self._run, fault)
+                          for fault in faults if fault.stack != "swarm"})
+
+    def _run(self, fault: Fault) -> FaultRun:
+        return run_fault(fault, self.workdir / fault.name, self.reservations, self.scope)
+
+    def _swarm_lane(self, faults: list[Fault]) -> None:
+        try:
+            initialised = join_swarm(StackSettings.resolve(mode="swarm", env_file=ROOT / ".env.example"))
+        except BaseException as error:  # noqa: BLE001 - each swarm fault's test reports why its run never started
+            for fault in faults:
+                self.runs[fault.name].set_exception(error)
+            return
+        try:
+            for fault in faults:
+                if self.closing:
+                    self.runs[fault.name].cancel()
+                    continue
+                try:
+                    self.runs[fault.name].set_result(self._run(fault))
+                except BaseException as error:  # noqa: BLE001 - handed to the fault's own test
+                    self.runs[fault.name].set_exception(error)
+        finally:
+            if initialised:
+                leave_swarm()
 
     def result(self, fault: Fault) -> FaultRun:
         return self.runs[fault.name].result()
 
     def close(self) -> None:
         """Runs not started are dropped; those still running (after a Ctrl-C or a failure elsewhere) are
-        ended as a Ctrl-C ends them, taking their stacks down."""
+        ended as a Ctrl-C ends them, taking their stacks down; a swarm the lane made is left."""
+        self.closing = True
         self.executor.shutdown(wait=False, cancel_futures=True)
         stop_children()
         self.executor.shutdown(wait=True)
+        for run in self.runs.values():  # the swarm lane's, when the lane itself never started
+            run.cancel()
+
+    def timings(self) -> dict:
+        """Where the time went (tests/faults/timings.py), read after close()."""
+        ended = {fault: self.runs[fault.name].result() for fault in self.faults
+                 if self.runs[fault.name].done() and not self.runs[fault.name].cancelled()
+                 and self.runs[fault.name].exception() is None}
+        return summary(self.scope, self.jobs, time.monotonic() - self.started,
+                       busy_cpu_seconds() - self.busy_at_start, ended, stack_changing_only_tags())

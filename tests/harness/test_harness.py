@@ -24,7 +24,7 @@ from tests.acceptance_copy import (
     volumes,
 )
 
-pytestmark = [pytest.mark.faults, pytest.mark.docker]
+pytestmark = pytest.mark.docker
 
 
 @pytest.fixture

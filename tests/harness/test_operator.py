@@ -2,10 +2,10 @@
 whole up / status / logs / validate / down cycle on an isolated copy of the stack."""
 from __future__ import annotations
 
-import contextlib
 import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -45,7 +45,6 @@ def _stackctl(copy: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.faults
 def test_commands_say_clearly_when_there_is_no_engine(tmp_path):
     copy = copy_repository(tmp_path / "stack")
     env = isolated_environment("tse-operator", DOCKER_HOST="unix:///nonexistent/docker.sock")
@@ -56,7 +55,6 @@ def test_commands_say_clearly_when_there_is_no_engine(tmp_path):
         assert "Traceback" not in result.stderr
 
 
-@pytest.mark.faults
 def test_commands_say_clearly_when_there_is_no_stack(tmp_path):
     copy = copy_repository(tmp_path / "stack")
     env = isolated_environment("tse-operator-absent")
@@ -65,51 +63,60 @@ def test_commands_say_clearly_when_there_is_no_stack(tmp_path):
     assert "no stack is running under compose project tse-operator-absent" in result.stderr
 
 
-@contextlib.contextmanager
-def _operator_copy(tmp_path: Path, project: str):
-    """An isolated copy of the repository, its environment, and `stackctl` bound to both and to
-    `project`. Whatever runs under `project` is removed at the end, and nothing may be left behind."""
+@pytest.fixture(scope="module")
+def operator_stack(tmp_path_factory):
+    """One isolated copy of the repository, brought up by `stackctl up` for the cycle's tests below
+    (in their order: a fresh stack, the same stack minutes later, then down), and `stackctl` bound to
+    it. Whatever runs under its project is removed at the end, and nothing may be left behind."""
+    project = "tse-operator-cycle"
+    tmp_path = tmp_path_factory.mktemp("operator")
     copy, before = copy_repository(tmp_path / "stack"), volumes()
     env = isolated_environment(project)
     try:
-        yield copy, env, lambda *args: _stackctl(copy, env, f"--project-name={project}", *args)
+        yield OperatorStack(copy, env, project, tmp_path)
     finally:
         subprocess.run(["docker", "compose", "-p", project, "down", "-v"], capture_output=True)
     assert docker_engine.leftovers(project) == {"containers": [], "networks": [], "volumes": []}
     assert volumes() - before == set()
 
 
-@pytest.mark.faults
-def test_up_status_logs_validate_down_on_an_isolated_copy(tmp_path):
-    project = "tse-operator-cycle"
-    with _operator_copy(tmp_path, project) as (copy, env, run):
-        up = run("up")
-        assert up.returncode == 0, up.stderr
-        status = run("status")
-        assert status.returncode == 0
-        lines = status.stdout.splitlines()
-        assert lines[0].split() == ["SERVICE", "STATE", "HEALTH", "ADDRESS", "PORTS"]
-        redis_row = next(line for line in lines if line.startswith("redis"))
-        assert f"{env['TSE_SUBNET_PREFIX']}.0.10" in redis_row
-        assert f"127.0.0.1:{env['REDIS_HOST_PORT']}->6379/tcp" in redis_row
-        assert "healthy" in redis_row
-        logs = run("logs", "redis", "--tail", "5")
-        assert logs.returncode == 0 and "redis" in logs.stdout
-        validate = run("validate", f"--reports-dir={tmp_path / 'reports'}")
-        assert validate.returncode == 0, validate.stdout[-3000:]
-        assert re.search(r"^1\.5 Redis caching configuration\s+passed$", validate.stdout, flags=re.M), validate.stdout
-        # Attach mode: the crash half of 3.7 never runs, so the item is only partly run, and says why.
-        assert re.search(r"^3\.7 Restart policies\s+partly run \(1 of 2 scenarios not run: attach mode",
-                         validate.stdout, flags=re.M), validate.stdout
-        assert "validate: passed" in validate.stdout
-        down = run("down")
-        assert down.returncode == 0
-        assert docker_engine.leftovers(project)["volumes"], "down without --volumes keeps the volumes"
-        assert docker_engine.leftovers(project)["containers"] == []
-        removed = run("down", "--volumes")
-        assert removed.returncode == 0, removed.stderr
-        assert docker_engine.leftovers(project)["volumes"] == []
-        assert not (copy / ".stack" / f"{project}.start-record.json").exists(), "down removes the start record"
+@dataclass
+class OperatorStack:
+    copy: Path
+    env: dict
+    project: str
+    tmp_path: Path
+
+    def run(self, *args: str) -> subprocess.CompletedProcess:
+        return _stackctl(self.copy, self.env, f"--project-name={self.project}", *args)
+
+    @property
+    def start_record(self) -> Path:
+        return self.copy / ".stack" / f"{self.project}.start-record.json"
+
+
+def test_up_status_logs_validate_on_an_isolated_copy(operator_stack):
+    stack, env = operator_stack, operator_stack.env
+    up = stack.run("up")
+    assert up.returncode == 0, up.stderr
+    assert stack.start_record.exists(), "stackctl up keeps the start record for attach mode"
+    status = stack.run("status")
+    assert status.returncode == 0
+    lines = status.stdout.splitlines()
+    assert lines[0].split() == ["SERVICE", "STATE", "HEALTH", "ADDRESS", "PORTS"]
+    redis_row = next(line for line in lines if line.startswith("redis"))
+    assert f"{env['TSE_SUBNET_PREFIX']}.0.10" in redis_row
+    assert f"127.0.0.1:{env['REDIS_HOST_PORT']}->6379/tcp" in redis_row
+    assert "healthy" in redis_row
+    logs = stack.run("logs", "redis", "--tail", "5")
+    assert logs.returncode == 0 and "redis" in logs.stdout
+    validate = stack.run("validate", f"--reports-dir={stack.tmp_path / 'reports-fresh'}")
+    assert validate.returncode == 0, validate.stdout[-3000:]
+    assert re.search(r"^1\.5 Redis caching configuration\s+passed$", validate.stdout, flags=re.M), validate.stdout
+    # Attach mode: the crash half of 3.7 never runs, so the item is only partly run, and says why.
+    assert re.search(r"^3\.7 Restart policies\s+partly run \(1 of 2 scenarios not run: attach mode",
+                     validate.stdout, flags=re.M), validate.stdout
+    assert "validate: passed" in validate.stdout
 
 
 def _health_logs_rotated(project: str) -> bool:
@@ -131,35 +138,46 @@ def _start_order_sources(cucumber: Path) -> set:
             for step in element["steps"] for line in step.get("output", []) if line.startswith("start order (")}
 
 
-@pytest.mark.faults
-def test_validate_gives_the_same_verdict_on_a_stack_up_for_minutes(tmp_path):
-    """Issue 12, the operator's case: `stackctl up`, the stack left running until every health log
-    has rotated (and a registry probe round and a few Prometheus scrapes have passed), then
+def test_validate_gives_the_same_verdict_on_a_stack_up_for_minutes(operator_stack):
+    """Issue 12, the operator's case: the stack `stackctl up` started, left running until every health
+    log has rotated (and a registry probe round and a few Prometheus scrapes have passed), then
     `stackctl validate` several times in a row: every run passes, with the same verdicts."""
     from steps.probes.waiting import wait_until
     from tests.acceptance_copy import read_cucumber
 
-    project = "tse-long-running"
-    with _operator_copy(tmp_path, project) as (copy, env, run):
-        up = run("up")
-        assert up.returncode == 0, up.stderr
-        record = copy / ".stack" / f"{project}.start-record.json"
-        assert record.exists(), "stackctl up keeps the start record for attach mode"
-        # 5 checks 15 s apart: about 80 s. A condition, not a sleep; bounded.
-        wait_until(lambda: _health_logs_rotated(project), timeout=240, interval=2, description="health logs rotated")
-        verdicts, sources = [], []
-        for attempt in range(3):
-            if attempt == 1:
-                record.unlink()  # a stack started by someone else: no start record
-            reports = tmp_path / f"reports-{attempt}"
-            validate = run("validate", f"--reports-dir={reports}")
-            assert validate.returncode == 0, f"run {attempt + 1}:\n{validate.stdout[-3000:]}"
-            verdicts.append({name: s["status"] for name, s in read_cucumber(reports / "cucumber.json").items()})
-            sources.append(_start_order_sources(reports / "cucumber.json"))
-        assert verdicts[0] == verdicts[1] == verdicts[2]
-        assert sources[0] == {"start record"}, sources
-        # The runs before flushed the engine's event buffer; the health logs had rotated.
-        assert sources[1] <= {"engine events", "depends_on label"} and sources[2] == {"depends_on label"}, sources
+    stack = operator_stack
+    assert stack.start_record.exists(), "the cycle's first test brought the stack up"
+    # 5 checks 15 s apart: about 80 s from the start. A condition, not a sleep; bounded.
+    wait_until(lambda: _health_logs_rotated(stack.project), timeout=240, interval=2,
+               description="health logs rotated")
+    verdicts, sources = [], []
+    for attempt in range(3):
+        if attempt == 1:
+            stack.start_record.unlink()  # a stack started by someone else: no start record
+        reports = stack.tmp_path / f"reports-{attempt}"
+        validate = stack.run("validate", f"--reports-dir={reports}")
+        assert validate.returncode == 0, f"run {attempt + 1}:\n{validate.stdout[-3000:]}"
+        verdicts.append({name: s["status"] for name, s in read_cucumber(reports / "cucumber.json").items()})
+        sources.append(_start_order_sources(reports / "cucumber.json"))
+    assert verdicts[0] == verdicts[1] == verdicts[2]
+    assert sources[0] == {"start record"}, sources
+    # The runs before flushed the engine's event buffer; the health logs had rotated.
+    assert sources[1] <= {"engine events", "depends_on label"} and sources[2] == {"depends_on label"}, sources
+
+
+def test_down_keeps_the_volumes_and_down_volumes_removes_them(operator_stack):
+    stack = operator_stack
+    # `up` on the running stack (the test before removed its start record) keeps a record again.
+    assert stack.run("up").returncode == 0
+    assert stack.start_record.exists()
+    down = stack.run("down")
+    assert down.returncode == 0
+    assert docker_engine.leftovers(stack.project)["volumes"], "down without --volumes keeps the volumes"
+    assert docker_engine.leftovers(stack.project)["containers"] == []
+    removed = stack.run("down", "--volumes")
+    assert removed.returncode == 0, removed.stderr
+    assert docker_engine.leftovers(stack.project)["volumes"] == []
+    assert not stack.start_record.exists(), "down removes the start record"
 
 
 def test_a_fresh_start_record_replaces_the_saved_one_and_a_partial_one_extends_it(tmp_path):

@@ -73,3 +73,14 @@ def test_the_fault_shards_cover_every_fault(workflow):
     assert run["run"] == "infra/host/run-pytest tests/faults"
     assert run["env"]["TSE_FAULT_SHARD"] == "${{ matrix.shard }}/" + str(len(shards))
     assert shards == list(range(1, len(shards) + 1))
+
+
+def test_the_faults_take_the_full_scope_nightly_and_by_hand(workflow):
+    """Pull requests run the scoped faults; the nightly run, and a hand-started one unless asked
+    otherwise, the full scope (docs/faults.md)."""
+    job = workflow["jobs"]["faults"]
+    run = next(step for step in job["steps"] if "TSE_FAULT_SHARD" in step.get("env", {}))
+    assert run["env"]["TSE_FAULT_SCOPE"] == ("${{ (github.event_name == 'schedule' || inputs.fault_scope == 'full') "
+                                             "&& 'full' || 'scoped' }}")
+    dispatch = workflow.get("on", workflow.get(True))["workflow_dispatch"]
+    assert dispatch["inputs"]["fault_scope"]["default"] == "full"
