@@ -132,7 +132,7 @@ def report(browser, tmp_path_factory) -> Path:
     """The report TSE_BROWSER_REPORT names, else reports/acceptance.html of a small real acceptance
     run on a copy of the repository."""
     if os.environ.get(REPORT_VARIABLE):
-        page = Path(os.environ[REPORT_VARIABLE])
+        page = Path(os.environ[REPORT_VARIABLE]).resolve()
         assert page.is_file(), (f"{REPORT_VARIABLE}={page}: no such report. Hint: run `infra/host/run-pytest "
                                 f"features/` first, or unset {REPORT_VARIABLE} to render a run of this test's own")
         return page

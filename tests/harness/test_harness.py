@@ -106,12 +106,13 @@ def _start_users_stack(copy, project: str, *then: list) -> dict:
     return env
 
 
-@pytest.fixture
-def users_stack(copy):
-    """A stack started by someone else (not by the acceptance harness); removed at the end."""
-    project = "tse-users-stack"
+@pytest.fixture(scope="module")
+def users_stack(tmp_path_factory):
+    """A stack started by someone else (not by the acceptance harness), from a copy of the repository,
+    for the tests below that must leave it as it was (each checks); removed at the end."""
+    copy, project = copy_repository(tmp_path_factory.mktemp("users") / "stack"), "tse-users-stack"
     try:
-        yield project, _start_users_stack(copy, project)
+        yield copy, project, _start_users_stack(copy, project)
     finally:
         subprocess.run(["docker", "compose", "-p", project, "down", "-v"], cwd=copy, capture_output=True)
 
@@ -120,8 +121,8 @@ def _state(project: str) -> dict:
     return {c.name: (c.id, c.attrs["State"]["StartedAt"], c.status) for c in docker_engine.project_containers(project)}
 
 
-def test_attach_mode_tests_a_running_stack_without_changing_it(copy, users_stack):
-    project, env = users_stack
+def test_attach_mode_tests_a_running_stack_without_changing_it(users_stack):
+    copy, project, env = users_stack
     before = _state(project)
     run = run_acceptance(copy, env, "--stack=attach", f"--project-name={project}")
     assert run.exit_code == 0, run.output[-3000:]
@@ -158,8 +159,8 @@ def test_attach_mode_tests_a_running_stack_without_changing_it(copy, users_stack
     assert _state(project) == before
 
 
-def test_up_mode_beside_a_users_stack_isolates_itself_and_leaves_that_stack_alone(copy, users_stack):
-    users_project, env = users_stack
+def test_up_mode_beside_a_users_stack_isolates_itself_and_leaves_that_stack_alone(users_stack):
+    copy, users_project, env = users_stack
     before, volumes_before = _state(users_project), volumes()
     project = "tse-beside-users-stack"
     # Every scenario that stops, kills, pauses or removes services runs, but the alert one: it stops
