@@ -143,25 +143,33 @@ class ComposeStack:
             return
         # `up --wait` waits out its whole timeout for a service that exits at every start (its restart
         # policy starts it again): the engine's restart count says so within seconds.
-        while starting.poll() is None:
-            looping = {s: n for s, n in docker_engine.restart_counts(self.project).items() if n >= RESTART_LOOP}
-            if looping:
+        try:
+            while starting.poll() is None:
+                looping = {s: n for s, n in docker_engine.restart_counts(self.project).items() if n >= RESTART_LOOP}
+                if looping:
+                    starting.terminate()
+                    starting.communicate()
+                    names = ", ".join(f"{service} ({count} restarts)" for service, count in sorted(looping.items()))
+                    raise StackError(self.describe_failure(
+                        "", headline=f"the stack cannot get healthy: {names}, exiting at every start."))
+                # `--wait-timeout` bounds compose's last wait only: a service that waits for a dependency
+                # that never gets healthy holds `up` until that one is declared unhealthy (start period,
+                # then interval x retries: about a minute here). The timeout is the whole start's.
+                if self._started_at is not None and time.monotonic() - self._started_at > self.wait_timeout:
+                    starting.terminate()
+                    starting.communicate()
+                    raise StackError(self.describe_failure("a service's dependency is still not healthy"))
+                try:
+                    starting.wait(timeout=1)
+                except subprocess.TimeoutExpired:
+                    pass
+        except BaseException:
+            # Interrupted while waiting (Ctrl-C, SIGTERM): `up` stops before the caller's `down`, or it
+            # would go on creating and starting containers that `down` has removed already.
+            if starting.poll() is None:
                 starting.terminate()
                 starting.communicate()
-                names = ", ".join(f"{service} ({count} restarts)" for service, count in sorted(looping.items()))
-                raise StackError(self.describe_failure(
-                    "", headline=f"the stack cannot get healthy: {names}, exiting at every start."))
-            # `--wait-timeout` bounds compose's last wait only: a service that waits for a dependency
-            # that never gets healthy holds `up` until that one is declared unhealthy (start period,
-            # then interval x retries: about a minute here). The timeout is the whole start's.
-            if self._started_at is not None and time.monotonic() - self._started_at > self.wait_timeout:
-                starting.terminate()
-                starting.communicate()
-                raise StackError(self.describe_failure("a service's dependency is still not healthy"))
-            try:
-                starting.wait(timeout=1)
-            except subprocess.TimeoutExpired:
-                pass
+            raise
         _, stderr = starting.communicate()
         if starting.returncode != 0:
             raise StackError(self.describe_failure(stderr.strip()))

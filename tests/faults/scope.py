@@ -38,7 +38,7 @@ SENTINELS = frozenset({
     "checklist_5_1",    # the registry's and the configuration service's health endpoints
     "checklist_6_2",    # the configuration service's reads from PostgreSQL
     "checklist_E_1",    # the ecosystem's own client code (risk-monitor-py) against Redis and the registry
-    "checklist_S_1",    # the registry's refusal of anonymous and foreign writes
+    "checklist_S_4",    # every container's privileges: capabilities, read-only root, pids limit, users
 })
 # Features with no sentinel, and why (tests/unit/test_fault_scope.py holds the others to one each).
 WITHOUT_SENTINEL = {"section_7": "its scenarios that ask a running service wait for Prometheus's first scrapes",

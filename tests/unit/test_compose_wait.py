@@ -54,3 +54,19 @@ def test_a_dependency_that_never_gets_healthy_ends_the_wait_at_the_timeout(monke
     assert str(failure.value).startswith("the stack is not healthy (waited up to 1 s).")
     assert "  redis: starting" in str(failure.value)
 
+
+
+def test_an_interrupt_during_the_wait_stops_up_before_anything_else(monkeypatch):
+    """A Ctrl-C (or a SIGTERM, which the harness turns into one) while `up` is still starting the
+    stack: `up` is stopped before the interrupt goes on to the caller's `down`, so it cannot start
+    containers that `down` removed (a fault run stopped during its start left some behind)."""
+    stack = _stack(monkeypatch, {"redis": 0})
+    stack._starting = up = subprocess.Popen(["sleep", "60"])  # `up --wait` still starting
+
+    def interrupted(project):
+        raise KeyboardInterrupt("signal 15")
+
+    monkeypatch.setattr(compose.docker_engine, "restart_counts", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        stack.wait_up()
+    assert up.poll() is not None, "the interrupted wait left `up` running"
