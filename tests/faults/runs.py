@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -131,7 +132,9 @@ def build_shared_images() -> None:
 class FaultRuns:
     """The runs of `faults` in `scope`, `jobs` at a time, started in their order, except the swarm
     faults: those go one after another in a lane of their own, started first beside the compose
-    faults, on a swarm joined (or initialised, and left at the end) once for all of them."""
+    faults. The engine joins a swarm (initialising one when it is in none) before any run starts, and
+    leaves the one it made when the last run has ended: a swarm's init and leave reset the engine's
+    networking, which once cut a compose run's connections inside its own network."""
 
     def __init__(self, faults: list[Fault], workdir: Path, jobs: int, scope: str):
         self.started, self.busy_at_start = time.monotonic(), busy_cpu_seconds()
@@ -139,50 +142,63 @@ class FaultRuns:
         build_shared_images()
         self.reservations = Reservations()
         self.workdir, self.scope = workdir, scope
-        self.closing = False
+        self.closing, self.initialised_swarm = False, False
+        self.lock, self.outstanding = threading.Lock(), len(faults)
         self.executor = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="fault-run")
         swarm = [fault for fault in faults if fault.stack == "swarm"]
         self.runs: dict[str, Future] = {fault.name: Future() for fault in swarm}
         if swarm:
-            self.executor.submit(self._swarm_lane, swarm)
+            try:
+                self.initialised_swarm = join_swarm(StackSettings.resolve(mode="swarm", env_file=ROOT / ".env.example"))
+            except BaseException as error:  # noqa: BLE001 - each swarm fault's test reports why its run never started
+                for fault in swarm:
+                    self.runs[fault.name].set_exception(error)
+            else:
+                self.executor.submit(self._swarm_lane, swarm)
         self.runs.update({fault.name: self.executor.submit(self._run, fault)
                           for fault in faults if fault.stack != "swarm"})
+        for run in list(self.runs.values()):
+            run.add_done_callback(self._one_ended)
 
     def _run(self, fault: Fault) -> FaultRun:
         return run_fault(fault, self.workdir / fault.name, self.reservations, self.scope)
 
     def _swarm_lane(self, faults: list[Fault]) -> None:
-        try:
-            initialised = join_swarm(StackSettings.resolve(mode="swarm", env_file=ROOT / ".env.example"))
-        except BaseException as error:  # noqa: BLE001 - each swarm fault's test reports why its run never started
-            for fault in faults:
+        for fault in faults:
+            if self.closing:
+                self.runs[fault.name].cancel()
+                continue
+            try:
+                self.runs[fault.name].set_result(self._run(fault))
+            except BaseException as error:  # noqa: BLE001 - handed to the fault's own test
                 self.runs[fault.name].set_exception(error)
-            return
-        try:
-            for fault in faults:
-                if self.closing:
-                    self.runs[fault.name].cancel()
-                    continue
-                try:
-                    self.runs[fault.name].set_result(self._run(fault))
-                except BaseException as error:  # noqa: BLE001 - handed to the fault's own test
-                    self.runs[fault.name].set_exception(error)
-        finally:
-            if initialised:
-                leave_swarm()
+
+    def _one_ended(self, _run: Future) -> None:
+        with self.lock:
+            self.outstanding -= 1
+            last = self.outstanding == 0
+        if last:
+            self._leave_swarm()
+
+    def _leave_swarm(self) -> None:
+        with self.lock:
+            initialised, self.initialised_swarm = self.initialised_swarm, False
+        if initialised:
+            leave_swarm()
 
     def result(self, fault: Fault) -> FaultRun:
         return self.runs[fault.name].result()
 
     def close(self) -> None:
         """Runs not started are dropped; those still running (after a Ctrl-C or a failure elsewhere) are
-        ended as a Ctrl-C ends them, taking their stacks down; a swarm the lane made is left."""
+        ended as a Ctrl-C ends them, taking their stacks down; a swarm made for them is left."""
         self.closing = True
         self.executor.shutdown(wait=False, cancel_futures=True)
         stop_children()
         self.executor.shutdown(wait=True)
         for run in self.runs.values():  # the swarm lane's, when the lane itself never started
             run.cancel()
+        self._leave_swarm()  # after an interrupt: the runs that never ended leave it to us
 
     def timings(self) -> dict:
         """Where the time went (tests/faults/timings.py), read after close()."""
