@@ -1,6 +1,6 @@
 """Steps of section E (extra): the ecosystem's services, as their code is today, connect to the
 stack and are discovered. What each service runs is written in features/ecosystem.feature from its
-repository's code; README "what each service of the ecosystem uses" lists the sources."""
+repository's code; docs/registry.md "What each service of the ecosystem uses" lists the sources."""
 from __future__ import annotations
 
 import hashlib

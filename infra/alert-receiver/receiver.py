@@ -9,7 +9,7 @@
 It keeps the last MAX_KEPT notifications in memory (a restart forgets them: Alertmanager's own
 notification log, on its volume, is the record) and logs one line per notification. Python's
 standard library only: nothing beyond Debian's python3 in the image. A real channel (email, chat)
-replaces it in alertmanager.yml's receivers, not here (README, "Alert notifications").
+replaces it in alertmanager.yml's receivers, not here (docs/observability.md, "Alert notifications").
 """
 from __future__ import annotations
 

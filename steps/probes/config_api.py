@@ -1,5 +1,5 @@
-"""Facts from the configuration service's HTTP API on 127.0.0.1, one function per endpoint (README:
-"The configuration service"). Each returns http_api.call's Fact; `http_api.json_object(fact)` is
+"""Facts from the configuration service's HTTP API on 127.0.0.1, one function per endpoint
+(docs/configuration-service.md). Each returns http_api.call's Fact; `http_api.json_object(fact)` is
 its body as a JSON object ({} when it is not one)."""
 from __future__ import annotations
 

@@ -154,7 +154,7 @@ def registry_round_trip(port: int, user: str, password: str, ttl_s: int = 60) ->
     return Fact(probe, _where(port, user), attempt(port, user, password, probe, work))
 
 
-# The commands the ecosystem's services run (README: "what each service of the ecosystem uses"),
+# The commands the ecosystem's services run (docs/registry.md: "What each service of the ecosystem uses"),
 # each with the arguments their code gives it, on one key (SCAN and KEYS: on its pattern).
 SERVICE_COMMANDS = {
     "PING": lambda key, pattern: ("PING",),

@@ -1,5 +1,5 @@
-"""Facts from the service registry's HTTP API on 127.0.0.1, one function per endpoint (README: "The
-service registry"). Each returns http_api.call's Fact; `http_api.json_object(fact)` is its body as
+"""Facts from the service registry's HTTP API on 127.0.0.1, one function per endpoint
+(docs/registry.md). Each returns http_api.call's Fact; `http_api.json_object(fact)` is its body as
 a JSON object ({} when it is not one), `http_api.text(fact)` its text. Writes sign in with `auth`,
 (Redis ACL user, its password), as the registry asks of every write; None sends none."""
 from __future__ import annotations
