@@ -71,8 +71,11 @@ def _watchdog_delivered(stack, evidence, name, receiver, seconds):
 
 def _await_notification(stack, evidence, name, status, label, value, receiver, since, seconds) -> Fact:
     """Waits for a `status` notification of `name` with `label`=`value` through `receiver`, received
-    after `since`; records it with its delay from `since`."""
+    after `since`; records it with its delay from `since`. A firing alert that Alertmanager holds
+    suppressed (inhibited or silenced) is never sent: that fails at once, naming what mutes it."""
     def received():
+        if status == "firing":
+            _not_suppressed(stack, evidence, name, label, value)
         fact = alerting.notifications(_receiver_port(stack))
         found = alerting.delivered(fact.observed, name, status, receiver, {label: value}, since=since)
         return (fact, found[0]) if found else None
@@ -83,6 +86,18 @@ def _await_notification(stack, evidence, name, status, label, value, receiver, s
     delay = round(alerting.received_at(notification) - since, 1)
     return evidence.record(Fact(f"{fact.probe}: {status} {name} {{{label}={value}}}", fact.where,
                                 {"delay_s": delay, "notification": notification}))
+
+
+def _not_suppressed(stack, evidence, name, label, value) -> None:
+    fact = alerting.alertmanager_alerts(stack.settings.port("ALERTMANAGER_HOST_PORT"), _as_prometheus(stack),
+                                        alertname=name, **{label: value})
+    muted = [a for a in fact.observed if a["state"] == "suppressed"]
+    if muted:
+        evidence.record(fact)
+        expect(False, f"{name} {{{label}={value}}} in Alertmanager", "active, so that it is sent",
+               {k: muted[0][k] for k in ("state", "inhibited_by", "silenced_by") if k in muted[0]}, fact,
+               "inhibit_rules in infra/alertmanager/alertmanager.yml: the cause (source) mutes what it causes "
+               "(target), never the other way round")
 
 
 @then(parsers.parse('the alert receiver gets the firing "{name}" notification for {label} "{value}" through the '

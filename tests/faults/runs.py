@@ -3,8 +3,9 @@
 Each run is a copy of the repository on its own compose project, ports and subnet, and spends most
 of its time waiting (a TTL to lapse, a probe round, a healthcheck), so a few run at once: as many as
 the machine's cores, fewer when its memory cannot hold that many stacks (TSE_FAULT_JOBS sets it).
-The runs start in the tests' order (the swarm faults' lane first); each test then waits for its own
-run and judges it (tests/faults/scope.py says what a run takes and what its outcome must be).
+The runs start longest first (the swarm faults' lane, then the compose faults by kind: see
+tests/faults/timings.py); each test waits for its own run and judges it (tests/faults/scope.py says
+what a run takes and what its outcome must be).
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ from tests.acceptance_copy import (
 )
 from tests.faults.faults import Fault
 from tests.faults.scope import selection
-from tests.faults.timings import busy_cpu_seconds, summary
+from tests.faults.timings import busy_cpu_seconds, start_rank, summary
 
 # What one stack holds in memory, measured with `docker stats` (7 services, about 0.6 GiB) plus the
 # pytest that drives it, rounded up.
@@ -130,11 +131,11 @@ def build_shared_images() -> None:
 
 
 class FaultRuns:
-    """The runs of `faults` in `scope`, `jobs` at a time, started in their order, except the swarm
-    faults: those go one after another in a lane of their own, started first beside the compose
-    faults. The engine joins a swarm (initialising one when it is in none) before any run starts, and
-    leaves the one it made when the last run has ended: a swarm's init and leave reset the engine's
-    networking, which once cut a compose run's connections inside its own network."""
+    """The runs of `faults` in `scope`, `jobs` at a time, longest first, except the swarm faults:
+    those go one after another in a lane of their own, started first beside the compose faults. The
+    engine joins a swarm (initialising one when it is in none) before any run starts, and leaves the
+    one it made when the last run has ended: a swarm's init and leave reset the engine's networking,
+    which once cut a compose run's connections inside its own network."""
 
     def __init__(self, faults: list[Fault], workdir: Path, jobs: int, scope: str):
         self.started, self.busy_at_start = time.monotonic(), busy_cpu_seconds()
@@ -155,8 +156,9 @@ class FaultRuns:
                     self.runs[fault.name].set_exception(error)
             else:
                 self.executor.submit(self._swarm_lane, swarm)
-        self.runs.update({fault.name: self.executor.submit(self._run, fault)
-                          for fault in faults if fault.stack != "swarm"})
+        compose = sorted((fault for fault in faults if fault.stack != "swarm"),
+                         key=lambda fault: start_rank(fault, stack_changing_only_tags()))
+        self.runs.update({fault.name: self.executor.submit(self._run, fault) for fault in compose})
         for run in list(self.runs.values()):
             run.add_done_callback(self._one_ended)
 

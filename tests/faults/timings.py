@@ -36,6 +36,19 @@ def fault_kind(fault, stack_changing_only: set) -> str:
     return "stack-changing" if fault.fails & stack_changing_only else "plain"
 
 
+# The kinds by their runs' length (CI's figures in docs/faults.md), longest first.
+LONGEST_FIRST = ("alert", "abort", "stack-changing", "plain")
+
+
+def start_rank(fault, stack_changing_only: set) -> tuple:
+    """Where a compose fault's run starts among the others: longest first, so that no long run starts
+    last and leaves the other cores idle at the end. Among the plain ones, those naming a section 7
+    scenario first: those scenarios wait for Prometheus's scrapes and Alertmanager's notifications."""
+    kind = fault_kind(fault, stack_changing_only)
+    waits_on_prometheus = any(tag.startswith("checklist_7_") for tag in fault.fails)
+    return LONGEST_FIRST.index(kind), not waits_on_prometheus
+
+
 def summary(scope: str, jobs: int, wall_s: float, busy_cpu_s: float, runs: dict, stack_changing_only: set) -> dict:
     """The suite's figures; `runs` maps each fault to its FaultRun (those that ended)."""
     faults = [{"name": fault.name, "kind": fault_kind(fault, stack_changing_only), "own_images": run.own_images,

@@ -6,7 +6,10 @@ import pytest
 
 from steps.harness.settings import PORT_VARIABLES
 from tests import acceptance_copy
+from tests.acceptance_copy import stack_changing_only_tags
 from tests.faults import runs
+from tests.faults.faults import FAULTS
+from tests.faults.timings import LONGEST_FIRST, fault_kind, start_rank
 
 
 def test_jobs_from_the_environment(monkeypatch):
@@ -66,3 +69,14 @@ def test_a_bad_shard_is_a_clear_error(monkeypatch, value):
     monkeypatch.setenv("TSE_FAULT_SHARD", value)
     with pytest.raises(ValueError, match=f"TSE_FAULT_SHARD={value}: it must be k/n"):
         runs.shard([1, 2])
+
+
+def test_compose_faults_start_longest_kind_first():
+    stack_only = stack_changing_only_tags()
+    kinds = [fault_kind(fault, stack_only) for fault in sorted(
+        (f for f in FAULTS if f.stack != "swarm"), key=lambda f: start_rank(f, stack_only))]
+    assert set(kinds) == set(LONGEST_FIRST), kinds
+    assert kinds == sorted(kinds, key=LONGEST_FIRST.index), kinds
+    plain = sorted((f for f in FAULTS if f.stack != "swarm" and fault_kind(f, stack_only) == "plain"),
+                   key=lambda f: start_rank(f, stack_only))
+    assert any(t.startswith("checklist_7_") for t in plain[0].fails), plain[0].name
