@@ -266,12 +266,15 @@ def test_the_reconciliation_walks_a_bounded_batch_per_step_and_counts_unreadable
     redis_client.mset({f"risk:cache:{n}": "x" for n in range(5000)})
     redis_client.hset("registry:services:risk-monitor", mapping={"last_heartbeat": "1"})  # unreadable
     passes = []
-    reconciler = Reconciler(Store(redis_client), passes.append, keys_per_step=500)
+    began = time.time()
+    reconciler = Reconciler(Store(redis_client), lambda unreadable, at: passes.append((unreadable, at)),
+                            keys_per_step=500)
     steps = 1
     while not reconciler.step():
         steps += 1
-    assert steps >= 5000 // 500 and passes == [{"registry:services:risk-monitor": passes[0][
-        "registry:services:risk-monitor"]}]
+    assert steps >= 5000 // 500 and passes == [({"registry:services:risk-monitor": passes[0][0][
+        "registry:services:risk-monitor"]}, passes[0][1])]
+    assert began <= passes[0][1] <= time.time()
 
 
 def test_listing_every_service_never_scans(redis_client):

@@ -33,8 +33,8 @@ class RegistryState:
     def __init__(self, settings: Settings, store: Store, metrics: Metrics, writers: RedisSignIns):
         self.settings, self.store, self.metrics, self.writers = settings, store, metrics, writers
         self.cache = ReadCache(store.redis, CHANGES_CHANNEL)
-        self.reconciler = Reconciler(store, lambda unreadable: metrics.unreadable.set(len(unreadable)),
-                                     metrics.redis_errors.inc, on_indexed=self.cache.changed)
+        self.reconciler = Reconciler(store, metrics.pass_ended, metrics.redis_errors.inc,
+                                     on_indexed=self.cache.changed)
         self.seen: set = set()
 
     def read_all(self) -> List[Dict[str, str]]:

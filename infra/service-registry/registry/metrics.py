@@ -24,6 +24,10 @@ class Metrics:
         self.unreadable = Gauge("registry_unreadable_entries",
                                 "Keys under registry:services: the last full read skipped as unreadable",
                                 registry=self.registry)
+        # When that read began: a count from a read begun after a write has seen the write.
+        self.unreadable_read_began = Gauge("registry_unreadable_entries_read_began_timestamp_seconds",
+                                           "When the full read that counted registry_unreadable_entries began",
+                                           registry=self.registry)
         self.requests = Counter("registry_requests_total", "HTTP requests", ["method", "route", "status"],
                                 registry=self.registry)
         # 1 while the last probe of a declared infrastructure service passed: the alert on "no healthy
@@ -34,3 +38,8 @@ class Metrics:
         self.latency = Histogram("registry_request_seconds", "Request latency", ["method", "route"],
                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
                                  registry=self.registry)
+
+    def pass_ended(self, unreadable: dict, began: float) -> None:
+        """A full read of registry:services: ended: what it skipped, and when it began."""
+        self.unreadable.set(len(unreadable))
+        self.unreadable_read_began.set(began)

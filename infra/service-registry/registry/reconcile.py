@@ -5,12 +5,14 @@ store an instance in the registry's layout directly. Discovery by name reads the
 its key, so it sees those at once; listing every service reads the names the registry knows
 (store.py), and this walk is how such names get known. It SCANs a bounded number of keys per step,
 so its cost does not grow with what else Redis holds (a domain's cache of a million keys): only how
-long a pass takes does (KEYS_PER_SECOND). It also counts, per pass, the keys no layout reads.
+long a pass takes does (KEYS_PER_SECOND). It also counts, per pass, the keys no layout reads, and
+says when that pass began (what a reader of the count needs to know it saw a given write).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Callable, Dict, Optional
 
 import redis
@@ -26,18 +28,20 @@ PASS_INTERVAL_S = 1.0     # the pause between passes: the staleness of a listing
 
 
 class Reconciler:
-    def __init__(self, store: Store, on_pass: Callable[[Dict[str, str]], None] = lambda unreadable: None,
+    def __init__(self, store: Store, on_pass: Callable[[Dict[str, str], float], None] = lambda unreadable, began: None,
                  on_error: Callable[[], None] = lambda: None, keys_per_step: int = KEYS_PER_STEP,
                  on_indexed: Callable[[], None] = lambda: None):
         self.store, self.on_pass, self.on_error, self.keys_per_step = store, on_pass, on_error, keys_per_step
         # Told when a step indexed something new: every process's (and replica's) kept listings drop it.
         self.on_indexed = on_indexed
-        self.cursor, self.unreadable = 0, {}
+        self.cursor, self.unreadable, self.began = 0, {}, time.time()
         self.failing: Optional[str] = None  # why the last step failed, None once one succeeds
 
     def step(self) -> bool:
         """Examine the next batch of keys and index the instances among them; True when that ended a pass
-        (on_pass then gets the unreadable keys the pass met, {key: why})."""
+        (on_pass then gets the unreadable keys the pass met, {key: why}, and when the pass began)."""
+        if self.cursor == 0:
+            self.began = time.time()
         self.cursor, keys = self.store.redis.scan(self.cursor, match=f"{PREFIX}*", count=self.keys_per_step)
         listing = self.store.read(sorted(keys))
         if self.store.index_found(listing):
@@ -45,7 +49,7 @@ class Reconciler:
         self.unreadable.update(listing.unreadable)
         if self.cursor != 0:
             return False
-        self.on_pass(self.unreadable)
+        self.on_pass(self.unreadable, self.began)
         self.unreadable = {}
         return True
 
