@@ -295,8 +295,8 @@ def _malformed_harmless(stack, evidence, ecosystem_registration):
     # Counted by the reconciliation's next pass, one begun after the entry was written.
     before, after = ecosystem_registration["unreadable_before"], _unreadable_entries_from_now(stack, evidence)
     problems.check(before is not None and after == before + 1,
-                   "registry_unreadable_entries, read by passes begun before and after the entry was written",
-                   "one more after", f"{before} then {after}", None)
+                   "registry_unreadable_entries one more from a pass begun after the entry was written than from "
+                   "one begun before", f"{before} then {after}", None)
     problems.raise_any()
 
 

@@ -44,11 +44,21 @@ def delivered(kept: list, alertname: str, status: str, receiver: str | None = No
 
 def alertmanager_alerts(port: int, auth: tuple, **matchers: str) -> Fact:
     """The alerts Alertmanager holds matching label=value `matchers` (silenced and inhibited ones
-    included): [{"labels", "state" (active, suppressed), "inhibited_by"}]."""
+    included): [{"labels", "state" (active, suppressed), "inhibited_by", "starts_at" (epoch seconds: when
+    it began firing)}]."""
     query = urlencode([("filter", f'{name}="{value}"') for name, value in matchers.items()])
     fact = http_api.call(port, "GET", f"/api/v2/alerts?{query}", auth=auth)
     if fact.observed["status"] != 200 or not isinstance(fact.observed["body"], list):
         raise ProbeError(f"{fact.probe} on {fact.where}: answered {fact.observed['status']}: {fact.raw[:200]}")
     observed = [{"labels": a.get("labels", {}), "state": a.get("status", {}).get("state"),
-                 "inhibited_by": a.get("status", {}).get("inhibitedBy") or []} for a in fact.observed["body"]]
+                 "inhibited_by": a.get("status", {}).get("inhibitedBy") or [],
+                 "starts_at": _epoch(a.get("startsAt"))} for a in fact.observed["body"]]
     return Fact(fact.probe, fact.where, observed, raw=json.dumps(observed)[:2000])
+
+
+def _epoch(timestamp: str | None) -> float | None:
+    """Alertmanager's RFC 3339 time (nanoseconds, Z) in epoch seconds."""
+    if not timestamp:
+        return None
+    whole, _, fraction = timestamp.rstrip("Z").partition(".")
+    return datetime.fromisoformat(whole + "+00:00").timestamp() + float(f"0.{fraction or 0}")
