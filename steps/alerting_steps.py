@@ -24,6 +24,11 @@ def _as_prometheus(stack) -> tuple:
     return "prometheus", stack.settings.secret("REDIS_EXPORTER_SCRAPE_PASSWORD")
 
 
+def _alertmanager_alerts(stack, **matchers: str) -> Fact:
+    return alerting.alertmanager_alerts(stack.settings.port("ALERTMANAGER_HOST_PORT"), _as_prometheus(stack),
+                                        **matchers)
+
+
 @then("amtool, inside the Alertmanager container, finds its configuration valid and routes each alert of the route "
       "tests to its receiver")
 def _route_tests(stack, evidence):
@@ -85,8 +90,7 @@ FIRST_NOTIFICATION_S = 60
 def _firing_since(stack, name) -> float | None:
     """When Alertmanager's `name` alert began firing (epoch seconds); None when it holds none yet."""
     try:
-        held = alerting.alertmanager_alerts(stack.settings.port("ALERTMANAGER_HOST_PORT"), _as_prometheus(stack),
-                                            alertname=name).observed
+        held = _alertmanager_alerts(stack, alertname=name).observed
     except ProbeError:
         return None
     return min((a["starts_at"] for a in held if a["starts_at"]), default=None)
@@ -112,13 +116,12 @@ def _await_notification(stack, evidence, name, status, label, value, receiver, s
 
 
 def _not_suppressed(stack, evidence, name, label, value) -> None:
-    fact = alerting.alertmanager_alerts(stack.settings.port("ALERTMANAGER_HOST_PORT"), _as_prometheus(stack),
-                                        alertname=name, **{label: value})
+    fact = _alertmanager_alerts(stack, alertname=name, **{label: value})
     muted = [a for a in fact.observed if a["state"] == "suppressed"]
     if muted:
         evidence.record(fact)
         expect(False, f"{name} {{{label}={value}}} in Alertmanager", "active, so that it is sent",
-               {k: muted[0][k] for k in ("state", "inhibited_by", "silenced_by") if k in muted[0]}, fact,
+               {k: muted[0][k] for k in ("state", "inhibited_by")}, fact,
                "inhibit_rules in infra/alertmanager/alertmanager.yml: the cause (source) mutes what it causes "
                "(target), never the other way round")
 
@@ -136,10 +139,8 @@ def _firing_delivered(stack, evidence, stopped_at, name, label, value, receiver,
 
 @then(parsers.parse('Alertmanager holds "{target}" for {label} "{value}" inhibited by "{source}" within {seconds:d} s'))
 def _inhibited(stack, evidence, target, label, value, source, seconds):
-    port = stack.settings.port("ALERTMANAGER_HOST_PORT")
-
     def suppressed():
-        fact = alerting.alertmanager_alerts(port, _as_prometheus(stack), alertname=target, **{label: value})
+        fact = _alertmanager_alerts(stack, alertname=target, **{label: value})
         held = [a for a in fact.observed if a["state"] == "suppressed" and a["inhibited_by"]]
         return fact if held else None
 

@@ -186,9 +186,9 @@ def _replaced(stack, evidence, disturbed):
     def all_replaced():
         for service in set(killed) - set(replaced):
             if time.monotonic() - started <= budgets[service]:
-                replaced[service] = _replaced_and_healthy(stack, service, killed[service])
-                if replaced[service] is None:
-                    del replaced[service]
+                found = _replaced_and_healthy(stack, service, killed[service])
+                if found is not None:
+                    replaced[service] = found
         return len(replaced) == len(killed) or time.monotonic() - started > max(budgets.values())
 
     poll(all_replaced, timeout=max(budgets.values()) + 1, interval=0.25)
