@@ -146,8 +146,9 @@ def check_connections_by_name(stack, evidence, what: str, connections) -> None:
 def _every_healthcheck_now(stack, evidence):
     # Docker's status can lag a degraded service by interval x retries; running the check now cannot.
     problems = Mismatches("healthchecks run now")
-    for service in stack.services:
-        fact = evidence.record(docker_engine.run_healthcheck(stack.project, service))
+    for service, fact in docker_engine.each_service(stack.project, stack.services,
+                                                    docker_engine.run_healthcheck).items():
+        evidence.record(fact)
         problems.check(fact.observed.exit_code == 0, f"{service} healthcheck exit 0", fact.observed, fact)
     problems.raise_any()
 
@@ -156,8 +157,8 @@ def check_every_service(stack, evidence, what: str, hint: str, probe, judge) -> 
     """`probe(project, service)` for every service of the stack, each fact recorded; `judge(service,
     observed)` gives (ok, expected, observed shown); fail once, listing every service that is not."""
     problems = Mismatches(what, hint)
-    for service in stack.services:
-        fact = evidence.record(probe(stack.project, service))
+    for service, fact in docker_engine.each_service(stack.project, stack.services, probe).items():
+        evidence.record(fact)
         ok, expected, shown = judge(service, fact.observed)
         problems.check(ok, expected, shown, fact)
     problems.raise_any()

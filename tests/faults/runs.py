@@ -139,6 +139,7 @@ class FaultRuns:
 
     def __init__(self, faults: list[Fault], workdir: Path, jobs: int, scope: str):
         self.started, self.busy_at_start = time.monotonic(), busy_cpu_seconds()
+        self.ended, self.busy_at_end = None, None  # when the last run ended: the suite's figures stop there
         self.faults, self.jobs = faults, jobs
         build_shared_images()
         self.reservations = Reservations()
@@ -180,6 +181,7 @@ class FaultRuns:
             self.outstanding -= 1
             last = self.outstanding == 0
         if last:
+            self.ended, self.busy_at_end = time.monotonic(), busy_cpu_seconds()
             self._leave_swarm()
 
     def _leave_swarm(self) -> None:
@@ -203,9 +205,11 @@ class FaultRuns:
         self._leave_swarm()  # after an interrupt: the runs that never ended leave it to us
 
     def timings(self) -> dict:
-        """Where the time went (tests/faults/timings.py), read after close()."""
+        """Where the time went (tests/faults/timings.py), read after close(): from the start to the
+        last run's end (not to the session's end, after the other tests), or to now after an interrupt."""
         ended = {fault: self.runs[fault.name].result() for fault in self.faults
                  if self.runs[fault.name].done() and not self.runs[fault.name].cancelled()
                  and self.runs[fault.name].exception() is None}
-        return summary(self.scope, self.jobs, time.monotonic() - self.started,
-                       busy_cpu_seconds() - self.busy_at_start, ended, stack_changing_only_tags())
+        ended_at, busy_at_end = (self.ended, self.busy_at_end) if self.ended else (time.monotonic(), busy_cpu_seconds())
+        return summary(self.scope, self.jobs, ended_at - self.started, busy_at_end - self.busy_at_start, ended,
+                       stack_changing_only_tags())

@@ -1,18 +1,16 @@
 """The operator commands (infra/host/stackctl): clear failures without Docker or a stack, and the
-whole up / status / logs / validate / down cycle on an isolated copy of the stack."""
+whole up / status / logs / validate / down cycle on an isolated copy of the stack (its fixture,
+`operator_stack`, is in conftest.py)."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 import stackctl
 from steps.probes import docker_engine
-from tests.acceptance_copy import copy_repository, isolated_environment, volumes
+from tests.acceptance_copy import copy_repository, isolated_environment, run_stackctl
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.docker
@@ -40,16 +38,11 @@ def test_checklist_summary_gives_each_item_its_verdict_and_names_failures():
     assert failures == [("y", "redis health: expected healthy")]
 
 
-def _stackctl(copy: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(copy / "infra/host/stackctl.py"), *args], cwd=copy, env=env,
-                          capture_output=True, text=True, timeout=600)
-
-
 def test_commands_say_clearly_when_there_is_no_engine(tmp_path):
     copy = copy_repository(tmp_path / "stack")
     env = isolated_environment("tse-operator", DOCKER_HOST="unix:///nonexistent/docker.sock")
     for command in ("status", "validate", "logs", "down"):
-        result = _stackctl(copy, env, command)
+        result = run_stackctl(copy, env, command)
         assert result.returncode == 2, (command, result.stderr)
         assert result.stderr.startswith(f"stackctl {command}: no Docker engine answers"), result.stderr
         assert "Traceback" not in result.stderr
@@ -58,46 +51,14 @@ def test_commands_say_clearly_when_there_is_no_engine(tmp_path):
 def test_commands_say_clearly_when_there_is_no_stack(tmp_path):
     copy = copy_repository(tmp_path / "stack")
     env = isolated_environment("tse-operator-absent")
-    result = _stackctl(copy, env, "--project-name=tse-operator-absent", "status")
+    result = run_stackctl(copy, env, "--project-name=tse-operator-absent", "status")
     assert result.returncode == 2
     assert "no stack is running under compose project tse-operator-absent" in result.stderr
 
 
-@pytest.fixture(scope="module")
-def operator_stack(tmp_path_factory):
-    """One isolated copy of the repository, brought up by `stackctl up` for the cycle's tests below
-    (in their order: a fresh stack, the same stack minutes later, then down), and `stackctl` bound to
-    it. Whatever runs under its project is removed at the end, and nothing may be left behind."""
-    project = "tse-operator-cycle"
-    tmp_path = tmp_path_factory.mktemp("operator")
-    copy, before = copy_repository(tmp_path / "stack"), volumes()
-    env = isolated_environment(project)
-    try:
-        yield OperatorStack(copy, env, project, tmp_path)
-    finally:
-        subprocess.run(["docker", "compose", "-p", project, "down", "-v"], capture_output=True)
-    assert docker_engine.leftovers(project) == {"containers": [], "networks": [], "volumes": []}
-    assert volumes() - before == set()
-
-
-@dataclass
-class OperatorStack:
-    copy: Path
-    env: dict
-    project: str
-    tmp_path: Path
-
-    def run(self, *args: str) -> subprocess.CompletedProcess:
-        return _stackctl(self.copy, self.env, f"--project-name={self.project}", *args)
-
-    @property
-    def start_record(self) -> Path:
-        return self.copy / ".stack" / f"{self.project}.start-record.json"
-
-
 def test_up_status_logs_validate_on_an_isolated_copy(operator_stack):
     stack, env = operator_stack, operator_stack.env
-    up = stack.run("up")
+    up = stack.up_result()  # started with the session's first harness test (conftest.py)
     assert up.returncode == 0, up.stderr
     assert stack.start_record.exists(), "stackctl up keeps the start record for attach mode"
     status = stack.run("status")
@@ -147,7 +108,7 @@ def test_validate_gives_the_same_verdict_on_a_stack_up_for_minutes(operator_stac
 
     stack = operator_stack
     assert stack.start_record.exists(), "the cycle's first test brought the stack up"
-    # 5 checks 15 s apart: about 80 s from the start. A condition, not a sleep; bounded.
+    # 5 checks 10 s apart: about 55 s from the start. A condition, not a sleep; bounded.
     wait_until(lambda: _health_logs_rotated(stack.project), timeout=240, interval=2,
                description="health logs rotated")
     verdicts, sources = [], []
