@@ -3,15 +3,16 @@ from __future__ import annotations
 
 from pytest_bdd import parsers, then, when
 
-from steps.docker_steps import (
+from steps.expect import Mismatches, expect, not_applicable_on_swarm
+from steps.probes import Fact, compose_model, docker_engine, start_order
+from steps.probes.waiting import poll
+from steps.service_checks import (
     STATIC_ADDRESSES,
     check_connections_by_name,
     check_every_service,
     expect_published_through_gateway,
+    healthcheck_budget,
 )
-from steps.expect import Mismatches, expect, not_applicable_on_swarm
-from steps.probes import Fact, compose_model, docker_engine, start_order
-from steps.probes.waiting import poll
 
 RESTARTING_POLICIES = {"always", "unless-stopped", "on-failure", "swarm: any", "swarm: on-failure"}
 
@@ -151,12 +152,6 @@ def _kill_redis(stack, evidence):
     pids = docker_engine.kill_process(stack.project, "redis", "redis-server")
     evidence.record(Fact(f"kill -KILL {' '.join(map(str, pids))} (redis-server)", "host", "sent"))
     return {"service": "redis", "before": before}
-
-
-def healthcheck_budget(stack, service: str) -> float:
-    """Seconds a restarted container may take to be healthy: its start period, then its retries."""
-    declared = compose_model.declared_healthcheck(stack.compose.config, service)
-    return declared["start_period"] + (declared["retries"] or 3) * (declared["interval"] + declared["timeout"])
 
 
 @then(parsers.parse('Docker restarts the "{service}" container and it is healthy again within its healthcheck budget'))

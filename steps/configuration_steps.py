@@ -16,16 +16,12 @@ from pytest_bdd import given, parsers, then, when
 
 from steps.announcements import ANNOUNCEMENT_DELAY_S, first_read_that_agrees
 from steps.expect import Mismatches, expect, expect_eventually
+from steps.parameters import EDITOR, ENVIRONMENT, OWNER_ROLE, forget_parameter
 from steps.probes import Fact, ProbeError, config_api, docker_engine, http_api, postgres_server, redis_server
 from steps.probes.waiting import poll
 
 API = "/api/v1/configuration"
-ENVIRONMENT = "development"
-# The editor the scenarios write as (HTTP Basic, a Redis ACL user): it may write development.
-EDITOR = "config-editor"
 SERVICE = "configuration-service"
-# The role that owns the config schema: the only one that may read its tables (monitor may not).
-OWNER_ROLE = "config_service"
 ENVIRONMENTS_DIR = "infra/configuration-service/environments"
 SEED_AUTHOR = "seed"  # configsvc.seed.SEED_AUTHOR: the author of the rows the seed wrote last
 # The paths the sibling services' configuration clients call.
@@ -159,20 +155,6 @@ def _create_parameter(stack, evidence, request, kind, value):
         stack.signed_in_as(EDITOR)))
     expect(fact.observed["status"] == 201, f"POST {API} {key}", "201 Created", fact.observed, fact)
     return {"key": key, "type": kind, "value": value, "version": http_api.json_object(fact).get("version")}
-
-
-def forget_parameter(stack, key: str, environment: str = ENVIRONMENT, editor: str = EDITOR) -> None:
-    """Leave the stack as the scenario found it: the parameter and its history gone."""
-    try:
-        config_api.delete(stack.config_port(), key, environment, stack.signed_in_as(editor))
-    except ProbeError:
-        pass
-    try:
-        postgres_server.execute(*stack.postgres(OWNER_ROLE),
-                                "DELETE FROM config.parameter_history WHERE key = %s",
-                                (key,))
-    except Exception:  # noqa: BLE001 - the table may not exist in a broken copy of the stack
-        pass
 
 
 @when(parsers.parse('the parameter is changed to "{value}" with its current version'))

@@ -4,7 +4,13 @@ from __future__ import annotations
 from pytest_bdd import given, parsers, then
 
 from steps.expect import Mismatches, expect, not_applicable_on_swarm
-from steps.probes import docker_engine, swarm_engine
+from steps.probes import docker_engine
+from steps.service_checks import (
+    STATIC_ADDRESSES,
+    check_connections_by_name,
+    expect_named_volume,
+    expect_published_through_gateway,
+)
 
 
 @given("the trading-ecosystem stack is up")
@@ -37,10 +43,6 @@ def _network_declared(stack, evidence):
            "see networks: in docker-compose.yml")
 
 
-STATIC_ADDRESSES = ("swarm gives a task any address of the subnet (ipv4_address is ignored); services are found "
-                    "by name")
-
-
 @then(parsers.parse('the "{service}" service is at address {suffix} on the stack network'))
 def _service_address(stack, evidence, service, suffix):
     not_applicable_on_swarm(stack, STATIC_ADDRESSES)
@@ -63,36 +65,9 @@ def _published_port(stack, evidence, service, port, variable):
            'publish as "127.0.0.1:${' + variable + '}:' + str(port) + '", never on all interfaces')
 
 
-def expect_published_through_gateway(stack, evidence, declared: dict) -> None:
-    """Swarm's form of "published on 127.0.0.1 only": no service publishes a port (swarm would bind
-    every interface), and the gateway publishes each declared port on 127.0.0.1 only, at its host port.
-    `declared` is {service: [(host_ip, published, target)]}."""
-    problems = Mismatches("ports on swarm", "publish no port in the stack file; the gateway publishes on 127.0.0.1")
-    gateway = evidence.record(swarm_engine.gateway_ports(stack.project))
-    for service, ports in declared.items():
-        fact = evidence.record(swarm_engine.service_published_ports(stack.project, service))
-        problems.check(fact.observed == [], f"{service}: no port published by swarm", fact.observed, fact)
-        for host_ip, published, target in ports:
-            wanted = [("127.0.0.1", published)]
-            problems.check(host_ip == "127.0.0.1" and gateway.observed.get(f"{target}/tcp") == wanted,
-                           f"gateway: {target}/tcp for {service} on {wanted}", gateway.observed.get(f"{target}/tcp"),
-                           gateway)
-    problems.raise_any()
-
-
 @then(parsers.parse('the "{service}" service keeps {path} on the named volume "{volume}"'))
 def _named_volume(stack, evidence, service, path, volume):
     expect_named_volume(stack, evidence, service, path, volume)
-
-
-def expect_named_volume(stack, evidence, service: str, path: str, volume: str) -> None:
-    """`path` in the service's container is the stack's named volume `volume`."""
-    fact = evidence.record(docker_engine.mounts(stack.project, service))
-    mount = fact.observed.get(path, {})
-    wanted = {"type": "volume", "name": f"{stack.project}_{volume}"}
-    observed = {"type": mount.get("type"), "name": mount.get("name")}
-    expect(observed == wanted, f"{service} mount at {path}", wanted, observed, fact,
-           f"mount the named volume {volume} at {path} in docker-compose.yml")
 
 
 @then(parsers.parse('the "{service}" service has at least {mib:d} MiB of shared memory'))
@@ -127,21 +102,6 @@ def _reachable_by_name(stack, evidence, first, first_port, second, second_port):
                               [(second, first, first_port), (first, second, second_port)])
 
 
-def check_connections_by_name(stack, evidence, what: str, connections) -> None:
-    """Open each (source, target, port) connection from inside the source's container, by the
-    target's name; fail once, listing every one that did not connect."""
-    problems = Mismatches(what)
-    by_source: dict[str, list] = {}
-    for source, target, port in connections:
-        by_source.setdefault(source, []).append((target, port))
-    for source, targets in by_source.items():
-        fact = evidence.record(docker_engine.tcp_connects_from(stack.project, source, targets))
-        for target, port in targets:
-            error = fact.observed[f"{target}:{port}"]
-            problems.check(error is None, f"{source} -> {target}:{port}", error, fact)
-    problems.raise_any()
-
-
 @then("every service's own healthcheck passes when run now")
 def _every_healthcheck_now(stack, evidence):
     # Docker's status can lag a degraded service by interval x retries; running the check now cannot.
@@ -150,15 +110,4 @@ def _every_healthcheck_now(stack, evidence):
                                                     docker_engine.run_healthcheck).items():
         evidence.record(fact)
         problems.check(fact.observed.exit_code == 0, f"{service} healthcheck exit 0", fact.observed, fact)
-    problems.raise_any()
-
-
-def check_every_service(stack, evidence, what: str, hint: str, probe, judge) -> None:
-    """`probe(project, service)` for every service of the stack, each fact recorded; `judge(service,
-    observed)` gives (ok, expected, observed shown); fail once, listing every service that is not."""
-    problems = Mismatches(what, hint)
-    for service, fact in docker_engine.each_service(stack.project, stack.services, probe).items():
-        evidence.record(fact)
-        ok, expected, shown = judge(service, fact.observed)
-        problems.check(ok, expected, shown, fact)
     problems.raise_any()

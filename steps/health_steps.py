@@ -10,7 +10,6 @@ from pathlib import Path
 
 from pytest_bdd import parsers, then, when
 
-from steps.docker_steps import check_connections_by_name, check_every_service
 from steps.expect import Mismatches, expect
 from steps.probes import (
     Fact,
@@ -24,6 +23,7 @@ from steps.probes import (
 )
 from steps.probes.waiting import poll
 from steps.replicas import every_replica_answers
+from steps.service_checks import check_connections_by_name, check_every_service
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENT_TIMEOUT_S = 2

@@ -11,7 +11,7 @@ import yaml
 from pytest_bdd import given, parsers, then, when
 
 from steps.expect import Mismatches, expect, expect_eventually
-from steps.harness.fixtures import TELEMETRY_PROFILE
+from steps.harness.settings import TELEMETRY_PROFILE
 from steps.phrases import listed
 from steps.probes import Fact, ProbeError, docker_engine, http_api, prometheus_server, telemetry_files
 from steps.probes.telemetry_files import dig

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from pytest_bdd import parsers, then
 
-from steps.docker_steps import expect_named_volume
+from steps.domains import DOMAIN_ROLES, DOMAIN_SCHEMAS
 from steps.expect import Mismatches, expect
 from steps.probes import docker_engine, postgres_server
+from steps.service_checks import expect_named_volume
 
-DOMAIN_SCHEMAS = ("market_data", "exchange", "custodian", "risk", "trading", "test_coordination", "audit")
 UNITS = {"kB": 2**10, "MB": 2**20, "GB": 2**30}
 # Settings and catalogs are read as the monitoring role (pg_monitor reads every setting): the
 # superuser signs in on the Unix socket only, which the steps use just for what only it may read.
@@ -117,7 +117,7 @@ def _pg_healthcheck_tcp(stack, evidence, service):
                     'passwords'))
 def _logins(stack, evidence, dbname):
     problems = Mismatches("logins over TCP", "passwords come from PG_PASSWORD_* in the env file")
-    roles = [f"{s.replace('test_coordination', 'test_coordinator')}_adapter" for s in DOMAIN_SCHEMAS] + ["monitor"]
+    roles = [*DOMAIN_ROLES, "monitor"]
     for role in roles:
         fact = evidence.record(postgres_server.login(*stack.postgres(role, dbname)))
         problems.check(fact.observed.allowed and fact.observed.reply == role, f"{role} logged in",

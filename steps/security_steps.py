@@ -8,11 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 from pytest_bdd import parsers, then, when
 
-from steps.configuration_steps import forget_parameter
-from steps.docker_steps import check_every_service
+from steps.domains import DOMAIN_ROLES, DOMAIN_SCHEMAS
 from steps.expect import Mismatches, expect, expect_eventually
+from steps.parameters import forget_parameter
 from steps.phrases import listed
-from steps.postgres_steps import DOMAIN_SCHEMAS
 from steps.probes import (
     config_api,
     docker_engine,
@@ -26,6 +25,7 @@ from steps.probes import (
 )
 from steps.probes.facts import Fact, ProbeError
 from steps.replicas import every_replica_answers
+from steps.service_checks import check_every_service
 
 
 def _remove_quietly(stack, name: str, instance_id: str, auth: tuple):
@@ -319,8 +319,7 @@ def _check_no_schema_usage(stack, evidence, problems: Mismatches, role: str, sch
 
 REGISTRY = "service-registry"
 # Every role whose password is in the env file: the registry must hold none of theirs but its own.
-PASSWORD_ROLES = ["postgres", "monitor", "config_service",
-                  *(f"{s.replace('test_coordination', 'test_coordinator')}_adapter" for s in DOMAIN_SCHEMAS)]
+PASSWORD_ROLES = ["postgres", "monitor", "config_service", *DOMAIN_ROLES]
 
 
 @then(parsers.parse('the registry probes PostgreSQL as "{role}", a role that runs its health query and holds '

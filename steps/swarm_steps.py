@@ -8,12 +8,12 @@ import pytest
 from docker.errors import DockerException
 from pytest_bdd import parsers, then, when
 
-from steps.compose_steps import healthcheck_budget
 from steps.expect import Mismatches, expect
 from steps.probes import Fact, config_api, docker_engine, prometheus_server, registry_api, swarm_engine
 from steps.probes.facts import ProbeError
 from steps.probes.waiting import poll
 from steps.replicas import every_replica_answers
+from steps.service_checks import healthcheck_budget
 
 # What the clients read while a replica is replaced, and how often.
 READ_INTERVAL_S = 0.05

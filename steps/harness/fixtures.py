@@ -18,14 +18,12 @@ import pytest
 from steps.harness.compose import ComposeStack, compose_for, new_workdir
 from steps.harness.isolation import isolate
 from steps.harness.parallel import STACK_CHANGING, write_groups
-from steps.harness.settings import ROOT, StackSettings
+from steps.harness.settings import ROOT, TELEMETRY_PROFILE, StackSettings
 from steps.harness.swarm import SwarmStack, join_swarm, leave_swarm, swarm_for
 from steps.probes import StackError, docker_engine
 from steps.probes.start_order import StartRecord, StartRecorder, load_record, record_path
 
 FEATURES = Path(__file__).resolve().parents[2] / "features"
-# Grafana, Jaeger and the collector: upstream images, started (up mode) only when all are on this machine.
-TELEMETRY_PROFILE = "telemetry"
 
 
 def _setting(config, option: str, variable: str):

@@ -30,6 +30,8 @@ DEFAULTS = {
     "POSTGRES_DB": "trading_ecosystem",
 }
 PORT_VARIABLES = tuple(variable for variable in DEFAULTS if variable.endswith("_HOST_PORT"))
+# Grafana, Jaeger and the collector: upstream images, started (up mode) only when all are on this machine.
+TELEMETRY_PROFILE = "telemetry"
 
 
 def read_env_file(path: Path) -> dict:
