@@ -7,7 +7,7 @@ import time
 from pytest_bdd import parsers, then
 
 from steps.expect import expect, expect_eventually
-from steps.probes import Fact, ProbeError, alerting, docker_engine, prometheus_server
+from steps.probes import Fact, ProbeError, alerting, container_exec, prometheus_server
 from steps.probes.waiting import poll
 
 ALERTMANAGER_SERVICE = "alertmanager"
@@ -32,8 +32,8 @@ def _alertmanager_alerts(stack, **matchers: str) -> Fact:
 @then("amtool, inside the Alertmanager container, finds its configuration valid and routes each alert of the route "
       "tests to its receiver")
 def _route_tests(stack, evidence):
-    fact = evidence.record(docker_engine.exec_in(stack.project, ALERTMANAGER_SERVICE,
-                                                 ["/etc/alertmanager/tests/route-tests"]))
+    fact = evidence.record(container_exec.exec_in(stack.project, ALERTMANAGER_SERVICE,
+                                                  ["/etc/alertmanager/tests/route-tests"]))
     expect(fact.observed.exit_code == 0, "route-tests (amtool check-config, amtool config routes test)", "exit 0",
            f"exit {fact.observed.exit_code}: {fact.observed.output[-800:]}", fact, ROUTES_HINT)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 from pytest_bdd import parsers, then, when
 
 from steps.expect import Mismatches, expect, not_applicable_on_swarm
-from steps.probes import Fact, compose_model, docker_engine, start_order
+from steps.harness import interventions
+from steps.probes import Fact, compose_model, container_state, networks, start_order
 from steps.probes.waiting import poll
 from steps.service_checks import (
     STATIC_ADDRESSES,
@@ -43,7 +44,7 @@ def _declared_addresses(stack, evidence):
                   if "trading-ecosystem" in keys and s in stack.services]
     problems.check(bool(on_network), "services on the stack network", "none", None)
     for service in on_network:
-        fact = evidence.record(docker_engine.addresses(stack.project, service))
+        fact = evidence.record(container_state.addresses(stack.project, service))
         observed = fact.observed.get(stack.settings.network_name)
         problems.check(declared[service] is not None and observed == declared[service],
                        f"{service} at {declared[service]}", fact.observed, fact)
@@ -68,7 +69,7 @@ def _ports_loopback(stack, evidence):
         expect_published_through_gateway(stack, evidence, {s: declared[s] for s in stack.services})
         return
     for service in stack.services:
-        fact = evidence.record(docker_engine.published_ports(stack.project, service))
+        fact = evidence.record(container_state.published_ports(stack.project, service))
         wanted = {f"{target}/tcp": [("127.0.0.1", published)] for _, published, target in declared[service]}
         problems.check(all(ip == "127.0.0.1" for ip, _, _ in declared[service]) and fact.observed == wanted,
                        f"{service} {wanted}", fact.observed, fact)
@@ -80,7 +81,7 @@ def _ports_answer(stack, evidence):
     problems = Mismatches("published ports answering")
     for service, ports in compose_model.declared_ports(stack.compose.config).items():
         for _, published, _ in ports:
-            fact = evidence.record(docker_engine.host_port_answers(int(published)))
+            fact = evidence.record(networks.host_port_answers(int(published)))
             problems.check(fact.observed, f"{service} on 127.0.0.1:{published}", fact.raw or "no answer", fact)
     problems.raise_any()
 
@@ -113,7 +114,7 @@ def _container_names(stack, evidence):
     problems = Mismatches("container names",
                           "leave container_name out: compose names containers <project>-<service>-<n>")
     for service in stack.services:
-        fact = evidence.record(docker_engine.container_name(stack.project, service))
+        fact = evidence.record(container_state.container_name(stack.project, service))
         name, number = fact.observed
         # Swarm's form: <stack>_<service>.<slot>.<task id>.
         wanted = f"{stack.project}_{service}.{number}" if stack.on_swarm else f"{stack.project}-{service}-{number}"
@@ -135,12 +136,12 @@ def _limits(stack, evidence):
         return all(limits.values()), f"{service} memory and CPU limited", limits
 
     check_every_service(stack, evidence, "resource limits", "set deploy.resources.limits.memory and .cpus",
-                        docker_engine.host_config, judge)
+                        container_state.host_config, judge)
 
 
 @then("every running container restarts unless stopped by hand")
 def _restart_policies(stack, evidence):
-    check_every_service(stack, evidence, "restart policies", "restart: unless-stopped", docker_engine.host_config,
+    check_every_service(stack, evidence, "restart policies", "restart: unless-stopped", container_state.host_config,
                         lambda service, config: (config["restart_policy"] in RESTARTING_POLICIES,
                                                  f"{service}: one of {sorted(RESTARTING_POLICIES)}",
                                                  config["restart_policy"]))
@@ -148,8 +149,8 @@ def _restart_policies(stack, evidence):
 
 @when("the Redis server process is killed", target_fixture="killed")
 def _kill_redis(stack, evidence):
-    before = evidence.record(docker_engine.state(stack.project, "redis")).observed
-    pids = docker_engine.kill_process(stack.project, "redis", "redis-server")
+    before = evidence.record(container_state.state(stack.project, "redis")).observed
+    pids = interventions.kill_process(stack.project, "redis", "redis-server")
     evidence.record(Fact(f"kill -KILL {' '.join(map(str, pids))} (redis-server)", "host", "sent"))
     return {"service": "redis", "before": before}
 
@@ -160,7 +161,7 @@ def _restarted_healthy(stack, evidence, killed, service):
     before = killed["before"]
 
     def restarted_and_healthy():
-        now = docker_engine.state(stack.project, service).observed
+        now = container_state.state(stack.project, service).observed
         # Swarm replaces the task: a new container, started after the kill.
         again = now["started_at"] != before["started_at"] if stack.on_swarm else \
             now["restart_count"] > before["restart_count"]
@@ -168,7 +169,7 @@ def _restarted_healthy(stack, evidence, killed, service):
 
     after = poll(restarted_and_healthy, timeout=budget, interval=0.25)
     if after is None:
-        after = docker_engine.state(stack.project, service).observed
+        after = container_state.state(stack.project, service).observed
         fact = evidence.record(Fact("docker inspect .State", service, after))
         expect(False, f"{service} after its process was killed", f"restarted and healthy within {budget:.0f} s",
                after, fact, "restart: unless-stopped")

@@ -16,8 +16,18 @@ from pytest_bdd import given, parsers, then, when
 
 from steps.announcements import ANNOUNCEMENT_DELAY_S, first_read_that_agrees
 from steps.expect import Mismatches, expect, expect_eventually
+from steps.harness import scratch
 from steps.parameters import EDITOR, ENVIRONMENT, OWNER_ROLE, forget_parameter
-from steps.probes import Fact, ProbeError, config_api, docker_engine, http_api, postgres_server, redis_server
+from steps.probes import (
+    Fact,
+    ProbeError,
+    config_api,
+    container_exec,
+    container_state,
+    http_api,
+    postgres_server,
+    redis_server,
+)
 from steps.probes.waiting import poll
 
 API = "/api/v1/configuration"
@@ -48,7 +58,7 @@ def _schema_owner(stack, evidence, schema, role):
         {"schema": schema}))
     superuser = evidence.record(postgres_server.query(
         *stack.postgres("monitor"), "SELECT rolsuper FROM pg_roles WHERE rolname = %(role)s", {"role": role}))
-    address = docker_engine.addresses(stack.project, SERVICE).observed.get(stack.settings.network_name)
+    address = container_state.addresses(stack.project, SERVICE).observed.get(stack.settings.network_name)
 
     def service_sessions():
         fact = postgres_server.query(*stack.postgres("monitor"), "SELECT DISTINCT usename FROM pg_stat_activity "
@@ -122,7 +132,7 @@ def _endpoints_match_stack(stack, evidence, given_endpoints):
     problems = Mismatches("endpoints", "endpoints name compose services and their container ports")
     # A service of a later milestone (observability) is not in this stack yet: not checked.
     ours = {name: urlsplit(url) for name, url in sorted(given_endpoints.items()) if urlsplit(url).hostname in ports}
-    fact = evidence.record(docker_engine.tcp_connects_from(
+    fact = evidence.record(container_exec.tcp_connects_from(
         stack.project, SERVICE, sorted({(parts.hostname, parts.port) for parts in ours.values()})))
     for name, parts in ours.items():
         error = fact.observed[f"{parts.hostname}:{parts.port}"]
@@ -365,7 +375,7 @@ def _service_override(stack, evidence, request, environment):
 
 @then("the running configuration service's environment files pass its own startup check")
 def _files_pass(stack, evidence):
-    fact = evidence.record(docker_engine.exec_in(stack.project, SERVICE, ["python3", "-m", "configsvc", "--check"]))
+    fact = evidence.record(container_exec.exec_in(stack.project, SERVICE, ["python3", "-m", "configsvc", "--check"]))
     expect(fact.observed.exit_code == 0, "configsvc --check on the mounted environment files", "exit 0",
            fact.observed, fact)
 
@@ -379,8 +389,8 @@ def _refuses_bad_files(stack, evidence, environment, datatable):
     def start_on(row) -> Fact:
         key, kind, value, _ = row
         text = yaml.safe_dump({"parameters": [{"key": key, "type": kind, "value": value}]})
-        return docker_engine.run_image_with_files(stack.project, SERVICE, {file_name: text}, "/app/environments",
-                                                  timeout=45)
+        return scratch.run_image_with_files(stack.project, SERVICE, {file_name: text}, "/app/environments",
+                                            timeout=45)
 
     # One throwaway container per file, all at once: each only starts, reads its file and exits.
     with ThreadPoolExecutor(max_workers=len(datatable) - 1) as pool:

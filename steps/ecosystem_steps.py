@@ -11,7 +11,7 @@ import uuid
 from pytest_bdd import parsers, then, when
 
 from steps.expect import Mismatches, expect, expect_eventually
-from steps.probes import Fact, docker_engine, http_api, postgres_server, redis_server, registry_api
+from steps.probes import Fact, container_exec, http_api, postgres_server, redis_server, registry_api
 from steps.probes.waiting import poll
 
 # SHA-256 of the development passwords the services default to: the original stack's compose
@@ -289,7 +289,7 @@ def _malformed_harmless(stack, evidence, ecosystem_registration):
     for path, fact in _every_endpoint(stack, evidence, name).items():
         # By name, only the HTTP registration is left: 200 while it lives.
         problems.check(fact.observed["status"] == 200, f"{path} answers 200", fact.observed["status"], fact)
-    health = evidence.record(docker_engine.run_healthcheck(stack.project, "service-registry"))
+    health = evidence.record(container_exec.run_healthcheck(stack.project, "service-registry"))
     problems.check(health.observed.exit_code == 0, "the registry's container healthcheck passes",
                    health.observed, health)
     # Counted by the reconciliation's next pass, one begun after the entry was written.

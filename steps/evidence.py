@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from steps.probes import Fact, docker_engine
+from steps.probes import Fact, container_state
 
 EVIDENCE_KEY = pytest.StashKey["Evidence"]()
 # test name -> [(step text, [fact line, ...]), ...], for the Cucumber JSON (plain strings: a
@@ -77,7 +77,7 @@ def _stack_state_html(item) -> str:
         return ""
     parts = []
     for service in stack.services:
-        found = docker_engine.service_state(stack.project, service, 15)
+        found = container_state.service_state(stack.project, service, 15)
         state = f"{found['health']}; last health output: {found['last_health_output']}"
         parts.append(f"<p><b>{html.escape(service)}</b>: {html.escape(state)}</p>"
                      f"<pre>{html.escape(found['log_tail'])}</pre>")

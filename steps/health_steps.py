@@ -11,12 +11,14 @@ from pathlib import Path
 from pytest_bdd import parsers, then, when
 
 from steps.expect import Mismatches, expect
+from steps.harness import interventions, scratch
 from steps.probes import (
     Fact,
     ProbeError,
     compose_model,
     config_api,
-    docker_engine,
+    container_exec,
+    container_state,
     postgres_server,
     redis_server,
     registry_api,
@@ -32,14 +34,14 @@ CLIENT_TIMEOUT_S = 2
 @then(parsers.parse('the "{service}" container runs the healthcheck docker-compose.yml declares'))
 def _healthcheck_as_declared(stack, evidence, service):
     declared = compose_model.declared_healthcheck(stack.compose.config, service)
-    fact = evidence.record(docker_engine.healthcheck_config(stack.project, service))
+    fact = evidence.record(container_state.healthcheck_config(stack.project, service))
     expect(fact.observed == declared, f"{service} healthcheck", declared, fact.observed, fact,
            "recreate the container after changing docker-compose.yml")
 
 
 @then(parsers.parse('the "{service}" healthcheck fails where no server is running'))
 def _healthcheck_can_fail(stack, evidence, service):
-    fact = evidence.record(docker_engine.run_healthcheck_without_server(stack.project, service))
+    fact = evidence.record(scratch.run_healthcheck_without_server(stack.project, service))
     expect(fact.observed.exit_code != 0, f"{service} healthcheck without a server", "a non-zero exit",
            fact.observed, fact, "a healthcheck that cannot fail proves nothing (exit 0, `|| true`)")
 
@@ -48,7 +50,7 @@ def _healthcheck_can_fail(stack, evidence, service):
 def _healthcheck_timeouts(stack, evidence):
     problems = Mismatches("healthcheck timeouts", "set healthcheck.timeout, e.g. 3s")
     for service in stack.services:
-        fact = evidence.record(docker_engine.healthcheck_config(stack.project, service))
+        fact = evidence.record(container_state.healthcheck_config(stack.project, service))
         timeout, interval = fact.observed["timeout"], fact.observed["interval"]
         problems.check(0 < timeout <= 5 and timeout < interval, f"{service}: 0 < timeout <= 5 s and < interval",
                        {"timeout": timeout, "interval": interval}, fact)
@@ -59,17 +61,17 @@ def _healthcheck_timeouts(stack, evidence):
 def _pause(stack, evidence, request, first, second):
     before = {}
     for service in (first, second):
-        before[service] = evidence.record(docker_engine.state(stack.project, service)).observed
+        before[service] = evidence.record(container_state.state(stack.project, service)).observed
         # Never leave a paused container behind, whatever happens next.
         request.addfinalizer(lambda service=service: _unpause_quietly(stack.project, service))
-        docker_engine.pause(stack.project, service)
+        interventions.pause(stack.project, service)
         evidence.record(Fact(f"docker pause {service}", stack.project, "paused"))
     return before
 
 
 def _unpause_quietly(project: str, service: str) -> None:
     try:
-        docker_engine.unpause(project, service)
+        interventions.unpause(project, service)
     except Exception:  # noqa: BLE001 - already unpaused
         pass
 
@@ -112,7 +114,7 @@ def _registry_gives_up(stack, evidence, limit):
 @when("the paused containers are unpaused")
 def _unpause(stack, evidence, paused):
     for service in paused:
-        docker_engine.unpause(stack.project, service)
+        interventions.unpause(stack.project, service)
         evidence.record(Fact(f"docker unpause {service}", stack.project, "unpaused"))
 
 
@@ -140,16 +142,16 @@ def _answers_again(stack, evidence, paused):
                                                         CLIENT_TIMEOUT_S),
     }
     problems = Mismatches("services after unpause", "a paused service must come back by itself")
-    budget = max(docker_engine.healthcheck_config(stack.project, s).observed["interval"] for s in paused) + 10
+    budget = max(container_state.healthcheck_config(stack.project, s).observed["interval"] for s in paused) + 10
     for service in paused:
         answered = answers[service]()
         evidence.record(answered)
         problems.check(answered.observed["answer"] in ("PONG", "ok"), f"{service} answers", answered.observed, answered)
-    healthy = poll(lambda: all(docker_engine.health(stack.project, s).observed == "healthy" for s in paused),
+    healthy = poll(lambda: all(container_state.health(stack.project, s).observed == "healthy" for s in paused),
                    timeout=budget, interval=0.5)
     problems.check(bool(healthy), f"healthy within {budget:.0f} s", "not all healthy (Docker health)")
     for service, before in paused.items():
-        after = evidence.record(docker_engine.state(stack.project, service))
+        after = evidence.record(container_state.state(stack.project, service))
         same = all(after.observed[k] == before[k] for k in ("started_at", "restart_count"))
         problems.check(same and after.observed["health"] == "healthy", f"{service}: the same run, healthy",
                        after.observed, after)
@@ -173,7 +175,7 @@ def _answers_again(stack, evidence, paused):
 def _intervals(stack, evidence):
     check_every_service(stack, evidence, "healthcheck intervals",
                         "interval: 30s keeps 2 cores quiet, and 10 s notices trouble soon",
-                        docker_engine.healthcheck_config,
+                        container_state.healthcheck_config,
                         lambda service, config: (10 <= config["interval"] <= 30,
                                                  f"{service}: 10 s <= interval <= 30 s", f"{config['interval']} s"))
 
@@ -186,7 +188,7 @@ def _start_intervals(stack, evidence):
                 f"{service}: start_interval <= 1 s, start_period >= 5 s", observed)
 
     check_every_service(stack, evidence, "healthcheck start", "start_period and start_interval make `up --wait` quick",
-                        docker_engine.healthcheck_config, judge)
+                        container_state.healthcheck_config, judge)
 
 
 def _validate(stack, evidence, tmp_path, select: str) -> Fact:
@@ -216,7 +218,7 @@ def _break_healthcheck(stack, evidence, request, service):
                                      ">acceptance-broken-on-purpose"))
     # ACL LOAD puts users.acl back as it is on disk.
     request.addfinalizer(lambda: redis_server.run(port, "admin", admin, "ACL", "LOAD"))
-    fact = evidence.record(docker_engine.run_healthcheck(stack.project, service))
+    fact = evidence.record(container_exec.run_healthcheck(stack.project, service))
     expect(fact.observed.exit_code != 0, f"{service} healthcheck after its password changed", "failing",
            fact.observed, fact)
 

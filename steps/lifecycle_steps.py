@@ -8,7 +8,7 @@ from psycopg import sql
 from pytest_bdd import given, parsers, then, when
 
 from steps.expect import expect
-from steps.probes import Fact, docker_engine, postgres_server, redis_server
+from steps.probes import Fact, container_state, docker_engine, postgres_server, redis_server
 
 
 def _marker_table(schema: str) -> sql.Identifier:
@@ -57,11 +57,11 @@ def _down_keep_volumes(stack, evidence):
 def _stop_start(stack, evidence):
     stack.compose.stop_services("redis", "postgres")
     for service in ("redis", "postgres"):
-        fact = evidence.record(docker_engine.state(stack.project, service))
+        fact = evidence.record(container_state.state(stack.project, service))
         expect(fact.observed["status"] == "exited", f"{service} after stop", "exited", fact.observed, fact)
     stack.compose.start_services("redis", "postgres")
     for service in ("redis", "postgres"):
-        evidence.record(docker_engine.state(stack.project, service))
+        evidence.record(container_state.state(stack.project, service))
 
 
 @when("the stack is brought down with its volumes")
@@ -81,7 +81,7 @@ def _volumes_gone(stack, evidence):
 def _up_again(stack, evidence):
     stack.compose.up()
     for service in stack.services:
-        fact = evidence.record(docker_engine.health(stack.project, service))
+        fact = evidence.record(container_state.health(stack.project, service))
         expect(fact.observed == "healthy", f"{service} after up", "healthy", fact.observed, fact)
 
 

@@ -13,7 +13,16 @@ from pytest_bdd import given, parsers, then, when
 from steps.expect import Mismatches, expect, expect_eventually
 from steps.harness.settings import TELEMETRY_PROFILE
 from steps.phrases import listed
-from steps.probes import Fact, ProbeError, docker_engine, http_api, prometheus_server, telemetry_files
+from steps.probes import (
+    Fact,
+    ProbeError,
+    container_exec,
+    container_state,
+    docker_engine,
+    http_api,
+    prometheus_server,
+    telemetry_files,
+)
 from steps.probes.telemetry_files import dig
 from steps.probes.waiting import poll
 
@@ -171,7 +180,7 @@ def _alerts_loaded(stack, evidence, names):
 def _promtool(stack, evidence):
     for command in (["promtool", "check", "config", "/etc/prometheus/prometheus.yml"],
                     ["promtool", "test", "rules", "/etc/prometheus/tests/alerts_test.yml"]):
-        fact = evidence.record(docker_engine.exec_in(stack.project, PROMETHEUS_SERVICE, command))
+        fact = evidence.record(container_exec.exec_in(stack.project, PROMETHEUS_SERVICE, command))
         expect(fact.observed.exit_code == 0, " ".join(command), "exit 0",
                f"exit {fact.observed.exit_code}: {fact.observed.output[-600:]}", fact,
                "fix the rule or its test in infra/prometheus/")
@@ -389,7 +398,7 @@ def _dashboard_queries_work(stack, evidence):
 
 @given(parsers.parse('the "{service}" service of the telemetry profile is running'))
 def _telemetry_running(stack, evidence, service):
-    if evidence.record(docker_engine.running(stack.project, service)).observed:
+    if evidence.record(container_state.running(stack.project, service)).observed:
         return
     image = _service_model(stack, service).get("image")
     if not evidence.record(docker_engine.image_present(image)).observed:

@@ -5,7 +5,7 @@ from pytest_bdd import parsers, then
 
 from steps.domains import DOMAIN_ROLES, DOMAIN_SCHEMAS
 from steps.expect import Mismatches, expect
-from steps.probes import docker_engine, postgres_server
+from steps.probes import container_exec, container_state, postgres_server
 from steps.service_checks import expect_named_volume
 
 UNITS = {"kB": 2**10, "MB": 2**20, "GB": 2**30}
@@ -34,7 +34,7 @@ def _shared_buffers(stack, evidence, service):
     value = fact.observed
     number = value.rstrip("kMGB")
     buffers = int(number) * UNITS[value[len(number):]]
-    limit_fact = evidence.record(docker_engine.host_config(stack.project, service))
+    limit_fact = evidence.record(container_state.host_config(stack.project, service))
     limit = limit_fact.observed["memory_bytes"]
     expect(limit > 0 and buffers <= limit // 4, "shared_buffers against the memory limit",
            f"<= {limit // 4 // 2**20} MiB (a quarter of {limit // 2**20} MiB)", value, fact,
@@ -108,7 +108,7 @@ def _read_only(stack, evidence, role):
 def _pg_healthcheck_tcp(stack, evidence, service):
     # libpq falls back to PGHOST when no -h is given: pointing it at an empty directory puts the
     # Unix socket out of reach, so only a healthcheck that goes over TCP still passes.
-    fact = evidence.record(docker_engine.run_healthcheck(stack.project, service, {"PGHOST": "/nonexistent"}))
+    fact = evidence.record(container_exec.run_healthcheck(stack.project, service, {"PGHOST": "/nonexistent"}))
     expect(fact.observed.exit_code == 0, f"{service} healthcheck without the Unix socket", "exit 0",
            fact.observed, fact, "probe over TCP (-h 127.0.0.1): the init server listens on the socket only")
 

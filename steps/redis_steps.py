@@ -4,7 +4,7 @@ from __future__ import annotations
 from pytest_bdd import parsers, then
 
 from steps.expect import Mismatches, expect
-from steps.probes import docker_engine, redis_server
+from steps.probes import container_exec, redis_server
 
 DANGEROUS = (("FLUSHALL",), ("CONFIG", "GET", "maxmemory"), ("KEYS", "*"), ("DEBUG", "HELP"))
 
@@ -85,7 +85,7 @@ def _dangerous_commands(stack, evidence):
 @then("the ACL file the running Redis loaded stores password hashes only")
 def _acl_file_hashed(stack, evidence):
     path = evidence.record(redis_server.config(stack.redis_port(), _admin(stack), "aclfile")).observed
-    fact = evidence.record(docker_engine.exec_in(stack.project, "redis", ["cat", path]))
+    fact = evidence.record(container_exec.exec_in(stack.project, "redis", ["cat", path]))
     expect(fact.observed.exit_code == 0, "reading the loaded ACL file", "exit 0", fact.observed.output, fact)
     plain = redis_server.plain_text_passwords(fact.observed.output)
     expect(not plain, f"plain-text passwords in {path}", "none (only #<sha256> hashes)", plain, fact,
@@ -125,7 +125,7 @@ def _publish_channels(stack, evidence, user, allowed, refused):
 
 @then(parsers.parse('the "{service}" healthcheck passes with the "{user}" user\'s password'))
 def _redis_healthcheck_passes(stack, evidence, service, user):
-    fact = evidence.record(docker_engine.run_healthcheck(stack.project, service))
+    fact = evidence.record(container_exec.run_healthcheck(stack.project, service))
     expect(fact.observed.exit_code == 0, f"{service} healthcheck", "exit 0", fact.observed, fact)
 
 
@@ -136,8 +136,8 @@ def _redis_healthcheck_fails(stack, evidence, service, user):
     # entry-id stays), so a new denial is a new entry or a higher count.
     before = {e.get("entry-id"): e.get("count", 1) for e in redis_server.acl_log(port, admin).observed}
     secret = "redis_password_" + user.replace("-", "_")
-    fact = evidence.record(docker_engine.run_healthcheck(stack.project, service,
-                                                         secrets={secret: "not-the-password"}))
+    fact = evidence.record(container_exec.run_healthcheck(stack.project, service,
+                                                          secrets={secret: "not-the-password"}))
     expect(fact.observed.exit_code != 0, f"{service} healthcheck with a refused password", "a non-zero exit",
            fact.observed, fact, "the healthcheck must sign in and check the PONG, not ignore errors")
     log = evidence.record(redis_server.acl_log(port, admin))
@@ -172,7 +172,7 @@ def _ping_from_host(stack, evidence, user):
 def _ping_inside_network(stack, evidence, service, user):
     source = next(s for s in stack.services if s != service)
     command = redis_server.ping_over_tcp_command(service, 6379, user)
-    fact = evidence.record(docker_engine.exec_in(stack.project, source, command,
-                                                 {"PROBE_PASSWORD": stack.redis_password(user)}))
+    fact = evidence.record(container_exec.exec_in(stack.project, source, command,
+                                                  {"PROBE_PASSWORD": stack.redis_password(user)}))
     expect(fact.observed.output.splitlines() == ["+OK", "+PONG"], f"{service}:6379 from {source} as {user}",
            ["+OK", "+PONG"], fact.observed.output, fact)

@@ -2,6 +2,7 @@
 when an answer through the gateway (from whichever replica) says nothing of the others."""
 from __future__ import annotations
 
+from steps.harness import scratch
 from steps.probes import Fact, compose_model, swarm_engine
 from steps.probes.waiting import poll
 
@@ -15,8 +16,8 @@ def every_replica_answers(stack, service: str, path: str, timeout: float) -> tup
     last = []
 
     def all_answer() -> bool:
-        last[:] = [swarm_engine.replica_answers(stack.settings.network_name, (stack.project, service), service,
-                                                port, path)]
+        last[:] = [scratch.replica_answers(stack.settings.network_name, (stack.project, service), service,
+                                           port, path)]
         return len(last[0].observed) == wanted and set(last[0].observed.values()) == {200}
 
     return bool(poll(all_answer, timeout=timeout, interval=0.5)), last[0]

@@ -10,12 +10,15 @@ from pytest_bdd import parsers, then, when
 
 from steps.domains import DOMAIN_ROLES, DOMAIN_SCHEMAS
 from steps.expect import Mismatches, expect, expect_eventually
+from steps.harness import scratch
 from steps.parameters import forget_parameter
 from steps.phrases import listed
 from steps.probes import (
     config_api,
-    docker_engine,
+    container_exec,
+    container_state,
     http_api,
+    networks,
     postgres_server,
     redis_exporter,
     redis_server,
@@ -210,7 +213,7 @@ def _least_privilege(service: str, observed: dict):
 def _containers_least_privilege(stack, evidence):
     check_every_service(stack, evidence, "containers' privileges",
                         "merge the x-hardened settings (<<: *hardened) and set deploy.resources.limits.pids in "
-                        "docker-compose.yml", docker_engine.privileges, _least_privilege)
+                        "docker-compose.yml", container_state.privileges, _least_privilege)
 
 
 def _not_root(service: str, observed: list):
@@ -222,7 +225,7 @@ def _not_root(service: str, observed: list):
 @then("no process in any container of the stack runs as root")
 def _no_root_process(stack, evidence):
     check_every_service(stack, evidence, "processes' users", "set USER in the image's Dockerfile (or user: in "
-                        "docker-compose.yml) to the program's own account", docker_engine.process_users, _not_root)
+                        "docker-compose.yml) to the program's own account", container_state.process_users, _not_root)
 
 
 @then(parsers.parse("these Redis users are refused {commands}, which list every domain's keys:"))
@@ -273,7 +276,7 @@ def _superuser_socket_only(stack, evidence, superuser):
     problems.check(not host.observed.allowed and HBA_REJECT in host.observed.reply,
                    f"{superuser} over TCP from the host: {HBA_REJECT}", host.observed.reply, host)
     # From the network: psql in the postgres container, to the server's own address on the network.
-    inside = evidence.record(docker_engine.exec_in(
+    inside = evidence.record(container_exec.exec_in(
         stack.project, "postgres", ["psql", "-X", "-h", "postgres", "-U", superuser, "-d", stack.database, "-c",
                                     "SELECT 1"], {"PGPASSWORD": password}))
     problems.check(inside.observed.exit_code != 0 and HBA_REJECT in inside.observed.output,
@@ -340,8 +343,8 @@ def _registry_probe_role(stack, evidence, role):
                    "replication, bypassrls, roles such as pg_monitor)", attributes.observed, attributes)
     _check_no_schema_usage(stack, evidence, problems, role, [*DOMAIN_SCHEMAS, "config"])
     # Compared in the probe, never shown: the evidence says whose password it is, not what it is.
-    path = evidence.record(docker_engine.environment_variable(stack.project, REGISTRY,
-                                                              "REGISTRY_POSTGRES_PASSWORD_FILE"))
+    path = evidence.record(container_state.environment_variable(stack.project, REGISTRY,
+                                                                "REGISTRY_POSTGRES_PASSWORD_FILE"))
     if path.observed:
         roles = {r: stack.postgres_password(r) for r in [role, *PASSWORD_ROLES]}
         holds = evidence.record(secrets.whose_secret(stack.project, REGISTRY, path.observed, roles))
@@ -362,7 +365,7 @@ SWARM_WAIT_S = 10
 @then(parsers.parse("as many long-polls as the configuration service allows ({variable}) wait, and one more is "
                     "refused with 429 saying when to retry"))
 def _long_polls_capped(stack, evidence, variable):
-    setting = evidence.record(docker_engine.environment_variable(stack.project, CONFIG_SERVICE, variable))
+    setting = evidence.record(container_state.environment_variable(stack.project, CONFIG_SERVICE, variable))
     expect(str(setting.observed or "").isdigit(), f"{variable} of {CONFIG_SERVICE}", "a number", setting.observed,
            setting, f"set {variable} in docker-compose.yml")
     cap = int(setting.observed)
@@ -425,7 +428,7 @@ def _backend_error_by_request_id(stack, evidence):
            "X-Request-ID, request_id and the detail naming the same id", {"header": rid, "body": body}, fact,
            "servicekit.http.RequestGuard gives every request an id")
     prefix = LOGGED_CAUSE.format(rid=rid, method="GET", path=f"{config_api.API}/{key}", dependency="PostgreSQL")
-    log = docker_engine.logs(stack.project, CONFIG_SERVICE, lines=200)
+    log = container_state.logs(stack.project, CONFIG_SERVICE, lines=200)
     lines = [line for line in log.splitlines() if prefix in line]
     logged = evidence.record(Fact(f"docker logs {CONFIG_SERVICE} | grep 'request {rid}'", stack.project,
                                   lines[-1:] or "no line"))
@@ -563,7 +566,7 @@ def _secret_files_private(stack, evidence):
         else:
             problems.check(mount["subpath"] == service and mount["read_only"],
                            f"{service}: its own folder ({service}) of the secrets volume, read-only", mount, fact)
-        users = {uid for _, uid in evidence.record(docker_engine.process_users(stack.project, service)).observed}
+        users = {uid for _, uid in evidence.record(container_state.process_users(stack.project, service)).observed}
         for name, found in sorted(files.items()):
             problems.check(found["mode"] == "400" and {found["uid"]} == users,
                            f"{service}: {name} mode 400, owned by uid {', '.join(map(str, sorted(users)))} "
@@ -590,7 +593,7 @@ def _monitoring_network_members(stack, evidence):
     problems = Mismatches("the monitoring network's members", MONITORING_HINT)
     monitoring = _monitoring_network(stack)
     for service in [*MONITORING, *SCRAPED]:
-        fact = evidence.record(docker_engine.addresses(stack.project, service))
+        fact = evidence.record(container_state.addresses(stack.project, service))
         networks = set(fact.observed)
         if service in MONITORING:
             problems.check(networks == {monitoring}, f"{service} on {monitoring} only", sorted(networks), fact)
@@ -602,8 +605,8 @@ def _monitoring_network_members(stack, evidence):
 def _expect_no_route_into(stack, evidence, problems: Mismatches, subnet: str) -> None:
     """Neither a container on the ecosystem's network nor the host has a route into `subnet` other
     than their default route (which leads off the machine, not into an overlay)."""
-    inside = evidence.record(docker_engine.routes_from_network(stack.settings.network_name, (stack.project, REGISTRY)))
-    host = evidence.record(docker_engine.host_routes())
+    inside = evidence.record(scratch.routes_from_network(stack.settings.network_name, (stack.project, REGISTRY)))
+    host = evidence.record(networks.host_routes())
     for fact in (inside, host):
         into = [route for route in fact.observed if route[1] != "0.0.0.0/0" and ipaddress.ip_network(route[1]).overlaps(
             ipaddress.ip_network(subnet))]
@@ -616,7 +619,7 @@ def _monitoring_unreachable(stack, evidence):
     problems = Mismatches("connections from the ecosystem's network", MONITORING_HINT)
     ports = {"prometheus": 9090, "redis-exporter": 9121, "postgres-exporter": 9187, "alertmanager": 9093,
              "alert-receiver": 9097}
-    addresses = {service: evidence.record(docker_engine.addresses(stack.project, service)).observed.get(
+    addresses = {service: evidence.record(container_state.addresses(stack.project, service)).observed.get(
         _monitoring_network(stack)) for service in MONITORING}
     closed = [(service, ports[service]) for service in MONITORING] + [
         (address, ports[service]) for service, address in addresses.items() if address]
@@ -627,14 +630,14 @@ def _monitoring_unreachable(stack, evidence):
         closed = [(service, ports[service]) for service in MONITORING]
         _expect_no_route_into(stack, evidence, problems, stack.settings.values["TSE_MONITORING_SUBNET"])
     controls = [("redis", 6379), ("postgres", 5432)]
-    fact = evidence.record(docker_engine.connections_from_network(
+    fact = evidence.record(scratch.connections_from_network(
         stack.settings.network_name, (stack.project, REGISTRY), closed + controls))
     reached = [(host, port) for host, port in closed if fact.observed[f"{host}:{port}"]]
     if reached:
         # Asked again from a new container: while another network is created on the same engine, Docker
         # rebuilds its isolation rules, and a connection at that instant can pass (seen once, with fault
         # runs side by side). A target the ecosystem can reach answers both times.
-        again = evidence.record(docker_engine.connections_from_network(
+        again = evidence.record(scratch.connections_from_network(
             stack.settings.network_name, (stack.project, REGISTRY), reached))
         reached = [(host, port) for host, port in reached if again.observed[f"{host}:{port}"]]
     for host, port in closed:

@@ -5,7 +5,7 @@ step modules import these, never each other."""
 from __future__ import annotations
 
 from steps.expect import Mismatches, expect
-from steps.probes import compose_model, docker_engine, swarm_engine
+from steps.probes import compose_model, container_exec, container_state, docker_engine, swarm_engine
 
 STATIC_ADDRESSES = ("swarm gives a task any address of the subnet (ipv4_address is ignored); services are found "
                     "by name")
@@ -30,7 +30,7 @@ def check_connections_by_name(stack, evidence, what: str, connections) -> None:
     for source, target, port in connections:
         by_source.setdefault(source, []).append((target, port))
     for source, targets in by_source.items():
-        fact = evidence.record(docker_engine.tcp_connects_from(stack.project, source, targets))
+        fact = evidence.record(container_exec.tcp_connects_from(stack.project, source, targets))
         for target, port in targets:
             error = fact.observed[f"{target}:{port}"]
             problems.check(error is None, f"{source} -> {target}:{port}", error, fact)
@@ -39,7 +39,7 @@ def check_connections_by_name(stack, evidence, what: str, connections) -> None:
 
 def expect_named_volume(stack, evidence, service: str, path: str, volume: str) -> None:
     """`path` in the service's container is the stack's named volume `volume`."""
-    fact = evidence.record(docker_engine.mounts(stack.project, service))
+    fact = evidence.record(container_state.mounts(stack.project, service))
     mount = fact.observed.get(path, {})
     wanted = {"type": "volume", "name": f"{stack.project}_{volume}"}
     observed = {"type": mount.get("type"), "name": mount.get("name")}

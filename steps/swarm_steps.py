@@ -9,6 +9,7 @@ from docker.errors import DockerException
 from pytest_bdd import parsers, then, when
 
 from steps.expect import Mismatches, expect
+from steps.harness import interventions, scratch
 from steps.probes import Fact, config_api, docker_engine, prometheus_server, registry_api, swarm_engine
 from steps.probes.facts import ProbeError
 from steps.probes.waiting import poll
@@ -56,8 +57,8 @@ def _replicas_answer(stack, evidence, first, first_port, second, second_port):
                           "endpoint_mode dnsrr: tasks.<service> lists every running replica")
     for service, port in ((first, first_port), (second, second_port)):
         wanted = evidence.record(swarm_engine.replicas(stack.project, service)).observed["wanted"]
-        fact = evidence.record(swarm_engine.replica_answers(stack.settings.network_name, (stack.project, service),
-                                                            service, port, "/health"))
+        fact = evidence.record(scratch.replica_answers(stack.settings.network_name, (stack.project, service),
+                                                       service, port, "/health"))
         statuses = fact.observed
         problems.check(len(statuses) == wanted and set(statuses.values()) == {200},
                        f"{service}: {wanted} replicas answering 200", statuses, fact)
@@ -152,7 +153,7 @@ def _kill_replicas(stack, evidence, first, second, request):
     for service in (first, second):
         before = evidence.record(swarm_engine.replica_health(stack.project, service)).observed
         target = docker_engine.container(stack.project, service)
-        pids = docker_engine.kill_process(stack.project, service, PROGRAMS[service])
+        pids = interventions.kill_process(stack.project, service, PROGRAMS[service])
         # Until its processes are gone, the killed replica's listening socket still takes connections
         # (the kernel completes them): those die with it. From then on, only the other replica answers.
         target.reload()
@@ -291,7 +292,7 @@ def _rolling_update(stack, evidence, first, second, request):
     capacity = Capacity(stack, services).start()
     request.addfinalizer(capacity.stop)
     for service in services:
-        swarm_engine.force_update(stack.project, service)
+        interventions.force_update(stack.project, service)
     evidence.record(Fact("docker service update --force", ", ".join(services), "update started"))
     return {"readers": readers, "capacity": capacity, "before": before}
 
@@ -338,7 +339,7 @@ def _restore_healthcheck(stack, service: str, previous: dict) -> None:
     did not roll back) and waits for the service to be whole again."""
     if swarm_engine.healthcheck(stack.project, service).observed == previous:
         return
-    swarm_engine.update_healthcheck(stack.project, service, previous)
+    interventions.update_healthcheck(stack.project, service, previous)
     poll(lambda: _update_finished(stack, service, "completed", set()), timeout=_update_budget(stack, service),
          interval=0.5, transient=(ProbeError, DockerException))
 
@@ -353,7 +354,7 @@ def _failing_update(stack, evidence, service, request):
     readers = Readers(stack).start()
     request.addfinalizer(readers.stop)
     request.addfinalizer(lambda: _restore_healthcheck(stack, service, previous))
-    swarm_engine.update_healthcheck(stack.project, service, FAILING_HEALTHCHECK)
+    interventions.update_healthcheck(stack.project, service, FAILING_HEALTHCHECK)
     evidence.record(Fact("docker service update --health-cmd 'exit 1' --health-retries 1", service, "update started"))
     return {"readers": readers, "service": service, "previous": previous, "before": before}
 

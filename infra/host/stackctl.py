@@ -32,7 +32,7 @@ from steps.harness import ACCEPTANCE_PYTEST  # noqa: E402
 from steps.harness.compose import compose_for  # noqa: E402
 from steps.harness.settings import StackSettings  # noqa: E402
 from steps.harness.swarm import join_swarm, swarm_for  # noqa: E402
-from steps.probes import ProbeError, StackError, docker_engine, swarm_engine  # noqa: E402
+from steps.probes import ProbeError, StackError, container_state, docker_engine, swarm_engine  # noqa: E402
 from steps.probes.start_order import StartRecorder, load_record, record_path  # noqa: E402
 
 
@@ -65,11 +65,11 @@ def status_rows(project: str, services: list[str], network: str) -> list[tuple]:
     rows = []
     for service in services:
         try:
-            state = docker_engine.state(project, service).observed
-            addresses = docker_engine.addresses(project, service).observed
+            state = container_state.state(project, service).observed
+            addresses = container_state.addresses(project, service).observed
             # Prometheus and the exporters are on the monitoring network only: its address, named.
             address = addresses.get(network) or ", ".join(f"{ip} ({name})" for name, ip in addresses.items()) or "-"
-            ports = docker_engine.published_ports(project, service).observed
+            ports = container_state.published_ports(project, service).observed
         except ProbeError:
             rows.append((service, "absent", "-", "-", "-"))
             continue

@@ -11,7 +11,8 @@ import time
 import uuid
 from pathlib import Path
 
-from steps.probes import docker_engine
+from steps.harness import scratch
+from steps.probes import container_exec, docker_engine
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "trading-ecosystem/loadgen:local"
@@ -67,7 +68,7 @@ def minimal_asgi_app(project: str, service: str, network: str, body: bytes):
         environment={"BENCH_BODY": body.decode()}, user=target.attrs["Config"].get("User") or "nobody",
         nano_cpus=host.get("NanoCpus") or None, mem_limit=host.get("Memory") or None, read_only=True,
         cap_drop=["ALL"], security_opt=["no-new-privileges"], detach=True,
-        labels={**docker_engine.scratch_labels(project, "minimal-asgi-app"), **LABEL})
+        labels={**scratch.scratch_labels(project, "minimal-asgi-app"), **LABEL})
     try:
         ready = "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/', timeout=1)"
         deadline = time.monotonic() + 30
@@ -110,7 +111,7 @@ BATCH = 10_000
 
 def redis_benchmark(project: str, admin_password: str, command: str, connections: int = 32) -> str:
     """redis-benchmark's summary line for `command`, inside the Redis container: the storage ceiling."""
-    fact = docker_engine.exec_in(project, "redis", [
+    fact = container_exec.exec_in(project, "redis", [
         "sh", "-c", f'redis-benchmark --user admin -a "$PW" -q -n 100000 -c {connections} -P 1 {command} '
                     '2>/dev/null | tail -n 1'], {"PW": admin_password})
     # redis-benchmark redraws its progress line with \r: the summary is the last segment.

@@ -1,8 +1,10 @@
 """The acceptance harness: the stack's settings (settings.py), moving an up-mode stack off what
 others hold (isolation.py), driving docker compose (compose.py) or docker stack on a swarm (swarm.py,
-with the stack file swarm_file.py makes from compose's model), and the pytest plugin that brings
-the stack up, hands it to the scenarios and takes it down, also after Ctrl-C or SIGTERM
-(fixtures.py). Not probes: they change the stack; probes only ask it."""
+with the stack file swarm_file.py makes from compose's model), the pytest plugin that brings the
+stack up, hands it to the scenarios and takes it down, also after Ctrl-C or SIGTERM (fixtures.py),
+what scenarios do to a running service (interventions.py: pause, kill, swarm updates) and throwaway
+containers of the stack's images (scratch.py). Not probes: they change the stack; probes only ask
+it."""
 
 import sys
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from testcontainers.compose import DockerCompose
 
 from steps.harness.settings import DEFAULTS, ROOT, StackSettings
-from steps.probes import compose_model, docker_engine
+from steps.probes import compose_model, container_state, docker_engine
 from steps.probes.facts import StackError
 from steps.probes.waiting import WaitTimeout, wait_until
 
@@ -181,15 +181,15 @@ class ComposeStack:
     def describe_failure(self, compose_output: str, headline: str = "") -> str:
         lines = [headline or f"the stack is not healthy (waited up to {self.wait_timeout} s)."]
         for service in self.service_names:
-            found = docker_engine.service_state(self.project, service, 8)
+            found = container_state.service_state(self.project, service, 8)
             if found["health"] != "healthy":
                 lines.append(f"  {service}: {found['health']}; last health output: {found['last_health_output']}")
                 lines.extend(f"    | {line}" for line in found["log_tail"].strip().splitlines())
         for service in sorted(self.one_shot_service_names):
-            exit_code = docker_engine.exit_code(self.project, service)
+            exit_code = container_state.exit_code(self.project, service)
             if exit_code not in (0, None):
                 lines.append(f"  {service}: exited with {exit_code}")
-                log = docker_engine.logs(self.project, service, 8)
+                log = container_state.logs(self.project, service, 8)
                 lines.extend(f"    | {line}" for line in log.strip().splitlines())
         if not headline:
             lines.append(f"  compose said: {compose_output.splitlines()[-1] if compose_output else '(nothing)'}")
@@ -207,7 +207,7 @@ class ComposeStack:
         if result.returncode != 0:
             raise StackError(f"docker compose start failed: {result.stderr.strip()}")
         try:
-            wait_until(lambda: all(docker_engine.health(self.project, s).observed == "healthy" for s in services),
+            wait_until(lambda: all(container_state.health(self.project, s).observed == "healthy" for s in services),
                        timeout=self.wait_timeout, interval=0.25, description=f"{', '.join(services)} healthy")
         except WaitTimeout as error:
             raise StackError(self.describe_failure(str(error))) from None

@@ -20,7 +20,7 @@ from steps.harness.isolation import isolate
 from steps.harness.parallel import STACK_CHANGING, write_groups
 from steps.harness.settings import ROOT, TELEMETRY_PROFILE, StackSettings
 from steps.harness.swarm import SwarmStack, join_swarm, leave_swarm, swarm_for
-from steps.probes import StackError, docker_engine
+from steps.probes import StackError, container_state, docker_engine
 from steps.probes.start_order import StartRecord, StartRecorder, load_record, record_path
 
 FEATURES = Path(__file__).resolve().parents[2] / "features"
@@ -216,7 +216,7 @@ class StackLauncher:
         # Docker's own word, whatever `up --wait` returned (seen here: compose 2.26 once returned 0
         # with a service still starting) and in attach mode.
         unhealthy = [s for s in compose.service_names
-                     if docker_engine.health(self.stack.project, s).observed != "healthy"]
+                     if container_state.health(self.stack.project, s).observed != "healthy"]
         if unhealthy:
             raise StackError(compose.describe_failure(f"not healthy: {', '.join(unhealthy)}"))
         if self.telemetry:

@@ -14,7 +14,7 @@ from typing import Callable, TypeVar
 import psycopg
 from psycopg import errors, sql
 
-from steps.probes import docker_engine
+from steps.probes import container_exec
 from steps.probes.facts import Fact, Outcome, ProbeError
 
 HOST = "127.0.0.1"
@@ -179,7 +179,7 @@ def superuser_rows(project: str, service: str, password: str, dbname: str, state
     (psql; the password in its environment, never on its command line): rows of text."""
     command = ["psql", "-X", "-A", "-t", "-q", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-d", dbname,
                "-c", statement]
-    fact = docker_engine.exec_in(project, service, command, {"PGPASSWORD": password})
+    fact = container_exec.exec_in(project, service, command, {"PGPASSWORD": password})
     if fact.observed.exit_code != 0:
         raise ProbeError(f"{fact.where}: {statement!r} as postgres on the socket: {fact.observed.output[:300]}")
     rows = [tuple(line.split("\t")) for line in fact.observed.output.splitlines() if line]

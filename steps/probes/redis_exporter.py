@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from steps.probes import docker_engine
+from steps.probes import container_exec
 from steps.probes.facts import Fact, ProbeError
 
 # Run with python3 -c in a service container: GET argv[1] (HTTP Basic as "prometheus" when
@@ -66,7 +66,7 @@ def request_from(project: str, service: str, url: str, password: str | None = No
     given; with `listen_port`, what a listener there received meanwhile. Observed: {"status": the
     HTTP status, "received": the bytes sent to the listener, as text}."""
     command = ["python3", "-c", PROGRAM, url, *([str(listen_port)] if listen_port else [])]
-    result = docker_engine.exec_in(project, service, command, {"SCRAPE_PASSWORD": password} if password else None)
+    result = container_exec.exec_in(project, service, command, {"SCRAPE_PASSWORD": password} if password else None)
     output = result.observed.output.strip().splitlines()
     try:
         observed = json.loads(output[-1])

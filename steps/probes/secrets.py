@@ -3,7 +3,7 @@ its configuration as Docker keeps it (`docker inspect`), its processes' command 
 a password: each names the env file's variable whose value it found."""
 from __future__ import annotations
 
-from steps.probes import docker_engine
+from steps.probes import container_exec, container_state, docker_engine
 from steps.probes.facts import Fact, ProbeError
 
 SECRETS_DIR = "/run/secrets"
@@ -21,14 +21,14 @@ def secret_files(project: str, service: str) -> Fact:
     mount = None
     if docker_engine.SWARM_TASK in target.labels:
         # A swarm task's secrets: one read-only file each, named in its spec (no volume).
-        spec = docker_engine.swarm_task_spec(project, service)["ContainerSpec"]
+        spec = container_state.swarm_task_spec(project, service)["ContainerSpec"]
         mount = {"swarm_secrets": {s["File"]["Name"]: s["SecretName"] for s in spec.get("Secrets") or []},
                  "read_only": True}
     elif mounts:
         options = mounts[0].get("VolumeOptions") or {}
         mount = {"volume": mounts[0].get("Source"), "subpath": options.get("Subpath"),
                  "read_only": bool(mounts[0].get("ReadOnly"))}
-    listing = docker_engine.exec_in(project, service, [
+    listing = container_exec.exec_in(project, service, [
         "sh", "-c", f"for f in {SECRETS_DIR}/*; do [ -e \"$f\" ] && stat -c '%n %a %u %g' \"$f\"; done; true"])
     if listing.observed.exit_code != 0:
         raise ProbeError(f"service {service}: cannot list {SECRETS_DIR}: {listing.observed.output[-300:]}")
@@ -43,7 +43,7 @@ def secret_files(project: str, service: str) -> Fact:
 def whose_secret(project: str, service: str, path: str, known: dict) -> Fact:
     """Whose password the file at `path` in the container holds: the names in `known` ({variable:
     value}) whose value is its content; compared here, never shown."""
-    read = docker_engine.exec_in(project, service, ["cat", path]).observed
+    read = container_exec.exec_in(project, service, ["cat", path]).observed
     if read.exit_code != 0:
         raise ProbeError(f"service {service}: cannot read {path}: {read.output[-200:]}")
     content = read.output

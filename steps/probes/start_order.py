@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from steps.probes import docker_engine
+from steps.probes import container_state, docker_engine
 from steps.probes.facts import Fact
 from steps.probes.waiting import WaitTimeout, wait_until
 
@@ -208,8 +208,8 @@ def container_run(project: str, service: str) -> ContainerRun:
     state = target.attrs["State"]
     log = (state.get("Health") or {}).get("Log") or []
     return ContainerRun(
-        service, target.id, docker_engine.parse_time(state["StartedAt"]), target.attrs.get("RestartCount", 0),
-        tuple((docker_engine.parse_time(e["Start"]), docker_engine.parse_time(e["End"]), e.get("ExitCode"))
+        service, target.id, container_state.parse_time(state["StartedAt"]), target.attrs.get("RestartCount", 0),
+        tuple((container_state.parse_time(e["Start"]), container_state.parse_time(e["End"]), e.get("ExitCode"))
               for e in log),
         parse_depends_on_label(target.labels.get(DEPENDS_ON_LABEL, "")),
     )

@@ -2,11 +2,9 @@
 them, and the gateway container that publishes the stack's ports on 127.0.0.1."""
 from __future__ import annotations
 
-import json
-
 from docker.errors import NotFound
 
-from steps.probes.docker_engine import client, output_from_network, swarm_containers
+from steps.probes.docker_engine import client, swarm_containers
 from steps.probes.facts import Fact, ProbeError
 
 
@@ -76,27 +74,6 @@ def replica_health(stack: str, name: str) -> Fact:
     return Fact("docker ps --filter label=com.docker.swarm.service.name (health)", f"{name} (stack {stack})", observed)
 
 
-def replica_answers(network: str, image_of: tuple, name: str, port: int, path: str) -> Fact:
-    """From a throwaway container on `network` (the image of `image_of`, which has python3): GET
-    http://<address>:`port``path` of every address tasks.`name` resolves to (one per running
-    replica). Observed: {address: HTTP status, or the error}."""
-    script = (
-        "import json, socket, urllib.request, urllib.error\n"
-        f"addresses = sorted({{a[4][0] for a in socket.getaddrinfo('tasks.{name}', {port}, socket.AF_INET)}})\n"
-        "answers = {}\n"
-        "for address in addresses:\n"
-        "    try:\n"
-        f"        answers[address] = urllib.request.urlopen(f'http://{{address}}:{port}{path}', timeout=5).status\n"
-        "    except urllib.error.HTTPError as error:\n"
-        "        answers[address] = error.code\n"
-        "    except OSError as error:\n"
-        "        answers[address] = str(error)\n"
-        "print(json.dumps(answers))\n")
-    output = output_from_network(network, image_of, ["python3", "-c", script], "replica-answers")
-    return Fact(f"docker run --network {network} python3: GET {path} of every address of tasks.{name}",
-                f"network {network}", json.loads(output.strip().splitlines()[-1]))
-
-
 def update_status(stack: str, name: str) -> Fact:
     """Where the service's last update stands: {"state": "updating" | "completed" | "paused" |
     "rollback_started" | "rollback_completed" | ... | None (never updated), "message": ...}."""
@@ -110,19 +87,6 @@ def healthcheck(stack: str, name: str) -> Fact:
     spec = service(stack, name).attrs["Spec"]["TaskTemplate"]["ContainerSpec"]
     return Fact("docker service inspect .Spec.TaskTemplate.ContainerSpec.Healthcheck", f"{name} (stack {stack})",
                 spec.get("Healthcheck"))
-
-
-# Actions: they change the stack (scenarios tagged @changes_stack).
-
-def force_update(stack: str, name: str) -> None:
-    """`docker service update --force`: every replica replaced, as swarm's update_config says."""
-    service(stack, name).force_update()
-
-
-def update_healthcheck(stack: str, name: str, healthcheck: dict) -> None:
-    """A new version of the service whose only change is its healthcheck (Docker API form:
-    {"Test": [...], "Interval": ns, ...}); rolled out as swarm's update_config says."""
-    service(stack, name).update(healthcheck=healthcheck, fetch_current_spec=True)
 
 
 def update_config(stack: str, name: str) -> Fact:

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from steps.harness import scratch
 from steps.harness.compose import IMAGE_PROJECT, compose_for, new_workdir
 from steps.harness.settings import ROOT, StackSettings
 from steps.probes import docker_engine
@@ -35,7 +36,7 @@ def image_built_by_compose():
 
 def test_a_probe_container_is_the_probing_runs_not_the_image_builders(image_built_by_compose):
     with ThreadPoolExecutor(1) as pool:
-        running = pool.submit(docker_engine.run_scratch, image_built_by_compose, project=PROBED, probe="test",
+        running = pool.submit(scratch.run_scratch, image_built_by_compose, project=PROBED, probe="test",
                               entrypoint=["sleep", "8"], network_mode="none")
         wait_until(lambda: docker_engine.leftovers(PROBED)["containers"], timeout=30, interval=0.1,
                    description="the probe's container listed as the probing run's")
@@ -48,8 +49,8 @@ def test_a_probe_container_is_the_probing_runs_not_the_image_builders(image_buil
 
 def test_a_probe_container_that_cannot_start_is_removed(image_built_by_compose):
     with pytest.raises(docker_engine.DockerException):
-        docker_engine.run_scratch(image_built_by_compose, project=PROBED, probe="test",
-                                  entrypoint=["/no/such/program"], network_mode="none")
+        scratch.run_scratch(image_built_by_compose, project=PROBED, probe="test",
+                            entrypoint=["/no/such/program"], network_mode="none")
     assert docker_engine.leftovers(PROBED)["containers"] == []
 
 

@@ -15,7 +15,7 @@ def _stack(monkeypatch, restarts: dict) -> compose.ComposeStack:
     stack = compose.ComposeStack(files=None, project="tse-unit", wait_timeout=180)
     stack.__dict__["config"] = {"services": {name: {} for name in restarts}}  # no `docker compose config`
     monkeypatch.setattr(compose.docker_engine, "restart_counts", lambda project: dict(restarts))
-    monkeypatch.setattr(compose.docker_engine, "service_state", lambda project, service, lines: {
+    monkeypatch.setattr(compose.container_state, "service_state", lambda project, service, lines: {
         "health": "starting", "last_health_output": "", "log_tail": f"{service} exits: role is a superuser"})
     return stack
 

@@ -219,7 +219,7 @@ def test_one_exec_connects_to_each_target_and_says_why_one_failed():
     one closed."""
     import socket
 
-    from steps.probes import docker_engine
+    from steps.probes import container_exec
     from steps.probes.facts import ExecResult
 
     with socket.socket() as listening, socket.socket() as closed:
@@ -227,11 +227,11 @@ def test_one_exec_connects_to_each_target_and_says_why_one_failed():
         listening.listen()
         closed.bind(("127.0.0.1", 0))
         targets = [("127.0.0.1", listening.getsockname()[1]), ("127.0.0.1", closed.getsockname()[1])]
-        done = subprocess.run(["bash", "-c", docker_engine.tcp_connect_script(targets)], capture_output=True,
+        done = subprocess.run(["bash", "-c", container_exec.tcp_connect_script(targets)], capture_output=True,
                               text=True)
-    observed = docker_engine.tcp_connect_results(targets, ExecResult(done.returncode, done.stdout))
+    observed = container_exec.tcp_connect_results(targets, ExecResult(done.returncode, done.stdout))
     up, down = (f"{host}:{port}" for host, port in targets)
     assert observed[up] is None
     assert "Connection refused" in observed[down] and "\n" not in observed[down]
-    assert docker_engine.tcp_connect_results(targets, ExecResult(126, "")) == {
+    assert container_exec.tcp_connect_results(targets, ExecResult(126, "")) == {
         up: "no answer (exit 126)", down: "no answer (exit 126)"}

@@ -53,7 +53,7 @@ def run_here(monkeypatch):
         result = subprocess.run([sys.executable, *command[1:]], env=env or {}, capture_output=True, text=True,
                                 timeout=30)
         return Fact("exec", service, ExecResult(result.returncode, result.stdout + result.stderr))
-    monkeypatch.setattr(redis_exporter.docker_engine, "exec_in", exec_in)
+    monkeypatch.setattr(redis_exporter.container_exec, "exec_in", exec_in)
 
 
 def _free_port() -> int:

@@ -90,16 +90,16 @@ def test_the_probe_finds_nothing_where_only_secret_files_are_named(monkeypatch):
 
 
 def test_a_healthcheck_run_with_another_secret_gets_it_through_the_environment_only(monkeypatch):
-    from steps.probes import Fact, docker_engine
+    from steps.probes import Fact, container_exec
 
     test = ["CMD-SHELL", "REDISCLI_AUTH=\"$(cat /run/secrets/redis_password_healthcheck)\" redis-cli ping"]
-    monkeypatch.setattr(docker_engine, "healthcheck_command", lambda project, service: Fact("", "", test))
+    monkeypatch.setattr(container_exec, "healthcheck_command", lambda project, service: Fact("", "", test))
     ran = {}
-    monkeypatch.setattr(docker_engine, "exec_in", lambda project, service, command, env=None: ran.update(
+    monkeypatch.setattr(container_exec, "exec_in", lambda project, service, command, env=None: ran.update(
         command=command, env=env))
-    docker_engine.run_healthcheck("p", "redis", secrets={"redis_password_healthcheck": "wrong-pw"})
+    container_exec.run_healthcheck("p", "redis", secrets={"redis_password_healthcheck": "wrong-pw"})
     script = ran["command"][-1]
     assert "/run/secrets/redis_password_healthcheck" not in script and "/tmp/probe-secret-0" in script
     assert "wrong-pw" not in " ".join(ran["command"]) and ran["env"] == {"PROBE_SECRET_0": "wrong-pw"}
     with pytest.raises(Exception, match="does not read /run/secrets/other"):
-        docker_engine.run_healthcheck("p", "redis", secrets={"other": "x"})
+        container_exec.run_healthcheck("p", "redis", secrets={"other": "x"})
