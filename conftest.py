@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from steps.checklist import declared_scenarios
+from steps.harness.settings import DEFAULT_WAIT_TIMEOUT, stack_mode
 
 pytest_plugins = [
     "steps.harness.fixtures",
@@ -49,7 +50,8 @@ def pytest_addoption(parser):
                     help="compose project (env TSE_PROJECT; default tse-acceptance in up mode, "
                          "COMPOSE_PROJECT_NAME else trading-ecosystem in attach mode)")
     group.addoption("--wait-timeout", type=int, default=None,
-                    help="seconds to wait for every service to be healthy (env TSE_WAIT_TIMEOUT; default 180)")
+                    help="seconds to wait for every service to be healthy "
+                         f"(env TSE_WAIT_TIMEOUT; default {DEFAULT_WAIT_TIMEOUT})")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -77,7 +79,6 @@ def pytest_cmdline_main(config):
 def pytest_xdist_auto_num_workers(config):
     """One more worker than the cores: the scenarios wait more than they compute (measured on 2 cores,
     attach mode: 28 s serial, 16 s with 2 workers, 13.5 s with 3, 14 s with 4)."""
-    import os
 
     return (os.cpu_count() or 1) + 1
 
@@ -97,7 +98,7 @@ def pytest_configure(config):
     if not runs_features(config) or hasattr(config, "workerinput"):
         return
     # A run on swarm keeps its evidence apart: the compose run's (the milestone's) is never replaced by it.
-    reports = REPORTS / "swarm" if (config.getoption("stack") or os.environ.get("TSE_STACK")) == "swarm" else REPORTS
+    reports = REPORTS / "swarm" if stack_mode(config.getoption) == "swarm" else REPORTS
     reports.mkdir(parents=True, exist_ok=True)
     option = config.option
     if getattr(option, "htmlpath", None) is None:

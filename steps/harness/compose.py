@@ -3,7 +3,6 @@ wait, stop and start services, down (with or without volumes), and why a start f
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import tempfile
 import time
@@ -13,7 +12,7 @@ from pathlib import Path
 
 from testcontainers.compose import DockerCompose
 
-from steps.harness.settings import DEFAULTS, ROOT, StackSettings
+from steps.harness.settings import DEFAULT_WAIT_TIMEOUT, DEFAULTS, ROOT, StackSettings
 from steps.probes import compose_model, container_state, docker_engine
 from steps.probes.facts import StackError
 from steps.probes.waiting import WaitTimeout, wait_until
@@ -42,7 +41,7 @@ class ComposeStack:
 
     files: DockerCompose
     project: str = "tse-acceptance"
-    wait_timeout: int = 180
+    wait_timeout: int = DEFAULT_WAIT_TIMEOUT
     # Anonymous volumes of containers that a `down` without -v let go (an image's VOLUME without
     # a named volume over it): the final `down -v` no longer sees them, so they are removed by name.
     released_volumes: set = field(default_factory=set)
@@ -111,8 +110,8 @@ class ComposeStack:
         """Build the base image if missing, then the service images: a `docker compose build`, which
         BuildKit's cache makes about a second when no file changed. (An image's creation time cannot
         tell which are stale: an image from the cache keeps the time it was first built.)"""
-        base = subprocess.run([str(ROOT / "infra/host/ensure-base-image")], capture_output=True, text=True,
-                              env={**os.environ, "BASE_IMAGE": os.environ.get("BASE_IMAGE", "debian:trixie-slim")})
+        # The script and the Dockerfiles hold BASE_IMAGE's default; the environment may name another.
+        base = subprocess.run([str(ROOT / "infra/host/ensure-base-image")], capture_output=True, text=True)
         if base.returncode != 0:
             raise StackError(f"base image: {base.stderr.strip()}")
         services = self.config["services"]

@@ -7,7 +7,6 @@ scenario.
 """
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ import pytest
 from steps.harness.compose import ComposeStack, compose_for, new_workdir
 from steps.harness.isolation import isolate
 from steps.harness.parallel import STACK_CHANGING, write_groups
-from steps.harness.settings import ROOT, TELEMETRY_PROFILE, StackSettings
+from steps.harness.settings import ROOT, TELEMETRY_PROFILE, StackSettings, stack_mode
 from steps.harness.swarm import SwarmStack, join_swarm, leave_swarm, swarm_for
 from steps.probes import StackError, container_state, docker_engine
 from steps.probes.start_order import StartRecord, StartRecorder, load_record, record_path
@@ -26,13 +25,8 @@ from steps.probes.start_order import StartRecord, StartRecorder, load_record, re
 FEATURES = Path(__file__).resolve().parents[2] / "features"
 
 
-def _setting(config, option: str, variable: str):
-    value = config.getoption(option)
-    return value if value is not None else os.environ.get(variable)
-
-
 def attach_mode(config) -> bool:
-    return (_setting(config, "stack", "TSE_STACK") or "up") == "attach"
+    return stack_mode(config.getoption) == "attach"
 
 
 def stack_for(settings: StackSettings, workdir: Path) -> ComposeStack:
@@ -41,19 +35,6 @@ def stack_for(settings: StackSettings, workdir: Path) -> ComposeStack:
     on_swarm = settings.mode == "swarm" or (
         settings.mode == "attach" and docker_engine.is_swarm_stack(settings.project))
     return swarm_for(settings, workdir) if on_swarm else compose_for(settings, workdir)
-
-
-def settings_from(config) -> StackSettings:
-    """The settings from options, environment and env file (options win)."""
-    keep = config.getoption("keep_stack") or os.environ.get("TSE_KEEP_STACK") in ("1", "true", "yes")
-    return StackSettings.resolve(
-        mode=_setting(config, "stack", "TSE_STACK") or "up",
-        project=_setting(config, "project_name", "TSE_PROJECT"),
-        compose_file=_setting(config, "compose_file", "TSE_COMPOSE_FILE"),
-        env_file=_setting(config, "env_file", "TSE_ENV_FILE"),
-        keep=bool(keep),
-        wait_timeout=int(_setting(config, "wait_timeout", "TSE_WAIT_TIMEOUT") or 180),
-    )
 
 
 @dataclass
@@ -284,7 +265,7 @@ def _launcher(config) -> StackLauncher:
         joined = getattr(config, "workerinput", {}).get(HANDOVER)
         try:
             config.stash[LAUNCHER_KEY] = (StackLauncher(StackSettings.from_dict(joined["settings"]), joined)
-                                          if joined else StackLauncher(settings_from(config)))
+                                          if joined else StackLauncher(StackSettings.from_options(config.getoption)))
         except (StackError, ValueError) as error:
             pytest.exit(f"acceptance stack: {error}", returncode=4)
     return config.stash[LAUNCHER_KEY]
@@ -304,7 +285,7 @@ def missing_engine(config) -> str | None:
     checks this before pytest's session starts: its controller starts or checks the stack in
     pytest_sessionstart, where an error is printed twice (pytest's own line and its summary)."""
     try:
-        settings = settings_from(config)
+        settings = StackSettings.from_options(config.getoption)
     except (StackError, ValueError):
         return None  # said, once, when the session asks for the stack
     try:

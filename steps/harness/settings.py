@@ -32,6 +32,10 @@ DEFAULTS = {
 PORT_VARIABLES = tuple(variable for variable in DEFAULTS if variable.endswith("_HOST_PORT"))
 # Grafana, Jaeger and the collector: upstream images, started (up mode) only when all are on this machine.
 TELEMETRY_PROFILE = "telemetry"
+DEFAULT_WAIT_TIMEOUT = 180  # seconds for every service to be healthy (PostgreSQL's start period is 60)
+# Each option of `pytest features/` (conftest.py) and the variable that stands for it when it is not given.
+OPTION_VARIABLES = {"stack": "TSE_STACK", "project_name": "TSE_PROJECT", "compose_file": "TSE_COMPOSE_FILE",
+                    "env_file": "TSE_ENV_FILE", "wait_timeout": "TSE_WAIT_TIMEOUT", "keep_stack": "TSE_KEEP_STACK"}
 
 
 def read_env_file(path: Path) -> dict:
@@ -43,6 +47,17 @@ def read_env_file(path: Path) -> dict:
             key, _, value = line.partition("=")
             values[key.strip()] = value.strip().strip("'\"")
     return values
+
+
+def option_or_variable(getoption, option: str):
+    """An option's value when given, else its variable's (OPTION_VARIABLES), else None."""
+    value = getoption(option)
+    return value if value is not None else os.environ.get(OPTION_VARIABLES[option])
+
+
+def stack_mode(getoption) -> str:
+    """up (the default), attach or swarm."""
+    return option_or_variable(getoption, "stack") or "up"
 
 
 @dataclass(frozen=True)
@@ -59,13 +74,13 @@ class StackSettings:
     compose_file: Path = ROOT / "docker-compose.yml"
     env_file: Path = ROOT / ".env.example"
     keep: bool = False
-    wait_timeout: int = 180
+    wait_timeout: int = DEFAULT_WAIT_TIMEOUT
     values: dict = field(default_factory=dict)
     explicit: frozenset = frozenset()
 
     @classmethod
     def resolve(cls, mode="up", project=None, compose_file=None, env_file=None, keep=False,
-                wait_timeout=180, overrides=None) -> "StackSettings":
+                wait_timeout=DEFAULT_WAIT_TIMEOUT, overrides=None) -> "StackSettings":
         compose_file = Path(compose_file or ROOT / "docker-compose.yml").resolve()
         if env_file is None:
             env_file = compose_file.parent / ".env"
@@ -89,6 +104,16 @@ class StackSettings:
             project = {"up": "tse-acceptance", "swarm": "tse-swarm"}.get(mode) or (
                 os.environ.get("COMPOSE_PROJECT_NAME") or values.get("COMPOSE_PROJECT_NAME") or "trading-ecosystem")
         return cls(mode, project, compose_file, env_file, keep, wait_timeout, values, frozenset(explicit))
+
+    @classmethod
+    def from_options(cls, getoption) -> "StackSettings":
+        """The settings of a run of `pytest features/`: its options (`getoption`, as pytest's
+        config.getoption), else their variables, else the defaults."""
+        keep = option_or_variable(getoption, "keep_stack") in (True, "1", "true", "yes")
+        return cls.resolve(mode=stack_mode(getoption), project=option_or_variable(getoption, "project_name"),
+                           compose_file=option_or_variable(getoption, "compose_file"),
+                           env_file=option_or_variable(getoption, "env_file"), keep=keep,
+                           wait_timeout=int(option_or_variable(getoption, "wait_timeout") or DEFAULT_WAIT_TIMEOUT))
 
     def as_dict(self) -> dict:
         """Plain values, for another process (a parallel run's workers) to rebuild the same settings."""

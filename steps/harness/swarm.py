@@ -9,6 +9,7 @@ of an operator's, labelling the data node is the operator's choice.
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -89,16 +90,11 @@ class SwarmStack(ComposeStack):
 
     def ensure_images(self) -> None:
         super().ensure_images()
-        result = self.docker("build", "-q", "--build-arg", f"BASE_IMAGE={self._base_image()}", "-t", GATEWAY_IMAGE,
-                             str(ROOT / "infra/swarm-gateway"), timeout=600)
+        # The Dockerfile holds BASE_IMAGE's default; the environment may name another.
+        base = ["--build-arg", f"BASE_IMAGE={os.environ['BASE_IMAGE']}"] if os.environ.get("BASE_IMAGE") else []
+        result = self.docker("build", "-q", *base, "-t", GATEWAY_IMAGE, str(ROOT / "infra/swarm-gateway"), timeout=600)
         if result.returncode != 0:
             raise StackError(f"building the swarm gateway failed:\n{result.stderr.strip()[-2000:]}") from None
-
-    @staticmethod
-    def _base_image() -> str:
-        import os
-
-        return os.environ.get("BASE_IMAGE", "debian:trixie-slim")
 
     def _create_secrets(self) -> None:
         engine = docker_engine.client()
