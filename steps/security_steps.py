@@ -17,10 +17,10 @@ from steps.probes import (
     config_api,
     container_exec,
     container_state,
+    exporters,
     http_api,
     networks,
     postgres_server,
-    redis_exporter,
     redis_server,
     registry_api,
     secrets,
@@ -476,14 +476,14 @@ EXPORTER_HINT = ("REDIS_EXPORTER_BASIC_AUTH_USERNAME/PASSWORD on redis-exporter 
 
 def _foreign_scrape(stack, password=None) -> Fact:
     url = f"{EXPORTER_URL}/scrape?target=redis://{LISTENER}:{LISTENER_PORT}"
-    return redis_exporter.request_from(stack.project, LISTENER, url, password, listen_port=LISTENER_PORT)
+    return exporters.request_from(stack.project, LISTENER, url, password, listen_port=LISTENER_PORT)
 
 
 @then("from inside the network, the Redis exporter answers 401 without Prometheus's credentials, to /metrics and "
       "to a /scrape of a listener of ours, which it does not reach")
 def _exporter_closed(stack, evidence):
     problems = Mismatches("the Redis exporter without credentials", EXPORTER_HINT)
-    metrics = evidence.record(redis_exporter.request_from(stack.project, CALLER, f"{EXPORTER_URL}/metrics"))
+    metrics = evidence.record(exporters.request_from(stack.project, CALLER, f"{EXPORTER_URL}/metrics"))
     problems.check(metrics.observed["status"] == 401, "GET /metrics: 401", metrics.observed["status"], metrics)
     scrape = evidence.record(_foreign_scrape(stack))
     problems.check(scrape.observed["status"] == 401 and not scrape.observed["received"],
@@ -501,13 +501,13 @@ PG_EXPORTER_HINT = ("--web.config.file on postgres-exporter (docker-compose.yml)
       "and to a /probe of a listener of ours, which it does not reach, and 200 with them")
 def _postgres_exporter_closed(stack, evidence):
     problems = Mismatches("the PostgreSQL exporter", PG_EXPORTER_HINT)
-    metrics = evidence.record(redis_exporter.request_from(stack.project, CALLER, f"{PG_EXPORTER_URL}/metrics"))
+    metrics = evidence.record(exporters.request_from(stack.project, CALLER, f"{PG_EXPORTER_URL}/metrics"))
     problems.check(metrics.observed["status"] == 401, "GET /metrics: 401", metrics.observed["status"], metrics)
     url = f"{PG_EXPORTER_URL}/probe?target={LISTENER}:{LISTENER_PORT}/postgres?sslmode=disable"
-    probe = evidence.record(redis_exporter.request_from(stack.project, LISTENER, url, listen_port=LISTENER_PORT))
+    probe = evidence.record(exporters.request_from(stack.project, LISTENER, url, listen_port=LISTENER_PORT))
     problems.check(probe.observed["status"] == 401 and not probe.observed["received"],
                    "GET /probe?target=<our listener>: 401, and no connection to the listener", probe.observed, probe)
-    signed_in = evidence.record(redis_exporter.request_from(
+    signed_in = evidence.record(exporters.request_from(
         stack.project, CALLER, f"{PG_EXPORTER_URL}/metrics", stack.settings.secret("REDIS_EXPORTER_SCRAPE_PASSWORD")))
     problems.check(signed_in.observed["status"] == 200, "GET /metrics as prometheus: 200 (the 401s are the "
                    "credential's, not a broken exporter)", signed_in.observed["status"], signed_in)

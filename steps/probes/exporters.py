@@ -1,6 +1,7 @@
-"""The Redis exporter seen from the stack's network, as a caller there would see it: what it answers a
-request, and what it sends to a target a /scrape request names. The requests run as a small Python
-program inside a service container of the stack (from the host, traffic goes to 127.0.0.1 only)."""
+"""The exporters (Redis's and PostgreSQL's) seen from the stack's network, as a caller there would
+see them: what one answers a request, and what the Redis exporter sends to a target a /scrape
+request names. The requests run as a small Python program inside a service container of the stack
+(from the host, traffic goes to 127.0.0.1 only)."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""The in-network probe of the Redis exporter (steps/probes/redis_exporter.py), run here against a
+"""The in-network probe of the Redis exporter (steps/probes/exporters.py), run here against a
 stand-in exporter: an HTTP server that, for a caller signed in as prometheus, connects to the target
 it is given and sends what redis_exporter sends, and answers 401 to anyone else."""
 from __future__ import annotations
@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from steps.probes import ExecResult, Fact, redis_exporter
+from steps.probes import ExecResult, Fact, exporters
 
 PASSWORD = "scrape-pw"
 
@@ -53,7 +53,7 @@ def run_here(monkeypatch):
         result = subprocess.run([sys.executable, *command[1:]], env=env or {}, capture_output=True, text=True,
                                 timeout=30)
         return Fact("exec", service, ExecResult(result.returncode, result.stdout + result.stderr))
-    monkeypatch.setattr(redis_exporter.container_exec, "exec_in", exec_in)
+    monkeypatch.setattr(exporters.container_exec, "exec_in", exec_in)
 
 
 def _free_port() -> int:
@@ -64,7 +64,7 @@ def _free_port() -> int:
 
 def test_without_credentials_401_and_the_listener_gets_nothing(exporter, run_here):
     port = _free_port()
-    fact = redis_exporter.request_from("p", "s", f"{exporter}/scrape?target=redis://127.0.0.1:{port}",
+    fact = exporters.request_from("p", "s", f"{exporter}/scrape?target=redis://127.0.0.1:{port}",
                                        listen_port=port)
     assert fact.observed == {"status": 401, "received": ""}
     assert "no credentials" in fact.probe
@@ -72,7 +72,7 @@ def test_without_credentials_401_and_the_listener_gets_nothing(exporter, run_her
 
 def test_with_credentials_the_listener_records_what_the_exporter_sends(exporter, run_here):
     port = _free_port()
-    fact = redis_exporter.request_from("p", "s", f"{exporter}/scrape?target=redis://127.0.0.1:{port}", PASSWORD,
+    fact = exporters.request_from("p", "s", f"{exporter}/scrape?target=redis://127.0.0.1:{port}", PASSWORD,
                                        listen_port=port)
     assert fact.observed == {"status": 200, "received": StandInExporter.sends.decode()}
     assert "as prometheus" in fact.probe and PASSWORD not in fact.probe
