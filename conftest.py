@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from steps.checklist import declared_scenarios
 from steps.harness.settings import DEFAULT_WAIT_TIMEOUT, stack_mode
+from steps.report.checklist import declared_scenarios
 
 pytest_plugins = [
     "steps.harness.fixtures",
-    "steps.evidence",
-    "steps.signoff",
+    "steps.report.evidence",
+    "steps.report.signoff",
     "steps.docker_steps",
     "steps.redis_steps",
     "steps.postgres_steps",

@@ -305,7 +305,7 @@ def volumes() -> set:
 
 def feature_scenarios() -> dict:
     """Scenario name -> its tags (feature-level ones included), read from features/*.feature."""
-    from steps.checklist import declared_scenarios
+    from steps.report.checklist import declared_scenarios
 
     return declared_scenarios(ROOT / "features")
 

@@ -101,7 +101,7 @@ def _checklist_shows_the_fault(copy, reports, fault) -> None:
     failure as the reason; no other item is failed."""
     import json
 
-    from steps import checklist
+    from steps.report import checklist
 
     declared = checklist.declared_scenarios(copy / "features")
     mapping = checklist.load_mapping(copy / "features/checklist.yaml")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from steps import checklist
-from steps.checklist import FAILED, NOT_COVERED, NOT_RUN, PARTLY_RUN, PASSED, ScenarioResult
+from steps.report import checklist
+from steps.report.checklist import FAILED, NOT_COVERED, NOT_RUN, PARTLY_RUN, PASSED, ScenarioResult
 
 ROOT = Path(__file__).resolve().parents[2]
 FEATURES = ROOT / "features"

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from steps import registry_steps
-from steps.evidence import Evidence
 from steps.probes import Fact
+from steps.report.evidence import Evidence
 
 
 class Clock:

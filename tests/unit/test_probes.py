@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from steps.evidence import Evidence
 from steps.expect import Mismatches, expect
 from steps.harness import isolation as isolation_module
 from steps.harness import settings as settings_module
@@ -16,6 +15,7 @@ from steps.harness.isolation import isolate
 from steps.harness.settings import StackSettings, read_env_file
 from steps.probes import Fact, StackError, redis_server
 from steps.probes.waiting import WaitTimeout, poll, wait_until
+from steps.report.evidence import Evidence
 from tests.faults.faults import FAULTS, Edit, Fault
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -157,8 +157,8 @@ def test_wait_until_times_out_with_attempts_and_the_last_observation():
 
 
 def test_poll_returns_the_value_or_none_and_expect_eventually_fails_in_the_standard_form():
-    from steps.evidence import Evidence
     from steps.expect import expect_eventually
+    from steps.report.evidence import Evidence
 
     assert poll(lambda: "", timeout=0.1, interval=0.02) is None
     assert poll(lambda: 7, timeout=0.1) == 7

@@ -1,10 +1,10 @@
-"""A parallel run's controller merges what its workers ran (steps/signoff.py)."""
+"""A parallel run's controller merges what its workers ran (steps/report/signoff.py)."""
 from __future__ import annotations
 
 import pytest
 
-from steps import signoff
-from steps.checklist import NOT_RUN, PASSED
+from steps.report import signoff
+from steps.report.checklist import NOT_RUN, PASSED
 
 
 class FakeConfig:

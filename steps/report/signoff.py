@@ -1,5 +1,5 @@
 """Sign-off evidence of a `pytest features/` run: every scenario's outcome is collected here and the
-milestone checklist computed from it (steps/checklist.py) is written next to the Cucumber JSON as
+milestone checklist computed from it (steps/report/checklist.py) is written next to the Cucumber JSON as
 checklist.md, shown at the top of the HTML report, and appended to history.jsonl. The Cucumber JSON
 also gets the scenarios pytest-bdd leaves out (those skipped before their first step).
 
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from steps import checklist
-from steps.checklist import FAILED, NOT_RUN, PASSED, ScenarioResult
-from steps.evidence import RUN_EVIDENCE_KEY, add_step_outputs
+from steps.report import checklist
+from steps.report.checklist import FAILED, NOT_RUN, PASSED, ScenarioResult
+from steps.report.evidence import RUN_EVIDENCE_KEY, add_step_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 FEATURES = ROOT / "features"
@@ -80,7 +80,7 @@ def pytest_runtest_makereport(item, call):
     elif report.when == "call" and report.passed and found.outcome != FAILED:
         found.outcome, found.reason = PASSED, ""
     if report.when == "call" or report.failed:
-        from steps.evidence import EVIDENCE_KEY
+        from steps.report.evidence import EVIDENCE_KEY
 
         recorded = item.stash.get(EVIDENCE_KEY, None)
         if recorded is not None:

@@ -110,7 +110,7 @@ def pytest_runtest_makereport(item, call):
 def add_step_outputs(features: list, recorded: dict) -> None:
     """Add each step's evidence (`recorded`: RUN_EVIDENCE_KEY's) to the Cucumber JSON pytest-bdd
     wrote (parsed: `features`), as the step's `output` (the field Cucumber reporters show under a
-    step). steps/signoff.py owns the file and calls this before it writes it back."""
+    step). steps/report/signoff.py owns the file and calls this before it writes it back."""
     for feature in features:
         for element in feature.get("elements", []):
             found = recorded.get(element.get("id"))
