@@ -86,67 +86,77 @@ def readable(body: bytes) -> dict:
     return notification
 
 
-def handler_for(notifications: Notifications, password: str, allowed_hosts: set):
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "alert-receiver"
+class ReceiverHandler(BaseHTTPRequestHandler):
+    """The receiver's requests. http.server makes a handler per request from the class alone, so what
+    it serves is set on a subclass: handler_for's."""
 
-        def log_message(self, format, *args):
-            pass  # one line per notification is logged instead, not one per request
+    server_version = "alert-receiver"
+    notifications: Notifications
+    password: str
+    allowed_hosts: set
 
-        def answer(self, status: int, body: str, content_type: str = "text/plain; charset=utf-8", **headers):
-            data = body.encode()
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in headers.items():
-                self.send_header(name.replace("_", "-"), value)
-            self.end_headers()
-            self.wfile.write(data)
+    def log_message(self, format, *args):
+        pass  # one line per notification is logged instead, not one per request
 
-        def host_allowed(self) -> bool:
-            # A page in a browser must not read the notifications through a name that resolves here
-            # (DNS rebinding): only the names this receiver is reached by.
-            host = (self.headers.get("Host") or "").rsplit(":", 1)[0].strip("[]").lower()
-            if host in allowed_hosts:
-                return True
-            self.answer(421, f"unknown Host {host[:60]!r}\n")
-            return False
+    def answer(self, status: int, body: str, content_type: str = "text/plain; charset=utf-8", **headers):
+        data = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in headers.items():
+            self.send_header(name.replace("_", "-"), value)
+        self.end_headers()
+        self.wfile.write(data)
 
-        def do_GET(self):
-            if not self.host_allowed():
-                return
-            path = self.path.split("?", 1)[0]
-            if path == "/-/healthy":
-                self.answer(200, "ok\n")
-            elif path == "/api/notifications":
-                self.answer(200, json.dumps(notifications.newest_first()), "application/json")
-            elif path == "/":
-                self.answer(200, page(notifications.newest_first()))
-            else:
-                self.answer(404, "not found: /, /api/notifications, /-/healthy\n")
+    def host_allowed(self) -> bool:
+        # A page in a browser must not read the notifications through a name that resolves here
+        # (DNS rebinding): only the names this receiver is reached by.
+        host = (self.headers.get("Host") or "").rsplit(":", 1)[0].strip("[]").lower()
+        if host in self.allowed_hosts:
+            return True
+        self.answer(421, f"unknown Host {host[:60]!r}\n")
+        return False
 
-        def do_POST(self):
-            if not self.host_allowed():
-                return
-            if self.path.split("?", 1)[0] != "/webhook":
-                self.answer(404, "not found: notifications go to POST /webhook\n")
-                return
-            if not signed_in(self.headers.get("Authorization"), password):
-                self.answer(401, "sign in as alertmanager (HTTP Basic)\n", WWW_Authenticate='Basic realm="alerts"')
-                return
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY:
-                self.answer(413, f"a notification is at most {MAX_BODY} bytes\n")
-                return
-            try:
-                entry = notifications.add(readable(self.rfile.read(length)))
-            except ValueError as error:
-                self.answer(400, f"unreadable notification: {str(error)[:200]}\n")
-                return
-            log.info("notification: %s", summary(entry))
-            self.answer(200, "kept\n")
+    def do_GET(self):
+        if not self.host_allowed():
+            return
+        path = self.path.split("?", 1)[0]
+        if path == "/-/healthy":
+            self.answer(200, "ok\n")
+        elif path == "/api/notifications":
+            self.answer(200, json.dumps(self.notifications.newest_first()), "application/json")
+        elif path == "/":
+            self.answer(200, page(self.notifications.newest_first()))
+        else:
+            self.answer(404, "not found: /, /api/notifications, /-/healthy\n")
 
-    return Handler
+    def do_POST(self):
+        if not self.host_allowed():
+            return
+        if self.path.split("?", 1)[0] != "/webhook":
+            self.answer(404, "not found: notifications go to POST /webhook\n")
+            return
+        if not signed_in(self.headers.get("Authorization"), self.password):
+            self.answer(401, "sign in as alertmanager (HTTP Basic)\n", WWW_Authenticate='Basic realm="alerts"')
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            self.answer(413, f"a notification is at most {MAX_BODY} bytes\n")
+            return
+        try:
+            entry = self.notifications.add(readable(self.rfile.read(length)))
+        except ValueError as error:
+            self.answer(400, f"unreadable notification: {str(error)[:200]}\n")
+            return
+        log.info("notification: %s", summary(entry))
+        self.answer(200, "kept\n")
+
+
+def handler_for(notifications: Notifications, password: str, allowed_hosts: set) -> type[ReceiverHandler]:
+    """The handler class for a server that keeps `notifications`, takes them with `password` and
+    answers to the Host names `allowed_hosts`."""
+    return type("Handler", (ReceiverHandler,),
+                {"notifications": notifications, "password": password, "allowed_hosts": allowed_hosts})
 
 
 def main() -> int:

@@ -59,6 +59,63 @@ def free_subnet_prefix(candidates=range(21, 32)) -> str | None:
                             or ipaddress.ip_network(monitoring_subnet(f"172.{n}")).overlaps(u) for u in used)), None)
 
 
+def _move_taken_ports(settings: StackSettings, values: dict, notes: list, conflicts: list) -> None:
+    """Each port something listens on moves to a free one, unless it was set explicitly."""
+    for variable in PORT_VARIABLES:
+        port = int(values[variable])
+        if _port_is_free(port):
+            continue
+        if variable in settings.explicit:
+            conflicts.append(f"127.0.0.1:{port} ({variable}) is in use")
+        else:
+            values[variable] = str(free_port())
+            notes.append(f"127.0.0.1:{port} is in use, so {variable}={values[variable]}")
+
+
+def _move_taken_network_name(settings: StackSettings, values: dict, notes: list, conflicts: list) -> None:
+    """A network name another project holds becomes the compose project's, unless set explicitly."""
+    if not docker_engine.client().networks.list(names=[values["TSE_NETWORK_NAME"]]):
+        return
+    if "TSE_NETWORK_NAME" in settings.explicit:
+        conflicts.append(f"docker network {values['TSE_NETWORK_NAME']} exists (TSE_NETWORK_NAME)")
+    else:
+        values["TSE_NETWORK_NAME"] = settings.project
+        notes.append(f"network trading-ecosystem exists, so TSE_NETWORK_NAME={settings.project}")
+
+
+def _move_taken_subnet(settings: StackSettings, values: dict, notes: list, conflicts: list) -> None:
+    """A stack subnet that overlaps a docker network moves to a free 172.N, unless set explicitly."""
+    wanted = ipaddress.ip_network(f"{values['TSE_SUBNET_PREFIX']}.0.0/16")
+    if not any(wanted.overlaps(u) for u in used_subnets()):
+        return
+    if "TSE_SUBNET_PREFIX" in settings.explicit:
+        conflicts.append(f"subnet {wanted} overlaps a docker network (TSE_SUBNET_PREFIX)")
+        return
+    free = free_subnet_prefix()
+    if free is None:
+        conflicts.append("no free 172.21-31.0.0/16 subnet for an isolated stack")
+    else:
+        values["TSE_SUBNET_PREFIX"] = free
+        notes.append(f"subnet {wanted} is in use, so TSE_SUBNET_PREFIX={free}")
+
+
+def _move_taken_monitoring_subnet(settings: StackSettings, values: dict, notes: list, conflicts: list) -> None:
+    """A monitoring subnet that overlaps a docker network moves to the one that goes with the stack's
+    (possibly moved) prefix, unless set explicitly. Runs after _move_taken_subnet."""
+    monitoring = ipaddress.ip_network(values["TSE_MONITORING_SUBNET"], strict=False)
+    if not any(monitoring.overlaps(u) for u in used_subnets()):
+        return
+    if "TSE_MONITORING_SUBNET" in settings.explicit:
+        conflicts.append(f"subnet {monitoring} overlaps a docker network (TSE_MONITORING_SUBNET)")
+        return
+    moved = monitoring_subnet(values["TSE_SUBNET_PREFIX"])
+    if any(ipaddress.ip_network(moved).overlaps(u) for u in used_subnets()):
+        conflicts.append(f"subnet {monitoring} and {moved} overlap docker networks (TSE_MONITORING_SUBNET)")
+    else:
+        values["TSE_MONITORING_SUBNET"] = moved
+        notes.append(f"subnet {monitoring} is in use, so TSE_MONITORING_SUBNET={moved}")
+
+
 def isolate(settings: StackSettings) -> tuple[StackSettings, list[str]]:
     """Move the stack off ports, network name and subnet that something else holds.
 
@@ -66,48 +123,12 @@ def isolate(settings: StackSettings) -> tuple[StackSettings, list[str]]:
     set explicitly, naming it and what to do.
     """
     values, notes, conflicts = dict(settings.values), [], []
-    for variable in PORT_VARIABLES:
-        port = int(values[variable])
-        if not _port_is_free(port):
-            if variable in settings.explicit:
-                conflicts.append(f"127.0.0.1:{port} ({variable}) is in use")
-            else:
-                values[variable] = str(free_port())
-                notes.append(f"127.0.0.1:{port} is in use, so {variable}={values[variable]}")
-    engine = docker_engine.client()
-    if engine.networks.list(names=[values["TSE_NETWORK_NAME"]]):
-        if "TSE_NETWORK_NAME" in settings.explicit:
-            conflicts.append(f"docker network {values['TSE_NETWORK_NAME']} exists (TSE_NETWORK_NAME)")
-        else:
-            values["TSE_NETWORK_NAME"] = settings.project
-            notes.append(f"network trading-ecosystem exists, so TSE_NETWORK_NAME={settings.project}")
-    wanted = ipaddress.ip_network(f"{values['TSE_SUBNET_PREFIX']}.0.0/16")
-    if any(wanted.overlaps(u) for u in used_subnets()):
-        if "TSE_SUBNET_PREFIX" in settings.explicit:
-            conflicts.append(f"subnet {wanted} overlaps a docker network (TSE_SUBNET_PREFIX)")
-        else:
-            free = free_subnet_prefix()
-            if free is None:
-                conflicts.append("no free 172.21-31.0.0/16 subnet for an isolated stack")
-            else:
-                values["TSE_SUBNET_PREFIX"] = free
-                notes.append(f"subnet {wanted} is in use, so TSE_SUBNET_PREFIX={free}")
-    monitoring = ipaddress.ip_network(values["TSE_MONITORING_SUBNET"], strict=False)
-    if any(monitoring.overlaps(u) for u in used_subnets()):
-        if "TSE_MONITORING_SUBNET" in settings.explicit:
-            conflicts.append(f"subnet {monitoring} overlaps a docker network (TSE_MONITORING_SUBNET)")
-        else:
-            moved = monitoring_subnet(values["TSE_SUBNET_PREFIX"])
-            if any(ipaddress.ip_network(moved).overlaps(u) for u in used_subnets()):
-                conflicts.append(f"subnet {monitoring} and {moved} overlap docker networks (TSE_MONITORING_SUBNET)")
-            else:
-                values["TSE_MONITORING_SUBNET"] = moved
-                notes.append(f"subnet {monitoring} is in use, so TSE_MONITORING_SUBNET={moved}")
+    # In this order: the monitoring subnet follows the stack's subnet prefix, moved or not.
+    for move in (_move_taken_ports, _move_taken_network_name, _move_taken_subnet, _move_taken_monitoring_subnet):
+        move(settings, values, notes, conflicts)
     if conflicts:
         raise StackError(
             "cannot bring up an isolated stack: " + "; ".join(conflicts)
             + ". Hint: stop what holds them, choose other values, or test the running stack with --stack=attach."
         )
     return replace(settings, values=values), notes
-
-

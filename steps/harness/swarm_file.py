@@ -127,70 +127,114 @@ def without_privilege_gain(declared: dict, image_command: tuple) -> dict:
     return {"entrypoint": NO_NEW_PRIVS + entrypoint, "command": command}
 
 
+def _one_shot_services(model: dict) -> set:
+    """The services others wait on to complete (the secrets hand-out): swarm secrets do their job."""
+    return {dep for svc in model["services"].values() for dep, spec in (svc.get("depends_on") or {}).items()
+            if (spec or {}).get("condition") == "service_completed_successfully"}
+
+
+def _swarm_deploy(name: str, deploy: dict) -> None:
+    """Fills the service's `deploy` with what swarm needs in place of compose's keys: DNS round robin,
+    the restart policy, the data node for the stateful services, replicas for the stateless ones."""
+    limits = deploy.get("resources", {}).get("limits", {})
+    if "cpus" in limits:
+        limits["cpus"] = str(limits["cpus"])
+    deploy["endpoint_mode"] = "dnsrr"
+    # Written out: swarm reads `restart: "no"` as "always", and has no unless-stopped.
+    deploy["restart_policy"] = {"condition": "any", "delay": "5s"}
+    if name in STATEFUL:
+        deploy["placement"] = {"constraints": [f"node.labels.{DATA_NODE_LABEL} == true"]}
+    if name in REPLICAS:
+        deploy["replicas"] = REPLICAS[name]
+        # One replica a node where the swarm has the nodes (spread by the scheduler anyway).
+        deploy["placement"] = {"preferences": [{"spread": "node.id"}]}
+        deploy["update_config"] = dict(UPDATE_CONFIG)
+
+
+def _allow_network_addresses(name: str, service: dict, networks: dict) -> None:
+    """Adds the subnets of the service's networks to the Host names it answers to (ALLOWED_HOSTS): a
+    task has any address of its networks."""
+    if name not in ALLOWED_HOSTS or ALLOWED_HOSTS[name] not in (service.get("environment") or {}):
+        return
+    subnets = [c["subnet"] for key in service["networks"]
+               for c in (networks[key].get("ipam") or {}).get("config") or []]
+    environment = dict(service["environment"])
+    environment[ALLOWED_HOSTS[name]] = ",".join([environment[ALLOWED_HOSTS[name]], *subnets])
+    service["environment"] = environment
+
+
+def _bind_configs(stack: str, name: str, volume: dict, out_configs: dict) -> list:
+    """The service's configs for a bind mount, one per file, each added to `out_configs` (the stack's):
+    swarm has no bind mounts from the repository. An executable file stays executable."""
+    configs = []
+    source = Path(volume["source"])
+    for path in _files(source):
+        key = object_name(stack, f"{name}_{path.name}", path.read_bytes())
+        out_configs[key] = {"file": str(path)}
+        target = volume["target"] if path == source else f"{volume['target']}/{path.relative_to(source)}"
+        executable = path.stat().st_mode & stat.S_IXUSR
+        configs.append({"source": key, "target": target, "mode": 0o555 if executable else 0o444})
+    return configs
+
+
+def _mounts_and_configs(stack: str, name: str, declared: dict, out_configs: dict) -> tuple[list, list]:
+    """The service's mounts (tmpfs and volumes) and its configs (from bind mounts)."""
+    mounts, configs = _tmpfs_mounts(declared), []
+    for volume in declared.get("volumes") or []:
+        if volume["type"] == "volume" and (volume.get("volume") or {}).get("subpath"):
+            continue  # the service's folder of the secrets volume: swarm secrets instead
+        if volume["type"] == "bind":
+            configs += _bind_configs(stack, name, volume, out_configs)
+            continue
+        mount = {k: v for k, v in volume.items() if k != "bind" and v != {}}
+        mounts.append(mount)
+    return mounts, configs
+
+
+def _swarm_service(model: dict, name: str, declared: dict, image_command: tuple, stack: str,
+                   out_configs: dict) -> dict:
+    """The service as swarm takes it, without its secrets; the configs it mounts go to `out_configs`."""
+    service = {k: v for k, v in declared.items() if k not in DROPPED_SERVICE_KEYS and v is not None}
+    service.update(without_privilege_gain(declared, image_command))
+    _swarm_deploy(name, service.setdefault("deploy", {}))
+    service["networks"] = {key: None for key in declared.get("networks") or {}}  # no static address
+    _allow_network_addresses(name, service, model["networks"])
+    service["volumes"], configs = _mounts_and_configs(stack, name, declared, out_configs)
+    if configs:
+        service["configs"] = configs
+    return service
+
+
+def _overlay_networks(model: dict) -> dict:
+    """The networks as overlays, attachable (probes and sibling projects join them), subnet only."""
+    networks = {}
+    for key, network in model["networks"].items():
+        subnets = [{"subnet": c["subnet"]} for c in (network.get("ipam") or {}).get("config") or []]
+        overlay = {"driver": "overlay", "attachable": True, "ipam": {"config": subnets}}
+        if network.get("name") and not network["name"].startswith(f"{model.get('name')}_"):
+            overlay["name"] = network["name"]  # named on purpose: sibling projects join it by that name
+        networks[key] = overlay
+    return networks
+
+
 def stack_file(model: dict, stack: str, handout: dict, image_commands: dict) -> dict:
     """The stack file for `docker stack deploy` from compose's model of docker-compose.yml.
 
     `handout` is read_handout()'s: which service gets which secret, as which user; `image_commands`
     {image: (Entrypoint, Cmd)} of each service's image."""
-    one_shot = {dep for svc in model["services"].values() for dep, spec in (svc.get("depends_on") or {}).items()
-                if (spec or {}).get("condition") == "service_completed_successfully"}
+    one_shot = _one_shot_services(model)
     out = {"services": {}, "networks": {}, "volumes": {}, "secrets": {}, "configs": {}}
     for name, declared in model["services"].items():
         if name in one_shot:
             continue  # the secrets hand-out: swarm secrets do its job
-        service = {k: v for k, v in declared.items() if k not in DROPPED_SERVICE_KEYS and v is not None}
-        service.update(without_privilege_gain(declared, image_commands[declared["image"]]))
-        deploy = service.setdefault("deploy", {})
-        limits = deploy.get("resources", {}).get("limits", {})
-        if "cpus" in limits:
-            limits["cpus"] = str(limits["cpus"])
-        deploy["endpoint_mode"] = "dnsrr"
-        # Written out: swarm reads `restart: "no"` as "always", and has no unless-stopped.
-        deploy["restart_policy"] = {"condition": "any", "delay": "5s"}
-        if name in STATEFUL:
-            deploy["placement"] = {"constraints": [f"node.labels.{DATA_NODE_LABEL} == true"]}
-        if name in REPLICAS:
-            deploy["replicas"] = REPLICAS[name]
-            # One replica a node where the swarm has the nodes (spread by the scheduler anyway).
-            deploy["placement"] = {"preferences": [{"spread": "node.id"}]}
-            deploy["update_config"] = dict(UPDATE_CONFIG)
-        service["networks"] = {key: None for key in declared.get("networks") or {}}  # no static address
-        if name in ALLOWED_HOSTS and ALLOWED_HOSTS[name] in (service.get("environment") or {}):
-            subnets = [c["subnet"] for key in service["networks"]
-                       for c in (model["networks"][key].get("ipam") or {}).get("config") or []]
-            environment = dict(service["environment"])
-            environment[ALLOWED_HOSTS[name]] = ",".join([environment[ALLOWED_HOSTS[name]], *subnets])
-            service["environment"] = environment
-        mounts, configs = _tmpfs_mounts(declared), []
-        for volume in declared.get("volumes") or []:
-            if volume["type"] == "volume" and (volume.get("volume") or {}).get("subpath"):
-                continue  # the service's folder of the secrets volume: swarm secrets below
-            if volume["type"] == "bind":
-                source = Path(volume["source"])
-                for path in _files(source):
-                    key = object_name(stack, f"{name}_{path.name}", path.read_bytes())
-                    out["configs"][key] = {"file": str(path)}
-                    target = volume["target"] if path == source else f"{volume['target']}/{path.relative_to(source)}"
-                    executable = path.stat().st_mode & stat.S_IXUSR
-                    configs.append({"source": key, "target": target, "mode": 0o555 if executable else 0o444})
-                continue
-            mount = {k: v for k, v in volume.items() if k != "bind" and v != {}}
-            mounts.append(mount)
-        service["volumes"] = mounts
-        if configs:
-            service["configs"] = configs
+        service = _swarm_service(model, name, declared, image_commands[declared["image"]], stack, out["configs"])
         if name in handout:
             uid, gid, names = handout[name]
             service["secrets"] = [{"source": n, "target": n, "uid": uid, "gid": gid, "mode": 0o400} for n in names]
             # Made by the deployer from the env file (secret_values), before the deploy.
             out["secrets"].update({n: {"external": True, "name": secret_name(stack, n)} for n in names})
         out["services"][name] = service
-    for key, network in model["networks"].items():
-        subnets = [{"subnet": c["subnet"]} for c in (network.get("ipam") or {}).get("config") or []]
-        overlay = {"driver": "overlay", "attachable": True, "ipam": {"config": subnets}}
-        if network.get("name") and not network["name"].startswith(f"{model.get('name')}_"):
-            overlay["name"] = network["name"]  # named on purpose: sibling projects join it by that name
-        out["networks"][key] = overlay
+    out["networks"] = _overlay_networks(model)
     out["volumes"] = {key: {} for key in model.get("volumes") or {} if key != "secrets"}
     return out
 

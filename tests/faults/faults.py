@@ -504,7 +504,7 @@ FAULTS = [
           {"checklist_W_3"}, stack="swarm"),
     fault("swarm-updates-unguarded", "the replicated services updated with swarm's defaults: an old replica stopped "
           "before its successor is healthy, a failing update paused instead of rolled back",
-          [(SWARM_FILE, r'^            deploy\["update_config"\] = dict\(UPDATE_CONFIG\)\n', "")],
+          [(SWARM_FILE, r'^        deploy\["update_config"\] = dict\(UPDATE_CONFIG\)\n', "")],
           {"checklist_W_4", "checklist_W_5"}, stack="swarm"),
     # The swarm forms of the milestone's scenarios: the gateway that publishes the stack's ports.
     fault("swarm-gateway-on-every-address", "the swarm gateway publishes the stack's ports on every interface",
