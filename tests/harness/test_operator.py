@@ -107,7 +107,7 @@ def test_validate_gives_the_same_verdict_on_a_stack_up_for_minutes(operator_stac
     from tests.acceptance_copy import read_cucumber
 
     stack = operator_stack
-    assert stack.start_record.exists(), "the cycle's first test brought the stack up"
+    assert stack.up_result().returncode == 0, "the cycle's stack came up"
     # 5 checks 10 s apart: about 55 s from the start. A condition, not a sleep; bounded.
     wait_until(lambda: _health_logs_rotated(stack.project), timeout=240, interval=2,
                description="health logs rotated")
