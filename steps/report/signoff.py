@@ -20,7 +20,7 @@ from steps.report import checklist
 from steps.report.checklist import FAILED, NOT_RUN, PASSED, ScenarioResult
 from steps.report.evidence import RUN_EVIDENCE_KEY, add_step_outputs
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FEATURES = ROOT / "features"
 RESULTS_KEY = pytest.StashKey[dict]()     # nodeid -> ScenarioResult
 RUN_KEY = pytest.StashKey[dict]()         # facts about this run, for the checklist's header
