@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from docker.errors import APIError
+from docker.errors import APIError, NotFound
 
 from steps.harness import ACCEPTANCE_PYTEST
 from steps.harness.isolation import free_port, monitoring_subnet
@@ -141,9 +141,21 @@ def assert_project_gone(project: str, leftovers: dict, images_left: list) -> Non
 
 
 def assert_nothing_left(project: str, volumes_before: set) -> None:
-    """assert_project_gone, read now, and no volume the run created (anonymous ones included)."""
+    """assert_project_gone, read now, and no volume the run created (anonymous ones included). A
+    volume another compose project made meanwhile (a stack starting beside the run) is not the run's."""
     assert_project_gone(project, docker_engine.leftovers(project), images_tagged(project))
-    assert volumes() - volumes_before == set(), f"{project}: volumes left behind"
+    new = volumes() - volumes_before
+    others = {name for name in new if volume_project(name) not in (None, project)}
+    assert new - others == set(), f"{project}: volumes left behind: {sorted(new - others)}"
+
+
+def volume_project(name: str) -> str | None:
+    """The compose project that made volume `name`; None for an anonymous volume (or one gone since)."""
+    try:
+        labels = docker_engine.client().volumes.get(name).attrs.get("Labels") or {}
+    except NotFound:
+        return None
+    return labels.get("com.docker.compose.project")
 
 
 def free_subnet_prefix(taken=frozenset()) -> str:
@@ -158,7 +170,9 @@ def free_subnet_prefix(taken=frozenset()) -> str:
 
 def isolated_environment(project: str, *, taken_prefixes=frozenset(), taken_ports=frozenset(), **extra: str) -> dict:
     """The environment of an acceptance run on its own project, free ports and a free subnet (none of
-    those `taken_*`: promised to a run that has not bound them yet)."""
+    those `taken_*` or promised in RESERVATIONS: promised to a run that has not bound them yet)."""
+    promised_prefixes, promised_ports = RESERVATIONS.promised()
+    taken_prefixes, taken_ports = taken_prefixes | promised_prefixes, taken_ports | promised_ports
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TSE_", "PYTEST_"))}
     ports: set = set()
     for variable in PORT_VARIABLES:
@@ -184,7 +198,7 @@ class Reservations:
     stack is up, so until it ends no other run may be given them."""
 
     def __init__(self):
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # environment() asks promised() while it holds it
         self._prefixes: set = set()
         self._ports: set = set()
 
@@ -196,10 +210,20 @@ class Reservations:
             self._ports.update(int(env[variable]) for variable in PORT_VARIABLES)
             return env
 
+    def promised(self) -> tuple[frozenset, frozenset]:
+        """The subnet prefixes and ports promised and not released."""
+        with self._lock:
+            return frozenset(self._prefixes), frozenset(self._ports)
+
     def release(self, env: dict) -> None:
         with self._lock:
             self._prefixes.discard(env["TSE_SUBNET_PREFIX"])
             self._ports.difference_update(int(env[variable]) for variable in PORT_VARIABLES)
+
+
+# The promises of this process's runs that go side by side (the fault runs; the operator cycle's stack,
+# started in the background beside the harness tests): isolated_environment() avoids them all.
+RESERVATIONS = Reservations()
 
 
 @dataclass

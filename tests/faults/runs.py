@@ -22,6 +22,7 @@ from steps.harness.settings import StackSettings
 from steps.harness.swarm import join_swarm, leave_swarm
 from steps.probes import docker_engine
 from tests.acceptance_copy import (
+    RESERVATIONS,
     ROOT,
     AcceptanceRun,
     Reservations,
@@ -142,7 +143,7 @@ class FaultRuns:
         self.ended, self.busy_at_end = None, None  # when the last run ended: the suite's figures stop there
         self.faults, self.jobs = faults, jobs
         build_shared_images()
-        self.reservations = Reservations()
+        self.reservations = RESERVATIONS
         self.workdir, self.scope = workdir, scope
         self.closing, self.initialised_swarm = False, False
         self.lock, self.outstanding = threading.Lock(), len(faults)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from steps.probes import docker_engine
-from tests.acceptance_copy import copy_repository, isolated_environment, run_stackctl, volumes
+from tests.acceptance_copy import RESERVATIONS, copy_repository, run_stackctl, volumes
 
 
 @dataclass
@@ -56,6 +56,12 @@ class OperatorStack:
                 self._up.wait()
 
 
+@pytest.fixture
+def copy(tmp_path):
+    """A copy of the repository for a test's own stack."""
+    return copy_repository(tmp_path / "stack")
+
+
 @pytest.fixture(scope="session")
 def operator_stack(tmp_path_factory):
     """An isolated copy of the repository, brought up by `stackctl up` (started now, in the background),
@@ -64,13 +70,15 @@ def operator_stack(tmp_path_factory):
     project = "tse-operator-cycle"
     tmp_path = tmp_path_factory.mktemp("operator")
     copy, before = copy_repository(tmp_path / "stack"), volumes()
-    stack = OperatorStack(copy, isolated_environment(project), project, tmp_path)
+    # Promised until the end: the tests beside it take other ports and subnets while it binds its own.
+    stack = OperatorStack(copy, RESERVATIONS.environment(project), project, tmp_path)
     stack.start_up()
     try:
         yield stack
     finally:
         stack.end_up()
         subprocess.run(["docker", "compose", "-p", project, "down", "-v"], capture_output=True)
+        RESERVATIONS.release(stack.env)
     assert docker_engine.leftovers(project) == {"containers": [], "networks": [], "volumes": []}
     assert volumes() - before == set()
 

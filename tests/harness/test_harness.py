@@ -12,14 +12,9 @@ import pytest
 
 from steps.probes import docker_engine
 from steps.probes.waiting import wait_until
-from tests.acceptance_copy import assert_nothing_left, copy_repository, isolated_environment, run_acceptance, volumes
+from tests.acceptance_copy import assert_nothing_left, isolated_environment, run_acceptance, volumes
 
 pytestmark = pytest.mark.docker
-
-
-@pytest.fixture
-def copy(tmp_path):
-    return copy_repository(tmp_path / "stack")
 
 
 def test_no_engine_is_one_clear_line(copy):
