@@ -8,12 +8,8 @@ import shlex
 from docker.errors import DockerException
 
 from steps.probes.container_state import healthcheck_command
-from steps.probes.docker_engine import container
+from steps.probes.docker_engine import container, where
 from steps.probes.facts import ExecResult, Fact, ProbeError
-
-
-def _where(project: str, service: str) -> str:
-    return f"{service} (project {project})"
 
 
 def exec_in(project: str, service: str, command: list[str], env: dict | None = None) -> Fact:
@@ -27,7 +23,7 @@ def exec_in(project: str, service: str, command: list[str], env: dict | None = N
     shown = " ".join(shlex.quote(part) for part in command)
     if env:
         shown = " ".join(f"{k}=…" for k in env) + " " + shown
-    return Fact(f"docker exec {shown}", _where(project, service), ExecResult(exit_code, text), raw=text)
+    return Fact(f"docker exec {shown}", where(project, service), ExecResult(exit_code, text), raw=text)
 
 
 def run_healthcheck(project: str, service: str, env: dict | None = None, secrets: dict | None = None) -> Fact:

@@ -8,12 +8,8 @@ from pathlib import Path
 
 from docker.errors import DockerException
 
-from steps.probes.docker_engine import SWARM_TASK, client, container, swarm_containers
+from steps.probes.docker_engine import SWARM_TASK, client, container, swarm_containers, where
 from steps.probes.facts import Fact, ProbeError
-
-
-def _where(project: str, service: str) -> str:
-    return f"{service} (project {project})"
 
 
 def health(project: str, service: str) -> Fact:
@@ -24,7 +20,7 @@ def health(project: str, service: str) -> Fact:
     log = state.get("Health", {}).get("Log") or [{}]
     return Fact(
         "docker inspect .State.Health.Status",
-        _where(project, service),
+        where(project, service),
         status,
         raw=(log[-1].get("Output") or "").strip(),
     )
@@ -45,7 +41,7 @@ def running(project: str, service: str) -> Fact:
         observed = bool(container(project, service).attrs["State"].get("Running"))
     except ProbeError:
         observed = False
-    return Fact("docker inspect .State.Running", _where(project, service), observed)
+    return Fact("docker inspect .State.Running", where(project, service), observed)
 
 
 def state(project: str, service: str) -> Fact:
@@ -59,13 +55,13 @@ def state(project: str, service: str) -> Fact:
         "pid": s.get("Pid"),
         "health": (s.get("Health") or {}).get("Status"),
     }
-    return Fact("docker inspect .State", _where(project, service), observed)
+    return Fact("docker inspect .State", where(project, service), observed)
 
 
 def healthcheck_command(project: str, service: str) -> Fact:
     """The healthcheck test of the running container, as Docker holds it."""
     test = container(project, service).attrs["Config"].get("Healthcheck", {}).get("Test") or []
-    return Fact("docker inspect .Config.Healthcheck.Test", _where(project, service), list(test))
+    return Fact("docker inspect .Config.Healthcheck.Test", where(project, service), list(test))
 
 
 def healthcheck_config(project: str, service: str) -> Fact:
@@ -80,7 +76,7 @@ def healthcheck_config(project: str, service: str) -> Fact:
         "start_period": _seconds(hc.get("StartPeriod")),
         "start_interval": _seconds(hc.get("StartInterval")),
     }
-    return Fact("docker inspect .Config.Healthcheck", _where(project, service), observed)
+    return Fact("docker inspect .Config.Healthcheck", where(project, service), observed)
 
 
 def _seconds(nanoseconds) -> float:
@@ -91,7 +87,7 @@ def addresses(project: str, service: str) -> Fact:
     """The container's IPv4 address on each network it is attached to."""
     networks = container(project, service).attrs["NetworkSettings"]["Networks"]
     observed = {name: info.get("IPAddress") for name, info in networks.items()}
-    return Fact("docker inspect .NetworkSettings.Networks", _where(project, service), observed)
+    return Fact("docker inspect .NetworkSettings.Networks", where(project, service), observed)
 
 
 def published_ports(project: str, service: str) -> Fact:
@@ -102,7 +98,7 @@ def published_ports(project: str, service: str) -> Fact:
         for port, bindings in ports.items()
         if bindings
     }
-    return Fact("docker inspect .NetworkSettings.Ports", _where(project, service), observed)
+    return Fact("docker inspect .NetworkSettings.Ports", where(project, service), observed)
 
 
 def mounts(project: str, service: str) -> Fact:
@@ -111,7 +107,7 @@ def mounts(project: str, service: str) -> Fact:
         m["Destination"]: {"type": m.get("Type"), "name": m.get("Name"), "source": m.get("Source")}
         for m in container(project, service).attrs.get("Mounts", [])
     }
-    return Fact("docker inspect .Mounts", _where(project, service), observed)
+    return Fact("docker inspect .Mounts", where(project, service), observed)
 
 
 def host_config(project: str, service: str) -> Fact:
@@ -132,8 +128,8 @@ def host_config(project: str, service: str) -> Fact:
         shm = [m for m in spec["ContainerSpec"].get("Mounts") or [] if m.get("Target") == "/dev/shm"]
         if shm:
             observed["shm_size_bytes"] = (shm[0].get("TmpfsOptions") or {}).get("SizeBytes") or 0
-        return Fact("docker inspect .HostConfig; docker inspect <task> .Spec", _where(project, service), observed)
-    return Fact("docker inspect .HostConfig", _where(project, service), observed)
+        return Fact("docker inspect .HostConfig; docker inspect <task> .Spec", where(project, service), observed)
+    return Fact("docker inspect .HostConfig", where(project, service), observed)
 
 
 def memory_limit_bytes(project: str, service: str) -> int:
@@ -172,7 +168,7 @@ def privileges(project: str, service: str) -> Fact:
         "log_driver": log.get("Type"),
         "log_options": dict(log.get("Config") or {}),
     }
-    return Fact("docker inspect .HostConfig", _where(project, service), observed)
+    return Fact("docker inspect .HostConfig", where(project, service), observed)
 
 
 def process_users(project: str, service: str) -> Fact:
@@ -182,7 +178,7 @@ def process_users(project: str, service: str) -> Fact:
     titles = [t.upper() for t in top.get("Titles") or []]
     uid, command = titles.index("UID"), titles.index("COMMAND")
     observed = sorted({(row[command], int(row[uid])) for row in top.get("Processes") or []})
-    return Fact("docker top -o pid,uid,comm", _where(project, service), observed)
+    return Fact("docker top -o pid,uid,comm", where(project, service), observed)
 
 
 def environment_variable(project: str, service: str, name: str) -> Fact:
@@ -190,7 +186,7 @@ def environment_variable(project: str, service: str, name: str) -> Fact:
     passwords, which evidence never shows."""
     env = container(project, service).attrs["Config"].get("Env") or []
     found = [item.partition("=")[2] for item in env if item.partition("=")[0] == name]
-    return Fact(f"docker inspect .Config.Env {name}", _where(project, service), found[0] if found else None)
+    return Fact(f"docker inspect .Config.Env {name}", where(project, service), found[0] if found else None)
 
 
 def container_name(project: str, service: str) -> Fact:
@@ -198,9 +194,9 @@ def container_name(project: str, service: str) -> Fact:
     target = container(project, service)
     if SWARM_TASK in target.labels:
         task = client().api.inspect_task(target.labels[SWARM_TASK])
-        return Fact("docker inspect .Name; docker inspect <task> .Slot", _where(project, service),
+        return Fact("docker inspect .Name; docker inspect <task> .Slot", where(project, service),
                     (target.name, f"{task.get('Slot')}.{task['ID']}"))
-    return Fact("docker inspect .Name", _where(project, service),
+    return Fact("docker inspect .Name", where(project, service),
                 (target.name, target.labels.get("com.docker.compose.container-number")))
 
 

@@ -133,7 +133,8 @@ def container(project: str, service: str):
     return found[0]
 
 
-def _where(project: str, service: str) -> str:
+def where(project: str, service: str) -> str:
+    """Where a fact about a service's container was read, as the evidence names it."""
     return f"{service} (project {project})"
 
 
@@ -145,9 +146,9 @@ def running_containers(project: str, service: str) -> Fact:
     )
     if found:
         return Fact(f"docker ps --filter label=com.docker.compose.service={service} --filter status=running",
-                    _where(project, service), sorted(c.name for c in found))
+                    where(project, service), sorted(c.name for c in found))
     return Fact(f"docker ps --filter label={SWARM_SERVICE}={project}_{service} --filter status=running",
-                _where(project, service), sorted(c.name for c in swarm_containers(project, service, running_only=True)))
+                where(project, service), sorted(c.name for c in swarm_containers(project, service, running_only=True)))
 
 
 def image_present(image: str) -> Fact:

@@ -9,10 +9,6 @@ from steps.probes.facts import Fact, ProbeError
 SECRETS_DIR = "/run/secrets"
 
 
-def _where(project: str, service: str) -> str:
-    return f"{service} (project {project})"
-
-
 def secret_files(project: str, service: str) -> Fact:
     """The container's secret files and the mount they come from: {"mount": {"volume", "subpath",
     "read_only"} or None, "files": {name: {"mode": "400", "uid": n, "gid": n}}} (stat, run inside)."""
@@ -37,7 +33,7 @@ def secret_files(project: str, service: str) -> Fact:
         path, mode, uid, gid = line.rsplit(" ", 3)
         files[path.removeprefix(SECRETS_DIR + "/")] = {"mode": mode, "uid": int(uid), "gid": int(gid)}
     return Fact(f"docker inspect .HostConfig.Mounts {SECRETS_DIR}; docker exec stat -c '%n %a %u %g' "
-                f"{SECRETS_DIR}/*", _where(project, service), {"mount": mount, "files": files})
+                f"{SECRETS_DIR}/*", docker_engine.where(project, service), {"mount": mount, "files": files})
 
 
 def whose_secret(project: str, service: str, path: str, known: dict) -> Fact:
@@ -48,7 +44,8 @@ def whose_secret(project: str, service: str, path: str, known: dict) -> Fact:
         raise ProbeError(f"service {service}: cannot read {path}: {read.output[-200:]}")
     content = read.output
     return Fact(f"docker exec cat {path}, compared with the env file's {', '.join(sorted(known))} (values not shown)",
-                _where(project, service), sorted(name for name, value in known.items() if value and value == content))
+                docker_engine.where(project, service),
+                sorted(name for name, value in known.items() if value and value == content))
 
 
 def _found_in(text: str, passwords: dict) -> list[str]:
@@ -76,5 +73,5 @@ def exposed_passwords(project: str, service: str, passwords: dict) -> Fact:
         for row in top.get("Processes") or []:
             found += [(f"process {row[0]}'s command line", name) for name in _found_in(row[column], passwords)]
     return Fact("docker inspect .Config (Env, Entrypoint, Cmd, Healthcheck, Labels) and docker top -eo pid,args, "
-                "compared with the env file's passwords (values not shown)", _where(project, service),
+                "compared with the env file's passwords (values not shown)", docker_engine.where(project, service),
                 sorted(set(found)))
