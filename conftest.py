@@ -49,6 +49,9 @@ def pytest_addoption(parser):
     group.addoption("--project-name", default=None,
                     help="compose project (env TSE_PROJECT; default tse-acceptance in up mode, "
                          "COMPOSE_PROJECT_NAME else trading-ecosystem in attach mode)")
+    group.addoption("--waivers", default=None,
+                    help="the waiver file (env TSE_WAIVERS; default features/waivers.yaml): accepted gaps, "
+                         "each with its justification, who accepted it and its expiry date")
     group.addoption("--wait-timeout", type=int, default=None,
                     help="seconds to wait for every service to be healthy "
                          f"(env TSE_WAIT_TIMEOUT; default {DEFAULT_WAIT_TIMEOUT})")

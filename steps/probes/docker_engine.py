@@ -113,6 +113,15 @@ def swarm_containers(stack: str, service: str | None, *, running_only: bool = Fa
     return sorted(found, key=lambda c: (c.status == "running", c.attrs.get("Created", "")), reverse=True)
 
 
+def service_of(container) -> str:
+    """The stack's service a container runs: its swarm service without the stack's prefix, else its
+    compose service, else the container's name (a container started some other way)."""
+    labels = container.labels
+    if SWARM_SERVICE in labels and STACK_NAMESPACE in labels:
+        return labels[SWARM_SERVICE].removeprefix(labels[STACK_NAMESPACE] + "_")
+    return labels.get("com.docker.compose.service") or container.name
+
+
 def restart_counts(project: str) -> dict:
     """service -> how many times Docker has restarted its container (its restart policy, after exits)."""
     return {c.labels.get("com.docker.compose.service"): c.attrs.get("RestartCount", 0)

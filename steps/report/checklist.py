@@ -7,13 +7,17 @@ import html
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 import yaml
 
+from steps.report import waivers
+
 PASSED, FAILED, NOT_RUN, PARTLY_RUN, NOT_COVERED = "passed", "failed", "not run", "partly run", "no scenario"
+WAIVED = waivers.LIVE   # failed, partly run or not run, and a live waiver accepts it (steps/report/waivers.py)
 # Characters DejaVu Sans has (Debian's default font), so a headless browser draws them too.
-SYMBOLS = {PASSED: "✓", FAILED: "✗", NOT_RUN: "–", PARTLY_RUN: "◐", NOT_COVERED: "∅"}
+SYMBOLS = {PASSED: "✓", FAILED: "✗", NOT_RUN: "–", PARTLY_RUN: "◐", NOT_COVERED: "∅", WAIVED: "⚑"}
 HISTORY_SHOWN = 5
 # A section of features/checklist.yaml marked `extra: true` goes beyond the milestone document: shown
 # as such, and not part of the BDD criterion's verdict (which reads the criterion's parts only).
@@ -29,6 +33,7 @@ class ScenarioResult:
     outcome: str = NOT_RUN
     reason: str = ""           # why it did not run, or the first line of its failure
     evidence: list = field(default_factory=list)   # [(step text, [fact line, ...]), ...]
+    waiver: str = ""           # a failure its items' live waivers accept: why
 
 
 @dataclass
@@ -41,6 +46,17 @@ class Item:
     reason: str = ""
     scenarios: list = field(default_factory=list)  # ScenarioResult
     history: list = field(default_factory=list)    # earlier verdicts, oldest first
+    waiver: waivers.Applied | None = None
+
+    @property
+    def anchor(self) -> str:
+        """The id of the item's row in the HTML report, which the first screen links to."""
+        return "item-" + self.id.replace(".", "-")
+
+    @property
+    def flapping(self) -> bool:
+        """Its verdict changed over the runs the history shows (this one included)."""
+        return len(set(self.history[-HISTORY_SHOWN:] + [self.verdict])) > 1
 
 
 def load_mapping(path: Path) -> dict:
@@ -94,7 +110,9 @@ def verdict(item_tags: list, declared: dict, results: list[ScenarioResult]) -> t
     return PASSED, "", mine
 
 
-def compute(mapping: dict, declared: dict, results: list[ScenarioResult], history: list[dict]) -> list[Item]:
+def compute(mapping: dict, declared: dict, results: list[ScenarioResult], history: list[dict],
+            accepted: list[waivers.Waiver] = (), today: date | None = None) -> list[Item]:
+    """Each item's verdict from its scenarios, then the waivers `accepted` applied as of `today`."""
     items = mapped_items(mapping)
     earlier: dict = {}
     for line in history:
@@ -102,7 +120,26 @@ def compute(mapping: dict, declared: dict, results: list[ScenarioResult], histor
     for item in items:
         item.verdict, item.reason, item.scenarios = verdict(item.tags, declared, results)
         item.history = earlier.get(item.id, [])[-HISTORY_SHOWN:]
+    apply_waivers(items, accepted, today or date.today())
     return items
+
+
+def apply_waivers(items: list[Item], accepted: list[waivers.Waiver], today: date) -> None:
+    """A live waiver makes its item's verdict "waived" unless it passed (then it is no longer needed);
+    an expired one leaves the verdict as it is. Each item keeps what its waiver did."""
+    by_item = {waiver.item: waiver for waiver in accepted}
+    for item in items:
+        waiver = by_item.get(item.id)
+        if waiver is None:
+            continue
+        item.waiver = waivers.Applied(waiver, waivers.status(waiver, item.verdict, PASSED, today), item.verdict)
+        if item.waiver.status == waivers.LIVE:
+            item.verdict = WAIVED
+
+
+def item_tags(mapping: dict) -> dict[str, list]:
+    """item id -> the scenario tags that prove it."""
+    return {item.id: item.tags for item in mapped_items(mapping)}
 
 
 def declared_scenarios(features_dir: Path) -> dict:
@@ -139,8 +176,9 @@ def append_history(path: Path, run: dict, items: list[Item]) -> None:
 
 
 def criterion_verdict(items: list[Item]) -> str:
-    """The BDD criterion's verdict, from its parts': failed if any failed, passed if all passed."""
-    verdicts = {item.verdict for item in items if item.section == "BDD"}
+    """The BDD criterion's verdict, from its parts': failed if any failed, passed if all passed (a
+    waived part counts as passed; criterion_line says how many waivers it took)."""
+    verdicts = {PASSED if item.verdict == WAIVED else item.verdict for item in items if item.section == "BDD"}
     if FAILED in verdicts:
         return FAILED
     if verdicts == {PASSED}:
@@ -150,11 +188,25 @@ def criterion_verdict(items: list[Item]) -> str:
     return NOT_RUN
 
 
+def waived_count(items: list[Item]) -> int:
+    return sum(item.verdict == WAIVED for item in items)
+
+
+def criterion_line(items: list[Item]) -> str:
+    """The verdict line: "PASSED", or "PASSED WITH 2 WAIVERS" when waived items were accepted."""
+    overall, count = criterion_verdict(items).upper(), waived_count(items)
+    if count and overall == "PASSED":
+        return f"{overall} WITH {count} WAIVER{'S' if count > 1 else ''}"
+    return overall
+
+
 def as_json(mapping: dict, items: list[Item], run: dict) -> dict:
     """The checklist for machines (reports/checklist.json)."""
     return {"milestone": mapping["milestone"], "criterion": criterion_verdict(items),
+            "criterion_line": criterion_line(items), "waivers": waived_count(items),
             "run": {k: v for k, v in run.items() if k != "monotonic"},
             "items": [{"id": i.id, "title": i.title, "verdict": i.verdict, "reason": i.reason,
+                       **({"waiver": i.waiver.as_json()} if i.waiver else {}),
                        "scenarios": [{"name": s.name, "outcome": s.outcome, "reason": s.reason} for s in i.scenarios]}
                       for i in items]}
 
@@ -174,12 +226,16 @@ def _history_text(item: Item) -> str:
 
 def render_markdown(mapping: dict, items: list[Item], run: dict) -> str:
     lines = [f"# Milestone {mapping['milestone']}: checklist of this run", "",
-             f"**BDD criterion: {criterion_verdict(items).upper()}**: {' '.join(mapping['criterion']['text'].split())}",
+             f"**BDD criterion: {criterion_line(items)}**: {' '.join(mapping['criterion']['text'].split())}",
              "", "Computed from the scenarios of this run (their evidence: [acceptance.html](acceptance.html)); "
              "never written by hand.", ""]
     lines += [f"- {label}: {run.get(key, '')}" for key, label in RUN_FIELDS]
     lines += ["", f"Legend: {', '.join(f'{s} {v}' for v, s in SYMBOLS.items())}. History: the last runs, "
               "this one last.", ""]
+    noted = [item for item in items if item.waiver]
+    if noted:
+        lines += ["## Waivers", ""]
+        lines += [f"- {item.id} {item.title}: {_md(item.waiver.describe())}" for item in noted]
     section_titles = {s["id"]: s["title"] + (EXTRA if s.get("extra") else "") for s in mapping["sections"]}
     current = None
     for item in items:
@@ -188,10 +244,17 @@ def render_markdown(mapping: dict, items: list[Item], run: dict) -> str:
             title = "BDD acceptance criterion" if current == "BDD" else f"{current}. {section_titles[current]}"
             lines += ["", f"## {title}", "", "| item | verdict | scenarios | history |", "|---|---|---|---|"]
         scenarios = "<br>".join(f"{SYMBOLS.get(s.outcome, '')} {s.name}" for s in item.scenarios) or "—"
-        reason = f" ({item.reason})" if item.reason and item.verdict != PASSED else ""
-        lines.append(f"| {item.id} {item.title} | {SYMBOLS[item.verdict]} {item.verdict}{_md(reason)} | "
+        lines.append(f"| {item.id} {item.title} | {SYMBOLS[item.verdict]} {item.verdict}{_md(_notes(item))} | "
                      f"{_md(scenarios)} | {_history_text(item)} |")
     return "\n".join(lines) + "\n"
+
+
+def _notes(item: Item) -> str:
+    """What a verdict cell adds to the verdict: why it did not pass, what its waiver did."""
+    notes = [item.reason] if item.reason and item.verdict != PASSED else []
+    if item.waiver:
+        notes.append(item.waiver.describe())
+    return f" ({'; '.join(notes)})" if notes else ""
 
 
 def _md(text: str) -> str:
@@ -200,45 +263,81 @@ def _md(text: str) -> str:
 
 RUN_FIELDS = (("started", "date"), ("duration", "duration"), ("mode", "mode"), ("commit", "commit"),
               ("project", "compose project"), ("engine", "Docker engine / Compose"), ("images", "image IDs"))
+COUNTED = (PASSED, FAILED, WAIVED, PARTLY_RUN, NOT_RUN, NOT_COVERED)
 
 
 def render_html(mapping: dict, items: list[Item], run: dict) -> str:
-    """The sign-off section: the criterion's verdict, counts per section, failures first (expected and
-    observed in one line), then the checklist with each item's scenarios and their evidence."""
+    """The sign-off section: the criterion's verdict, the run, counts per section, the failed and the
+    waived items (each linking to its row and evidence) and the items whose verdict changed over the
+    last runs, then the checklist with each item's scenarios, evidence and history."""
     e = html.escape
     overall = criterion_verdict(items)
     parts = [SIGNOFF_CSS, "<section id='sign-off'>",
              f"<h2>Milestone {e(mapping['milestone'])}: sign-off</h2>",
              f"<p id='verdict' class='verdict {overall.replace(' ', '-')}'>BDD criterion: "
-             f"{e(overall.upper())} <span>{e(' '.join(mapping['criterion']['text'].split()))}</span></p>",
+             f"{e(criterion_line(items))} <span>{e(' '.join(mapping['criterion']['text'].split()))}</span></p>",
              "<table class='run'>" + "".join(f"<tr><th>{e(label)}</th><td>{e(str(run.get(key, '')))}</td></tr>"
-                                             for key, label in RUN_FIELDS) + "</table>"]
-    counts = section_counts(items)
-    extra = {s["id"] for s in mapping["sections"] if s.get("extra")}
-    order = (PASSED, FAILED, PARTLY_RUN, NOT_RUN, NOT_COVERED)
-    parts.append("<table class='counts'><tr><th>section</th>" + "".join(f"<th>{e(v)}</th>" for v in order) + "</tr>"
-                 + "".join(f"<tr><td>{e(section)}{e(EXTRA) if section in extra else ''}</td>"
-                           + "".join(f"<td>{counts[section].get(v, 0) or ''}</td>" for v in order) + "</tr>"
-                           for section in counts)
-                 + "</table>")
-    failed = [(item, s) for item in items for s in item.scenarios if s.outcome == FAILED]
-    if failed:
-        parts.append("<div id='failures'><h3>Failures</h3><ul>" + "".join(
-            f"<li><b>{e(item.id)}</b> {e(s.name)}: <code>{e(s.reason)}</code></li>" for item, s in failed)
-            + "</ul></div>")
-    rows = []
-    for item in sorted(items, key=lambda i: i.verdict != FAILED):
-        scenarios = "".join(
-            f"<details><summary>{SYMBOLS.get(s.outcome, '')} {e(s.name)}"
-            f"{' (' + e(s.reason) + ')' if s.reason else ''}</summary>{_evidence_html(s)}</details>"
-            for s in item.scenarios) or "—"
-        reason = f"<br><small>{e(item.reason)}</small>" if item.reason and item.verdict != PASSED else ""
-        rows.append(f"<tr data-item='{e(item.id)}'><td>{e(item.id)}</td><td>{e(item.title)}</td>"
-                    f"<td class='verdict {item.verdict.replace(' ', '-')}'>{SYMBOLS[item.verdict]} {e(item.verdict)}"
-                    f"{reason}</td><td>{scenarios}</td><td class='history'>{_history_text(item)}</td></tr>")
+                                             for key, label in RUN_FIELDS) + "</table>",
+             _counts_html(mapping, items), _failures_html(items), _waivers_html(items), _flapping_html(items)]
+    rows = [_row_html(item) for item in sorted(items, key=lambda i: (i.verdict != FAILED, i.verdict != WAIVED))]
     parts.append("<table id='checklist'><tr><th>item</th><th>checklist</th><th>verdict</th><th>scenarios and "
                  "evidence</th><th>history</th></tr>" + "".join(rows) + "</table></section>")
     return "".join(parts)
+
+
+def _counts_html(mapping: dict, items: list[Item]) -> str:
+    e = html.escape
+    counts = section_counts(items)
+    extra = {s["id"] for s in mapping["sections"] if s.get("extra")}
+    return ("<table class='counts'><tr><th>section</th>" + "".join(f"<th>{e(v)}</th>" for v in COUNTED) + "</tr>"
+            + "".join(f"<tr><td>{e(section)}{e(EXTRA) if section in extra else ''}</td>"
+                      + "".join(f"<td>{counts[section].get(v, 0) or ''}</td>" for v in COUNTED) + "</tr>"
+                      for section in counts)
+            + "</table>")
+
+
+def _link(item: Item) -> str:
+    return f"<a href='#{item.anchor}'><b>{html.escape(item.id)}</b></a>"
+
+
+def _failures_html(items: list[Item]) -> str:
+    failed = [(item, s) for item in items if item.verdict == FAILED for s in item.scenarios if s.outcome == FAILED]
+    if not failed:
+        return ""
+    return ("<div id='failures'><h3>Failures</h3><ul>" + "".join(
+        f"<li>{_link(item)} {html.escape(s.name)}: <code>{html.escape(s.reason)}</code></li>" for item, s in failed)
+        + "</ul></div>")
+
+
+def _waivers_html(items: list[Item]) -> str:
+    """Every waiver and what it did: waived (with the verdict it covers), expired, no longer needed."""
+    noted = [item for item in items if item.waiver]
+    if not noted:
+        return ""
+    return ("<div id='waivers'><h3>Waivers</h3><ul>" + "".join(
+        f"<li class='waiver {item.waiver.status.replace(' ', '-')}'>{_link(item)} {html.escape(item.title)}: "
+        f"{html.escape(item.waiver.describe())}</li>" for item in noted) + "</ul></div>")
+
+
+def _flapping_html(items: list[Item]) -> str:
+    flapping = [item for item in items if item.flapping]
+    if not flapping:
+        return ""
+    return ("<p id='flapping'>Verdict changed over the last runs: " + ", ".join(
+        f"{_link(item)} <span class='history'>{_history_text(item)}</span>" for item in flapping) + "</p>")
+
+
+def _row_html(item: Item) -> str:
+    e = html.escape
+    scenarios = "".join(
+        f"<details><summary>{SYMBOLS.get(s.outcome, '')} {e(s.name)}"
+        f"{' (' + e(s.reason) + ')' if s.reason else ''}</summary>{_evidence_html(s)}</details>"
+        for s in item.scenarios) or "—"
+    notes = f"<br><small>{e(_notes(item).strip()[1:-1])}</small>" if _notes(item) else ""
+    flapping = " flapping" if item.flapping else ""
+    return (f"<tr id='{item.anchor}' data-item='{e(item.id)}'><td>{e(item.id)}</td><td>{e(item.title)}</td>"
+            f"<td class='verdict {item.verdict.replace(' ', '-')}'>{SYMBOLS[item.verdict]} {e(item.verdict)}"
+            f"{notes}</td><td>{scenarios}</td><td class='history{flapping}'>{_history_text(item)}</td></tr>")
 
 
 def _evidence_html(result: ScenarioResult) -> str:
@@ -259,5 +358,8 @@ SIGNOFF_CSS = """<style>
 #sign-off td, #sign-off th { border: 1px solid #ccc; padding: 2px 6px; vertical-align: top; text-align: left; }
 td.verdict.passed { color: #155724; } td.verdict.failed { color: #721c24; font-weight: bold; }
 td.verdict.not-run, td.verdict.partly-run, td.verdict.no-scenario { color: #856404; }
+td.verdict.waived { color: #004085; font-weight: bold; }
+#waivers li.expired { color: #721c24; } #waivers li.no-longer-needed { color: #555; }
+td.history.flapping, #flapping .history { background: #fff3cd; }
 #failures code { white-space: pre-wrap; }
 </style>"""

@@ -8,15 +8,16 @@ controller (`workeroutput`), which merges it and writes the same reports a seria
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import pytest
 
-from steps.report import checklist
+from steps.report import checklist, waivers
 from steps.report.checklist import FAILED, NOT_RUN, PASSED, ScenarioResult
 from steps.report.evidence import RUN_EVIDENCE_KEY, add_step_outputs
 
@@ -28,8 +29,45 @@ ITEMS_KEY = pytest.StashKey[list]()       # the computed checklist, once
 MAPPING_KEY = pytest.StashKey[dict]()     # features/checklist.yaml, read once
 NOT_RUN_KEY = pytest.StashKey[dict]()     # nodeid -> Cucumber JSON feature and element of a scenario not run
 ORDER_KEY = pytest.StashKey[list]()       # the nodeids in collection order (deselected first)
+WAIVERS_KEY = pytest.StashKey[list]()     # features/waivers.yaml (or --waivers), checked at the start
 WORKER_OUTPUT = "tse_signoff"             # a worker's record, in its workeroutput
-RUN_FACTS = ("mode", "project", "images", "engine")   # what a worker learns of the stack
+RUN_FACTS = ("mode", "project", "images", "image_ids", "engine")   # what a worker learns of the stack
+WAIVERS_FILE = FEATURES / "waivers.yaml"
+
+
+def today() -> date:
+    """The day waivers are judged by (UTC, as the run's times)."""
+    return datetime.now(timezone.utc).date()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+    """The waivers are read and checked before any stack starts: a malformed file ends the run with
+    one error naming its line and field."""
+    from steps.harness.fixtures import runs_features
+
+    if not runs_features(config):
+        return
+    path = Path(config.getoption("waivers", None) or os.environ.get("TSE_WAIVERS") or WAIVERS_FILE)
+    known = set(checklist.item_tags(_mapping(config)))
+    try:
+        config.stash[WAIVERS_KEY] = waivers.load(path, known)
+    except waivers.WaiverError as error:
+        raise pytest.UsageError(f"waivers: {error}") from None
+
+
+def _waived_failure(item, found: ScenarioResult, report) -> None:
+    """A failed scenario all of whose checklist items carry a live waiver: reported as an expected
+    failure (pytest's xfail: the run does not fail on it; JUnit marks it skipped, type pytest.xfail),
+    with the waiver's reason as a JUnit property. Its checklist item says "waived"."""
+    live = waivers.waived_items(item.config.stash.get(WAIVERS_KEY, []), today())
+    reason = waivers.scenario_waiver(found.tags, checklist.item_tags(_mapping(item.config)), live)
+    if reason is None:
+        return
+    found.waiver = reason
+    report.outcome, report.wasxfail = "skipped", reason
+    if ("waiver", reason) not in item.user_properties:
+        item.user_properties.append(("waiver", reason))
 
 
 def _template(item):
@@ -73,7 +111,8 @@ def pytest_runtest_makereport(item, call):
         found.outcome = FAILED
         message = str(call.excinfo.value) if call.excinfo else report.longreprtext
         found.reason = " ".join(message.strip().splitlines()[:2])[:400] or "failed"
-    elif report.skipped and found.outcome != FAILED:
+        _waived_failure(item, found, report)
+    elif report.skipped and found.outcome != FAILED and not hasattr(report, "wasxfail"):
         longrepr = report.longrepr
         reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
         found.outcome, found.reason = NOT_RUN, reason.removeprefix("Skipped: ")
@@ -98,9 +137,11 @@ def _capture_stack_facts(config) -> None:
         return
     run["mode"], run["project"] = stack.settings.mode, stack.project
     try:
-        run["images"] = ", ".join(f"{c.labels.get('com.docker.compose.service')} {c.image.short_id.split(':')[-1]}"
-                                  for c in sorted(docker_engine.project_containers(stack.project),
-                                                  key=lambda c: c.name))
+        containers = sorted(docker_engine.project_containers(stack.project), key=docker_engine.service_of)
+        run["images"] = ", ".join(f"{docker_engine.service_of(c)} {c.image.short_id.split(':')[-1]}"
+                                  for c in containers)
+        run["image_ids"] = "".join(f"{docker_engine.service_of(c)} {c.image.id} {' '.join(c.image.tags)}\n"
+                                   for c in containers)
         compose = subprocess.run(["docker", "compose", "version", "--short"], capture_output=True, text=True,
                                  timeout=20).stdout.strip()
         run["engine"] = f"{docker_engine.engine_versions()['engine']} / {compose}"
@@ -146,7 +187,7 @@ def checklist_items(config) -> list:
         history = checklist.read_history(reports / "history.jsonl") if reports else []
         config.stash[ITEMS_KEY] = checklist.compute(
             _mapping(config), checklist.declared_scenarios(FEATURES),
-            _in_collection_order(config), history)
+            _in_collection_order(config), history, config.stash.get(WAIVERS_KEY, []), today())
     return config.stash[ITEMS_KEY]
 
 
@@ -181,7 +222,7 @@ def _worker_record(session) -> dict:
     return {
         "order": config.stash.get(ORDER_KEY, []),
         "results": {nodeid: {"name": r.name, "tags": sorted(r.tags), "outcome": r.outcome, "reason": r.reason,
-                             "evidence": r.evidence} for nodeid, r in results.items()},
+                             "evidence": r.evidence, "waiver": r.waiver} for nodeid, r in results.items()},
         "evidence": config.stash.get(RUN_EVIDENCE_KEY, {}),
         "not_run": _not_run_elements(session.items, results),
         "run": {key: run[key] for key in RUN_FACTS if key in run},
@@ -216,7 +257,7 @@ def merge_worker_record(config, record: dict) -> None:
     results = config.stash.setdefault(RESULTS_KEY, {})
     for nodeid, sent in record["results"].items():
         found = ScenarioResult(sent["name"], set(sent["tags"]), sent["outcome"], sent["reason"],
-                               _steps_from_json(sent["evidence"]))
+                               _steps_from_json(sent["evidence"]), sent.get("waiver", ""))
         if nodeid not in results or (results[nodeid].outcome == NOT_RUN and found.outcome != NOT_RUN):
             results[nodeid] = found
     config.stash.setdefault(RUN_EVIDENCE_KEY, {}).update(
@@ -288,6 +329,7 @@ def _complete_cucumber(path: Path, config) -> None:
         return
     features = json.loads(path.read_text())
     add_step_outputs(features, config.stash.get(RUN_EVIDENCE_KEY, {}))
+    _mark_waived(features, {r.name: r.waiver for r in config.stash.get(RESULTS_KEY, {}).values() if r.waiver})
     present = {(f.get("uri"), e.get("name")): e for f in features for e in f.get("elements", [])}
     by_uri = {f.get("uri"): f for f in features}
     for nodeid in config.stash.get(ORDER_KEY, []):
@@ -306,6 +348,19 @@ def _complete_cucumber(path: Path, config) -> None:
     for feature in features:
         feature.get("elements", []).sort(key=lambda e: e.get("line", 0))
     path.write_text(json.dumps(features, indent=2))
+
+
+def _mark_waived(features: list, waived: dict) -> None:
+    """A waived scenario: tagged `waived`, its waiver beside its steps, and its failed step skipped
+    with the waiver as the message (the run does not fail on it, as pytest's own verdict says)."""
+    for element in (e for f in features for e in f.get("elements", []) if e.get("name") in waived):
+        reason = waived[element["name"]]
+        element.setdefault("tags", []).append({"name": "waived", "line": element.get("line", 1) - 1})
+        element["waiver"] = reason
+        for step in element.get("steps", []):
+            if step.get("result", {}).get("status") in ("failed", "skipped") and "error_message" not in step["result"]:
+                step["result"] = {**step["result"], "status": "skipped", "error_message": reason}
+                break
 
 
 def _mark_skipped(element: dict, all_steps: list, reason: str) -> None:
