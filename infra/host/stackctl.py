@@ -103,11 +103,12 @@ def format_table(header: tuple, rows: list[tuple], width: int | None = None) -> 
 
 
 def fit_columns(widths: list[int], width: int) -> list[int]:
-    """Column widths within `width`: the last column (a verdict and its reason) gets the room the
-    others leave, at least a third of the line; leading columns wider than their share are narrowed."""
+    """Column widths within `width`: the last column (a verdict and its reason, what the reader is
+    after) gets the room the others leave, at least half the line; leading columns wider than their
+    share are narrowed."""
     gaps = 2 * (len(widths) - 1)
     leading, last = list(widths[:-1]), widths[-1]
-    last_least = min(last, max(width // 3, 20))
+    last_least = min(last, max(width // 2, 20))
     if leading and sum(leading) + gaps + last_least > width:
         share = max((width - gaps - last_least) // len(leading), 10)
         leading = [min(w, share) for w in leading]

@@ -176,7 +176,8 @@ def write_bundle(reports: Path, files: list[Path], facts: dict[str, str], signin
     """Seal `files` (stored under their names relative to `reports`) and `facts` (name -> text) in
     reports/evidence-<date>-<commit>.tar.gz, with the manifest and its signature (or the UNSIGNED
     note). Written to a temporary file and renamed: no half-written bundle is ever left. Raises
-    BundleError when a name is unusable or signing fails."""
+    BundleError (its message for the operator) when a file cannot be read, a name is unusable,
+    signing fails or the bundle cannot be written."""
     contents = _contents(reports, files, facts)
     if signing_key is None:
         contents[UNSIGNED] = UNSIGNED_NOTE.encode()
@@ -186,7 +187,10 @@ def write_bundle(reports: Path, files: list[Path], facts: dict[str, str], signin
         sealed[SIGNATURE] = sign_manifest(manifest, Path(signing_key))
     sealed.update(sorted(contents.items()))
     path = Path(reports) / bundle_name(when, commit)
-    _write_tarball(path, sealed, when)
+    try:
+        _write_tarball(path, sealed, when)
+    except OSError as error:
+        raise BundleError(f"evidence bundle: cannot write {path}: {error}") from None
     return Bundle(path=path, signed=signing_key is not None, members=list(sealed))
 
 
@@ -198,7 +202,10 @@ def _contents(reports: Path, files: list[Path], facts: dict[str, str]) -> dict[s
     for name, read in named:
         if name in contents or name in RESERVED:
             raise BundleError(f"evidence bundle: member name {name!r} given twice or reserved ({', '.join(RESERVED)})")
-        contents[name] = read()
+        try:
+            contents[name] = read()
+        except OSError as error:
+            raise BundleError(f"evidence bundle: cannot read {name}: {error}") from None
     return contents
 
 
