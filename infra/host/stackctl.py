@@ -5,6 +5,9 @@
     stackctl status                  services, state, health, addresses and published ports
     stackctl validate [--select TAGS] the acceptance suite in attach mode; exit code is the verdict
     stackctl logs [SERVICE ...]      the services' logs (--tail N, --follow)
+    stackctl verify-evidence FILE    check a run's evidence bundle (reports/evidence-*.tar.gz): its
+                                     manifest and, with --allowed-signers FILE (env TSE_ALLOWED_SIGNERS),
+                                     its signature; needs no Docker engine
 
 `stackctl --swarm up|down|status|validate|logs` does the same with the stack deployed on this
 engine's Docker Swarm (initialised when the engine is in none; `docker swarm leave --force` undoes
@@ -18,11 +21,14 @@ The probes are the acceptance suite's own.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
+import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,6 +40,9 @@ from steps.harness.settings import StackSettings  # noqa: E402
 from steps.harness.swarm import join_swarm, swarm_for  # noqa: E402
 from steps.probes import ProbeError, StackError, container_state, docker_engine, swarm_engine  # noqa: E402
 from steps.probes.start_order import StartRecorder, load_record, record_path  # noqa: E402
+from steps.report.bundle import ALLOWED_SIGNERS_ENV, verify_bundle  # noqa: E402
+
+DEFAULT_WIDTH = 100          # the lines' width when the output is not a terminal
 
 
 class CommandError(Exception):
@@ -79,10 +88,42 @@ def status_rows(project: str, services: list[str], network: str) -> list[tuple]:
     return rows
 
 
-def format_table(header: tuple, rows: list[tuple]) -> str:
+def format_table(header: tuple, rows: list[tuple], width: int | None = None) -> str:
+    """Columns lined up. With `width`, no line is longer: a cell too wide for its column is wrapped
+    inside it (every word kept), its continuation lines under the column's start."""
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=False)]
-    return "\n".join("  ".join(str(cell).ljust(w) for cell, w in zip(line, widths, strict=False)).rstrip()
-                     for line in [header, *rows])
+    if width is not None:
+        widths = fit_columns(widths, width)
+    lines = []
+    for line in [header, *rows]:
+        cells = [wrap_cell(str(cell), w) for cell, w in zip(line, widths, strict=False)]
+        lines += ["  ".join(part.ljust(w) for part, w in zip(parts, widths, strict=False)).rstrip()
+                  for parts in itertools.zip_longest(*cells, fillvalue="")]
+    return "\n".join(lines)
+
+
+def fit_columns(widths: list[int], width: int) -> list[int]:
+    """Column widths within `width`: the last column (a verdict and its reason, what the reader is
+    after) gets the room the others leave, at least half the line; leading columns wider than their
+    share are narrowed."""
+    gaps = 2 * (len(widths) - 1)
+    leading, last = list(widths[:-1]), widths[-1]
+    last_least = min(last, max(width // 2, 20))
+    if leading and sum(leading) + gaps + last_least > width:
+        share = max((width - gaps - last_least) // len(leading), 10)
+        leading = [min(w, share) for w in leading]
+    return [*leading, max(min(last, width - sum(leading) - gaps), 10)]
+
+
+def wrap_cell(text: str, width: int) -> list[str]:
+    """A cell's lines at most `width` long; words are kept whole unless one alone is longer."""
+    if len(text) <= width:
+        return [text]
+    return textwrap.wrap(text, width, break_on_hyphens=False) or [""]
+
+
+def terminal_width() -> int:
+    return shutil.get_terminal_size(fallback=(DEFAULT_WIDTH, 24)).columns
 
 
 def cmd_status(args) -> int:
@@ -176,11 +217,12 @@ def cmd_logs(args) -> int:
 
 
 def checklist_summary(report: dict) -> tuple[list, list]:
-    """(rows of item, verdict) from the run's checklist.json, and the failures as (scenario, what failed)."""
+    """(rows of item, verdict) from the run's checklist.json, and the failures as (scenario, what
+    failed), whole: the table wraps them (checklist_lines)."""
     rows, failures = [], []
     for item in report.get("items", []):
-        reason = f" ({item['reason'][:100]})" if item["reason"] and item["verdict"] != "passed" else ""
-        rows.append((f"{item['id']} {item['title']}"[:70], item["verdict"] + reason))
+        reason = f" ({item['reason']})" if item["reason"] and item["verdict"] != "passed" else ""
+        rows.append((f"{item['id']} {item['title']}", item["verdict"] + reason))
         failures += [(s["name"], s["reason"]) for s in item["scenarios"] if s["outcome"] == "failed"]
     return rows, list(dict.fromkeys(failures))
 
@@ -202,16 +244,40 @@ def cmd_validate(args) -> int:
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     checklist_path = reports / "checklist.json"
     report = json.loads(checklist_path.read_text()) if checklist_path.exists() else {}
-    rows, failures = checklist_summary(report)
     if not report:
         print(result.stdout[-3000:] + result.stderr[-2000:])
     else:
         print(f"BDD criterion: {report['criterion'].upper()}")
-    print(format_table(("CHECKLIST ITEM", "VERDICT"), rows))
-    for scenario, line in failures:
-        print(f"FAILED {scenario}: {line}")
+    print(checklist_lines(report, terminal_width()))
     print(f"validate: {'passed' if result.returncode == 0 else 'FAILED'} (reports in {reports})")
     return result.returncode
+
+
+def checklist_lines(report: dict, width: int) -> str:
+    """The checklist's table and the failed scenarios, every reason whole, no line wider than `width`."""
+    rows, failures = checklist_summary(report)
+    lines = [format_table(("CHECKLIST ITEM", "VERDICT"), rows, width)]
+    lines += [textwrap.fill(f"FAILED {scenario}: {line}", width, subsequent_indent=" " * len("FAILED "),
+                            break_on_hyphens=False) for scenario, line in failures]
+    return "\n".join(lines)
+
+
+def cmd_verify_evidence(args) -> int:
+    """No engine needed: the bundle is read in memory and its signature checked by ssh-keygen."""
+    bundle = Path(args.file)
+    allowed = Path(args.allowed_signers) if args.allowed_signers else None
+    if not bundle.is_file():
+        raise CommandError(f"no evidence bundle at {bundle}. Hint: the runs write reports/evidence-*.tar.gz.")
+    if allowed is not None and not allowed.is_file():
+        raise CommandError(f"no allowed-signers file at {allowed} (--allowed-signers, env {ALLOWED_SIGNERS_ENV}).")
+    verification = verify_bundle(bundle, allowed)
+    for line in verification.lines:
+        print(line)
+    if verification.ok:
+        print("verify-evidence: OK")
+        return 0
+    print(f"verify-evidence: FAILED ({len(verification.failures)} findings)")
+    return 1
 
 
 def main(argv=None) -> int:
@@ -236,6 +302,12 @@ def main(argv=None) -> int:
     logs.add_argument("--tail", type=int, default=100)
     logs.add_argument("--follow", "-f", action="store_true")
     logs.set_defaults(run=cmd_logs)
+    verify = commands.add_parser("verify-evidence", help="check a run's evidence bundle (no Docker needed)")
+    verify.add_argument("file", help="the bundle, reports/evidence-<date>-<commit>.tar.gz")
+    verify.add_argument("--allowed-signers", default=os.environ.get(ALLOWED_SIGNERS_ENV) or None, metavar="FILE",
+                        help=f"ssh-keygen allowed-signers file to check the signature (default: env "
+                             f"{ALLOWED_SIGNERS_ENV})")
+    verify.set_defaults(run=cmd_verify_evidence)
     args = parser.parse_args(argv)
     try:
         return args.run(args)
