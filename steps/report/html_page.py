@@ -37,7 +37,8 @@ PAGE_CSS = f"""<style id="{PAGE_CSS_ID}">
   html, body {{ background: #fff !important; color: #000 !important; }}
   body {{ min-width: 0; margin: 0; font-size: 9.5pt; }}
   body * {{ color: #000 !important; background: transparent !important; box-shadow: none !important; }}
-  .summary, #results-table, #environment-header, #environment, footer, template {{ display: none !important; }}
+  .summary, #results-table, #environment-header, #environment, footer, template,
+  body > p {{ display: none !important; }}  /* pytest-html's parts: "Report generated on", filters, tables */
   h1#title {{ font-size: 16pt; margin: 0 0 .3em; }}
   #sign-off {{ margin: 0 0 1em; }}
   #sign-off h2, #sign-off h3 {{ break-after: avoid; page-break-after: avoid; }}
