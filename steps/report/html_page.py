@@ -38,7 +38,7 @@ PAGE_CSS = f"""<style id="{PAGE_CSS_ID}">
   body {{ min-width: 0; margin: 0; font-size: 9.5pt; }}
   body * {{ color: #000 !important; background: transparent !important; box-shadow: none !important; }}
   .summary, #results-table, #environment-header, #environment, footer, template,
-  body > p {{ display: none !important; }}  /* pytest-html's parts: "Report generated on", filters, tables */
+  body > p {{ display: none !important; }}  /* pytest-html's: its date line, filters, tables */
   h1#title {{ font-size: 16pt; margin: 0 0 .3em; }}
   #sign-off {{ margin: 0 0 1em; }}
   #sign-off h2, #sign-off h3 {{ break-after: avoid; page-break-after: avoid; }}

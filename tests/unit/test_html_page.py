@@ -44,7 +44,7 @@ def _positions(page: str, *markers: str) -> list[int]:
 def test_the_sign_off_comes_right_after_the_title_and_the_environment_after_the_results():
     page = arrange_page(pytest_html_page(["<style>#sign-off {}</style>", SIGN_OFF]))
     title, sign_off, verdict, generated, environment, results, footer = _positions(
-        page, '<h1 id="title">', "<section id='sign-off'>", "id='verdict'", "Report generated on",
+        page, '<h1 id="title">', "<section id='sign-off'>", "id='verdict'", "<p>Report generated on",
         '<div id="environment-header">', '<table id="results-table">', "<footer>")
     assert title < sign_off < verdict < generated < results < environment < footer
     assert page[page.find("</h1>") + len("</h1>"):sign_off].strip() == ""
