@@ -15,6 +15,7 @@ pytest_plugins = [
     "steps.harness.fixtures",
     "steps.report.evidence",
     "steps.report.signoff",
+    "steps.report.html_page",
     "steps.docker_steps",
     "steps.redis_steps",
     "steps.postgres_steps",

@@ -1,36 +1,34 @@
 """The HTML report, seen in a real browser: a small real acceptance run on a copy of the repository
 writes reports/acceptance.html (or TSE_BROWSER_REPORT names the report of a run already made: CI's
-acceptance step, so no second stack proves the same thing); headless Chromium renders it, saves a screenshot to the main
-repository's reports/acceptance-screenshot.png, and measures whether the sign-off section (the
-`#verdict` line and the `#checklist` table) is actually visible, not merely present in the HTML.
+acceptance step, so no second stack proves the same thing; tests/browser/conftest.py makes it once for
+both browser modules); headless Chromium renders it, saves a screenshot to the main repository's
+reports/acceptance-screenshot.png, and measures whether the sign-off section (the
+`#verdict` line and the `#checklist` table) is actually visible, not merely present in the HTML, and
+comes first: the title naming the milestone, then the verdict, pytest-html's environment below.
 
 Needs a chromium binary (infra/host/ensure-browser installs Debian's) and Docker.
 """
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
-from tests.acceptance_copy import ROOT, copy_repository, isolated_environment, run_acceptance
+from steps.report.checklist import load_mapping
+from tests.acceptance_copy import ROOT
+from tests.browser.chromium import PNG_SIGNATURE, chromium
 
 pytestmark = pytest.mark.docker  # renders a report of a real acceptance run
 
 SCREENSHOT = ROOT / "reports" / "acceptance-screenshot.png"
-REPORT_VARIABLE = "TSE_BROWSER_REPORT"
-# One checklist item and the whole BDD criterion: the criterion's verdict is PASSED only when all of
-# its scenarios ran and passed (a part of them is "partly run"), and a passing run must show PASSED.
-SELECTION = "checklist_1_1 or bdd_criterion"
 SCREENSHOT_WINDOW = "1400,2200"
 # The visibility check uses a laptop-sized window: "first screenful" means what a reader sees
 # without scrolling, not what fits in the tall screenshot.
 CHECK_WINDOW = "1400,900"
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MILESTONE = load_mapping(ROOT / "features" / "checklist.yaml")["milestone"]
 
 # Runs after the report's own scripts (pytest-html renders its tables from JavaScript) and leaves
 # its measurements in <body data-visibility="{json}">, which `--dump-dom` prints.
@@ -63,8 +61,19 @@ window.addEventListener("load", function () {
         text: (el.innerText || "").trim().slice(0, 500)
       };
     }
-    var result = {viewport: [window.innerWidth, window.innerHeight],
-                  verdict: measure("verdict"), checklist: measure("checklist"), rows: []};
+    var result = {viewport: [window.innerWidth, window.innerHeight], title: measure("title"),
+                  verdict: measure("verdict"), checklist: measure("checklist"), environment: measure("environment"),
+                  results: measure("results-table"), document_title: document.title, rows: []};
+    // pytest-html's script still works on the arranged page: it filled the environment table and the
+    // results table, and its filters hide the results they name.
+    function resultRows() { return document.querySelectorAll("#results-table tbody.results-table-row").length; }
+    result.environment_rows = document.querySelectorAll("#environment tr").length;
+    result.result_rows = resultRows();
+    var filters = document.querySelectorAll("input[name='filter_checkbox']:not([disabled])");
+    filters.forEach(function (box) { box.click(); });
+    result.result_rows_all_filtered_out = resultRows() - document.querySelectorAll("#not-found-message").length;
+    filters.forEach(function (box) { box.click(); });
+    result.result_rows_after_filters_back = resultRows();
     document.querySelectorAll("#checklist tr[data-item]").forEach(function (row) {
       var cell = row.querySelector("td.verdict");
       result.rows.push({item: row.dataset.item, verdict_cell: !!cell,
@@ -76,17 +85,6 @@ window.addEventListener("load", function () {
 });
 </script>
 """
-
-
-def chromium_binary() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def chromium(binary: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
-    """Headless Chromium with a throw-away profile (--no-sandbox: the suite runs as root)."""
-    command = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
-               "--disable-extensions", f"--user-data-dir={profile}", "--virtual-time-budget=10000", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=180)
 
 
 def screenshot(binary: str, page: Path, png: Path, profile: Path) -> subprocess.CompletedProcess:
@@ -117,31 +115,6 @@ class _BodyData(HTMLParser):
     def handle_starttag(self, tag, attrs):
         if tag == "body":
             self.visibility = dict(attrs).get("data-visibility", self.visibility)
-
-
-@pytest.fixture(scope="module")
-def browser() -> str:
-    binary = chromium_binary()
-    if binary is None:
-        pytest.skip("no chromium binary on PATH: run infra/host/ensure-browser (Debian: apt-get install chromium)")
-    return binary
-
-
-@pytest.fixture(scope="module")
-def report(browser, tmp_path_factory) -> Path:
-    """The report TSE_BROWSER_REPORT names, else reports/acceptance.html of a small real acceptance
-    run on a copy of the repository."""
-    if os.environ.get(REPORT_VARIABLE):
-        page = Path(os.environ[REPORT_VARIABLE]).resolve()
-        assert page.is_file(), (f"{REPORT_VARIABLE}={page}: no such report. Hint: run `infra/host/run-pytest "
-                                f"features/` first, or unset {REPORT_VARIABLE} to render a run of this test's own")
-        return page
-    copy = copy_repository(tmp_path_factory.mktemp("report") / "stack")
-    run = run_acceptance(copy, isolated_environment("tse-report-browser"), "-m", SELECTION)
-    assert run.exit_code == 0, f"the acceptance run failed (exit {run.exit_code}):\n{run.output[-3000:]}"
-    page = copy / "reports" / "acceptance.html"
-    assert page.is_file(), f"the acceptance run wrote no HTML report:\n{run.output[-3000:]}"
-    return page
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +151,24 @@ def test_checklist_is_visible_with_a_verdict_per_item(visibility):
     assert selected, f"no row for item 1.1 (selected in this run): {[row['item'] for row in rows]}"
     shown = (selected[0]["verdict_class"] + " " + selected[0]["verdict_text"]).lower()
     assert "pass" in shown, f"item 1.1 passed in this run but its verdict cell shows {selected[0]}"
+
+
+def test_the_first_screen_is_the_sign_off_under_a_title_naming_the_milestone(visibility):
+    title, verdict, environment = visibility["title"], visibility["verdict"], visibility["environment"]
+    assert MILESTONE in visibility["document_title"], \
+        f"<title> does not name {MILESTONE}: {visibility['document_title']!r}"
+    assert title["present"] and title["first_screen"] and MILESTONE in title["text"], \
+        f"the <h1> on the first screen does not name {MILESTONE}: {title}"
+    assert environment["present"], "pytest-html's environment table (id 'environment') is gone"
+    assert title["rect"][1] < verdict["rect"][1] < environment["rect"][1], (
+        f"expected the title, then #verdict, then the environment table: title at y={title['rect'][1]}, "
+        f"verdict at y={verdict['rect'][1]}, environment at y={environment['rect'][1]}")
+    assert not environment["first_screen"], f"the environment table is on the first screen: {environment}"
+
+
+def test_pytest_htmls_script_still_fills_and_filters_its_tables(visibility):
+    assert visibility["environment_rows"] > 0, "pytest-html's script left the environment table empty"
+    assert visibility["result_rows"] > 0, "pytest-html's script rendered no row of the results table"
+    assert visibility["result_rows_all_filtered_out"] == 0, (
+        f"{visibility['result_rows_all_filtered_out']} result rows still shown with every filter unchecked")
+    assert visibility["result_rows_after_filters_back"] == visibility["result_rows"], visibility
