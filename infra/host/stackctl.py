@@ -221,9 +221,14 @@ def checklist_summary(report: dict) -> tuple[list, list]:
     failed), whole: the table wraps them (checklist_lines)."""
     rows, failures = [], []
     for item in report.get("items", []):
-        reason = f" ({item['reason']})" if item["reason"] and item["verdict"] != "passed" else ""
-        rows.append((f"{item['id']} {item['title']}", item["verdict"] + reason))
-        failures += [(s["name"], s["reason"]) for s in item["scenarios"] if s["outcome"] == "failed"]
+        notes = [item["reason"]] if item["reason"] and item["verdict"] != "passed" else []
+        waiver = item.get("waiver")
+        if waiver:
+            notes.append(f"waiver {waiver['status']}: {waiver['justification']} (accepted by "
+                         f"{waiver['accepted_by']}, until {waiver['expires']})")
+        rows.append((f"{item['id']} {item['title']}", item["verdict"] + (f" ({'; '.join(notes)})" if notes else "")))
+        if item["verdict"] == "failed":  # a waived item's failures do not fail the run
+            failures += [(s["name"], s["reason"]) for s in item["scenarios"] if s["outcome"] == "failed"]
     return rows, list(dict.fromkeys(failures))
 
 
@@ -247,7 +252,7 @@ def cmd_validate(args) -> int:
     if not report:
         print(result.stdout[-3000:] + result.stderr[-2000:])
     else:
-        print(f"BDD criterion: {report['criterion'].upper()}")
+        print(f"BDD criterion: {report.get('criterion_line') or report['criterion'].upper()}")
     print(checklist_lines(report, terminal_width()))
     print(f"validate: {'passed' if result.returncode == 0 else 'FAILED'} (reports in {reports})")
     return result.returncode

@@ -16,8 +16,9 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 
 import pytest
+import yaml
 
-from steps.report import checklist, waivers
+from steps.report import bundle, checklist, waivers
 from steps.report.checklist import FAILED, NOT_RUN, PASSED, ScenarioResult
 from steps.report.evidence import RUN_EVIDENCE_KEY, add_step_outputs
 
@@ -31,7 +32,7 @@ NOT_RUN_KEY = pytest.StashKey[dict]()     # nodeid -> Cucumber JSON feature and 
 ORDER_KEY = pytest.StashKey[list]()       # the nodeids in collection order (deselected first)
 WAIVERS_KEY = pytest.StashKey[list]()     # features/waivers.yaml (or --waivers), checked at the start
 WORKER_OUTPUT = "tse_signoff"             # a worker's record, in its workeroutput
-RUN_FACTS = ("mode", "project", "images", "image_ids", "engine")   # what a worker learns of the stack
+RUN_FACTS = ("mode", "project", "images", "image_ids", "engine", "compose_config")   # what a worker learns of the stack
 WAIVERS_FILE = FEATURES / "waivers.yaml"
 
 
@@ -54,6 +55,15 @@ def pytest_configure(config):
         config.stash[WAIVERS_KEY] = waivers.load(path, known)
     except waivers.WaiverError as error:
         raise pytest.UsageError(f"waivers: {error}") from None
+    key = _signing_key()
+    if key is not None and not key.is_file():
+        raise pytest.UsageError(f"{bundle.SIGNING_KEY_ENV}={key}: no such file. Hint: point it at an OpenSSH "
+                                "private key (ssh-keygen -t ed25519), or unset it for an unsigned evidence bundle")
+
+
+def _signing_key() -> Path | None:
+    value = os.environ.get(bundle.SIGNING_KEY_ENV)
+    return Path(value) if value else None
 
 
 def _waived_failure(item, found: ScenarioResult, report) -> None:
@@ -145,8 +155,23 @@ def _capture_stack_facts(config) -> None:
         compose = subprocess.run(["docker", "compose", "version", "--short"], capture_output=True, text=True,
                                  timeout=20).stdout.strip()
         run["engine"] = f"{docker_engine.engine_versions()['engine']} / {compose}"
+        run["compose_config"] = _resolved_configuration(stack)
     except Exception as error:  # noqa: BLE001 - describing the run, not deciding it
         run.setdefault("images", f"unknown ({error})")
+
+
+def _resolved_configuration(stack) -> str:
+    """The configuration the stack was started from (compose's after interpolation, or the swarm stack
+    file), no password in it: for the evidence bundle."""
+    model = stack.compose.stack_file if stack.on_swarm else stack.compose.config
+    secrets = [value for name, value in stack.settings.values.items() if "PASSWORD" in name]
+    return bundle.redact_compose_config(yaml.safe_dump(model, sort_keys=False), secrets)
+
+
+def _full_commit() -> str:
+    """The commit's full hash and whether the work tree differed from it (for the evidence bundle)."""
+    done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
+    return (done.stdout.strip() or "unknown") + "\n" + _commit() + "\n"
 
 
 def _commit() -> str:
@@ -294,6 +319,33 @@ def pytest_sessionfinish(session):
     (reports / "checklist.json").write_text(json.dumps(checklist.as_json(mapping, items, run), indent=2) + "\n")
     checklist.append_history(reports / "history.jsonl", run, items)
     _complete_cucumber(Path(config.option.cucumber_json_path), config)
+
+
+def pytest_unconfigure(config):
+    """The evidence bundle, once every report is written (pytest-html's page, arranged; JUnit; the
+    Cucumber JSON): reports/evidence-<date>-<commit>.tar.gz, sealed by its manifest, signed when
+    TSE_EVIDENCE_SIGNING_KEY names a key."""
+    reports = _reports_dir(config)
+    if hasattr(config, "workerinput") or reports is None or ITEMS_KEY not in config.stash:
+        return
+    run = config.stash[RUN_KEY]
+    option = config.option
+    files = [Path(path) for path in (getattr(option, "htmlpath", None), getattr(option, "xmlpath", None),
+                                     option.cucumber_json_path, reports / "checklist.md",
+                                     reports / "checklist.json", reports / "history.jsonl")
+             if path and Path(path).is_file()]
+    facts = {"compose-config.yaml": run.get("compose_config", "not read: the stack never came up\n"),
+             "images.txt": run.get("image_ids", "not read: the stack never came up\n"),
+             "commit.txt": _full_commit()}
+    try:
+        made = bundle.write_bundle(reports, files, facts, _signing_key(), datetime.now(timezone.utc),
+                                   run.get("commit", "unknown"))
+        line = f"evidence bundle: {made.path} ({'signed' if made.signed else 'unsigned'})"
+    except (bundle.BundleError, OSError, subprocess.SubprocessError) as error:
+        line = f"evidence bundle: NOT written: {error}"
+    writer = config.pluginmanager.get_plugin("terminalreporter")
+    if writer is not None:
+        writer.write_line(line)
 
 
 def _not_run_elements(items: list, results: dict) -> dict:

@@ -34,6 +34,15 @@ def test_sibling_payload_registers_with_the_fields_siblings_read(client, redis_c
     assert client.post("/api/v1/services", json=SIBLING).status_code == 200
 
 
+def test_null_optional_fields_take_their_defaults(client):
+    """risk-monitor-py's ServiceInfo sends "metadata": null by default; other clients null any optional field."""
+    payload = {**SIBLING, "metadata": None, "tags": None, "endpoints": None, "version": None, "ttl_seconds": None}
+    response = client.post("/api/v1/services", json=payload)
+    assert response.status_code in (200, 201), response.text
+    assert response.json()["metadata"] == {} and response.json()["tags"] == []
+    assert client.post("/api/v1/services", json={**SIBLING, "name": None}).status_code == 422
+
+
 def test_registered_at_survives_re_registration(client):
     first = client.post("/api/v1/services", json=SIBLING).json()
     time.sleep(0.01)

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 NAME = r"^[a-z0-9]+(-[a-z0-9]+)*$"
 INSTANCE = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
@@ -47,6 +47,15 @@ class Registration(BaseModel):
     tags: List[str] = Field(default_factory=list, max_length=64)
     ttl_seconds: Optional[int] = Field(default=None, ge=MIN_TTL_S, le=MAX_TTL_S)
     status: str = Field(default="healthy", pattern="^(" + "|".join(STATUSES) + ")$")
+
+    @model_validator(mode="before")
+    @classmethod
+    def null_means_absent(cls, payload: Any) -> Any:
+        """An optional field sent as null takes its default: risk-monitor-py's ServiceInfo sends
+        "metadata": null unless told otherwise. (A required one, `name`, is then reported missing.)"""
+        if isinstance(payload, dict):
+            return {field: value for field, value in payload.items() if value is not None}
+        return payload
 
 
 class Heartbeat(BaseModel):
