@@ -224,7 +224,8 @@ def checklist_summary(report: dict) -> tuple[list, list]:
         notes = [item["reason"]] if item["reason"] and item["verdict"] != "passed" else []
         waiver = item.get("waiver")
         if waiver:
-            notes.append(f"waiver {waiver['status']}: {waiver['justification']} (accepted by "
+            label = "waived" if waiver["status"] == "waived" else f"waiver {waiver['status']}"
+            notes.append(f"{label}: {waiver['justification']} (accepted by "
                          f"{waiver['accepted_by']}, until {waiver['expires']})")
         rows.append((f"{item['id']} {item['title']}", item["verdict"] + (f" ({'; '.join(notes)})" if notes else "")))
         if item["verdict"] == "failed":  # a waived item's failures do not fail the run

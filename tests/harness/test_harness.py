@@ -38,6 +38,17 @@ def test_a_stack_that_never_gets_healthy_is_one_error_naming_the_service(copy):
     assert_nothing_left(project, before)
 
 
+def test_a_malformed_waiver_file_is_one_error_before_any_stack_starts(copy, tmp_path):
+    project = "tse-waivers-malformed"
+    bad = tmp_path / "waivers.yaml"
+    bad.write_text('waivers:\n  - item: "1.3"\n    justification: x\n    accepted_by: y\n    expires: next week\n')
+    run = run_acceptance(copy, isolated_environment(project, TSE_WAIVERS=str(bad)), timeout=120)
+    assert run.exit_code == 4, run.output[-3000:]
+    assert f"{bad}:5: field 'expires': 'next week' is not a date (write it as YYYY-MM-DD)" in run.output
+    assert "Traceback" not in run.output
+    assert not any(docker_engine.leftovers(project).values()), "no stack was started"
+
+
 def _signal_once_started(copy, env: dict, pytest_args: list, project: str, signum: int) -> tuple[int, str]:
     """Run pytest with `pytest_args` in the copy, send it `signum` (it alone) once `project` has
     containers, and wait for it to end: (exit code, output)."""

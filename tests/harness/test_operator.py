@@ -1,16 +1,25 @@
 """The operator commands (infra/host/stackctl): clear failures without Docker or a stack, and the
 whole up / status / logs / validate / down cycle on an isolated copy of the stack (its fixture,
-`operator_stack`, is in conftest.py)."""
+`operator_stack`, is in conftest.py), with the sign-off of a validate run: waivers (a live one over a
+real failure, an expired one, one no longer needed) and its sealed evidence bundle (it verifies; a
+changed report does not; a signed one verifies only against its signer)."""
 from __future__ import annotations
 
+import io
+import json
 import re
+import subprocess
+import sys
+import tarfile
+import xml.etree.ElementTree as ElementTree
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 
 import stackctl
 from steps.probes import docker_engine
-from tests.acceptance_copy import copy_repository, isolated_environment, run_stackctl
+from tests.acceptance_copy import copy_repository, isolated_environment, read_cucumber, run_stackctl
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.docker
@@ -124,6 +133,128 @@ def test_validate_gives_the_same_verdict_on_a_stack_up_for_minutes(operator_stac
     assert sources[0] == {"start record"}, sources
     # The runs before flushed the engine's event buffer; the health logs had rotated.
     assert sources[1] <= {"engine events", "depends_on label"} and sources[2] == {"depends_on label"}, sources
+
+
+# Sign-off as people do it: waivers over a real failure, and the run's sealed evidence bundle.
+# The failure a live waiver accepts: the monitor user's password, as this run knows it, is wrong, so
+# 1.3's sign-in as each user fails on the real Redis; 1.5 passes; attach mode leaves 3.7 partly run.
+SELECTION = "checklist_1_3 or checklist_1_5 or checklist_3_7"
+ACL_SCENARIO = "Redis ACL user management"
+
+
+def _waivers(path: Path, today: date) -> Path:
+    entries = [("1.3", "the monitor password is being rotated", today + timedelta(days=30)),
+               ("1.5", "caching under review", today + timedelta(days=30)),
+               ("3.7", "the crash test needs a stack of its own", today - timedelta(days=1))]
+    path.write_text("waivers:\n" + "".join(
+        f'  - item: "{item}"\n    justification: {why}\n    accepted_by: Jane Doe, release manager\n'
+        f"    expires: {until.isoformat()}\n" for item, why, until in entries))
+    return path
+
+
+def _signing_key(folder: Path, name: str) -> tuple[Path, str]:
+    """An ed25519 key pair: (private key, its allowed-signers line)."""
+    key = folder / name
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)], check=True)
+    public = (folder / f"{name}.pub").read_text().split()
+    return key, f'{name}@example.org namespaces="tse-evidence" {public[0]} {public[1]}\n'
+
+
+@pytest.fixture(scope="module")
+def waived_run(operator_stack, tmp_path_factory):
+    """`stackctl validate` of three items with waivers and a signing key: (reports, output, keys)."""
+    stack, folder = operator_stack, tmp_path_factory.mktemp("signoff")
+    assert stack.up_result().returncode == 0, "the cycle's stack came up"
+    env_file = folder / "env"
+    env_file.write_text("\n".join(
+        "REDIS_PASSWORD_MONITOR=not-the-password" if line.startswith("REDIS_PASSWORD_MONITOR=") else line
+        for line in (stack.copy / ".env.example").read_text().splitlines()) + "\n")
+    alice, alice_line = _signing_key(folder, "alice")
+    _, bob_line = _signing_key(folder, "bob")
+    (folder / "alice.signers").write_text(alice_line)
+    (folder / "bob.signers").write_text(bob_line)
+    env = {**stack.env, "TSE_WAIVERS": str(_waivers(folder / "waivers.yaml", date.today())),
+           "TSE_EVIDENCE_SIGNING_KEY": str(alice)}
+    reports = folder / "reports"
+    done = run_stackctl(stack.copy, env, f"--project-name={stack.project}", f"--env-file={env_file}",
+                        "validate", f"--reports-dir={reports}", f"--select={SELECTION}")
+    return reports, done, folder
+
+
+def test_a_live_waiver_accepts_a_real_failure_and_the_run_passes(waived_run):
+    reports, done, _ = waived_run
+    assert done.returncode == 0, f"the waived failure failed the run:\n{done.stdout[-3000:]}{done.stderr[-2000:]}"
+    items = {item["id"]: item for item in json.loads((reports / "checklist.json").read_text())["items"]}
+    acl = items["1.3"]
+    assert acl["verdict"] == "waived" and acl["waiver"]["verdict_without_waiver"] == "failed", acl
+    assert "monitor" in acl["reason"], f"the waived item still says what failed: {acl['reason']!r}"
+    said = " ".join(done.stdout.split())  # validate wraps its lines to the terminal
+    assert "1.3 Redis ACL user management waived (" in said and "waived: the monitor password" in said, said
+    assert f"FAILED {ACL_SCENARIO}" not in done.stdout
+
+
+def test_expired_and_unneeded_waivers_are_reported_as_such(waived_run):
+    reports, done, _ = waived_run
+    items = {item["id"]: item for item in json.loads((reports / "checklist.json").read_text())["items"]}
+    assert items["1.5"]["verdict"] == "passed" and items["1.5"]["waiver"]["status"] == "no longer needed"
+    assert items["3.7"]["verdict"] == "partly run" and items["3.7"]["waiver"]["status"] == "expired"
+    markdown = (reports / "checklist.md").read_text()
+    assert "waiver no longer needed (the item passed): caching under review" in markdown
+    assert "waiver expired on" in markdown and "the crash test needs a stack of its own" in markdown
+
+
+def test_junit_and_cucumber_mark_the_waived_scenario_apart_from_failed_and_skipped(waived_run):
+    reports, _, _ = waived_run
+    case = next(c for c in ElementTree.parse(reports / "junit.xml").iter("testcase") if c.get("name") == ACL_SCENARIO)
+    assert case.find("failure") is None and case.find("error") is None
+    assert case.find("skipped").get("type") == "pytest.xfail", ElementTree.tostring(case)[:600]
+    assert any(p.get("name") == "waiver" and p.get("value").startswith("waived: 1.3") for p in case.iter("property"))
+    scenario = read_cucumber(reports / "cucumber.json")[ACL_SCENARIO]
+    assert "waived" in scenario["tags"], scenario
+    html = (reports / "acceptance.html").read_text()
+    assert "id='waivers'" in html and "class='waiver waived'" in html
+
+
+def _verify(waived_run, bundle: Path, signers: str) -> subprocess.CompletedProcess:
+    _, _, folder = waived_run
+    return subprocess.run([sys.executable, "infra/host/stackctl.py", "verify-evidence", str(bundle),
+                           f"--allowed-signers={folder / signers}"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+
+
+def _the_bundle(reports: Path) -> Path:
+    bundles = sorted(reports.glob("evidence-*.tar.gz"))
+    assert len(bundles) == 1, f"one evidence bundle per run: {bundles}"
+    return bundles[0]
+
+
+def test_the_runs_signed_bundle_verifies_against_its_signer_only(waived_run):
+    reports, _, _ = waived_run
+    bundle = _the_bundle(reports)
+    with tarfile.open(bundle) as sealed:
+        names = set(sealed.getnames())
+        configuration = sealed.extractfile("compose-config.yaml").read().decode()
+    assert {"acceptance.html", "checklist.md", "junit.xml", "cucumber.json", "images.txt", "commit.txt",
+            "compose-config.yaml", "MANIFEST.sha256", "MANIFEST.sha256.sig"} <= names, names
+    assert "registry-service-dev-password" not in configuration and "services:" in configuration
+    good = _verify(waived_run, bundle, "alice.signers")
+    assert good.returncode == 0 and "signed by alice@example.org, good signature" in good.stdout, good.stdout
+    other = _verify(waived_run, bundle, "bob.signers")
+    assert other.returncode == 1 and "verify-evidence: FAILED" in other.stdout, other.stdout
+
+
+def test_a_bundle_with_a_changed_report_does_not_verify(waived_run, tmp_path):
+    reports, _, _ = waived_run
+    changed = tmp_path / "changed.tar.gz"
+    with tarfile.open(_the_bundle(reports)) as sealed, tarfile.open(changed, "w:gz") as copy:
+        for member in sealed.getmembers():
+            data = sealed.extractfile(member).read()
+            if member.name == "checklist.md":
+                data = data.replace(b"waived", b"passed")
+                member.size = len(data)
+            copy.addfile(member, io.BytesIO(data))
+    done = _verify(waived_run, changed, "alice.signers")
+    assert done.returncode == 1 and "checklist.md: changed" in done.stdout, done.stdout
 
 
 def test_down_keeps_the_volumes_and_down_volumes_removes_them(operator_stack):
