@@ -16,7 +16,7 @@ Feature: 1. Redis deployment for service discovery and caching
   Scenario: Redis configuration file
     Then the running Redis has "appendonly" set to "yes"
     And the running Redis has "protected-mode" set to "yes"
-    And the running Redis has "aclfile" set to "/usr/local/etc/redis/users.acl"
+    And the running Redis has "aclfile" set to "/run/secrets/users.acl"
 
   @checklist_1_3
   Scenario: Redis ACL user management

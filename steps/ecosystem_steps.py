@@ -16,7 +16,7 @@ from steps.probes.waiting import poll
 
 # SHA-256 of the development passwords the services default to: the original stack's compose
 # (trading-ecosystem-orchestrator-docker, each service's REDIS_URL and POSTGRES_URL) and the Go
-# adapters' .env.example. Hashes, as in users.acl: the repository holds no password in plain text
+# adapters' .env.example. Hashes: the repository holds no password in plain text
 # outside .env.example, which must hold these for a service started with its defaults to connect.
 SERVICE_DEFAULT_SHA256 = {
     "redis": {
@@ -93,7 +93,7 @@ def _lands_in(problems: Mismatches, stack, evidence, role: str, schema: str) -> 
 @then(parsers.parse('Redis user "{user}" signs in with the password {service} defaults to'))
 def _redis_default_password(stack, evidence, user, service):
     problems = Mismatches(f"{service}'s Redis user", "set the REDIS_PASSWORD_* of .env to what the service uses, "
-                          "then rehash: python3 infra/redis/hash-acl-passwords --env-file .env")
+                          "then docker compose up -d --force-recreate")
     _check_default_password(problems, stack, evidence, "redis", user, service)
     ping = evidence.record(redis_server.ping(*stack.redis(user)))
     problems.check(ping.observed == "PONG", f"{user} signs in and PINGs", ping.observed, ping)

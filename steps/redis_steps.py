@@ -46,7 +46,7 @@ def _default_refused(stack, evidence):
 def _users_sign_in(stack, evidence, datatable):
     wanted = {row[0] for row in datatable[1:]}
     problems = Mismatches("Redis ACL users",
-                          "passwords come from the env file; rehash with infra/redis/hash-acl-passwords")
+                          "passwords come from the env file; after changing one: docker compose up -d --force-recreate")
     users = evidence.record(redis_server.acl_users(stack.redis_port(), _admin(stack)))
     problems.check(users.observed - {"default"} == wanted, sorted(wanted), sorted(users.observed - {"default"}), users)
     for user in sorted(wanted):
@@ -89,7 +89,7 @@ def _acl_file_hashed(stack, evidence):
     expect(fact.observed.exit_code == 0, "reading the loaded ACL file", "exit 0", fact.observed.output, fact)
     plain = redis_server.plain_text_passwords(fact.observed.output)
     expect(not plain, f"plain-text passwords in {path}", "none (only #<sha256> hashes)", plain, fact,
-           "run infra/redis/hash-acl-passwords to store hashes")
+           "infra/redis/users.acl holds no password: the secrets service adds the hashes")
 
 
 @then(parsers.parse('the "{user}" user stores a service instance under "{prefix}" with a TTL and finds it with SCAN'))

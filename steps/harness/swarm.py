@@ -26,7 +26,9 @@ from steps.harness.settings import ROOT, StackSettings
 from steps.harness.swarm_file import (
     DATA_NODE_LABEL,
     SERVICE_NAME_LIMIT,
+    acl_rules_path,
     read_handout,
+    redis_acl,
     secret_name,
     secret_values,
     stack_file,
@@ -100,9 +102,12 @@ class SwarmStack(ComposeStack):
         engine = docker_engine.client()
         values = secret_values(self.config, self.settings.values)
         values["exporter_web_config"] = self._exporter_web_config(values["redis_exporter_scrape_password"])
+        values["users.acl"] = redis_acl(acl_rules_path(self.config).read_text(), values)
         wanted = {name for service in self.stack_file["services"].values() for name in
                   (s["source"] for s in service.get("secrets") or [])}
-        missing = sorted(wanted - set(values))
+        # Each Redis password is hashed into users.acl: none may be missing either.
+        hashed = {name for name in self.config.get("secrets") or {} if name.startswith("redis_password_")}
+        missing = sorted((wanted | hashed) - set(values))
         if missing:
             raise StackError(f"no value for the secrets {', '.join(missing)}: set "
                              f"{', '.join(m.upper() for m in missing)} in {self.settings.env_file}.")

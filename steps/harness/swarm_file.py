@@ -261,3 +261,30 @@ def secret_values(model: dict, environment: dict) -> dict:
         if variable and environment.get(variable):
             values[name] = environment[variable]
     return values
+
+
+ACL_RULES_TARGET = "/etc/secrets/users.acl"   # where the secrets service reads Redis's users and rules
+
+
+def acl_rules_path(model: dict) -> Path:
+    """infra/redis/users.acl as the compose model mounts it into the secrets service."""
+    for volume in model["services"]["secrets"].get("volumes") or []:
+        if volume.get("target") == ACL_RULES_TARGET:
+            return Path(volume["source"])
+    raise ValueError(f"the secrets service mounts nothing at {ACL_RULES_TARGET}: Redis's users and rules")
+
+
+def redis_acl(rules: str, secrets: dict) -> str:
+    """Redis's ACL as infra/secrets/distribute makes it for compose: the rules without comments, and
+    `#<sha256 of the password>` after `on` for each user with a secret redis_password_<user>."""
+    lines = []
+    for line in rules.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        user = line.removeprefix("user ").split(" ")[0]
+        password = secrets.get(f"redis_password_{user.replace('-', '_')}")
+        head = f"user {user} on"
+        if password is not None and (line == head or line.startswith(head + " ")):
+            line = f"{head} #{hashlib.sha256(password.encode()).hexdigest()}{line[len(head):]}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,32 +23,6 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_plain_text_passwords_are_found_and_hashes_are_not():
     acl = "user default off\nuser a on #abc ~a:* +@all\nuser b on >secret ~b:*\n"
     assert redis_server.plain_text_passwords(acl) == ["b"]
-
-
-def test_committed_acl_file_has_hashes_of_the_example_passwords():
-    result = subprocess.run([sys.executable, str(ROOT / "infra/redis/hash-acl-passwords"), "--check",
-                             "--env-file", str(ROOT / ".env.example")], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    assert redis_server.plain_text_passwords((ROOT / "infra/redis/users.acl").read_text()) == []
-
-
-def test_hash_script_rewrites_hashes_from_the_env_file(tmp_path):
-    acl, env = tmp_path / "users.acl", tmp_path / ".env"
-    acl.write_text("user default off\nuser admin on >plain ~* +@all\n")
-    env.write_text("REDIS_PASSWORD_ADMIN=s3cret\n")
-    subprocess.run([sys.executable, str(ROOT / "infra/redis/hash-acl-passwords"), "--env-file", str(env),
-                    "--acl-file", str(acl)], check=True)
-    line = acl.read_text().splitlines()[1]
-    assert line == "user admin on #" + __import__("hashlib").sha256(b"s3cret").hexdigest() + " ~* +@all"
-
-
-def test_hash_script_names_a_missing_password(tmp_path):
-    acl, env = tmp_path / "users.acl", tmp_path / ".env"
-    acl.write_text("user monitor on #00 ~* +@read\n")
-    env.write_text("\n")
-    result = subprocess.run([sys.executable, str(ROOT / "infra/redis/hash-acl-passwords"), "--env-file", str(env),
-                             "--acl-file", str(acl)], capture_output=True, text=True)
-    assert result.returncode != 0 and "REDIS_PASSWORD_MONITOR is not set" in result.stderr
 
 
 def test_env_file_reading_skips_comments_and_strips_quotes(tmp_path):

@@ -3,8 +3,17 @@ for a password where `docker inspect` or `ps` would show it (steps/probes/secret
 against a stand-in container."""
 from __future__ import annotations
 
-import pytest
+import hashlib
+import os
+import subprocess
+from pathlib import Path
 
+import pytest
+import yaml
+
+from steps.harness import swarm_file
+from steps.harness.settings import read_env_file
+from steps.probes import redis_server
 from steps.probes import secrets as secret_probes
 
 PASSWORDS = {"PG_PASSWORD_MONITOR": "monitor-pw", "REDIS_PASSWORD_ADMIN": "admin-pw"}
@@ -103,3 +112,68 @@ def test_a_healthcheck_run_with_another_secret_gets_it_through_the_environment_o
     assert "wrong-pw" not in " ".join(ran["command"]) and ran["env"] == {"PROBE_SECRET_0": "wrong-pw"}
     with pytest.raises(Exception, match="does not read /run/secrets/other"):
         container_exec.run_healthcheck("p", "redis", secrets={"other": "x"})
+
+
+# Redis's ACL, made at every start from infra/redis/users.acl (users and rules, no password) and the
+# passwords of the env file: by infra/secrets/distribute for compose, by swarm_file.redis_acl on swarm.
+ROOT = Path(__file__).resolve().parents[2]
+RULES = ROOT / "infra/redis/users.acl"
+
+
+def _example_secrets() -> dict:
+    model = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return swarm_file.secret_values(model, read_env_file(ROOT / ".env.example"))
+
+
+def _distribute(tmp_path: Path, secrets: dict, handout: str) -> subprocess.CompletedProcess:
+    """infra/secrets/distribute on this machine, its folders pointed at tmp_path."""
+    source, target = tmp_path / "source", tmp_path / "target"
+    source.mkdir()
+    for name, value in secrets.items():
+        (source / name).write_text(value)
+    (tmp_path / "handout").write_text(handout)
+    env = {"PATH": os.environ["PATH"], "SECRETS_SOURCE": str(source), "SECRETS_TARGET": str(target),
+           "SECRETS_HANDOUT": str(tmp_path / "handout"), "SECRETS_ACL_RULES": str(RULES)}
+    return subprocess.run(["sh", str(ROOT / "infra/secrets/distribute")], env=env, capture_output=True, text=True)
+
+
+def test_the_repository_holds_no_password_of_a_redis_user():
+    for line in RULES.read_text().splitlines():
+        tokens = line.split()
+        assert not any(t.startswith((">", "<", "#")) and len(t) > 1 for t in tokens[2:]), line
+        assert "nopass" not in tokens, line
+
+
+def test_every_redis_user_signing_in_has_a_password_secret_the_secrets_service_gets():
+    model = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    given = set(model["services"]["secrets"]["secrets"])
+    users = [line.split()[1] for line in RULES.read_text().splitlines() if line.startswith("user ") and " on" in line]
+    missing = [u for u in users if f"redis_password_{u.replace('-', '_')}" not in given]
+    assert missing == [], f"users of users.acl whose password the secrets service never gets: {missing}"
+
+
+def test_the_acl_holds_the_hash_of_each_users_password_and_no_password():
+    acl = swarm_file.redis_acl(RULES.read_text(), {"redis_password_admin": "s3cret"})
+    admin = next(line for line in acl.splitlines() if line.startswith("user admin "))
+    assert admin == f"user admin on #{hashlib.sha256(b's3cret').hexdigest()} ~* &* +@all"
+    assert "s3cret" not in acl and not any(line.startswith("#") for line in acl.splitlines())
+    assert redis_server.plain_text_passwords(acl) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="distribute gives each file to its service's user: root only")
+def test_compose_and_swarm_make_the_same_acl(tmp_path):
+    secrets = _example_secrets()
+    done = _distribute(tmp_path, secrets, "redis 100:101 users.acl\n")
+    assert done.returncode == 0, done.stderr
+    made = (tmp_path / "target/redis/users.acl").read_text()
+    assert made == swarm_file.redis_acl(RULES.read_text(), secrets)
+    assert made.count("#") == len([s for s in secrets if s.startswith("redis_password_")])
+    assert oct((tmp_path / "target/redis/users.acl").stat().st_mode & 0o777) == "0o400"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="distribute gives each file to its service's user: root only")
+def test_an_empty_redis_password_is_one_error_naming_its_variable(tmp_path):
+    secrets = {**_example_secrets(), "redis_password_monitor": ""}
+    done = _distribute(tmp_path, secrets, "redis 100:101 users.acl\n")
+    assert done.returncode == 1
+    assert "Redis user monitor has no password: set REDIS_PASSWORD_MONITOR in .env" in done.stderr
