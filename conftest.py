@@ -50,6 +50,9 @@ def pytest_addoption(parser):
     group.addoption("--project-name", default=None,
                     help="compose project (env TSE_PROJECT; default tse-acceptance in up mode, "
                          "COMPOSE_PROJECT_NAME else trading-ecosystem in attach mode)")
+    group.addoption("--mode", dest="security_mode", choices=["development", "production"], default=None,
+                    help="production: refuse to start while a password is one .env.example publishes or shorter "
+                         "than 16 characters (env TSE_MODE; default development)")
     group.addoption("--waivers", default=None,
                     help="the waiver file (env TSE_WAIVERS; default features/waivers.yaml): accepted gaps, "
                          "each with its justification, who accepted it and its expiry date")

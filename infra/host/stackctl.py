@@ -51,7 +51,8 @@ class CommandError(Exception):
 
 def _compose(args):
     """The settings and the stack's driver: docker compose, or docker stack with --swarm."""
-    settings = StackSettings.resolve(mode="attach", project=args.project_name, env_file=args.env_file)
+    settings = StackSettings.resolve(mode="attach", project=args.project_name, env_file=args.env_file,
+                                     overrides={"TSE_MODE": getattr(args, "security_mode", None)})
     make = swarm_for if args.swarm else compose_for
     return settings, make(settings, Path(tempfile.mkdtemp(prefix="stackctl-")))
 
@@ -293,7 +294,11 @@ def main(argv=None) -> int:
     parser.add_argument("--env-file", default=os.environ.get("TSE_ENV_FILE"))
     parser.add_argument("--swarm", action="store_true", help="the stack deployed on this engine's Docker Swarm")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("up", help="build, start and wait until healthy").set_defaults(run=cmd_up)
+    up = commands.add_parser("up", help="build, start and wait until healthy")
+    up.add_argument("--mode", dest="security_mode", choices=["development", "production"], default=None,
+                    help="production: refuse every password .env.example publishes or shorter than 16 characters "
+                         "(default: TSE_MODE, else development)")
+    up.set_defaults(run=cmd_up)
     down = commands.add_parser("down", help="stop and remove the containers (volumes kept)")
     down.add_argument("--volumes", "-v", action="store_true", help="also remove the volumes and their data")
     down.set_defaults(run=cmd_down)

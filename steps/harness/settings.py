@@ -28,6 +28,7 @@ DEFAULTS = {
     "OTEL_HTTP_HOST_PORT": "4318",
     "OTEL_HEALTH_HOST_PORT": "13133",
     "POSTGRES_DB": "trading_ecosystem",
+    "TSE_MODE": "development",   # production: see production_refusals
 }
 PORT_VARIABLES = tuple(variable for variable in DEFAULTS if variable.endswith("_HOST_PORT"))
 # Grafana, Jaeger and the collector: upstream images, started (up mode) only when all are on this machine.
@@ -47,6 +48,25 @@ def read_env_file(path: Path) -> dict:
             key, _, value = line.partition("=")
             values[key.strip()] = value.strip().strip("'\"")
     return values
+
+
+# Production mode (TSE_MODE=production): no password the repository publishes, none shorter than this.
+PRODUCTION, MIN_PASSWORD_LENGTH = "production", 16
+MAKE_ENV_HINT = "make an env file of your own: infra/host/make-env --production > .env"
+
+
+def production_refusals(values: dict, example: dict) -> list[str]:
+    """The passwords production mode refuses, each with why: its .env.example value, or too short
+    (infra/secrets/distribute applies the same rule to a plain `docker compose up`)."""
+    refused = []
+    for variable, value in sorted(values.items()):
+        if "PASSWORD" not in variable:
+            continue
+        if example.get(variable) and value == example[variable]:
+            refused.append(f"{variable} (its .env.example value)")
+        elif len(value) < MIN_PASSWORD_LENGTH:
+            refused.append(f"{variable} (shorter than {MIN_PASSWORD_LENGTH} characters)")
+    return refused
 
 
 def option_or_variable(getoption, option: str):
@@ -98,6 +118,11 @@ class StackSettings:
             if value is not None:
                 values[key] = str(value)
                 explicit.add(key)
+        if values.get("TSE_MODE") == PRODUCTION:
+            refused = production_refusals(values, read_env_file(compose_file.parent / ".env.example"))
+            if refused:
+                raise StackError(f"production mode refuses these passwords of {env_file}: {', '.join(refused)}. "
+                                 f"Hint: {MAKE_ENV_HINT}")
         if project is None:
             # Up mode runs a project of its own; attach mode tests the stack compose users started,
             # under the COMPOSE_PROJECT_NAME they set (environment or env file), as compose itself does.
@@ -113,7 +138,8 @@ class StackSettings:
         return cls.resolve(mode=stack_mode(getoption), project=option_or_variable(getoption, "project_name"),
                            compose_file=option_or_variable(getoption, "compose_file"),
                            env_file=option_or_variable(getoption, "env_file"), keep=keep,
-                           wait_timeout=int(option_or_variable(getoption, "wait_timeout") or DEFAULT_WAIT_TIMEOUT))
+                           wait_timeout=int(option_or_variable(getoption, "wait_timeout") or DEFAULT_WAIT_TIMEOUT),
+                           overrides={"TSE_MODE": getoption("security_mode")})
 
     def as_dict(self) -> dict:
         """Plain values, for another process (a parallel run's workers) to rebuild the same settings."""

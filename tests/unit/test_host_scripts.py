@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON_SCRIPTS = ["infra/host/benchmark", "infra/host/benchmark-registry", "infra/host/benchmark-configuration",
-                  "infra/host/stackctl.py"]
+                  "infra/host/stackctl.py", "infra/host/make-env"]
 
 
 @pytest.mark.parametrize("script", PYTHON_SCRIPTS)
