@@ -28,6 +28,8 @@ from pathlib import Path
 
 MAX_KEPT = 500
 MAX_BODY = 1 << 20            # Alertmanager caps a group's alerts; a megabyte is far beyond a real one
+IDLE_TIMEOUT_S = 5            # a socket silent this long (no request, half a request or body) is dropped
+MAX_HANDLERS = 16             # connections served at once; beyond them 503 (the container's pids limit is 32)
 USER = "alertmanager"
 log = logging.getLogger("alert-receiver")
 
@@ -78,6 +80,20 @@ def signed_in(header: str | None, password: str) -> bool:
     return hmac.compare_digest(user.encode(), USER.encode()) & hmac.compare_digest(given.encode(), password.encode())
 
 
+def body_length(headers) -> tuple[int, str] | int:
+    """The declared Content-Length of a request body, or the (status, reason) refusing it: missing
+    (411), not one non-negative decimal number (400), over MAX_BODY (413). Nothing is read before."""
+    declared = set(headers.get_all("Content-Length") or [])
+    if not declared:
+        return 411, "a notification needs a Content-Length"
+    value = declared.pop().strip()
+    if declared or not value.isascii() or not value.isdigit():
+        return 400, "Content-Length must be one non-negative number"
+    if int(value) > MAX_BODY:
+        return 413, f"a notification is at most {MAX_BODY} bytes"
+    return int(value)
+
+
 def readable(body: bytes) -> dict:
     """The notification in `body`; ValueError naming what is wrong otherwise."""
     notification = json.loads(body)
@@ -91,6 +107,9 @@ class ReceiverHandler(BaseHTTPRequestHandler):
     it serves is set on a subclass: handler_for's."""
 
     server_version = "alert-receiver"
+    # StreamRequestHandler sets it on the connection's socket: a client that sends nothing, or stops
+    # halfway through its request line, headers or body, is dropped after it instead of holding a thread.
+    timeout = IDLE_TIMEOUT_S
     notifications: Notifications
     password: str
     allowed_hosts: set
@@ -139,9 +158,11 @@ class ReceiverHandler(BaseHTTPRequestHandler):
         if not signed_in(self.headers.get("Authorization"), self.password):
             self.answer(401, "sign in as alertmanager (HTTP Basic)\n", WWW_Authenticate='Basic realm="alerts"')
             return
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            self.answer(413, f"a notification is at most {MAX_BODY} bytes\n")
+        length = body_length(self.headers)
+        if isinstance(length, tuple):
+            # The body is left unread: the connection closes after the answer (HTTP/1.0, and said so).
+            self.close_connection = True
+            self.answer(length[0], f"{length[1]}\n", Connection="close")
             return
         try:
             entry = self.notifications.add(readable(self.rfile.read(length)))
@@ -150,6 +171,43 @@ class ReceiverHandler(BaseHTTPRequestHandler):
             return
         log.info("notification: %s", summary(entry))
         self.answer(200, "kept\n")
+
+
+class BoundedHTTPServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer starts a thread per connection, without limit: this one serves at most
+    `max_handlers` connections at once and answers any beyond them 503 at once, unread, from the
+    accepting thread, so that a flood of connections cannot exhaust the container's threads."""
+
+    def __init__(self, address, handler, max_handlers: int = MAX_HANDLERS):
+        super().__init__(address, handler)
+        self.slots = threading.BoundedSemaphore(max_handlers)
+
+    def process_request(self, request, client_address):
+        if not self.slots.acquire(blocking=False):
+            self.refuse(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+    def refuse(self, request) -> None:
+        body = b"busy: too many connections, retry later\n"
+        try:
+            request.settimeout(1)
+            request.sendall(b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                            b"Retry-After: 1\r\nConnection: close\r\n"
+                            b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        except OSError:
+            pass
+        self.shutdown_request(request)
 
 
 def handler_for(notifications: Notifications, password: str, allowed_hosts: set) -> type[ReceiverHandler]:
@@ -174,7 +232,7 @@ def main() -> int:
     port = int(os.environ.get("ALERT_RECEIVER_PORT", "9097"))
     hosts = {"localhost", "127.0.0.1", "alert-receiver", *filter(None, os.environ.get("ALERT_RECEIVER_HOSTS", "")
                                                                        .split(","))}
-    server = ThreadingHTTPServer(("0.0.0.0", port), handler_for(Notifications(), password, hosts))
+    server = BoundedHTTPServer(("0.0.0.0", port), handler_for(Notifications(), password, hosts))
     # As the container's PID 1 the process ignores SIGTERM unless it handles it: `docker stop` would
     # wait its 10 s grace period and kill it. Handled before the line saying it listens, which is
     # when a supervisor (or the unit test) may stop it.

@@ -4,10 +4,30 @@
 #   POSTGRES_DB, run /docker-entrypoint-initdb.d/* (*.sql with psql, *.sh executed) once;
 # - the temporary server used for that listens on the Unix socket only, so nothing can reach the
 #   database over TCP (and the TCP healthcheck cannot pass) before initialisation has finished.
+# - at every start of the server: pg_hba's rule refusing the superuser over TCP, naming it (below).
 set -Eeuo pipefail
 
 : "${POSTGRES_USER:=postgres}"
 : "${POSTGRES_DB:=$POSTGRES_USER}"
+# pg_hba.conf includes this file first (`include`, so a server without it refuses to start): the
+# superuser, whatever POSTGRES_USER names it, signs in on the Unix socket only. Written at every
+# start, on the socket directory's tmpfs, from the name initdb was given.
+: "${PG_HBA_SUPERUSER_FILE:=/var/run/postgresql/pg_hba.superuser.conf}"
+
+write_superuser_rule() {
+  case "$POSTGRES_USER" in
+    *'"'* | *$'\n'* | *$'\r'* | /*)
+      echo "docker-entrypoint: POSTGRES_USER may not hold a double quote or a line break, nor start with /: pg_hba.conf could not name it" >&2
+      exit 1 ;;
+  esac
+  printf '# Written by docker-entrypoint.sh at the server'"'"'s start: the superuser, never over TCP.\nhost all "%s" all reject\n' \
+    "$POSTGRES_USER" > "$PG_HBA_SUPERUSER_FILE"
+}
+
+# First: a POSTGRES_USER pg_hba.conf cannot name stops the start before initdb.
+if [ "${1:-}" = postgres ]; then
+  write_superuser_rule
+fi
 
 if [ "${1:-}" = postgres ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
   # Passwords come as files (compose secrets, handed out by the secrets service): the superuser's

@@ -435,7 +435,8 @@ FAULTS = [
           [(USERS_ACL, r"^(user monitor on) resetkeys resetchannels -@all \+@connection .*$",
             r"\1 ~* resetchannels -@all +@read +@connection -@dangerous +info")], {"checklist_S_5"}),
     fault("postgres-superuser-over-tcp", "the PostgreSQL superuser may sign in over TCP",
-          [(PG_HBA, r"^host\s+all\s+postgres\s+all\s+reject\n", "")], {"checklist_S_6"}),
+          # The rule is the entrypoint's, naming POSTGRES_USER; pg_hba.conf includes it: the include goes.
+          [(PG_HBA, r"^include\s+/var/run/postgresql/pg_hba\.superuser\.conf\n", "")], {"checklist_S_6"}),
     fault("postgres-monitor-reads-domain-data", "the monitor role reads every domain's tables",
           [(INIT_SQL, r"^(    EXECUTE format\('REVOKE ALL ON SCHEMA %I FROM PUBLIC', d\.schema_name\);\n)",
             "\\1    EXECUTE format('GRANT USAGE ON SCHEMA %I TO monitor', d.schema_name);\n"

@@ -48,6 +48,27 @@ COMMENT ON SCHEMA config IS 'Configuration service: parameters per environment a
 REVOKE ALL ON SCHEMA config FROM PUBLIC;
 ALTER ROLE config_service SET search_path = config, public;
 
+-- Connections per login role, so that no one role (a leaking pool, a stolen password) can take every
+-- one of max_connections (100) from the others; the superuser signs in on the socket, into the 3
+-- slots PostgreSQL reserves for superusers. Each limit is the most its clients' pools open:
+-- - a domain adapter: 30, the largest pool of the ecosystem's adapters (the Python adapters'
+--   SQLAlchemy pool_size 10 + max_overflow 20; the Go adapters' MAX_CONNECTIONS defaults to 25);
+-- - monitor: 25, the PostgreSQL exporter (one connection) and the acceptance suite's reads (one per
+--   parallel worker at a time) and an operator's psql;
+-- - config_service: 45, its pool's max_size 10 per worker (configsvc/store.py), 2 workers
+--   (CONFIG_WORKERS), 2 replicas on swarm = 40, plus the start-up checks and the new task of a
+--   rolling update;
+-- - service_registry: 3 (above: one probe at a time per replica, and a rolling update's third).
+ALTER ROLE market_data_adapter CONNECTION LIMIT 30;
+ALTER ROLE exchange_adapter CONNECTION LIMIT 30;
+ALTER ROLE custodian_adapter CONNECTION LIMIT 30;
+ALTER ROLE risk_adapter CONNECTION LIMIT 30;
+ALTER ROLE trading_adapter CONNECTION LIMIT 30;
+ALTER ROLE test_coordinator_adapter CONNECTION LIMIT 30;
+ALTER ROLE audit_adapter CONNECTION LIMIT 30;
+ALTER ROLE monitor CONNECTION LIMIT 25;
+ALTER ROLE config_service CONNECTION LIMIT 45;
+
 \getenv password PG_PASSWORD_MARKET_DATA_ADAPTER
 ALTER ROLE market_data_adapter PASSWORD :'password';
 \getenv password PG_PASSWORD_EXCHANGE_ADAPTER
