@@ -13,6 +13,7 @@ from pathlib import Path
 
 import fakeredis
 import pytest
+from fastapi.testclient import TestClient
 
 from configsvc.metrics import Metrics
 from configsvc.model import Invalid, canonical_environment, check_key, check_service, normalise_value
@@ -525,6 +526,26 @@ def test_bodies_over_64_kib_are_413_and_junk_is_never_500(client):
     assert client.post(API, content=b"not json", headers={"content-type": "application/json"}).status_code == 422
     assert client.post(API, content=b"[1]", headers={"content-type": "application/json"}).status_code == 422
     assert client.get("/nowhere").status_code == 404 and client.get("/nowhere").json()
+
+
+def test_requests_for_a_foreign_host_name_are_refused(client):
+    # DNS rebinding: a page on attacker.example, resolved to 127.0.0.1, sends its own name as Host.
+    create(client, "risk.limit", 1, "number")
+    for path in (f"{API}/risk.limit", "/health"):
+        assert client.get(path, headers={"Host": "attacker.example"}).status_code == 400, path
+    assert client.get(f"{API}/risk.limit", headers={"Host": "localhost:8090"}).status_code == 200
+
+
+@pytest.mark.parametrize("host, status", [("127.0.0.1:8090", 200), ("configuration-service:8090", 200),
+                                          ("172.20.0.35:8090", 200), ("172.20.0.36:8090", 400),
+                                          ("attacker.example:8090", 400)])
+def test_the_stacks_names_and_listed_networks_are_the_hosts_allowed(store, redis_client, host, status):
+    from configsvc.app import create_app
+
+    settings = Settings.from_environment({"CONFIG_ALLOWED_HOSTS": "localhost,127.0.0.1,configuration-service,"
+                                                                  "172.20.0.35/32"})
+    with TestClient(create_app(settings, store, redis_client, listen=False)) as client:
+        assert client.get("/health", headers={"Host": host}).status_code == status
 
 
 def test_health_is_healthy_with_both_dependencies(client):
