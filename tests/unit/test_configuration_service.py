@@ -557,7 +557,7 @@ def test_health_is_503_and_requests_are_503_while_postgres_is_away(client, store
     store.failing = "connection refused"
     response = client.get("/health")
     assert response.status_code == 503 and response.json()["status"] == "unhealthy"
-    assert response.json()["postgres"] == {"status": "unhealthy", "error": "connection refused"}
+    assert response.json()["postgres"]["status"] == "unhealthy"
     for answer in (client.get(f"{API}/a.b"), client.get(API), client.post(API, json={"key": "a.b", "value": 1,
                                                                                       "type": "number"})):
         assert answer.status_code == 503 and answer.json()["detail"].startswith("PostgreSQL is unavailable")
@@ -578,6 +578,17 @@ def test_a_backend_error_reaches_the_log_with_a_request_id_and_the_client_only_t
     assert forged.headers["x-request-id"] != "x\nINFO forged log line" and len(forged.headers["x-request-id"]) == 32
     store.failing = None
     assert len(client.get("/health").headers["x-request-id"]) == 32, "every answer has an id"
+
+
+def test_health_names_the_failed_dependency_and_logs_its_cause_under_the_request_id(client, store, caplog):
+    store.failing = "connection to 172.20.0.20 port 5432 failed: FATAL: password authentication failed"
+    response = client.get("/health", headers={"X-Request-ID": "health-check.7"})
+    assert response.status_code == 503 and response.headers["x-request-id"] == "health-check.7"
+    assert response.json()["postgres"] == {
+        "status": "unhealthy", "error": "unavailable: the service's log has the cause under request id health-check.7"}
+    assert "172.20" not in response.text and "password" not in response.text, "the driver's message stays in the log"
+    logged = [r.getMessage() for r in caplog.records if "health-check.7" in r.getMessage()]
+    assert logged and "PostgreSQL is unavailable" in logged[0] and "password authentication failed" in logged[0]
 
 
 def test_health_is_degraded_without_redis(store):

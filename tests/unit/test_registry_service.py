@@ -169,13 +169,18 @@ def test_requests_for_a_foreign_host_name_are_refused(client):
     assert client.get("/api/v1/services", headers={"Host": "localhost:8080"}).status_code == 200
 
 
-def test_health_is_503_while_redis_is_away():
+def test_health_is_503_while_redis_is_away(caplog):
     # The app's own client, pointed at a port where nothing listens: answers must come at once.
     started = time.monotonic()
     with TestClient(create_app(Settings(redis_url="redis://127.0.0.1:1/0", allowed_hosts=TEST_HOSTS))) as client:
-        response = client.get("/health")
+        response = client.get("/health", headers={"X-Request-ID": "health-check.9"})
         assert response.status_code == 503 and response.json()["status"] == "unhealthy"
-        assert "Redis" in response.json()["reason"]
+        assert response.json()["dependencies"] == {"redis": "unavailable"}
+        assert "Redis is unavailable" in response.json()["reason"] and "health-check.9" in response.json()["reason"]
+        assert response.headers["x-request-id"] == "health-check.9"
+        # The driver's message (its address, its errno) is the log's, under the request id, not the answer's.
+        assert "127.0.0.1" not in response.text and "refused" not in response.text.lower()
+        assert any("health-check.9" in r.getMessage() and "127.0.0.1" in r.getMessage() for r in caplog.records)
         assert client.get("/api/v1/services").status_code == 503
     assert time.monotonic() - started < 2
 
@@ -309,6 +314,7 @@ def test_health_is_503_while_the_reconciliation_is_refused(redis_client):
             time.sleep(0.05)
         response = client.get("/health")
         assert response.status_code == 503 and "scan" in response.json()["reason"]
+        assert "permissions" not in response.text, "Redis's message is the log's"
 
 
 def test_the_reconciliation_tells_the_replicas_once_when_it_indexed_something_new(redis_client):

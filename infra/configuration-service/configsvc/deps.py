@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
 from typing import Callable, Optional, Tuple
@@ -19,10 +20,11 @@ from configsvc.model import Row, canonical_environment, check_key, check_service
 from configsvc.notifier import CHANNEL, ChangeListener, ChangeSignal, Notifier
 from configsvc.settings import Settings
 from configsvc.store import Store
-from servicekit.errors import one_line
+from servicekit.http import log_cause
 from servicekit.readcache import ReadCache
 from servicekit.signin import Caller, RedisSignIns, basic_sign_in
 
+log = logging.getLogger("configsvc")
 HEALTH_TIMEOUT_S = 2.0  # each dependency's probe: /health answers within ~2 s even when one hangs
 MAX_HANGING_PROBES = 4  # probes still stuck in a hung dependency; past this, it is reported down at once
 RECHECK_S = 1.0  # a waiting request reads again at least this often, signalled or not
@@ -110,16 +112,17 @@ class ConfigState:
         threading.Thread(target=run, name="health-probe", daemon=True).start()
         return future
 
-    async def probe(self, check: Callable[[], object]) -> dict:
+    async def probe(self, check: Callable[[], object], request: Request, dependency: str) -> dict:
         """{"status": "healthy", "latency_ms"} or {"status": "unhealthy", "error"}, within HEALTH_TIMEOUT_S even
-        when the dependency hangs."""
+        when the dependency hangs. The error says where the log has the cause, never the driver's message
+        (addresses, roles), which is logged under the request's id."""
         started = time.perf_counter()
         try:
             await asyncio.wait_for(self.in_daemon_thread(check), HEALTH_TIMEOUT_S)
         except asyncio.TimeoutError:
             return {"status": "unhealthy", "error": f"no answer within {HEALTH_TIMEOUT_S:g} s"}
-        except Exception as error:  # noqa: BLE001 - whatever failed, the dependency is down, and why is reported
-            return {"status": "unhealthy", "error": one_line(error)}
+        except Exception as error:  # noqa: BLE001 - whatever failed, the dependency is down, and why is logged
+            return {"status": "unhealthy", "error": f"unavailable: {log_cause(log, request, dependency, error)}"}
         return {"status": "healthy", "latency_ms": round((time.perf_counter() - started) * 1000, 1)}
 
 

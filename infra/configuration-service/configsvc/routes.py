@@ -7,7 +7,7 @@ import asyncio
 import re
 from typing import Optional
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Response
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
@@ -344,8 +344,9 @@ def endpoints(
     responses={503: {"model": Health, "description": "PostgreSQL is unreachable"}},
     summary="healthy; degraded (200) without Redis; unhealthy (503) without PostgreSQL",
 )
-async def health(config: ConfigState = Depends(state)):
-    postgres, redis_state = await asyncio.gather(config.probe(config.store.ping), config.probe(config.client.ping))
+async def health(request: Request, config: ConfigState = Depends(state)):
+    postgres, redis_state = await asyncio.gather(config.probe(config.store.ping, request, "PostgreSQL"),
+                                                 config.probe(config.client.ping, request, "Redis"))
     if postgres["status"] != "healthy":
         status = "unhealthy"
     else:

@@ -1,18 +1,21 @@
 """The registry's REST endpoints: registration, heartbeat, deregistration, discovery and health."""
 from __future__ import annotations
 
+import logging
 from typing import Optional
 
 import redis
-from fastapi import APIRouter, Depends, HTTPException, Query, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from registry.deps import RegistryState, state, writable, writer
 from registry.models import Heartbeat, Registration, instance_fields, instance_view
 from registry.store import Store, key, now_rfc3339
+from servicekit.http import log_cause, request_id
 
 router = APIRouter()
+log = logging.getLogger("registry")
 
 
 @router.post("/api/v1/services", status_code=201)
@@ -87,19 +90,24 @@ def summaries(instances):
 
 
 @router.get("/health")
-def health(registry: RegistryState = Depends(state)):
+def health(request: Request, registry: RegistryState = Depends(state)):
+    # An unhealthy answer names the dependency; its cause (the driver's message) is logged only.
+    unhealthy = {"status": "unhealthy", "timestamp": now_rfc3339(), "dependencies": {"redis": "unavailable"},
+                 "request_id": request_id(request)}
     try:
         registry.store.ping()
         instances = registry.read_all()
-    except redis.RedisError as error:
+    except redis.RedisError as cause:
         registry.metrics.redis_errors.inc()
-        return JSONResponse({"status": "unhealthy", "timestamp": now_rfc3339(),
-                             "reason": f"Redis is unavailable: {error}"}, status_code=503)
+        error = log_cause(log, request, "Redis", cause)
+        return JSONResponse({**unhealthy, "reason": f"Redis is unavailable: {error}"}, status_code=503)
     if registry.reconciler.failing:
         # Redis answers, but the walk that finds what the API did not write cannot run (its ACL?).
-        return JSONResponse({"status": "unhealthy", "timestamp": now_rfc3339(),
-                             "reason": f"the walk of registry:services: fails: {registry.reconciler.failing}"},
-                            status_code=503)
+        log.warning("request %s: GET /health: the walk of registry:services: fails: %s", request_id(request),
+                    registry.reconciler.failing)
+        return JSONResponse({**unhealthy, "reason": "the walk of registry:services: fails (Redis refuses or drops "
+                                                    "its scan): the service's log has the cause under request id "
+                                                    f"{request_id(request)}"}, status_code=503)
     return {"status": "healthy", "timestamp": now_rfc3339(), "services": summaries(instances)}
 
 
