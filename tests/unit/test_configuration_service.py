@@ -13,6 +13,7 @@ from pathlib import Path
 
 import fakeredis
 import pytest
+from fastapi import Request
 from fastapi.testclient import TestClient
 
 from configsvc.metrics import Metrics
@@ -546,6 +547,42 @@ def test_the_stacks_names_and_listed_networks_are_the_hosts_allowed(store, redis
                                                                   "172.20.0.35/32"})
     with TestClient(create_app(settings, store, redis_client, listen=False)) as client:
         assert client.get("/health", headers={"Host": host}).status_code == status
+
+
+def test_one_client_cannot_take_every_wait(store, redis_client):
+    from configsvc.deps import client_address
+
+    app = config_app(Settings(max_wait_s=5, max_waiting=8, max_waiting_per_client=2), store, redis_client)
+
+    def from_header(request: Request) -> str:
+        # TestClient has one address: a header stands for the connection's remote address here.
+        return request.headers.get("x-test-client", "")
+
+    app.dependency_overrides[client_address] = from_header
+
+    def wait(who, timeout=2):
+        return client.get(f"{API}/risk.limit", params={"wait_version": 1, "timeout": timeout},
+                          headers={"X-Test-Client": who})
+
+    with editor_client(app) as client:
+        create(client, "risk.limit", 1, "number")
+        answers = []
+        waits = [threading.Thread(target=lambda: answers.append(wait("10.0.0.1").status_code)) for _ in range(2)]
+        for thread in waits:
+            thread.start()
+        deadline = time.monotonic() + 2
+        while waiting_clients(client) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        refused = wait("10.0.0.1")
+        other = wait("10.0.0.2", timeout=0.2)
+        for thread in waits:
+            thread.join()
+        assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
+        assert "CONFIG_MAX_WAITING_PER_CLIENT" in refused.json()["detail"]
+        assert other.status_code == 304, "another client still waits while the first holds its share"
+        assert answers == [304, 304]
+        assert wait("10.0.0.1", timeout=0.2).status_code == 304, "the client's share frees as its waits end"
+        assert app.state.config.waiting_by_client == {}, "no entry kept per client once its waits ended"
 
 
 def test_health_is_healthy_with_both_dependencies(client):
