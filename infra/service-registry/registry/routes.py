@@ -11,11 +11,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from registry.deps import RegistryState, state, writable, writer
 from registry.models import Heartbeat, Registration, instance_fields, instance_view
-from registry.store import Store, key, now_rfc3339
+from registry.store import MAX_INSTANCES_PER_SERVICE, MAX_NAMES, Store, key, now_rfc3339
 from servicekit.http import log_cause, request_id
 
 router = APIRouter()
 log = logging.getLogger("registry")
+# Listings answer in pages of names: the default holds every service of the stack and its siblings.
+PAGE_DEFAULT, PAGE_MAX = 500, 1000
 
 
 @router.post("/api/v1/services", status_code=201)
@@ -25,7 +27,11 @@ def register(body: Registration, response: Response, registry: RegistryState = D
     metrics = registry.metrics
     ttl = body.ttl_seconds or registry.settings.default_ttl_s
     body = body.model_copy(update={"ttl_seconds": ttl, "instance_id": body.instance_id or body.name})
-    fields = instance_fields(body, now_rfc3339(), store.registered_at(body.name, body.instance_id))
+    registered_at = store.registered_at(body.name, body.instance_id)
+    if registered_at is None and registry.store.index.live(body.name) >= MAX_INSTANCES_PER_SERVICE:
+        raise HTTPException(status_code=409, detail=f"{body.name} has {MAX_INSTANCES_PER_SERVICE} live instances, "
+                                                    "the most a service may have: deregister one, or let it expire")
+    fields = instance_fields(body, now_rfc3339(), registered_at)
     replaced = store.put(fields, ttl)
     registry.store.index.add(body.name, body.instance_id, ttl)  # as the registry: callers cannot write the index
     registry.cache.changed(body.name)
@@ -62,13 +68,17 @@ def deregister(name: str, instance_id: str, registry: RegistryState = Depends(st
 
 
 @router.get("/api/v1/services")
-def services(registry: RegistryState = Depends(state)):
+def services(limit: int = Query(default=PAGE_DEFAULT, ge=1, le=PAGE_MAX, description="services per page"),
+             offset: int = Query(default=0, ge=0, le=MAX_NAMES, description="where the page starts: next_offset"),
+             registry: RegistryState = Depends(state)):
     summary = {}
-    for instance in registry.read_all():
+    instances, names = registry.read_page(offset, limit)
+    for instance in instances:
         entry = summary.setdefault(instance["name"], {"name": instance["name"], "instances": 0, "healthy": 0})
         entry["instances"] += 1
         entry["healthy"] += instance.get("status") == "healthy"
-    return {"services": sorted(summary.values(), key=lambda s: s["name"])}
+    return {"services": sorted(summary.values(), key=lambda s: s["name"]), "total": names, "offset": offset,
+            "next_offset": offset + limit if offset + limit < names else None}
 
 
 @router.get("/api/v1/services/{name}")
@@ -96,7 +106,8 @@ def health(request: Request, registry: RegistryState = Depends(state)):
                  "request_id": request_id(request)}
     try:
         registry.store.ping()
-        instances = registry.read_all()
+        # The first page of names, as a listing without paging reads it: bounded, whatever is registered.
+        instances, _ = registry.read_page(0, PAGE_DEFAULT)
     except redis.RedisError as cause:
         registry.metrics.redis_errors.inc()
         error = log_cause(log, request, "Redis", cause)
