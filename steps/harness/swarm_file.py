@@ -40,7 +40,8 @@ REPLICAS = {"service-registry": 2, "configuration-service": 2}
 # healthy within the monitor window rolls the service back.
 # Variables listing the Host names a service answers to: a task has any address of its networks, so
 # their subnets join the list (a name still has to be listed).
-ALLOWED_HOSTS = {"service-registry": "REGISTRY_ALLOWED_HOSTS"}
+ALLOWED_HOSTS = {"service-registry": "REGISTRY_ALLOWED_HOSTS",
+                 "configuration-service": "CONFIG_ALLOWED_HOSTS"}
 UPDATE_CONFIG = {"parallelism": 1, "order": "start-first", "monitor": "30s", "failure_action": "rollback"}
 DATA_NODE_LABEL = "tse.data"
 SIZE_UNITS = {"": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}

@@ -2,6 +2,8 @@
 registry on an in-memory Redis (fakeredis)."""
 from __future__ import annotations
 
+import dataclasses
+
 import redis
 
 from registry.app import create_app
@@ -43,9 +45,11 @@ def reconciled(client) -> None:
 
 
 def config_app(settings, store, redis_client, **options):
-    """The configuration service over `store` and `redis_client`, its editors signed in by FakeAcl."""
+    """The configuration service over `store` and `redis_client`, its editors signed in by FakeAcl, its
+    Host check admitting the test clients' names beside the settings' own."""
     from configsvc.app import create_app as create_config_app
 
+    settings = dataclasses.replace(settings, allowed_hosts=(*TEST_HOSTS, *settings.allowed_hosts))
     return create_config_app(settings, store, redis_client, connect_as=FakeAcl(redis_client), **options)
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import fakeredis
 import pytest
+from fastapi import Request
+from fastapi.testclient import TestClient
 
 from configsvc.metrics import Metrics
 from configsvc.model import Invalid, canonical_environment, check_key, check_service, normalise_value
@@ -527,6 +529,62 @@ def test_bodies_over_64_kib_are_413_and_junk_is_never_500(client):
     assert client.get("/nowhere").status_code == 404 and client.get("/nowhere").json()
 
 
+def test_requests_for_a_foreign_host_name_are_refused(client):
+    # DNS rebinding: a page on attacker.example, resolved to 127.0.0.1, sends its own name as Host.
+    create(client, "risk.limit", 1, "number")
+    for path in (f"{API}/risk.limit", "/health"):
+        assert client.get(path, headers={"Host": "attacker.example"}).status_code == 400, path
+    assert client.get(f"{API}/risk.limit", headers={"Host": "localhost:8090"}).status_code == 200
+
+
+@pytest.mark.parametrize("host, status", [("127.0.0.1:8090", 200), ("configuration-service:8090", 200),
+                                          ("172.20.0.35:8090", 200), ("172.20.0.36:8090", 400),
+                                          ("attacker.example:8090", 400)])
+def test_the_stacks_names_and_listed_networks_are_the_hosts_allowed(store, redis_client, host, status):
+    from configsvc.app import create_app
+
+    settings = Settings.from_environment({"CONFIG_ALLOWED_HOSTS": "localhost,127.0.0.1,configuration-service,"
+                                                                  "172.20.0.35/32"})
+    with TestClient(create_app(settings, store, redis_client, listen=False)) as client:
+        assert client.get("/health", headers={"Host": host}).status_code == status
+
+
+def test_one_client_cannot_take_every_wait(store, redis_client):
+    from configsvc.deps import client_address
+
+    app = config_app(Settings(max_wait_s=5, max_waiting=8, max_waiting_per_client=2), store, redis_client)
+
+    def from_header(request: Request) -> str:
+        # TestClient has one address: a header stands for the connection's remote address here.
+        return request.headers.get("x-test-client", "")
+
+    app.dependency_overrides[client_address] = from_header
+
+    def wait(who, timeout=2):
+        return client.get(f"{API}/risk.limit", params={"wait_version": 1, "timeout": timeout},
+                          headers={"X-Test-Client": who})
+
+    with editor_client(app) as client:
+        create(client, "risk.limit", 1, "number")
+        answers = []
+        waits = [threading.Thread(target=lambda: answers.append(wait("10.0.0.1").status_code)) for _ in range(2)]
+        for thread in waits:
+            thread.start()
+        deadline = time.monotonic() + 2
+        while waiting_clients(client) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        refused = wait("10.0.0.1")
+        other = wait("10.0.0.2", timeout=0.2)
+        for thread in waits:
+            thread.join()
+        assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
+        assert "CONFIG_MAX_WAITING_PER_CLIENT" in refused.json()["detail"]
+        assert other.status_code == 304, "another client still waits while the first holds its share"
+        assert answers == [304, 304]
+        assert wait("10.0.0.1", timeout=0.2).status_code == 304, "the client's share frees as its waits end"
+        assert app.state.config.waiting_by_client == {}, "no entry kept per client once its waits ended"
+
+
 def test_health_is_healthy_with_both_dependencies(client):
     body = client.get("/health").json()
     assert body["status"] == "healthy" and body["postgres"]["status"] == body["redis"]["status"] == "healthy"
@@ -536,7 +594,7 @@ def test_health_is_503_and_requests_are_503_while_postgres_is_away(client, store
     store.failing = "connection refused"
     response = client.get("/health")
     assert response.status_code == 503 and response.json()["status"] == "unhealthy"
-    assert response.json()["postgres"] == {"status": "unhealthy", "error": "connection refused"}
+    assert response.json()["postgres"]["status"] == "unhealthy"
     for answer in (client.get(f"{API}/a.b"), client.get(API), client.post(API, json={"key": "a.b", "value": 1,
                                                                                       "type": "number"})):
         assert answer.status_code == 503 and answer.json()["detail"].startswith("PostgreSQL is unavailable")
@@ -557,6 +615,17 @@ def test_a_backend_error_reaches_the_log_with_a_request_id_and_the_client_only_t
     assert forged.headers["x-request-id"] != "x\nINFO forged log line" and len(forged.headers["x-request-id"]) == 32
     store.failing = None
     assert len(client.get("/health").headers["x-request-id"]) == 32, "every answer has an id"
+
+
+def test_health_names_the_failed_dependency_and_logs_its_cause_under_the_request_id(client, store, caplog):
+    store.failing = "connection to 172.20.0.20 port 5432 failed: FATAL: password authentication failed"
+    response = client.get("/health", headers={"X-Request-ID": "health-check.7"})
+    assert response.status_code == 503 and response.headers["x-request-id"] == "health-check.7"
+    assert response.json()["postgres"] == {
+        "status": "unhealthy", "error": "unavailable: the service's log has the cause under request id health-check.7"}
+    assert "172.20" not in response.text and "password" not in response.text, "the driver's message stays in the log"
+    logged = [r.getMessage() for r in caplog.records if "health-check.7" in r.getMessage()]
+    assert logged and "PostgreSQL is unavailable" in logged[0] and "password authentication failed" in logged[0]
 
 
 def test_health_is_degraded_without_redis(store):

@@ -65,7 +65,8 @@ def test_discovery_lists_filters_and_404s(client):
     client.post("/api/v1/services", json=SIBLING)
     client.post("/api/v1/services", json={**SIBLING, "instance_id": "b", "status": "unhealthy"})
     listed = client.get("/api/v1/services").json()
-    assert listed == {"services": [{"name": "risk-monitor", "instances": 2, "healthy": 1}]}
+    assert listed == {"services": [{"name": "risk-monitor", "instances": 2, "healthy": 1}], "total": 1, "offset": 0,
+                      "next_offset": None}
     healthy = client.get("/api/v1/services/risk-monitor?status=healthy").json()["instances"]
     assert [i["instance_id"] for i in healthy] == ["risk-monitor"]
     assert client.get("/api/v1/services/unknown").status_code == 404
@@ -169,13 +170,18 @@ def test_requests_for_a_foreign_host_name_are_refused(client):
     assert client.get("/api/v1/services", headers={"Host": "localhost:8080"}).status_code == 200
 
 
-def test_health_is_503_while_redis_is_away():
+def test_health_is_503_while_redis_is_away(caplog):
     # The app's own client, pointed at a port where nothing listens: answers must come at once.
     started = time.monotonic()
     with TestClient(create_app(Settings(redis_url="redis://127.0.0.1:1/0", allowed_hosts=TEST_HOSTS))) as client:
-        response = client.get("/health")
+        response = client.get("/health", headers={"X-Request-ID": "health-check.9"})
         assert response.status_code == 503 and response.json()["status"] == "unhealthy"
-        assert "Redis" in response.json()["reason"]
+        assert response.json()["dependencies"] == {"redis": "unavailable"}
+        assert "Redis is unavailable" in response.json()["reason"] and "health-check.9" in response.json()["reason"]
+        assert response.headers["x-request-id"] == "health-check.9"
+        # The driver's message (its address, its errno) is the log's, under the request id, not the answer's.
+        assert "127.0.0.1" not in response.text and "refused" not in response.text.lower()
+        assert any("health-check.9" in r.getMessage() and "127.0.0.1" in r.getMessage() for r in caplog.records)
         assert client.get("/api/v1/services").status_code == 503
     assert time.monotonic() - started < 2
 
@@ -309,6 +315,7 @@ def test_health_is_503_while_the_reconciliation_is_refused(redis_client):
             time.sleep(0.05)
         response = client.get("/health")
         assert response.status_code == 503 and "scan" in response.json()["reason"]
+        assert "permissions" not in response.text, "Redis's message is the log's"
 
 
 def test_the_reconciliation_tells_the_replicas_once_when_it_indexed_something_new(redis_client):
@@ -332,3 +339,39 @@ def test_a_host_of_an_allowed_network_is_allowed_and_a_name_must_be_listed(redis
     app = create_app(Settings(allowed_hosts=(*TEST_HOSTS, "service-registry", "172.20.0.0/16")), redis_client,
                      FakeAcl(redis_client))
     assert TestClient(app).get("/api/v1/services", headers={"Host": host}).status_code == status
+
+
+def test_listings_come_in_pages_and_a_service_has_a_bounded_number_of_instances(client, monkeypatch):
+    for name in ("risk-a", "risk-b", "risk-c"):
+        client.post("/api/v1/services", json={**SIBLING, "name": name})
+    first = client.get("/api/v1/services?limit=2").json()
+    assert [s["name"] for s in first["services"]] == ["risk-a", "risk-b"] and first["next_offset"] == 2
+    last = client.get("/api/v1/services?limit=2&offset=2").json()
+    assert [s["name"] for s in last["services"]] == ["risk-c"] and last["next_offset"] is None
+    assert client.get("/api/v1/services?limit=1001").status_code == 422
+    monkeypatch.setattr("registry.routes.MAX_INSTANCES_PER_SERVICE", 2)
+    monkeypatch.setattr("registry.store.MAX_INSTANCES_PER_SERVICE", 2)
+    client.post("/api/v1/services", json={**SIBLING, "name": "risk-a", "instance_id": "second"})
+    refused = client.post("/api/v1/services", json={**SIBLING, "name": "risk-a", "instance_id": "third"})
+    assert refused.status_code == 409 and "2 live instances" in refused.json()["detail"]
+    assert client.post("/api/v1/services", json={**SIBLING, "name": "risk-a"}).status_code == 200, "a renewal"
+
+
+def test_an_oversized_hash_is_skipped_as_unreadable_without_reading_it_whole(client, redis_client):
+    client.post("/api/v1/services", json=SIBLING)
+    # A writer-owned hash of the name, grown past any instance's size by a client.
+    redis_client.hset("registry:services:risk-monitor", mapping={f"field{i}": "x" for i in range(1000)})
+    read_whole = []
+    original = redis_client.pipeline
+
+    def watched_pipeline(*args, **kwargs):
+        pipe = original(*args, **kwargs)
+        hgetall = pipe.hgetall
+        pipe.hgetall = lambda k: read_whole.append(k) or hgetall(k)
+        return pipe
+
+    redis_client.pipeline = watched_pipeline
+    answer = client.get("/api/v1/services/risk-monitor")
+    assert answer.status_code == 200 and [i["instance_id"] for i in answer.json()["instances"]] == ["risk-monitor"]
+    assert "registry:services:risk-monitor" not in read_whole
+    assert client.get("/health").status_code == 200

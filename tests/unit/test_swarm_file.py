@@ -51,6 +51,9 @@ def model(tmp_path):
             "service-registry": {"image": "registry:local", "command": ["python3", "-m", "registry"],
                                  "environment": {"REGISTRY_ALLOWED_HOSTS": "localhost,service-registry"},
                                  "networks": {"trading-ecosystem": None, "monitoring": None}},
+            "configuration-service": {"image": "registry:local", "command": ["python3", "-m", "configsvc"],
+                                      "environment": {"CONFIG_ALLOWED_HOSTS": "localhost,configuration-service"},
+                                      "networks": {"trading-ecosystem": None, "monitoring": None}},
         },
         "networks": {"trading-ecosystem": {"name": "trading-ecosystem", "driver": "bridge",
                                            "ipam": {"config": [{"subnet": "172.20.0.0/16", "gateway": "172.20.0.1"}]}},
@@ -103,10 +106,13 @@ def test_networks_become_attachable_overlays_and_the_named_one_keeps_its_name(tm
 
 
 def test_the_stateless_services_are_replicated_and_allow_their_networks_addresses(tmp_path):
-    registry = stack_file(model(tmp_path), "tse-swarm", HANDOUT, IMAGES)["services"]["service-registry"]
+    services = stack_file(model(tmp_path), "tse-swarm", HANDOUT, IMAGES)["services"]
+    registry, config = services["service-registry"], services["configuration-service"]
     assert registry["deploy"]["replicas"] == 2 and registry["deploy"]["update_config"]["order"] == "start-first"
     assert registry["environment"]["REGISTRY_ALLOWED_HOSTS"] == \
         "localhost,service-registry,172.20.0.0/16,172.16.20.0/24"
+    assert config["environment"]["CONFIG_ALLOWED_HOSTS"] == \
+        "localhost,configuration-service,172.20.0.0/16,172.16.20.0/24"
 
 
 def test_every_program_starts_unable_to_gain_privileges():

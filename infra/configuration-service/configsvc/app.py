@@ -17,6 +17,7 @@ from configsvc.model import Invalid
 from configsvc.routes import router
 from configsvc.settings import Settings
 from configsvc.store import PostgresStore, Store, StoreUnavailable
+from servicekit.hosts import TrustedHosts
 from servicekit.http import RequestGuard, add_error_handlers
 from servicekit.readcache import CachedReads
 from servicekit.redis_client import connect
@@ -63,6 +64,8 @@ def create_app(settings: Optional[Settings] = None, store: Optional[Store] = Non
     # the service a read is for may come in X-Service-Name; a long poll (wait_version) always waits.
     app.add_middleware(CachedReads, cache=config.cache, routes=CACHED_ROUTES, vary=(b"x-service-name",),
                        uncached=("wait_version",), on_hit=config.metrics.read_from_memory)
+    # Outside the kept reads: an answer from memory is refused a foreign Host too (DNS rebinding).
+    app.add_middleware(TrustedHosts, allowed_hosts=list(settings.allowed_hosts))
     app.add_middleware(RequestGuard, metrics=config.metrics)
     app.include_router(router)
     add_error_handlers(app, "configuration service", log,

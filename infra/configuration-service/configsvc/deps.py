@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
-from typing import Callable, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import redis
 from fastapi import Depends, HTTPException, Request
@@ -19,10 +20,11 @@ from configsvc.model import Row, canonical_environment, check_key, check_service
 from configsvc.notifier import CHANNEL, ChangeListener, ChangeSignal, Notifier
 from configsvc.settings import Settings
 from configsvc.store import Store
-from servicekit.errors import one_line
+from servicekit.http import log_cause
 from servicekit.readcache import ReadCache
 from servicekit.signin import Caller, RedisSignIns, basic_sign_in
 
+log = logging.getLogger("configsvc")
 HEALTH_TIMEOUT_S = 2.0  # each dependency's probe: /health answers within ~2 s even when one hangs
 MAX_HANGING_PROBES = 4  # probes still stuck in a hung dependency; past this, it is reported down at once
 RECHECK_S = 1.0  # a waiting request reads again at least this often, signalled or not
@@ -40,6 +42,7 @@ class ConfigState:
         self.listener = ChangeListener(client, self.signal)
         self.hanging = threading.BoundedSemaphore(MAX_HANGING_PROBES)
         self.waiting = 0  # requests in wait_for_change (one event loop: no lock needed)
+        self.waiting_by_client: Dict[str, int] = {}  # of those, per client address (none at 0)
 
     def locate(self, key: str, environment: Optional[str], service: Optional[str]) -> Tuple[str, str]:
         """(environment, service) of a request after checking them and the key; raises Invalid."""
@@ -55,21 +58,38 @@ class ConfigState:
         return rows[0] if rows else None
 
     async def wait_for_change(
-        self, environment: str, key: str, service: str, after: int, timeout_s: float
+        self, environment: str, key: str, service: str, after: int, timeout_s: float, client: str = ""
     ) -> Optional[Row]:
         """The resolved row once its version exceeds `after` (a missing key counts as 0); None at the timeout.
-        Raises 429 when settings.max_waiting requests already wait: each holds a connection and a task."""
+        Raises 429 when settings.max_waiting requests already wait, or settings.max_waiting_per_client from
+        `client` (its address): each holds a connection and a task, and one client must not take them all."""
         if self.waiting >= self.settings.max_waiting_per_worker:
             self.metrics.waits.labels("refused").inc()
             raise HTTPException(
                 status_code=429, headers={"Retry-After": "1"},
                 detail=f"{self.settings.max_waiting} requests already wait for a change (CONFIG_MAX_WAITING, "
                        f"shared by {self.settings.workers} worker(s)): retry later, or read without wait_version")
+        self.refuse_over_client_cap(client)
         self.waiting += 1
+        self.waiting_by_client[client] = self.waiting_by_client.get(client, 0) + 1
         try:
             return await self._wait(environment, key, service, after, timeout_s)
         finally:
             self.waiting -= 1
+            self.waiting_by_client[client] -= 1
+            if not self.waiting_by_client[client]:
+                del self.waiting_by_client[client]  # bounded by the waits in progress, not by every client seen
+
+    def refuse_over_client_cap(self, client: str) -> None:
+        """429 when `client` already holds its share of the waits (CONFIG_MAX_WAITING_PER_CLIENT)."""
+        if self.waiting_by_client.get(client, 0) < self.settings.max_waiting_per_client_per_worker:
+            return
+        self.metrics.waits.labels("refused").inc()
+        raise HTTPException(
+            status_code=429, headers={"Retry-After": "1"},
+            detail=f"{self.settings.max_waiting_per_client} requests from this client already wait for a change "
+                   f"(CONFIG_MAX_WAITING_PER_CLIENT, shared by {self.settings.workers} worker(s)): retry later, "
+                   "or read without wait_version")
 
     async def _wait(self, environment: str, key: str, service: str, after: int, timeout_s: float) -> Optional[Row]:
         deadline = time.monotonic() + timeout_s
@@ -110,21 +130,29 @@ class ConfigState:
         threading.Thread(target=run, name="health-probe", daemon=True).start()
         return future
 
-    async def probe(self, check: Callable[[], object]) -> dict:
+    async def probe(self, check: Callable[[], object], request: Request, dependency: str) -> dict:
         """{"status": "healthy", "latency_ms"} or {"status": "unhealthy", "error"}, within HEALTH_TIMEOUT_S even
-        when the dependency hangs."""
+        when the dependency hangs. The error says where the log has the cause, never the driver's message
+        (addresses, roles), which is logged under the request's id."""
         started = time.perf_counter()
         try:
             await asyncio.wait_for(self.in_daemon_thread(check), HEALTH_TIMEOUT_S)
         except asyncio.TimeoutError:
             return {"status": "unhealthy", "error": f"no answer within {HEALTH_TIMEOUT_S:g} s"}
-        except Exception as error:  # noqa: BLE001 - whatever failed, the dependency is down, and why is reported
-            return {"status": "unhealthy", "error": one_line(error)}
+        except Exception as error:  # noqa: BLE001 - whatever failed, the dependency is down, and why is logged
+            return {"status": "unhealthy", "error": f"unavailable: {log_cause(log, request, dependency, error)}"}
         return {"status": "healthy", "latency_ms": round((time.perf_counter() - started) * 1000, 1)}
 
 
 async def state(request: Request) -> ConfigState:
     return request.app.state.config
+
+
+def client_address(request: Request) -> str:
+    """Who asks, for the per-client cap of long polls: the connection's remote address. Behind a proxy
+    every client shares the proxy's: Docker's port publishing (all of the host's callers arrive from the
+    network's gateway) and, on swarm, the gateway forwarding the host's ports (steps/harness/swarm.py)."""
+    return request.client.host if request.client else ""
 
 
 def not_found(key: str, environment: str, service: str) -> HTTPException:

@@ -7,12 +7,12 @@ import asyncio
 import re
 from typing import Optional
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Response
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
-from configsvc.deps import ConfigState, editor, may_write, not_found, state
+from configsvc.deps import ConfigState, client_address, editor, may_write, not_found, state
 from configsvc.model import (
     ENDPOINT_PREFIX,
     Invalid,
@@ -97,6 +97,7 @@ async def read_parameter(
     service: Optional[str],
     wait_version: Optional[int],
     timeout: Optional[float],
+    client: str = "",
 ) -> Response:
     environment, service = config.locate(key, environment, service)
     if timeout is not None and timeout > config.settings.max_wait_s:
@@ -112,6 +113,7 @@ async def read_parameter(
             service,
             wait_version,
             timeout if timeout is not None else min(MAX_WAIT_DEFAULT_S, config.settings.max_wait_s),
+            client,
         )
         config.metrics.waits.labels("changed" if row else "timeout").inc()
         if row is None:
@@ -138,9 +140,10 @@ async def get_parameter(
     timeout: Optional[float] = TIMEOUT,
     x_service_name: Optional[str] = Header(default=None, description="service, when no ?service= is given"),
     config: ConfigState = Depends(state),
+    client: str = Depends(client_address),
 ):
     return await read_parameter(
-        config, key, environment, service if service is not None else x_service_name, wait_version, timeout
+        config, key, environment, service if service is not None else x_service_name, wait_version, timeout, client
     )
 
 
@@ -166,10 +169,11 @@ async def list_parameters(
     timeout: Optional[float] = TIMEOUT,
     x_service_name: Optional[str] = Header(default=None),
     config: ConfigState = Depends(state),
+    client: str = Depends(client_address),
 ):
     service = service if service is not None else x_service_name
     if key is not None:
-        return await read_parameter(config, key, environment, service, wait_version, timeout)
+        return await read_parameter(config, key, environment, service, wait_version, timeout, client)
     if wait_version is not None or timeout is not None:
         raise Invalid("wait_version", "waiting is for one parameter: give key too")
     if not PREFIX.match(prefix):
@@ -344,8 +348,9 @@ def endpoints(
     responses={503: {"model": Health, "description": "PostgreSQL is unreachable"}},
     summary="healthy; degraded (200) without Redis; unhealthy (503) without PostgreSQL",
 )
-async def health(config: ConfigState = Depends(state)):
-    postgres, redis_state = await asyncio.gather(config.probe(config.store.ping), config.probe(config.client.ping))
+async def health(request: Request, config: ConfigState = Depends(state)):
+    postgres, redis_state = await asyncio.gather(config.probe(config.store.ping, request, "PostgreSQL"),
+                                                 config.probe(config.client.ping, request, "Redis"))
     if postgres["status"] != "healthy":
         status = "unhealthy"
     else:

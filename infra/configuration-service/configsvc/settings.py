@@ -23,16 +23,26 @@ class Settings:
     port: int = 8090
     max_wait_s: float = 30.0                  # the longest a client may wait for a change (?timeout=)
     max_waiting: int = 64                     # clients waiting for a change at once; past it, 429
+    max_waiting_per_client: int = 16          # of those, from one client address; past it, 429 too
     workers: int = 1                          # processes serving the API (CONFIG_WORKERS)
     # Who may write (Redis ACL users, signed in with HTTP Basic): editors write development and
     # testing; production editors write every environment, production included.
     editors: tuple = ("config-editor",)
     production_editors: tuple = ("config-editor-production",)
+    # The Host names requests may carry (the port aside): loopback and the stack's own names; any other
+    # is refused, so a web page on a rebound DNS name cannot reach the API from a developer's browser.
+    # An entry "a.b.c.d/n" allows every address of that network (servicekit/hosts.py).
+    allowed_hosts: tuple = ("localhost", "127.0.0.1", "::1", "configuration-service")
 
     @property
     def max_waiting_per_worker(self) -> int:
         """Each worker's share of max_waiting: together they never hold more (a worker holds its own)."""
         return max(1, self.max_waiting // self.workers)
+
+    @property
+    def max_waiting_per_client_per_worker(self) -> int:
+        """Each worker's share of max_waiting_per_client, as for max_waiting."""
+        return max(1, self.max_waiting_per_client // self.workers)
 
     def may_write(self, user: str, environment: str) -> bool:
         return user in self.production_editors or (environment != "production" and user in self.editors)
@@ -73,9 +83,11 @@ class Settings:
             port=number("CONFIG_PORT", cls.port),
             max_wait_s=number("CONFIG_MAX_WAIT_SECONDS", cls.max_wait_s, float),
             max_waiting=number("CONFIG_MAX_WAITING", cls.max_waiting),
+            max_waiting_per_client=number("CONFIG_MAX_WAITING_PER_CLIENT", cls.max_waiting_per_client),
             workers=number("CONFIG_WORKERS", cls.workers),
             editors=_names(env.get("CONFIG_EDITORS", ",".join(cls.editors))),
             production_editors=_names(env.get("CONFIG_PRODUCTION_EDITORS", ",".join(cls.production_editors))),
+            allowed_hosts=_names(env.get("CONFIG_ALLOWED_HOSTS", ",".join(cls.allowed_hosts))),
         )
 
 

@@ -16,12 +16,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from registry.deps import CACHED_ROUTES, RegistryState
-from registry.hosts import TrustedHosts
 from registry.infrastructure import InfrastructureMonitor
 from registry.metrics import Metrics
 from registry.routes import router
 from registry.settings import Settings
 from registry.store import Store
+from servicekit.hosts import TrustedHosts
 from servicekit.http import RequestGuard, add_error_handlers, dependency_unavailable
 from servicekit.readcache import CachedReads
 from servicekit.redis_client import connect

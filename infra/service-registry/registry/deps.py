@@ -2,7 +2,7 @@
 writes, the caller's identity: its Redis ACL user, authenticated by Redis itself."""
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 from fastapi import Depends, HTTPException, Request
 
@@ -37,11 +37,13 @@ class RegistryState:
                                      on_indexed=self.cache.changed)
         self.seen: set = set()
 
-    def read_all(self) -> List[Dict[str, str]]:
-        """Every readable instance; counts the expiries."""
-        listing = self.store.listing()
-        self.track_expiries(list(listing.instances))
-        return list(listing.instances.values())
+    def read_page(self, offset: int, limit: int) -> Tuple[List[Dict[str, str]], int]:
+        """The readable instances of a page of names, and how many names there are; a page holding every
+        name counts the expiries (a partial one cannot tell an expiry from a name on another page)."""
+        listing, names = self.store.page(offset, limit)
+        if offset == 0 and limit >= names:
+            self.track_expiries(list(listing.instances))
+        return list(listing.instances.values()), names
 
     def track_expiries(self, keys: list) -> None:
         """Instances seen before and gone now, without a DELETE, expired."""

@@ -1,18 +1,23 @@
 """The registry's REST endpoints: registration, heartbeat, deregistration, discovery and health."""
 from __future__ import annotations
 
+import logging
 from typing import Optional
 
 import redis
-from fastapi import APIRouter, Depends, HTTPException, Query, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from registry.deps import RegistryState, state, writable, writer
 from registry.models import Heartbeat, Registration, instance_fields, instance_view
-from registry.store import Store, key, now_rfc3339
+from registry.store import MAX_INSTANCES_PER_SERVICE, MAX_NAMES, Store, key, now_rfc3339
+from servicekit.http import log_cause, request_id
 
 router = APIRouter()
+log = logging.getLogger("registry")
+# Listings answer in pages of names: the default holds every service of the stack and its siblings.
+PAGE_DEFAULT, PAGE_MAX = 500, 1000
 
 
 @router.post("/api/v1/services", status_code=201)
@@ -22,7 +27,11 @@ def register(body: Registration, response: Response, registry: RegistryState = D
     metrics = registry.metrics
     ttl = body.ttl_seconds or registry.settings.default_ttl_s
     body = body.model_copy(update={"ttl_seconds": ttl, "instance_id": body.instance_id or body.name})
-    fields = instance_fields(body, now_rfc3339(), store.registered_at(body.name, body.instance_id))
+    registered_at = store.registered_at(body.name, body.instance_id)
+    if registered_at is None and registry.store.index.live(body.name) >= MAX_INSTANCES_PER_SERVICE:
+        raise HTTPException(status_code=409, detail=f"{body.name} has {MAX_INSTANCES_PER_SERVICE} live instances, "
+                                                    "the most a service may have: deregister one, or let it expire")
+    fields = instance_fields(body, now_rfc3339(), registered_at)
     replaced = store.put(fields, ttl)
     registry.store.index.add(body.name, body.instance_id, ttl)  # as the registry: callers cannot write the index
     registry.cache.changed(body.name)
@@ -59,13 +68,17 @@ def deregister(name: str, instance_id: str, registry: RegistryState = Depends(st
 
 
 @router.get("/api/v1/services")
-def services(registry: RegistryState = Depends(state)):
+def services(limit: int = Query(default=PAGE_DEFAULT, ge=1, le=PAGE_MAX, description="services per page"),
+             offset: int = Query(default=0, ge=0, le=MAX_NAMES, description="where the page starts: next_offset"),
+             registry: RegistryState = Depends(state)):
     summary = {}
-    for instance in registry.read_all():
+    instances, names = registry.read_page(offset, limit)
+    for instance in instances:
         entry = summary.setdefault(instance["name"], {"name": instance["name"], "instances": 0, "healthy": 0})
         entry["instances"] += 1
         entry["healthy"] += instance.get("status") == "healthy"
-    return {"services": sorted(summary.values(), key=lambda s: s["name"])}
+    return {"services": sorted(summary.values(), key=lambda s: s["name"]), "total": names, "offset": offset,
+            "next_offset": offset + limit if offset + limit < names else None}
 
 
 @router.get("/api/v1/services/{name}")
@@ -87,19 +100,25 @@ def summaries(instances):
 
 
 @router.get("/health")
-def health(registry: RegistryState = Depends(state)):
+def health(request: Request, registry: RegistryState = Depends(state)):
+    # An unhealthy answer names the dependency; its cause (the driver's message) is logged only.
+    unhealthy = {"status": "unhealthy", "timestamp": now_rfc3339(), "dependencies": {"redis": "unavailable"},
+                 "request_id": request_id(request)}
     try:
         registry.store.ping()
-        instances = registry.read_all()
-    except redis.RedisError as error:
+        # The first page of names, as a listing without paging reads it: bounded, whatever is registered.
+        instances, _ = registry.read_page(0, PAGE_DEFAULT)
+    except redis.RedisError as cause:
         registry.metrics.redis_errors.inc()
-        return JSONResponse({"status": "unhealthy", "timestamp": now_rfc3339(),
-                             "reason": f"Redis is unavailable: {error}"}, status_code=503)
+        error = log_cause(log, request, "Redis", cause)
+        return JSONResponse({**unhealthy, "reason": f"Redis is unavailable: {error}"}, status_code=503)
     if registry.reconciler.failing:
         # Redis answers, but the walk that finds what the API did not write cannot run (its ACL?).
-        return JSONResponse({"status": "unhealthy", "timestamp": now_rfc3339(),
-                             "reason": f"the walk of registry:services: fails: {registry.reconciler.failing}"},
-                            status_code=503)
+        log.warning("request %s: GET /health: the walk of registry:services: fails: %s", request_id(request),
+                    registry.reconciler.failing)
+        return JSONResponse({**unhealthy, "reason": "the walk of registry:services: fails (Redis refuses or drops "
+                                                    "its scan): the service's log has the cause under request id "
+                                                    f"{request_id(request)}"}, status_code=503)
     return {"status": "healthy", "timestamp": now_rfc3339(), "services": summaries(instances)}
 
 

@@ -16,7 +16,7 @@ class Settings:
     redis_password: str = ""
     # The Host names requests may carry (the port aside): loopback and the stack's own names; any other
     # is refused, so a web page on a rebound DNS name cannot reach the API from a developer's browser.
-    # An entry "a.b.c.d/n" allows every address of that network (registry/hosts.py).
+    # An entry "a.b.c.d/n" allows every address of that network (servicekit/hosts.py).
     allowed_hosts: tuple = ("localhost", "127.0.0.1", "::1", "service-registry")
     cors_origins: tuple = ("http://localhost:3000", "http://127.0.0.1:3000")
     default_ttl_s: int = 90

@@ -22,7 +22,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import redis
 
@@ -37,6 +37,12 @@ def now_rfc3339() -> str:
     return rfc3339(datetime.now(timezone.utc))
 
 
+# Bounds of a read, so no listing reads an unbounded number of instances: the names a listing reads,
+# the instances read per name (registrations past it are refused), and the fields of a hash read whole
+# (an instance has about 15; a bigger hash is not one, and is skipped as unreadable without HGETALL).
+MAX_NAMES = 10_000
+MAX_INSTANCES_PER_SERVICE = 100
+MAX_FIELDS = 64
 INDEX_PREFIX = "registry:index:"
 NAMES_KEY = "registry:names"
 # How long a writer-owned hash without a TTL stays among the names (a reconciliation pass that
@@ -85,6 +91,10 @@ class Index:
             answers = pipe.execute()
         return sum(int(answers[position] or 0) for position in added)
 
+    def live(self, name: str) -> int:
+        """How many ids of `name` have not expired yet."""
+        return int(self.redis.zcount(index_key(name), time.time(), "+inf"))
+
     def remove(self, name: str, instance_id: str) -> None:
         self.redis.zrem(index_key(name), instance_id)
 
@@ -93,7 +103,7 @@ class Index:
         now = time.time()
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.zremrangebyscore(NAMES_KEY, "-inf", now)
-            pipe.zrangebyscore(NAMES_KEY, now, "+inf")
+            pipe.zrangebyscore(NAMES_KEY, now, "+inf", start=0, num=MAX_NAMES)
             _, names = pipe.execute()
         return list(names)
 
@@ -104,7 +114,7 @@ class Index:
         with self.redis.pipeline(transaction=False) as pipe:
             for name in names:
                 pipe.zremrangebyscore(index_key(name), "-inf", now)
-                pipe.zrangebyscore(index_key(name), now, "+inf")
+                pipe.zrangebyscore(index_key(name), now, "+inf", start=0, num=MAX_INSTANCES_PER_SERVICE)
             indexed = pipe.execute()[1::2]
         return [k for name, ids in zip(names, indexed, strict=True)
                 for k in (f"{PREFIX}{name}", *sorted(key(name, instance_id) for instance_id in ids))]
@@ -159,7 +169,7 @@ class Store:
             while True:
                 try:
                     pipe.watch(k)
-                    if pipe.type(k) != "hash":
+                    if pipe.type(k) != "hash" or pipe.hlen(k) > MAX_FIELDS:
                         pipe.unwatch()
                         return None
                     current = pipe.hgetall(k)
@@ -185,38 +195,59 @@ class Store:
         return list(self.listing(name).instances.values())
 
     def listing(self, name: Optional[str] = None) -> Listing:
-        """Every live instance (of `name`, in both layouts), from the indexes: never a SCAN."""
+        """Every live instance (of `name`, in both layouts), from the indexes: never a SCAN; at most
+        MAX_INSTANCES_PER_SERVICE of a name, of at most MAX_NAMES names."""
         if name is None:
             return self.read(self.index.keys(self.index.names()))
         # The writer-owned hash by its key, the registry's own instances by the index.
         return self.read(self.index.keys([name]))
 
+    def page(self, offset: int, limit: int) -> Tuple[Listing, int]:
+        """The live instances of the names `offset` to `offset + limit` (sorted), and how many names there
+        are (at most MAX_NAMES)."""
+        names = sorted(self.index.names())
+        return self.read(self.index.keys(names[offset:offset + limit])), len(names)
+
     def read(self, found: List[str]) -> Listing:
-        """The instances at `found`, read with one pipelined HGETALL and TTL per key; keys gone skipped,
-        unreadable ones skipped and logged once each."""
+        """The instances at `found`: one pipeline of HLEN and TTL per key, then one of HGETALL of the hashes
+        of at most MAX_FIELDS fields; keys gone skipped, unreadable ones (another type, an oversized hash,
+        bad fields) skipped and logged once each."""
         if not found:
             return Listing()
         with self.redis.pipeline(transaction=False) as pipe:
             for k in found:
-                pipe.hgetall(k)
+                pipe.hlen(k)
                 pipe.ttl(k)
             # A key of another type answers WRONGTYPE: that reply is kept as an error, not raised.
             replies = pipe.execute(raise_on_error=False)
+        sizes = dict(zip(found, replies[0::2], strict=True))
+        whole = [k for k in found if isinstance(sizes[k], int) and 0 < sizes[k] <= MAX_FIELDS]
+        with self.redis.pipeline(transaction=False) as pipe:
+            for k in whole:
+                pipe.hgetall(k)
+            contents = dict(zip(whole, pipe.execute(), strict=True)) if whole else {}
         listing = Listing()
-        for k, fields, ttl in zip(found, replies[0::2], replies[1::2], strict=True):
+        for k, ttl in zip(found, replies[1::2], strict=True):
             if isinstance(ttl, Exception):
                 raise ttl  # the connection, not a key, failed
-            if ttl == -2 or fields == {}:
+            if ttl == -2 or sizes[k] == 0 or contents.get(k) == {}:
                 continue  # gone since it was found (expired, deleted) or never there
             try:
-                if isinstance(fields, redis.ResponseError):
-                    raise Unreadable(f"not a hash ({str(fields).split(' ', 1)[0]})")
-                listing.instances[k] = read_entry(k, fields, ttl)
+                listing.instances[k] = read_entry(k, self._fields(sizes[k], contents.get(k)), ttl)
                 listing.ttls[k] = ttl
             except Unreadable as why:
                 listing.unreadable[k] = str(why)
                 self._log_once(k, str(why))
         return listing
+
+    @staticmethod
+    def _fields(size, fields: Optional[Dict[str, str]]) -> Dict[str, str]:
+        """A hash's fields as read; Unreadable for another type or an oversized hash (never read whole)."""
+        if isinstance(size, redis.ResponseError):
+            raise Unreadable(f"not a hash ({str(size).split(' ', 1)[0]})")
+        if fields is None:
+            raise Unreadable(f"a hash of {size} fields, over the {MAX_FIELDS} an instance may have")
+        return fields
 
     def index_found(self, listing: Listing) -> int:
         """Index what a walk of the prefix found (registry/reconcile.py): the instances written into

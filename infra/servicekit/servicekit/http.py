@@ -103,14 +103,22 @@ def add_error_handlers(app: FastAPI, service: str, log: logging.Logger, unavaila
                              "request_id": rid}, status_code=503)
 
 
+def log_cause(log: logging.Logger, request: Request, dependency: str, error: BaseException) -> str:
+    """Logs why `dependency` failed under the request's id; returns what an answer says instead of the
+    cause (a driver's message names addresses, users, commands): where the log has it."""
+    rid = request_id(request)
+    log.warning("request %s: %s %s: %s is unavailable: %s", rid, request.method, request.url.path, dependency,
+                one_line(error))
+    return f"the service's log has the cause under request id {rid}"
+
+
 def dependency_unavailable(dependency: str, count: Callable[[], None], log: logging.Logger):
     """An exception handler answering 503 "<dependency> is unavailable" with the request id, counting
     it; the error itself (a driver's message: addresses, users, commands) goes to the log only."""
     async def handler(request: Request, error: Exception):
         count()
         rid = request_id(request)
-        log.warning("request %s: %s %s: %s is unavailable: %s", rid, request.method, request.url.path, dependency,
-                    one_line(error))
+        log_cause(log, request, dependency, error)
         return JSONResponse({"status": "unhealthy", "request_id": rid,
                              "detail": f"{dependency} is unavailable: retry later; the service's log has the cause "
                                        f"under request id {rid}"}, status_code=503)

@@ -1,7 +1,8 @@
-"""Which Host a request may carry: the names of REGISTRY_ALLOWED_HOSTS (Starlette's check), and any
-address of the networks it lists ("172.20.0.0/16"). On Docker Swarm a replica has any address of its
-networks, and Prometheus scrapes each replica by its address; a page on a rebound DNS name still
-carries that name, which is refused."""
+"""Which Host a request may carry, for both services: the names of their allowed hosts
+(REGISTRY_ALLOWED_HOSTS, CONFIG_ALLOWED_HOSTS; Starlette's check), and any address of the networks
+listed there ("172.20.0.0/16"). On Docker Swarm a replica has any address of its networks, and
+Prometheus scrapes each replica by its address; a page on a rebound DNS name still carries that name,
+which is refused with 400 (DNS rebinding)."""
 from __future__ import annotations
 
 import ipaddress
