@@ -455,8 +455,10 @@ FAULTS = [
           "a /scrape points it", [(REDIS_EXPORTER_ENTRYPOINT, r"^exec .*$",
                                    'REDIS_PASSWORD=$(cat "$REDIS_PASSWORD_FILE") '
                                    'exec /usr/bin/prometheus-redis-exporter "$@"')], {"checklist_S_9"}),
-    fault("config-long-polls-unbounded", "every long-poll waits, however many",
-          [(CONFIG_DEPS, r"if self\.waiting >= self\.settings\.max_waiting_per_worker:", "if False:")],
+    fault("config-long-polls-unbounded", "every long-poll waits, however many, from one client or all",
+          [(CONFIG_DEPS, r"if self\.waiting >= self\.settings\.max_waiting_per_worker:", "if False:"),
+           (CONFIG_DEPS, r"if self\.waiting_by_client\.get\(client, 0\) < "
+                         r"self\.settings\.max_waiting_per_client_per_worker:", "if True:")],
           {"checklist_S_7"}),
     fault("backend-error-sent-to-the-client", "a backend's error message sent to the client",
           [(SERVICEKIT_HTTP, r"is unavailable: retry later; the service's log", "is unavailable: {error}; the log")],

@@ -38,6 +38,31 @@ def test_a_stack_that_never_gets_healthy_is_one_error_naming_the_service(copy):
     assert_nothing_left(project, before)
 
 
+def test_production_mode_with_the_published_passwords_starts_nothing(copy):
+    """The harness names every refused password before anything starts; a plain `docker compose up`
+    in production mode is refused by the secrets service, by the same rule, before any service."""
+    project, before = "tse-production-refused", volumes()
+    env = isolated_environment(project, TSE_MODE="production")
+    run = run_acceptance(copy, env, timeout=120)
+    assert run.exit_code == 4, run.output[-3000:]
+    assert "production mode refuses these passwords" in run.output and "REDIS_PASSWORD_ADMIN (its .env.example" \
+        in run.output and "infra/host/make-env --production > .env" in run.output, run.output[-3000:]
+    assert not any(docker_engine.leftovers(project).values())
+    command = ["docker", "compose", "-p", project, "--env-file", ".env.example"]
+    try:
+        up = subprocess.run([*command, "up", "-d", "--wait"], cwd=copy, env=env, capture_output=True, text=True,
+                            timeout=600)
+        logs = subprocess.run([*command, "logs", "secrets"], cwd=copy, env=env, capture_output=True, text=True)
+        started = [c.name for c in docker_engine.project_containers(project) if c.attrs["State"]["StartedAt"]
+                   and not c.attrs["State"]["StartedAt"].startswith("0001") and "secrets" not in c.name]
+    finally:
+        subprocess.run([*command, "down", "-v"], cwd=copy, env=env, capture_output=True, timeout=300)
+    assert up.returncode != 0, up.stdout + up.stderr
+    assert "production mode refuses these passwords" in logs.stdout and "POSTGRES_PASSWORD" in logs.stdout, logs.stdout
+    assert started == [], f"services started in production mode with the published passwords: {started}"
+    assert_nothing_left(project, before)
+
+
 def test_a_malformed_waiver_file_is_one_error_before_any_stack_starts(copy, tmp_path):
     project = "tse-waivers-malformed"
     bad = tmp_path / "waivers.yaml"
