@@ -18,6 +18,7 @@ Feature: S. Security baseline (extra, beyond the milestone)
     Then "risk-adapter", signed in as itself, is refused with 403 registering, renewing and removing that instance
     And "admin", signed in as itself, is refused with 403 registering "postgres", one of the stack's own services
     And a request to the registry whose Host is "attacker.example" is refused with 400
+    And a request to the configuration service whose Host is "attacker.example" is refused with 400
 
   @checklist_S_2
   Scenario: Configuration writes are signed in, production by an editor of its own
@@ -56,7 +57,7 @@ Feature: S. Security baseline (extra, beyond the milestone)
 
   @checklist_S_7 @long_polls
   Scenario: Configuration long-polls and lists are bounded
-    Then as many long-polls as the configuration service allows (CONFIG_MAX_WAITING) wait, and one more is refused with 429 saying when to retry
+    Then as many long-polls as one client may hold (CONFIG_MAX_WAITING_PER_CLIENT) wait their whole timeout, and one more is refused with 429 saying when to retry
     And a list asked for a page of 2 parameters answers that many, with where the next page starts, and more than 1000 per page is refused with 422
 
   @checklist_S_9
