@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 from docker.errors import APIError, NotFound
-from docker.types import IPAMConfig, IPAMPool
+from docker.types import IPAMConfig, IPAMPool, LogConfig
 
 from steps.harness.compose import ComposeStack, compose_for
 from steps.harness.isolation import free_subnet
@@ -39,6 +39,20 @@ from steps.probes.facts import StackError
 from steps.probes.waiting import WaitTimeout, wait_until
 
 GATEWAY_IMAGE = "trading-ecosystem/swarm-gateway:local"
+# The gateway's own bridge carries the host's published ports to it, and nothing between containers;
+# its subnet one no network and no stack uses (Docker's pick could be one a stack's overlay declares).
+GATEWAY_NETWORK_OPTIONS = {"com.docker.network.bridge.enable_icc": "false"}
+GATEWAY_NETWORK_SUBNETS = tuple(f"192.168.{n}.0/24" for n in range(242, 250))
+# One socat per route and one child per forwarded connection, at most 64 at once per route (forward's
+# max-children): 7 routes take at most 7 x 65 processes.
+GATEWAY_PIDS = 512
+
+
+def gateway_limits() -> dict:
+    """What bounds the gateway container: no capability, a read-only root, memory, processes, logs."""
+    return {"read_only": True, "cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"], "mem_limit": "64m",
+            "pids_limit": GATEWAY_PIDS,
+            "log_config": LogConfig(type="json-file", config={"max-size": "1m", "max-file": "2"})}
 GATEWAY_BRIDGE = "docker_gwbridge"
 GATEWAY_BRIDGE_SUBNETS = ("172.18.0.0/16", "172.19.0.0/16", "192.168.240.0/24", "192.168.241.0/24")
 # Failed tasks of one service after which waiting stops: swarm replaces a failed task for ever.
@@ -199,8 +213,9 @@ class SwarmStack(ComposeStack):
         return states
 
     def start_gateway(self) -> None:
-        """The gateway on the default bridge, publishing each declared 127.0.0.1 port; then joined to
-        the overlays (after it listens: it listens on its bridge address only)."""
+        """The gateway on a bridge of its own (no other container on it), publishing each declared
+        127.0.0.1 port; then joined to the overlays (after it listens: it listens on its bridge
+        address only)."""
         engine = docker_engine.client()
         self.remove_gateway()
         routes, ports = [], {}
@@ -208,10 +223,17 @@ class SwarmStack(ComposeStack):
             for host_ip, published, target in declared:
                 routes.append(f"{target}={service}:{target}")
                 ports[f"{target}/tcp"] = (host_ip or "127.0.0.1", int(published))
-        gateway = engine.containers.run(
-            GATEWAY_IMAGE, command=routes, name=self.gateway_name, detach=True, ports=ports, read_only=True,
-            cap_drop=["ALL"], security_opt=["no-new-privileges:true"], labels={**stack_label(self.project), OWNED: "1"},
-            mem_limit="64m")
+        labels = {**stack_label(self.project), OWNED: "1"}
+        subnet = free_subnet(GATEWAY_NETWORK_SUBNETS, avoid=[self.settings.subnet,
+                                                             self.settings.values["TSE_MONITORING_SUBNET"]])
+        if subnet is None:
+            raise StackError(f"no free subnet for the swarm gateway among {', '.join(GATEWAY_NETWORK_SUBNETS)}. "
+                             "Hint: remove unused docker networks (docker network prune).")
+        engine.networks.create(self.gateway_name, driver="bridge", labels=labels, options=GATEWAY_NETWORK_OPTIONS,
+                               ipam=IPAMConfig(pool_configs=[IPAMPool(subnet=subnet)]))
+        gateway = engine.containers.run(GATEWAY_IMAGE, command=routes, name=self.gateway_name, detach=True,
+                                        ports=ports, network=self.gateway_name, labels=labels,
+                                        **gateway_limits())
         def listening_or_exited() -> bool:
             gateway.reload()
             return gateway.status == "exited" or b"forward: listening" in gateway.logs()
@@ -291,10 +313,14 @@ class SwarmStack(ComposeStack):
         self.wait_up()
 
     def remove_gateway(self) -> None:
-        try:
-            docker_engine.client().containers.get(self.gateway_name).remove(force=True)
-        except NotFound:
-            pass
+        """The gateway, then its bridge."""
+        engine = docker_engine.client()
+        for remove in (lambda: engine.containers.get(self.gateway_name).remove(force=True),
+                       lambda: engine.networks.get(self.gateway_name).remove()):
+            try:
+                remove()
+            except NotFound:
+                pass
 
     def _remove_volumes(self) -> None:
         for volume in docker_engine.client().volumes.list(filters=self._labelled()):
