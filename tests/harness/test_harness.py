@@ -28,8 +28,10 @@ def test_no_engine_is_one_clear_line(copy):
 
 def test_a_stack_that_never_gets_healthy_is_one_error_naming_the_service(copy):
     project, before = "tse-never-healthy", volumes()
-    # The healthcheck signs in with a password Redis does not know: Redis never becomes healthy.
-    env = isolated_environment(project, REDIS_PASSWORD_HEALTHCHECK="not-the-password", TSE_WAIT_TIMEOUT="8")
+    # The healthcheck's user turned off in the copy: it cannot sign in, Redis never becomes healthy.
+    acl = copy / "infra/redis/users.acl"
+    acl.write_text(acl.read_text().replace("user healthcheck on ", "user healthcheck off "))
+    env = isolated_environment(project, TSE_WAIT_TIMEOUT="8")
     run = run_acceptance(copy, env, timeout=300)
     assert run.exit_code == 3, run.output[:3000]
     assert "the stack is not healthy (waited up to 8 s)" in run.output
