@@ -376,14 +376,14 @@ def _long_polls_capped(stack, evidence, variable):
     if stack.on_swarm:
         # Each replica caps its own; connections reach them in turn.
         cap *= evidence.record(swarm_engine.replicas(stack.project, CONFIG_SERVICE)).observed["wanted"]
-    answers = _long_polls_at_once(stack, cap + 1, SWARM_WAIT_S if stack.on_swarm else WAIT_S)
+    wait = SWARM_WAIT_S if stack.on_swarm else WAIT_S
+    answers = _long_polls_at_once(stack, cap + 1, wait)
     refused = [fact for fact, _ in answers if fact.observed["status"] == 429]
     waited = [seconds for fact, seconds in answers if fact.observed["status"] == 304]
     for fact in refused[:1] + [fact for fact, _ in answers if fact.observed["status"] != 429][:1]:
         evidence.record(fact)
     statuses = [fact.observed["status"] for fact, _ in answers]
     summary = {status: statuses.count(status) for status in set(statuses)}
-    wait = SWARM_WAIT_S if stack.on_swarm else WAIT_S
     # Its workers share the cap, and connections need not reach them evenly: at least half wait.
     expect(bool(refused) and cap // 2 <= len(waited) <= cap and set(summary) <= {304, 429}
            and all(seconds >= wait - 0.25 for seconds in waited),

@@ -168,10 +168,11 @@ def _resolved_configuration(stack) -> str:
     return bundle.redact_compose_config(yaml.safe_dump(model, sort_keys=False), secrets)
 
 
-def _full_commit() -> str:
-    """The commit's full hash and whether the work tree differed from it (for the evidence bundle)."""
+def _full_commit(short: str) -> str:
+    """The commit's full hash, then `short` (the run's: whether the work tree differed from it), for
+    the evidence bundle."""
     done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
-    return (done.stdout.strip() or "unknown") + "\n" + _commit() + "\n"
+    return (done.stdout.strip() or "unknown") + "\n" + short + "\n"
 
 
 def _commit() -> str:
@@ -336,7 +337,7 @@ def pytest_unconfigure(config):
              if path and Path(path).is_file()]
     facts = {"compose-config.yaml": run.get("compose_config", "not read: the stack never came up\n"),
              "images.txt": run.get("image_ids", "not read: the stack never came up\n"),
-             "commit.txt": _full_commit()}
+             "commit.txt": _full_commit(run.get("commit", "unknown"))}
     try:
         made = bundle.write_bundle(reports, files, facts, _signing_key(), datetime.now(timezone.utc),
                                    run.get("commit", "unknown"))
