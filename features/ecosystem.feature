@@ -1,10 +1,11 @@
-@section_E
+@section_E @development_only
 Feature: E. The ecosystem's services connect (extra, beyond the milestone)
   The next milestones plug the ecosystem's own services into this stack, unchanged: each connects
   with the credentials, key namespaces, schema and environment name its code uses (read from the
   sk-quantfidential repositories, not their READMEs), and is discovered the way its code registers.
   A foreign or malformed entry never takes a shared service down. Every probe key and service name
   is the scenario's own ("acceptance-…"), so a real service running alongside is never touched.
+  Development mode only: production mode refuses the published passwords and plain connections.
 
   Background:
     Given the trading-ecosystem stack is up

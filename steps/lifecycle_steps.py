@@ -80,6 +80,7 @@ def _volumes_gone(stack, evidence):
 @when("the stack is brought up again")
 def _up_again(stack, evidence):
     stack.compose.up()
+    stack.trust_its_ca()  # production mode: `down -v` took the CA with the secrets volume
     for service in stack.services:
         fact = evidence.record(container_state.health(stack.project, service))
         expect(fact.observed == "healthy", f"{service} after up", "healthy", fact.observed, fact)

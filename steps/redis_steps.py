@@ -170,8 +170,13 @@ def _ping_from_host(stack, evidence, user):
 
 @then(parsers.parse('inside the network, "{service}" answers PING by name as the "{user}" user'))
 def _ping_inside_network(stack, evidence, service, user):
-    source = next(s for s in stack.services if s != service)
-    command = redis_server.ping_over_tcp_command(service, 6379, user)
+    if stack.production:
+        # Over TLS, from a service that has Python and the stack's CA, verifying the server's name.
+        source = "service-registry"
+        command = redis_server.ping_over_tls_command(service, 6379, user, "/run/secrets/ca.crt")
+    else:
+        source = next(s for s in stack.services if s != service)
+        command = redis_server.ping_over_tcp_command(service, 6379, user)
     fact = evidence.record(container_exec.exec_in(stack.project, source, command,
                                                   {"PROBE_PASSWORD": stack.redis_password(user)}))
     expect(fact.observed.output.splitlines() == ["+OK", "+PONG"], f"{service}:6379 from {source} as {user}",

@@ -8,9 +8,18 @@
 # environment, which the container's configuration (`docker inspect`) never shows.
 set -eu
 : "${REDIS_ADDR:?}" "${REDIS_USER:?}" "${REDIS_PASSWORD_FILE:?}" "${REDIS_EXPORTER_BASIC_AUTH_PASSWORD_FILE:?}"
+# Production mode (TSE_MODE=production): Redis speaks TLS only, so rediss://, verifying its
+# certificate (and name) against the stack's CA, handed out by the secrets service.
+scheme=redis
+if [ "${TSE_MODE:-development}" = production ]; then
+  scheme=rediss
+  REDIS_ADDR="rediss://${REDIS_ADDR#redis://}"
+  REDIS_EXPORTER_TLS_CA_CERT_FILE=/run/secrets/ca.crt
+  export REDIS_ADDR REDIS_EXPORTER_TLS_CA_CERT_FILE
+fi
 umask 077
 escaped=$(sed 's/\\/\\\\/g; s/"/\\"/g' "$REDIS_PASSWORD_FILE")
-printf '{"redis://%s@%s": "%s"}\n' "$REDIS_USER" "${REDIS_ADDR#redis://}" "$escaped" > /tmp/redis-passwords.json
+printf '{"%s://%s@%s": "%s"}\n' "$scheme" "$REDIS_USER" "${REDIS_ADDR#*://}" "$escaped" > /tmp/redis-passwords.json
 REDIS_EXPORTER_BASIC_AUTH_PASSWORD=$(cat "$REDIS_EXPORTER_BASIC_AUTH_PASSWORD_FILE")
 export REDIS_EXPORTER_BASIC_AUTH_PASSWORD
 exec /usr/bin/prometheus-redis-exporter --redis.password-file=/tmp/redis-passwords.json "$@"

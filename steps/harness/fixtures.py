@@ -13,9 +13,16 @@ from pathlib import Path
 import pytest
 
 from steps.harness.parallel import STACK_CHANGING, write_groups
-from steps.harness.settings import StackSettings, stack_mode
+from steps.harness.settings import PRODUCTION, StackSettings, stack_mode
 from steps.harness.stack import Stack, StackLauncher, failure_line
 from steps.probes import StackError, docker_engine
+
+# Why a scenario of the other mode does not run (tags @development_only, @production_only).
+MODE_SKIPS = {
+    "development_only": "production mode: the ecosystem's published passwords and plain connections are refused "
+                        "by design (README: Development and production modes)",
+    "production_only": "development mode: nothing is encrypted (run with --mode=production)",
+}
 
 FEATURES = Path(__file__).resolve().parents[2] / "features"
 
@@ -177,12 +184,21 @@ def pytest_collection_modifyitems(config, items):
         write_groups(Path(workerinput[GROUPS]), workerinput["workerid"],
                      {item.nodeid: item.get_closest_marker("xdist_group").args[0]
                       for item in items if item.get_closest_marker("xdist_group")})
-    if attach_mode(config):
-        skip = pytest.mark.skip(reason="attach mode: scenarios that stop and start services never run on a stack "
-                                       "this run did not start")
-        for item in items:
-            if item.get_closest_marker("changes_stack"):
-                item.add_marker(skip)
+    _skip_what_this_run_cannot_hold(config, items)
+
+
+def _skip_what_this_run_cannot_hold(config, items) -> None:
+    """Skipped, with why: in attach mode, the scenarios that stop and start services; in each mode, the
+    other mode's own promises (the ecosystem's published defaults work in development mode only, and
+    only production mode encrypts)."""
+    production = _launcher(config).settings.values.get("TSE_MODE") == PRODUCTION
+    unfit = "development_only" if production else "production_only"
+    for item in items:
+        if attach_mode(config) and item.get_closest_marker("changes_stack"):
+            item.add_marker(pytest.mark.skip(reason="attach mode: scenarios that stop and start services never run "
+                                                    "on a stack this run did not start"))
+        if item.get_closest_marker(unfit):
+            item.add_marker(pytest.mark.skip(reason=MODE_SKIPS[unfit]))
 
 
 def pytest_report_header(config):

@@ -13,9 +13,9 @@ import pytest
 
 from steps.harness.compose import ComposeStack, compose_for, new_workdir
 from steps.harness.isolation import isolate
-from steps.harness.settings import ROOT, TELEMETRY_PROFILE, StackSettings
+from steps.harness.settings import PRODUCTION, ROOT, TELEMETRY_PROFILE, StackSettings
 from steps.harness.swarm import SwarmStack, join_swarm, leave_swarm, swarm_for
-from steps.probes import StackError, container_state, docker_engine
+from steps.probes import StackError, container_state, docker_engine, transport
 from steps.probes.start_order import StartRecord, StartRecorder, load_record, record_path
 
 
@@ -37,6 +37,8 @@ class Stack:
     # The engine's start and health events, heard while the stack started (up mode: by this run;
     # attach mode: by `stackctl up`, when it started the stack); None when nobody heard them.
     start_record: StartRecord | None = None
+    # The run's scratch folder (removed at its end): the stack's CA, in production mode.
+    workdir: Path | None = None
 
     @property
     def project(self) -> str:
@@ -46,6 +48,18 @@ class Stack:
     def on_swarm(self) -> bool:
         """Deployed on a swarm (--stack=swarm): some checks take swarm's form, some do not apply."""
         return isinstance(self.compose, SwarmStack)
+
+    @property
+    def production(self) -> bool:
+        """Started in production mode (TSE_MODE): every server speaks TLS only."""
+        return self.settings.values.get("TSE_MODE") == PRODUCTION
+
+    def trust_its_ca(self) -> None:
+        """In production mode, the host's probes verify every server against the CA the stack's own
+        clients use (read again after a start that may have made a new one: `down -v` removes it)."""
+        if self.production:
+            transport.use(transport.Transport(str(transport.stack_ca(self.project, "redis", self.workdir)),
+                                              frozenset({self.registry_port(), self.config_port()})))
 
     @property
     def services(self) -> list[str]:
@@ -190,6 +204,8 @@ class StackLauncher:
                      if container_state.health(self.stack.project, s).observed != "healthy"]
         if unhealthy:
             raise StackError(compose.describe_failure(f"not healthy: {', '.join(unhealthy)}"))
+        self.stack.workdir = self.workdir
+        self.stack.trust_its_ca()
         if self.telemetry:
             self.telemetry = False
             compose.start_profile(TELEMETRY_PROFILE)
@@ -231,6 +247,7 @@ class StackLauncher:
                 # anonymous volumes are known here only (the controller takes down the rest).
                 self.stack.compose.remove_released_volumes()
         finally:
+            transport.use(transport.Transport())
             shutil.rmtree(self.workdir, ignore_errors=True)
             signal.signal(signal.SIGTERM, self.previous_sigterm)
 

@@ -5,6 +5,7 @@ import json as jsonlib
 
 import requests
 
+from steps.probes import transport
 from steps.probes.facts import Fact, ProbeError
 
 TIMEOUT_S = 5
@@ -12,12 +13,13 @@ TIMEOUT_S = 5
 
 def call(port: int, method: str, path: str, *, json=None, data=None, headers=None, auth=None,
          timeout: float = TIMEOUT_S) -> Fact:
-    """One request to http://127.0.0.1:`port``path`, with HTTP Basic `auth` (user, password) when
-    given; observed: {"status", "body", "headers"}, the body parsed as JSON when it is JSON. Raises
-    ProbeError when nothing answers."""
-    url = f"http://127.0.0.1:{port}{path}"
+    """One request to http://127.0.0.1:`port``path` (https:// to a port the stack serves over TLS, in
+    production mode), with HTTP Basic `auth` (user, password) when given; observed: {"status",
+    "body", "headers"}, the body parsed as JSON when it is JSON. Raises ProbeError when nothing answers."""
+    url = transport.current().base_url(port) + path
     try:
-        response = requests.request(method, url, json=json, data=data, headers=headers, auth=auth, timeout=timeout)
+        response = requests.request(method, url, json=json, data=data, headers=headers, auth=auth, timeout=timeout,
+                                    verify=transport.current().http_verify(port))
     except requests.RequestException as error:
         raise ProbeError(f"{method} {url}: no answer ({error.__class__.__name__}: {error})") from error
     try:

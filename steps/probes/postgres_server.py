@@ -14,7 +14,7 @@ from typing import Callable, TypeVar
 import psycopg
 from psycopg import errors, sql
 
-from steps.probes import container_exec
+from steps.probes import container_exec, transport
 from steps.probes.facts import Fact, Outcome, ProbeError
 
 HOST = "127.0.0.1"
@@ -29,6 +29,7 @@ def _where(port: int, user: str, dbname: str) -> str:
 def connect(port: int, user: str, password: str, dbname: str) -> psycopg.Connection:
     return psycopg.connect(
         host=HOST, port=port, user=user, password=password, dbname=dbname, connect_timeout=TIMEOUT_S,
+        **transport.current().postgres_options(),   # TLS in production mode
     )
 
 
@@ -209,7 +210,7 @@ def timed_login(port: int, user: str, password: str, dbname: str, timeout: int) 
     started = time.monotonic()
     try:
         with psycopg.connect(host=HOST, port=port, user=user, password=password, dbname=dbname,
-                             connect_timeout=timeout) as conn:
+                             connect_timeout=timeout, **transport.current().postgres_options()) as conn:
             answer = "ok" if conn.execute("SELECT 1").fetchone() == (1,) else "no answer"
     except psycopg.Error as error:
         answer = f"{type(error).__name__}: {str(error).strip().splitlines()[-1] if str(error).strip() else ''}"

@@ -12,6 +12,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, ConnectionError, NoPermissionError, ResponseError, TimeoutError
 from redis.retry import Retry
 
+from steps.probes import transport
 from steps.probes.facts import Fact, Outcome, ProbeError
 from steps.probes.waiting import poll
 
@@ -30,6 +31,7 @@ def connect(port: int, user: str | None, password: str | None, timeout: float = 
     return redis.Redis(
         host=HOST, port=port, username=user, password=password, protocol=2, retry=Retry(NoBackoff(), 0),
         socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True,
+        **transport.current().redis_options(),   # TLS in production mode
     )
 
 
@@ -240,6 +242,30 @@ def ping_over_tcp_command(host: str, port: int, user: str) -> list[str]:
         "timeout 3 head -n 2 <&3 | tr -d '\\r'"
     )
     return ["bash", "-c", script]
+
+
+# The same exchange over TLS, by Python's ssl module (in a container of the stack that has Python and
+# the stack's CA): the server's certificate and name are verified before anything is sent.
+PING_OVER_TLS = """
+import os, socket, ssl, sys
+host, port, user, ca = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+context = ssl.create_default_context(cafile=ca)
+with context.wrap_socket(socket.create_connection((host, port), timeout=3), server_hostname=host) as conn:
+    conn.sendall(b"AUTH %s %s\\r\\nPING\\r\\n" % (user.encode(), os.environ["PROBE_PASSWORD"].encode()))
+    replies = b""
+    while replies.count(b"\\r\\n") < 2:
+        chunk = conn.recv(4096)
+        if not chunk:
+            break
+        replies += chunk
+print(replies.decode().replace("\\r", ""), end="")
+"""
+
+
+def ping_over_tls_command(host: str, port: int, user: str, ca_file: str) -> list[str]:
+    """A command that signs in and PINGs Redis at host:port over TLS, verifying its certificate against
+    `ca_file` (in the container it runs in); the password comes from $PROBE_PASSWORD."""
+    return ["python3", "-c", PING_OVER_TLS, host, str(port), user, ca_file]
 
 
 def set_value(port: int, user: str, password: str, key: str, value: str) -> Fact:

@@ -499,7 +499,8 @@ FAULTS = [
           [(COMPOSE, r'^    command: \["--web\.config\.file=/run/secrets/exporter_web_config"\]\n', ""),
            (COMPOSE, r"(http://127\.0\.0\.1:9187/metrics \| grep -qx )401", r"\g<1>200")], {"checklist_S_9"}),
     fault("secret-files-readable-by-all", "the secret files handed out readable by every user",
-          [(SECRETS_DISTRIBUTE, r"install -m 0400", "install -m 0444")], {"checklist_S_10"}),
+          [(SECRETS_DISTRIBUTE, r"install -m 0400 \"\$source_dir", "install -m 0444 \"$source_dir")],
+          {"checklist_S_10"}),
     # Section W, on swarm.
     fault("swarm-registry-not-replicated", "the registry deployed as one replica on swarm",
           [(SWARM_FILE, r'REPLICAS = \{"service-registry": 2,', 'REPLICAS = {"service-registry": 1,')],

@@ -19,6 +19,7 @@ from psycopg_pool import ConnectionPool
 
 from configsvc.model import Change, HistoryEntry, Row
 from configsvc.settings import Settings
+from servicekit import tls
 from servicekit.errors import one_line
 
 HISTORY_LIMIT = 1000
@@ -165,7 +166,7 @@ def record_history(cur: psycopg.Cursor, where: dict, change: str, old_value: Opt
 def connection_arguments(settings: Settings) -> dict:
     return {"host": settings.postgres_host, "port": settings.postgres_port, "dbname": settings.postgres_db,
             "user": settings.postgres_user, "password": settings.postgres_password, "connect_timeout": 3,
-            "application_name": "configuration-service"}
+            "application_name": "configuration-service", **tls.current().postgres_options()}
 
 
 def wait_for_postgres(settings: Settings, timeout_s: float) -> None:

@@ -2,9 +2,8 @@
 import logging
 import os
 
-import uvicorn
-
 from registry.app import create_app
+from servicekit import serving
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-uvicorn.run(create_app(), host="0.0.0.0", port=int(os.environ.get("REGISTRY_PORT", "8080")), log_level="warning")
+serving.serve(create_app(), "registry.app:create_app", int(os.environ.get("REGISTRY_PORT", "8080")), workers=1)

@@ -4,10 +4,14 @@ import sys
 import urllib.error
 import urllib.request
 
+from servicekit import tls
+
 
 def main() -> int:
     try:
-        with urllib.request.urlopen("http://127.0.0.1:8080/health", timeout=3) as response:
+        transport = tls.current()  # HTTPS in production mode, verifying the certificate
+        with urllib.request.urlopen(f"{transport.http_scheme}://127.0.0.1:8080/health", timeout=3,
+                                    context=transport.client_context()) as response:
             print(f"{response.status} {json.load(response).get('status')}")
             return 0
     except urllib.error.HTTPError as error:

@@ -11,6 +11,7 @@ from typing import Callable, Dict
 
 from registry.models import Registration
 from registry.store import Store, now_rfc3339
+from servicekit import tls
 
 log = logging.getLogger("registry.infrastructure")
 
@@ -23,12 +24,15 @@ def probe_postgres(entry: Dict, password: str) -> bool:
     import psycopg
 
     with psycopg.connect(host=entry["host"], port=entry["port"], dbname=entry.get("database", "postgres"),
-                         user=entry["user"], password=password, connect_timeout=3) as conn:
+                         user=entry["user"], password=password, connect_timeout=3,
+                         **tls.current().postgres_options()) as conn:
         return conn.execute("SELECT 1").fetchone() == (1,)
 
 
 def probe_http(entry: Dict) -> bool:
-    with urllib.request.urlopen(entry["health_url"], timeout=3) as response:
+    transport = tls.current()
+    with urllib.request.urlopen(transport.url(entry["health_url"]), timeout=3,
+                                context=transport.client_context()) as response:
         return response.status == 200
 
 
@@ -71,7 +75,9 @@ class InfrastructureMonitor:
             statuses[entry["name"]] = status
             registration = Registration(
                 name=entry["name"], version=entry.get("version", "infrastructure"), instance_id=entry["name"],
-                host=entry.get("host"), endpoints=entry.get("endpoints", {}),
+                host=entry.get("host"),
+                # As clients reach them in this mode (https://, rediss:// in production).
+                endpoints={kind: tls.current().url(url) for kind, url in entry.get("endpoints", {}).items()},
                 metadata={"role": "infrastructure", "kind": entry["kind"], "probed_at": now_rfc3339(),
                           **({"probed_as": entry["user"]} if "user" in entry else {})},
                 ttl_seconds=max(2, int(self.interval_s * 3)), status=status,

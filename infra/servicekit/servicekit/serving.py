@@ -26,10 +26,14 @@ def serve(app, factory: str, port: int, workers: int) -> None:
     worker processes sharing the port."""
     import uvicorn
 
+    from servicekit import tls
+
+    # HTTPS in production mode, with the certificate the secrets service handed out.
+    options = {"host": "0.0.0.0", "port": port, "log_level": "warning", **tls.current().server_options()}
     if workers > 1:
-        uvicorn.run(factory, factory=True, workers=workers, host="0.0.0.0", port=port, log_level="warning")
+        uvicorn.run(factory, factory=True, workers=workers, **options)
     else:
-        uvicorn.run(app, host="0.0.0.0", port=port, log_level="warning")
+        uvicorn.run(app, **options)
 
 
 def metrics_text(registry: CollectorRegistry) -> bytes:
