@@ -76,6 +76,12 @@ Feature: S. Security baseline (extra, beyond the milestone)
     Then Prometheus, the exporters, Alertmanager and the alert receiver are on the monitoring network only, with the services Prometheus scrapes
     And from a container on the ecosystem's network, none of them can be reached, by name or by address, while Redis and PostgreSQL can
 
+  @checklist_S_12 @production_only
+  Scenario: In production mode everything on the wire is encrypted, and a service's name alone earns no connection
+    Then Redis, PostgreSQL, the registry and the configuration service answer no client that does not encrypt
+    And every connection PostgreSQL holds from the network is encrypted
+    And a server that takes over the names of Redis, PostgreSQL, the registry and the configuration service gets no connection from the services' own clients
+
   @checklist_S_8 @changes_stack @backend_outage
   Scenario: A backend failure reaches the client as a request id, its cause only the service's log
     When PostgreSQL is stopped

@@ -118,6 +118,10 @@ class StackSettings:
             if value is not None:
                 values[key] = str(value)
                 explicit.add(key)
+        if values.get("TSE_MODE") == PRODUCTION and mode == "swarm":
+            raise StackError("production mode runs on compose only: on swarm nothing makes the certificates yet "
+                             "(the secrets service's job). Hint: --stack=up --mode=production, or --mode=development "
+                             "on swarm.")
         if values.get("TSE_MODE") == PRODUCTION:
             refused = production_refusals(values, read_env_file(compose_file.parent / ".env.example"))
             if refused:

@@ -26,6 +26,7 @@ from steps.harness.settings import ROOT, StackSettings
 from steps.harness.swarm_file import (
     DATA_NODE_LABEL,
     SERVICE_NAME_LIMIT,
+    DEVELOPMENT_TLS_SETTINGS,
     acl_rules_path,
     read_handout,
     redis_acl,
@@ -117,6 +118,9 @@ class SwarmStack(ComposeStack):
         values = secret_values(self.config, self.settings.values)
         values["exporter_web_config"] = self._exporter_web_config(values["redis_exporter_scrape_password"])
         values["users.acl"] = redis_acl(acl_rules_path(self.config).read_text(), values)
+        # Swarm runs development mode only (settings.py): the servers' TLS settings are none.
+        values.update({name: DEVELOPMENT_TLS_SETTINGS for service in self.stack_file["services"].values()
+                       for name in (s["source"] for s in service.get("secrets") or []) if name.endswith(".tls.conf")})
         wanted = {name for service in self.stack_file["services"].values() for name in
                   (s["source"] for s in service.get("secrets") or [])}
         # Each Redis password is hashed into users.acl: none may be missing either.

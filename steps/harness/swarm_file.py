@@ -231,6 +231,7 @@ def stack_file(model: dict, stack: str, handout: dict, image_commands: dict) -> 
         service = _swarm_service(model, name, declared, image_commands[declared["image"]], stack, out["configs"])
         if name in handout:
             uid, gid, names = handout[name]
+            names = [n for n in names if n not in PRODUCTION_ONLY_SECRETS]
             service["secrets"] = [{"source": n, "target": n, "uid": uid, "gid": gid, "mode": 0o400} for n in names]
             # Made by the deployer from the env file (secret_values), before the deploy.
             out["secrets"].update({n: {"external": True, "name": secret_name(stack, n)} for n in names})
@@ -263,6 +264,11 @@ def secret_values(model: dict, environment: dict) -> dict:
             values[name] = environment[variable]
     return values
 
+
+# The certificates the secrets service makes in production mode, which swarm does not run (swarm.py).
+PRODUCTION_ONLY_SECRETS = ("ca.crt", "tls.crt")
+# The servers' TLS settings as the secrets service writes them in development mode: none.
+DEVELOPMENT_TLS_SETTINGS = "# Written for swarm: TLS settings of mode development (none).\n"
 
 ACL_RULES_TARGET = "/etc/secrets/users.acl"   # where the secrets service reads Redis's users and rules
 

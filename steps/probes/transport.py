@@ -31,6 +31,11 @@ class Transport:
     def postgres_options(self) -> dict:
         return {"sslmode": "verify-full", "sslrootcert": self.ca_file} if self.encrypted else {}
 
+    def ca_file_path(self) -> Path:
+        if self.ca_file is None:
+            raise ProbeError("development mode: the stack has no CA (only production mode encrypts)")
+        return Path(self.ca_file)
+
     def base_url(self, port: int) -> str:
         scheme = "https" if port in self.https_ports else "http"
         return f"{scheme}://127.0.0.1:{port}"

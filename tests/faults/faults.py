@@ -38,6 +38,9 @@ class Fault:
     # "swarm": the fault breaks what swarm adds; its run deploys the copy with --stack=swarm and
     # runs section W and the scenarios in `fails` only.
     stack: str = "up"
+    # "production": the fault breaks what production mode adds; its run uses an env file made by
+    # infra/host/make-env --production in the copy, and --mode=production.
+    mode: str = "development"
 
     def apply(self, root: Path) -> None:
         for edit in self.edits:
@@ -50,9 +53,9 @@ class Fault:
 
 
 def fault(name: str, why: str, edits: list, fails: set, exact: bool = True, external_volume=None,
-          aborts=None, may_fail: set = frozenset(), stack: str = "up") -> Fault:
+          aborts=None, may_fail: set = frozenset(), stack: str = "up", mode: str = "development") -> Fault:
     return Fault(name, why, tuple(Edit(*e) for e in edits), frozenset(fails), exact, external_volume, aborts,
-                 frozenset(may_fail), stack)
+                 frozenset(may_fail), stack, mode)
 
 
 REDIS_CONF = "infra/redis/redis.conf"
@@ -64,6 +67,7 @@ PG_HBA = "infra/postgres/pg_hba.conf"
 INIT_SQL = "infra/postgres/init/01-init-schemas.sql"
 SERVICEKIT_REDIS = "infra/servicekit/servicekit/redis_client.py"
 SERVICEKIT_HTTP = "infra/servicekit/servicekit/http.py"
+SERVICEKIT_TLS = "infra/servicekit/servicekit/tls.py"
 REGISTRY_ROUTES = "infra/service-registry/registry/routes.py"
 REGISTRY_STORE = "infra/service-registry/registry/store.py"
 REGISTRY_MODELS = "infra/service-registry/registry/models.py"
@@ -501,6 +505,17 @@ FAULTS = [
     fault("secret-files-readable-by-all", "the secret files handed out readable by every user",
           [(SECRETS_DISTRIBUTE, r"install -m 0400 \"\$source_dir", "install -m 0444 \"$source_dir")],
           {"checklist_S_10"}),
+    # Production mode (S.12): its runs use a made env file and --mode=production.
+    fault("plain-text-beside-tls", "PostgreSQL without its hostnossl reject rule, Redis with a plain port beside TLS",
+          [(SECRETS_DISTRIBUTE, r"printf 'hostnossl all all all reject\\n'", "printf '# no rule\\n'"),
+           (SECRETS_DISTRIBUTE, r"printf 'port 0\\ntls-port 6379", "printf 'port 6380\\ntls-port 6379")],
+          {"checklist_S_12"}, mode="production"),
+    fault("clients-trust-any-certificate", "the services' clients skip verifying the server's certificate and name",
+          [(SERVICEKIT_TLS, r'"ssl_cert_reqs": "required", "ssl_check_hostname": True',
+            '"ssl_cert_reqs": "none", "ssl_check_hostname": False'),
+           (SERVICEKIT_TLS, r'\{"sslmode": "verify-full", "sslrootcert": self.ca_file\}', '{"sslmode": "require"}'),
+           (SERVICEKIT_TLS, r"ssl.create_default_context\(cafile=self.ca_file\)", "ssl._create_unverified_context()")],
+          {"checklist_S_12"}, mode="production"),
     # Section W, on swarm.
     fault("swarm-registry-not-replicated", "the registry deployed as one replica on swarm",
           [(SWARM_FILE, r'REPLICAS = \{"service-registry": 2,', 'REPLICAS = {"service-registry": 1,')],

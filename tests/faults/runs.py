@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -110,6 +112,12 @@ def _run_fault(fault: Fault, copy: Path, project: str, selection: list, reservat
     env = reservations.environment(project, **images)
     if fault.external_volume:
         docker_engine.client().volumes.create(fault.external_volume)
+    if fault.mode == "production":
+        # An env file of the copy's own, as an operator makes it, and the mode that refuses any other.
+        env_file = copy / "production.env"
+        subprocess.run([sys.executable, str(copy / "infra/host/make-env"), "--production", "--output", str(env_file)],
+                       check=True)
+        selection = [*selection, "--mode=production", f"--env-file={env_file}"]
     try:
         run = run_acceptance(copy, env, *selection, *fault_run_workers())
     finally:
