@@ -75,6 +75,18 @@ def option_or_variable(getoption, option: str):
     return value if value is not None else os.environ.get(OPTION_VARIABLES[option])
 
 
+def refuse_production_start(stack: str, values: dict, example_file: Path, env_file: Path) -> None:
+    """StackError when production mode cannot start: on swarm, or with a password it refuses."""
+    if stack == "swarm":
+        raise StackError("production mode runs on compose only: on swarm nothing makes the certificates yet "
+                         "(the secrets service's job). Hint: --stack=up --mode=production, or --mode=development "
+                         "on swarm.")
+    refused = production_refusals(values, read_env_file(example_file))
+    if refused:
+        raise StackError(f"production mode refuses these passwords of {env_file}: {', '.join(refused)}. "
+                         f"Hint: {MAKE_ENV_HINT}")
+
+
 def stack_mode(getoption) -> str:
     """up (the default), attach or swarm."""
     return option_or_variable(getoption, "stack") or "up"
@@ -118,15 +130,8 @@ class StackSettings:
             if value is not None:
                 values[key] = str(value)
                 explicit.add(key)
-        if values.get("TSE_MODE") == PRODUCTION and mode == "swarm":
-            raise StackError("production mode runs on compose only: on swarm nothing makes the certificates yet "
-                             "(the secrets service's job). Hint: --stack=up --mode=production, or --mode=development "
-                             "on swarm.")
         if values.get("TSE_MODE") == PRODUCTION:
-            refused = production_refusals(values, read_env_file(compose_file.parent / ".env.example"))
-            if refused:
-                raise StackError(f"production mode refuses these passwords of {env_file}: {', '.join(refused)}. "
-                                 f"Hint: {MAKE_ENV_HINT}")
+            refuse_production_start(mode, values, compose_file.parent / ".env.example", env_file)
         if project is None:
             # Up mode runs a project of its own; attach mode tests the stack compose users started,
             # under the COMPOSE_PROJECT_NAME they set (environment or env file), as compose itself does.

@@ -25,8 +25,8 @@ from steps.harness.isolation import free_subnet
 from steps.harness.settings import ROOT, StackSettings
 from steps.harness.swarm_file import (
     DATA_NODE_LABEL,
-    SERVICE_NAME_LIMIT,
     DEVELOPMENT_TLS_SETTINGS,
+    SERVICE_NAME_LIMIT,
     acl_rules_path,
     read_handout,
     redis_acl,
