@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from steps.harness.settings import DEFAULT_WAIT_TIMEOUT, stack_mode
+from steps.harness.settings import DEFAULT_WAIT_TIMEOUT, PRODUCTION, StackSettings, stack_mode
+from steps.probes import StackError
 from steps.report.checklist import declared_scenarios
 
 pytest_plugins = [
@@ -97,6 +98,15 @@ def _register_feature_tags(config) -> None:
         config.addinivalue_line("markers", f"{tag}: Gherkin tag")
 
 
+def _production_mode(config) -> bool:
+    """Whether this run's stack is in production mode (option, environment or env file); a setting that
+    cannot be resolved is the launcher's to report, with its remedy."""
+    try:
+        return StackSettings.from_options(config.getoption).values.get("TSE_MODE") == PRODUCTION
+    except (StackError, ValueError):
+        return False
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
     """Plain `pytest features/` writes the evidence reports; explicit options win."""
@@ -105,8 +115,11 @@ def pytest_configure(config):
 
     if not runs_features(config) or hasattr(config, "workerinput"):
         return
-    # A run on swarm keeps its evidence apart: the compose run's (the milestone's) is never replaced by it.
+    # A run on swarm, or in production mode, keeps its evidence apart: the compose development run's
+    # (the milestone's) is never replaced by it.
     reports = REPORTS / "swarm" if stack_mode(config.getoption) == "swarm" else REPORTS
+    if _production_mode(config):
+        reports = REPORTS / PRODUCTION
     reports.mkdir(parents=True, exist_ok=True)
     option = config.option
     if getattr(option, "htmlpath", None) is None:
