@@ -483,7 +483,12 @@ def _every_replica_reads_again(stack, evidence, seconds):
 
 # -- the Redis exporter -------------------------------------------------------------------------
 
-EXPORTER_URL = "http://redis-exporter:9121"
+def _url(stack, server: str) -> str:
+    """How a caller on the network reaches `server` ("name:port"): over HTTPS in production mode."""
+    return f"{'https' if stack.production else 'http'}://{server}"
+
+
+EXPORTER = "redis-exporter:9121"
 # A caller on the network (the registry's container) and a listener of ours posing as a Redis (in the
 # configuration service's container): both only run a small Python program.
 CALLER = "service-registry"
@@ -493,7 +498,7 @@ EXPORTER_HINT = ("REDIS_EXPORTER_BASIC_AUTH_USERNAME/PASSWORD on redis-exporter 
 
 
 def _foreign_scrape(stack, password=None) -> Fact:
-    url = f"{EXPORTER_URL}/scrape?target=redis://{LISTENER}:{LISTENER_PORT}"
+    url = f"{_url(stack, EXPORTER)}/scrape?target=redis://{LISTENER}:{LISTENER_PORT}"
     return exporters.request_from(stack.project, LISTENER, url, password, listen_port=LISTENER_PORT)
 
 
@@ -501,7 +506,7 @@ def _foreign_scrape(stack, password=None) -> Fact:
       "to a /scrape of a listener of ours, which it does not reach")
 def _exporter_closed(stack, evidence):
     problems = Mismatches("the Redis exporter without credentials", EXPORTER_HINT)
-    metrics = evidence.record(exporters.request_from(stack.project, CALLER, f"{EXPORTER_URL}/metrics"))
+    metrics = evidence.record(exporters.request_from(stack.project, CALLER, f"{_url(stack, EXPORTER)}/metrics"))
     problems.check(metrics.observed["status"] == 401, "GET /metrics: 401", metrics.observed["status"], metrics)
     scrape = evidence.record(_foreign_scrape(stack))
     problems.check(scrape.observed["status"] == 401 and not scrape.observed["received"],
@@ -510,7 +515,7 @@ def _exporter_closed(stack, evidence):
     problems.raise_any()
 
 
-PG_EXPORTER_URL = "http://postgres-exporter:9187"
+PG_EXPORTER = "postgres-exporter:9187"
 PG_EXPORTER_HINT = ("--web.config.file on postgres-exporter (docker-compose.yml): a bcrypt hash of Prometheus's "
                     "credential, made by the secrets service (infra/secrets/distribute)")
 
@@ -519,14 +524,15 @@ PG_EXPORTER_HINT = ("--web.config.file on postgres-exporter (docker-compose.yml)
       "and to a /probe of a listener of ours, which it does not reach, and 200 with them")
 def _postgres_exporter_closed(stack, evidence):
     problems = Mismatches("the PostgreSQL exporter", PG_EXPORTER_HINT)
-    metrics = evidence.record(exporters.request_from(stack.project, CALLER, f"{PG_EXPORTER_URL}/metrics"))
+    metrics = evidence.record(exporters.request_from(stack.project, CALLER, f"{_url(stack, PG_EXPORTER)}/metrics"))
     problems.check(metrics.observed["status"] == 401, "GET /metrics: 401", metrics.observed["status"], metrics)
-    url = f"{PG_EXPORTER_URL}/probe?target={LISTENER}:{LISTENER_PORT}/postgres?sslmode=disable"
+    url = f"{_url(stack, PG_EXPORTER)}/probe?target={LISTENER}:{LISTENER_PORT}/postgres?sslmode=disable"
     probe = evidence.record(exporters.request_from(stack.project, LISTENER, url, listen_port=LISTENER_PORT))
     problems.check(probe.observed["status"] == 401 and not probe.observed["received"],
                    "GET /probe?target=<our listener>: 401, and no connection to the listener", probe.observed, probe)
     signed_in = evidence.record(exporters.request_from(
-        stack.project, CALLER, f"{PG_EXPORTER_URL}/metrics", stack.settings.secret("REDIS_EXPORTER_SCRAPE_PASSWORD")))
+        stack.project, CALLER, f"{_url(stack, PG_EXPORTER)}/metrics",
+        stack.settings.secret("REDIS_EXPORTER_SCRAPE_PASSWORD")))
     problems.check(signed_in.observed["status"] == 200, "GET /metrics as prometheus: 200 (the 401s are the "
                    "credential's, not a broken exporter)", signed_in.observed["status"], signed_in)
     problems.raise_any()

@@ -4,7 +4,10 @@
                                `alertmanager`, its password in /run/secrets/alert_receiver_password
     GET  /api/notifications    the last ones kept, newest first, as JSON (each with received_at)
     GET  /                     the same, as a plain-text page
-    GET  /-/healthy            200 once it serves (the container's healthcheck)
+    GET  /-/healthy            200 once it serves (the container's healthcheck: receiver.py --healthcheck)
+
+In production mode (TSE_MODE=production) it serves HTTPS only, with the certificate the secrets
+service made for it.
 
 It keeps the last MAX_KEPT notifications in memory (a restart forgets them: Alertmanager's own
 notification log, on its volume, is the record) and logs one line per notification. Python's
@@ -20,8 +23,10 @@ import json
 import logging
 import os
 import signal
+import ssl
 import sys
 import threading
+import urllib.request
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -29,6 +34,7 @@ from pathlib import Path
 MAX_KEPT = 500
 MAX_BODY = 1 << 20            # Alertmanager caps a group's alerts; a megabyte is far beyond a real one
 IDLE_TIMEOUT_S = 5            # a socket silent this long (no request, half a request or body) is dropped
+SECRETS = "/run/secrets"      # its files, handed out by the secrets service
 MAX_HANDLERS = 16             # connections served at once; beyond them 503 (the container's pids limit is 32)
 USER = "alertmanager"
 log = logging.getLogger("alert-receiver")
@@ -178,9 +184,22 @@ class BoundedHTTPServer(ThreadingHTTPServer):
     `max_handlers` connections at once and answers any beyond them 503 at once, unread, from the
     accepting thread, so that a flood of connections cannot exhaust the container's threads."""
 
-    def __init__(self, address, handler, max_handlers: int = MAX_HANDLERS):
+    def __init__(self, address, handler, max_handlers: int = MAX_HANDLERS, tls: ssl.SSLContext | None = None):
         super().__init__(address, handler)
         self.slots = threading.BoundedSemaphore(max_handlers)
+        self.tls = tls   # production mode: HTTPS only
+
+    def finish_request(self, request, client_address):
+        if self.tls is not None:
+            # The handshake in the connection's own thread, bounded like a request: a client that never
+            # finishes it holds one slot for IDLE_TIMEOUT_S, never the accepting thread.
+            request.settimeout(IDLE_TIMEOUT_S)
+            request = self.tls.wrap_socket(request, server_side=True)
+        super().finish_request(request, client_address)
+
+    def handle_error(self, request, client_address):
+        error = sys.exc_info()[1]
+        log.info("connection from %s dropped: %s", client_address[0], f"{type(error).__name__}: {error}"[:200])
 
     def process_request(self, request, client_address):
         if not self.slots.acquire(blocking=False):
@@ -217,7 +236,35 @@ def handler_for(notifications: Notifications, password: str, allowed_hosts: set)
                 {"notifications": notifications, "password": password, "allowed_hosts": allowed_hosts})
 
 
+def server_tls(env) -> ssl.SSLContext | None:
+    """Production mode (TSE_MODE=production): the certificate the secrets service made for it."""
+    if env.get("TSE_MODE") != "production":
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(f"{SECRETS}/tls.crt", f"{SECRETS}/tls.key")
+    return context
+
+
+def healthcheck(env) -> int:
+    """The container's healthcheck: GET /-/healthy on itself (over HTTPS, verifying its certificate,
+    in production mode); one line out, exit 0 when it answers 200."""
+    port = env.get("ALERT_RECEIVER_PORT", "9097")
+    production = env.get("TSE_MODE") == "production"
+    context = ssl.create_default_context(cafile=f"{SECRETS}/ca.crt") if production else None
+    url = f"{'https' if production else 'http'}://127.0.0.1:{port}/-/healthy"
+    try:
+        with urllib.request.urlopen(url, timeout=2, context=context) as answer:
+            print(answer.status)
+            return 0 if answer.status == 200 else 1
+    except OSError as error:
+        print(f"no answer: {error}"[:300])
+        return 1
+
+
 def main() -> int:
+    if sys.argv[1:] == ["--healthcheck"]:
+        return healthcheck(os.environ)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     password_file = Path(os.environ.get("ALERT_RECEIVER_PASSWORD_FILE", "/run/secrets/alert_receiver_password"))
     try:
@@ -232,7 +279,13 @@ def main() -> int:
     port = int(os.environ.get("ALERT_RECEIVER_PORT", "9097"))
     hosts = {"localhost", "127.0.0.1", "alert-receiver", *filter(None, os.environ.get("ALERT_RECEIVER_HOSTS", "")
                                                                        .split(","))}
-    server = BoundedHTTPServer(("0.0.0.0", port), handler_for(Notifications(), password, hosts))
+    try:
+        tls = server_tls(os.environ)
+    except OSError as error:
+        print(f"alert-receiver: production mode, but {error} (the secrets service hands out its certificate)",
+              file=sys.stderr)
+        return 2
+    server = BoundedHTTPServer(("0.0.0.0", port), handler_for(Notifications(), password, hosts), tls=tls)
     # As the container's PID 1 the process ignores SIGTERM unless it handles it: `docker stop` would
     # wait its 10 s grace period and kill it. Handled before the line saying it listens, which is
     # when a supervisor (or the unit test) may stop it.

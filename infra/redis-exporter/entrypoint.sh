@@ -15,7 +15,10 @@ if [ "${TSE_MODE:-development}" = production ]; then
   scheme=rediss
   REDIS_ADDR="rediss://${REDIS_ADDR#redis://}"
   REDIS_EXPORTER_TLS_CA_CERT_FILE=/run/secrets/ca.crt
-  export REDIS_ADDR REDIS_EXPORTER_TLS_CA_CERT_FILE
+  # And it serves HTTPS (TLS 1.2 at least, its default), with the certificate made for it.
+  REDIS_EXPORTER_TLS_SERVER_CERT_FILE=/run/secrets/tls.crt
+  REDIS_EXPORTER_TLS_SERVER_KEY_FILE=/run/secrets/tls.key
+  export REDIS_ADDR REDIS_EXPORTER_TLS_CA_CERT_FILE REDIS_EXPORTER_TLS_SERVER_CERT_FILE REDIS_EXPORTER_TLS_SERVER_KEY_FILE
 fi
 umask 077
 escaped=$(sed 's/\\/\\\\/g; s/"/\\"/g' "$REDIS_PASSWORD_FILE")

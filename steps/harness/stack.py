@@ -18,6 +18,10 @@ from steps.harness.swarm import SwarmStack, join_swarm, leave_swarm, swarm_for
 from steps.probes import StackError, container_state, docker_engine, transport
 from steps.probes.start_order import StartRecord, StartRecorder, load_record, record_path
 
+# The published ports that serve HTTPS in production mode.
+HTTPS_PORTS = ("REGISTRY_HOST_PORT", "CONFIG_HOST_PORT", "PROMETHEUS_HOST_PORT", "ALERTMANAGER_HOST_PORT",
+               "ALERT_RECEIVER_HOST_PORT")
+
 
 def stack_for(settings: StackSettings, workdir: Path) -> ComposeStack:
     """The driver of the stack: docker compose, or docker stack on a swarm (--stack=swarm, or attach
@@ -58,8 +62,9 @@ class Stack:
         """In production mode, the host's probes verify every server against the CA the stack's own
         clients use (read again after a start that may have made a new one: `down -v` removes it)."""
         if self.production:
+            https = {self.settings.port(variable) for variable in HTTPS_PORTS}
             transport.use(transport.Transport(str(transport.stack_ca(self.project, "redis", self.workdir)),
-                                              frozenset({self.registry_port(), self.config_port()})))
+                                              frozenset(https)))
 
     @property
     def services(self) -> list[str]:

@@ -9,11 +9,12 @@ import json
 from steps.probes import container_exec
 from steps.probes.facts import Fact, ProbeError
 
-# Run with python3 -c in a service container: GET argv[1] (HTTP Basic as "prometheus" when
+# Run with python3 -c in a service container: GET argv[1] (over https, verifying the server against the
+# container's /run/secrets/ca.crt; HTTP Basic as "prometheus" when
 # SCRAPE_PASSWORD is set); with argv[2], a listener on that port meanwhile records every byte sent
 # to it, answering each chunk as a Redis error. Prints {"status": ..., "received": ...}.
 PROGRAM = r'''
-import base64, json, os, socket, sys, threading, urllib.error, urllib.request
+import base64, json, os, socket, ssl, sys, threading, urllib.error, urllib.request
 received = []
 def accept_all(server):
     while not done.is_set():
@@ -48,7 +49,9 @@ if os.environ.get("SCRAPE_PASSWORD"):
     token = base64.b64encode(("prometheus:" + os.environ["SCRAPE_PASSWORD"]).encode()).decode()
     request.add_header("Authorization", "Basic " + token)
 try:
-    with urllib.request.urlopen(request, timeout=20) as answer:
+    # https:// (production mode): the exporter's certificate verified against the stack's CA.
+    context = ssl.create_default_context(cafile="/run/secrets/ca.crt") if sys.argv[1].startswith("https:") else None
+    with urllib.request.urlopen(request, timeout=20, context=context) as answer:
         status = answer.status
 except urllib.error.HTTPError as error:
     status = error.code

@@ -501,7 +501,7 @@ FAULTS = [
           {"checklist_4_1", "checklist_4_2"}, may_fail={"checklist_6_3", "checklist_6_7"}),
     fault("postgres-exporter-open", "the PostgreSQL exporter answers anyone, its /probe included",
           [(COMPOSE, r'^    command: \["--web\.config\.file=/run/secrets/exporter_web_config"\]\n', ""),
-           (COMPOSE, r"(http://127\.0\.0\.1:9187/metrics \| grep -qx )401", r"\g<1>200")], {"checklist_S_9"}),
+           (COMPOSE, r"(://127\.0\.0\.1:9187/metrics\\\" \| grep -qx )401", r"\g<1>200")], {"checklist_S_9"}),
     fault("secret-files-readable-by-all", "the secret files handed out readable by every user",
           [(SECRETS_DISTRIBUTE, r"install -m 0400 \"\$source_dir", "install -m 0444 \"$source_dir")],
           {"checklist_S_10"}),
