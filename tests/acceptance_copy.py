@@ -251,7 +251,8 @@ class AcceptanceRun:
 def run_acceptance(copy: Path, env: dict, *args: str, timeout: float = 600) -> AcceptanceRun:
     """`pytest features/` in `copy` with `env`; the scenarios' outcomes come from its cucumber.json."""
     exit_code, output = run_child([*ACCEPTANCE_PYTEST, *args], copy, env, timeout)
-    reports = copy / "reports" / ("swarm" if "--stack=swarm" in args else "")
+    reports = copy / "reports" / ("swarm" if "--stack=swarm" in args else "production" if "--mode=production" in args
+                                  else "")
     return AcceptanceRun(exit_code, output, read_cucumber(reports / "cucumber.json"), reports)
 
 
