@@ -70,6 +70,7 @@ Feature: S. Security baseline (extra, beyond the milestone)
   Scenario: Passwords reach each service as files of its own, never through its configuration
     Then no container of the stack holds a password of the env file in its environment, command, healthcheck or labels, nor shows one on a process's command line
     And every service's secrets are files of its own folder, read-only, mode 0400 and owned by the user its program runs as
+    And no process of the stack holds a password of the env file in its environment, but the Redis exporter its web password
 
   @checklist_S_11
   Scenario: Prometheus and the exporters sit on a monitoring network the ecosystem cannot reach

@@ -571,6 +571,23 @@ def _no_password_in_configuration(stack, evidence):
     problems.raise_any()
 
 
+# redis_exporter 1.69 takes its web password (Prometheus's credential) from a flag or a variable only:
+# its entrypoint reads the file into the program's environment (docs/security.md, "Where secrets live").
+ENVIRONMENT_EXCEPTION = ("redis-exporter", "REDIS_EXPORTER_SCRAPE_PASSWORD")
+
+
+@then("no process of the stack holds a password of the env file in its environment, but the Redis exporter its web "
+      "password")
+def _no_password_in_process_environments(stack, evidence):
+    problems = Mismatches("passwords in the processes' environments", SECRETS_HINT)
+    passwords = _passwords(stack)
+    for service in stack.services:
+        fact = evidence.record(secrets.passwords_in_process_environments(stack.project, service, passwords))
+        held = [(program, name) for program, name in fact.observed if (service, name) != ENVIRONMENT_EXCEPTION]
+        problems.check(not held, f"{service}: no process holds a password in its environment", held, fact)
+    problems.raise_any()
+
+
 @then("every service's secrets are files of its own folder, read-only, mode 0400 and owned by the user its program "
       "runs as")
 def _secret_files_private(stack, evidence):

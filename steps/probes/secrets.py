@@ -75,3 +75,36 @@ def exposed_passwords(project: str, service: str, passwords: dict) -> Fact:
     return Fact("docker inspect .Config (Env, Entrypoint, Cmd, Healthcheck, Labels) and docker top -eo pid,args, "
                 "compared with the env file's passwords (values not shown)", docker_engine.where(project, service),
                 sorted(set(found)))
+
+
+# Each process's environment, read inside the container as the process's own user (the programs run
+# as their own unprivileged users, without capabilities: only that user, or root with CAP_SYS_PTRACE,
+# may read it): a line "<MARK> <comm>" before each process's variables, one a line. The container's
+# own processes only: PID 1 and its descendants; a `docker exec`'s process (a probe's, this reader
+# included) has its parent outside the container (PPid 0).
+MARK = "@@tse-process@@"
+ENVIRONMENTS = ('for d in /proc/[0-9]*; do [ -r "$d/environ" ] || continue; '
+                '[ "$d" = /proc/1 ] || [ "$(sed -n "s/^PPid:[[:space:]]*//p" "$d/status")" != 0 ] || continue; '
+                'echo "' + MARK + ' $(cat "$d/comm")"; '
+                'tr "\\000" "\\n" < "$d/environ"; echo; done')
+
+
+def passwords_in_process_environments(project: str, service: str, passwords: dict) -> Fact:
+    """Which password of `passwords` ({variable: value}) a running process of the container holds in
+    its environment (/proc/<pid>/environ, what its own user and root can read). Observed:
+    [(program, variable)], empty when none; the values are compared here, never shown."""
+    target = docker_engine.container(project, service)
+    top = target.top(ps_args="-o pid,uid")   # docker top needs the pid column
+    column = [t.upper() for t in top.get("Titles") or []].index("UID")
+    uids = sorted({row[column] for row in top.get("Processes") or []})
+    found, read = set(), 0
+    for uid in uids:
+        output = (target.exec_run(["sh", "-c", ENVIRONMENTS], user=uid).output or b"").decode(errors="replace")
+        for block in output.split(MARK + " ")[1:]:
+            program, _, environment = block.partition("\n")
+            read += 1
+            found |= {(program, name) for name in _found_in(environment, passwords)}
+    if not read:
+        raise ProbeError(f"service {service}: no process environment could be read (users {uids})")
+    return Fact(f"/proc/<pid>/environ of every process, read as its user ({read} read), compared with the env "
+                "file's passwords (values not shown)", docker_engine.where(project, service), sorted(found))

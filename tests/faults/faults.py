@@ -502,6 +502,11 @@ FAULTS = [
     fault("postgres-exporter-open", "the PostgreSQL exporter answers anyone, its /probe included",
           [(COMPOSE, r'^    command: \["--web\.config\.file=/run/secrets/exporter_web_config"\]\n', ""),
            (COMPOSE, r"(://127\.0\.0\.1:9187/metrics\\\" \| grep -qx )401", r"\g<1>200")], {"checklist_S_9"}),
+    fault("redis-exporter-password-in-process-environment", "the Redis exporter's entrypoint exports monitor's "
+          "password into the program's environment",
+          [(REDIS_EXPORTER_ENTRYPOINT, r"^export REDIS_EXPORTER_BASIC_AUTH_PASSWORD$",
+            'export REDIS_EXPORTER_BASIC_AUTH_PASSWORD MONITOR_PASSWORD="$(cat "$REDIS_PASSWORD_FILE")"')],
+          {"checklist_S_10"}),
     fault("secret-files-readable-by-all", "the secret files handed out readable by every user",
           [(SECRETS_DISTRIBUTE, r"install -m 0400 \"\$source_dir", "install -m 0444 \"$source_dir")],
           {"checklist_S_10"}),
