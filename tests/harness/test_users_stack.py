@@ -72,7 +72,12 @@ def test_attach_mode_tests_a_running_stack_without_changing_it(users_stack):
     swarm_only = [run.scenarios[name] for name, tags in feature_scenarios().items()
                   if "swarm_only" in tags and "changes_stack" not in tags]
     assert swarm_only and {s["status"] for s in swarm_only} == {"skipped"}
-    assert f"{len(stack_changing) + len(telemetry) + len(swarm_only)} skipped" in run.output
+    # Production mode's own promises (S.12): "not run" in development mode, with why.
+    production_only = [run.scenarios[name] for name, tags in feature_scenarios().items() if "production_only" in tags]
+    assert production_only and {s["status"] for s in production_only} == {"skipped"}
+    assert "development mode: nothing is encrypted (run with --mode=production)" in run.output
+    skipped = len(stack_changing) + len(telemetry) + len(swarm_only) + len(production_only)
+    assert f"{skipped} skipped" in run.output
     assert "swarm only: run the suite with --stack=swarm" in run.output
     assert "attach mode: scenarios that stop and start services never run" in run.output
     assert _state(project) == before
