@@ -10,7 +10,7 @@ Feature: E. The ecosystem's services connect (extra, beyond the milestone)
   Background:
     Given the trading-ecosystem stack is up
 
-  @checklist_E_1
+  @checklist_E_1 @registry_keys
   Scenario: risk-monitor-py connects and is discovered
     Then Redis user "risk-adapter" signs in with the password risk-monitor-py defaults to
     And Redis user "risk-adapter" runs what risk-monitor-py's code runs on its own keys:
@@ -27,7 +27,7 @@ Feature: E. The ecosystem's services connect (extra, beyond the milestone)
       | GET /api/v1/configuration?key=risk.max_position_usd&environment=docker  | key, value, type |
       | GET /api/v1/configuration?key=risk.max_position_usd                     | key, value, type |
 
-  @checklist_E_2
+  @checklist_E_2 @registry_keys
   Scenario: trading-engine-py connects and is discovered
     Then Redis user "trading-adapter" signs in with the password trading-engine-py defaults to
     And Redis user "trading-adapter" runs what trading-engine-py's code runs on its own keys:

@@ -171,12 +171,15 @@ def pytest_collection_modifyitems(config, items):
 
     items.sort(key=rank)
     # A parallel run (pytest-xdist, --dist loadgroup) keeps scenarios that share one limited resource
-    # on the same worker, one after the other: S.7 fills every long-poll slot 6.7 needs one of.
+    # on the same worker, one after the other: S.7 fills every long-poll slot 6.7 needs one of; E.1
+    # counts the registry's unreadable entries, which E.2's raw registry keys are for an instant.
     # Up mode: the stack-changing ones form one group, which steps/harness/parallel.py holds until
     # nothing else runs, then runs on one worker in this order.
     for item in items:
         if item.get_closest_marker("long_polls"):
             item.add_marker(pytest.mark.xdist_group("long_polls"))
+        elif item.get_closest_marker("registry_keys"):
+            item.add_marker(pytest.mark.xdist_group("registry_keys"))
         elif item.get_closest_marker("changes_stack") and not attach_mode(config):
             item.add_marker(pytest.mark.xdist_group(STACK_CHANGING))
     workerinput = getattr(config, "workerinput", {})
