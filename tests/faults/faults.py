@@ -217,7 +217,7 @@ FAULTS = [
     fault("postgres-healthcheck-timeout-30s", "a healthcheck that may hang for 30 s, longer than its interval",
           [(COMPOSE, r'(pg_isready.*\n      interval: 10s\n      )timeout: 5s', r"\1timeout: 30s")], {"checklist_5_3"}),
     fault("services-redis-without-socket-timeout", "the services' Redis client waits forever on a paused server",
-          [(SERVICEKIT_REDIS, r"socket_timeout=2, socket_connect_timeout=2, ", "")], {"paused_databases"}),
+          [(SERVICEKIT_REDIS, r"socket_timeout=1\.5, socket_connect_timeout=1, ", "")], {"paused_databases"}),
     fault("redis-healthcheck-interval-60s", "a Redis healthcheck every 60 s",
           [(COMPOSE, r'(grep -qx PONG"\]\n      interval: )10s', r"\g<1>60s")], {"checklist_5_5"}),
     fault("validate-without-attach", "validate runs the suite in up mode: it would start a second stack",
