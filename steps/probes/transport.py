@@ -1,7 +1,8 @@
 """How the host's probes reach the stack's published ports: as they are in development mode, or, in
-production mode, over TLS to Redis and PostgreSQL and HTTPS to the registry and the configuration
-service, each server's certificate and name (127.0.0.1 is in every server's certificate) verified
-against the stack's CA. The harness sets it once the stack is up (`use`); every probe reads it."""
+production mode, over TLS to Redis and PostgreSQL and HTTPS to every HTTP port (the registry, the
+configuration service, Prometheus, Alertmanager, the alert receiver), each server's certificate and
+name (127.0.0.1 is in every server's certificate) verified against the stack's CA. The harness sets
+it once the stack is up (`use`); every probe reads it."""
 from __future__ import annotations
 
 import io
