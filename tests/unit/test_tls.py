@@ -35,6 +35,14 @@ def _openssl(*args: str) -> str:
     return subprocess.run(["openssl", *args], capture_output=True, text=True, check=True).stdout
 
 
+def _operator_ca(folder: Path) -> Path:
+    """A folder holding an operator's own CA (ca.crt, ca.key)."""
+    folder.mkdir()
+    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-noenc", "-days", "1",
+             "-subj", "/CN=operator CA", "-keyout", str(folder / "ca.key"), "-out", str(folder / "ca.crt"))
+    return folder
+
+
 @as_root
 def test_production_mode_makes_a_private_ca_and_certificates_naming_each_server(tmp_path):
     done = _distribute(tmp_path, "production")
@@ -79,10 +87,7 @@ def test_development_mode_makes_no_certificate_and_no_tls_setting(tmp_path):
 
 @as_root
 def test_the_operators_certificates_are_used_when_given(tmp_path):
-    operator = tmp_path / "operator"
-    operator.mkdir()
-    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-noenc", "-days", "1",
-             "-subj", "/CN=operator CA", "-keyout", str(operator / "ca.key"), "-out", str(operator / "ca.crt"))
+    operator = _operator_ca(tmp_path / "operator")
     for server in ("redis", "postgres", "service-registry"):
         _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-noenc", "-days", "1",
                  "-subj", f"/CN={server}", "-CA", str(operator / "ca.crt"), "-CAkey", str(operator / "ca.key"),
@@ -96,10 +101,7 @@ def test_the_operators_certificates_are_used_when_given(tmp_path):
 
 @as_root
 def test_an_operators_ca_without_a_servers_certificate_is_one_error_naming_the_files(tmp_path):
-    operator = tmp_path / "operator"
-    operator.mkdir()
-    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-noenc", "-days", "1",
-             "-subj", "/CN=operator CA", "-keyout", str(operator / "ca.key"), "-out", str(operator / "ca.crt"))
+    operator = _operator_ca(tmp_path / "operator")
     done = _distribute(tmp_path, "production", operator)
     assert done.returncode == 1
     assert "has ca.crt but no redis.crt and redis.key" in done.stderr
