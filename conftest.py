@@ -28,6 +28,7 @@ pytest_plugins = [
     "steps.alerting_steps",
     "steps.lifecycle_steps",
     "steps.ecosystem_steps",
+    "steps.ecosystem_deployment_steps",
     "steps.security_steps",
     "steps.encryption_steps",
     "steps.swarm_steps",

@@ -68,3 +68,30 @@ Feature: E. The ecosystem's services connect (extra, beyond the milestone)
       | exchange-adapter    | market_data:*  |
       | custodian-adapter   | trading:*      |
       | audit-adapter       | custodian:*    |
+
+  @checklist_E_5
+  Scenario: The ecosystem's services deploy beside the stack as the orchestrator deploys them
+    Then docker-compose.yml with docker-compose.ecosystem.yml and .env.example makes a valid compose model that holds every service of the orchestrator's compose at its address and host ports:
+      | service               | address | host ports  |
+      | audit-correlator      | 80      | 8082, 50052 |
+      | custodian-simulator   | 81      | 8083, 50053 |
+      | exchange-simulator    | 82      | 8084, 50054 |
+      | market-data-simulator | 84      | 8085, 50055 |
+      | risk-monitor          | 85      | 8086, 50056 |
+      | trading-system-engine | 86      | 8087, 50057 |
+      | test-coordinator      | 87      | 8088, 50058 |
+    And in that model, telemetry profile included, no address and no host port is named twice, and the stack publishes neither port the milestone document gives audit-correlator: 8083 and 9093
+    And in that model every ecosystem service's settings name this stack: REDIS_URL Redis's address, POSTGRES_URL PostgreSQL's, SERVICE_REGISTRY_URL and CONFIG_SERVICE_URL the registry's, OTEL_EXPORTER_ENDPOINT Jaeger's
+
+  @checklist_E_6
+  Scenario: The ecosystem's configuration reads are answered at CONFIG_SERVICE_URL
+    When each service reads a parameter as its code does, from its own address on the ecosystem's network, at CONFIG_SERVICE_URL, the registry's address:
+      | service                | from | request                                                               | header                             | answer shape           |
+      | audit-correlator-go    | 80   | /api/v1/configuration/risk.max_position_usd                           |                                    | flat                   |
+      | custodian-simulator-go | 81   | /configuration?key=risk.max_position_usd                              | Accept: application/json           | flat, type as a number |
+      | exchange-simulator-go  | 82   | /api/v1/configuration/risk.max_position_usd                           | X-Service-Name: exchange-simulator | envelope               |
+      | risk-monitor-py        | 85   | /api/v1/configuration?key=risk.max_position_usd&environment=docker    |                                    | flat                   |
+      | trading-engine-py      | 86   | /api/v1/configuration/trading.order_rate_limit_per_second             |                                    | flat                   |
+      | test-coordinator-py    | 87   | /api/v1/configuration/features.paper_trading?environment=docker       |                                    | flat                   |
+    Then every read is answered 200 in the shape that service's client parses, with the value the configuration service itself answers
+

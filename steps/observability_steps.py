@@ -83,17 +83,24 @@ def _by_job(fact: Fact, jobs: list[str]) -> dict:
 
 
 def _targets_by_job(stack, evidence, jobs: list[str]) -> tuple[Fact, dict]:
-    """Wait (bounded) until every target of `jobs` has been scraped up; the last targets Fact and
-    {job: [targets]}, up or not."""
-    last = {}
+    """Wait (bounded) until every target of `jobs` has been scraped up, or one has failed two scrapes
+    in a row while we watched (down, not starting: Prometheus starts after every target is healthy);
+    the last targets Fact and {job: [targets]}, up or not."""
+    last, failed_scrapes = {}, {}
 
-    def all_up():
+    def settled():
         last["fact"] = prometheus_server.targets(_port(stack))
-        return all(targets and all(t["health"] == "up" for t in targets)
-                   for targets in _by_job(last["fact"], jobs).values())
+        found = _by_job(last["fact"], jobs)
+        for target in (t for targets in found.values() for t in targets):
+            if target["health"] == "down":
+                failed_scrapes.setdefault(target["url"], set()).add(target["last_scrape"])
+            else:
+                failed_scrapes.pop(target["url"], None)
+        all_up = all(targets and all(t["health"] == "up" for t in targets) for targets in found.values())
+        return all_up or any(len(scrapes) >= 2 for scrapes in failed_scrapes.values())
 
     # The mismatch the caller reports names each target that is not up, with Prometheus's error.
-    poll(all_up, timeout=FIRST_SCRAPE_WAIT_S, interval=0.5, transient=(ProbeError,))
+    poll(settled, timeout=FIRST_SCRAPE_WAIT_S, interval=0.5, transient=(ProbeError,))
     fact = evidence.record(last.get("fact") or prometheus_server.targets(_port(stack)))
     return fact, _by_job(fact, jobs)
 
@@ -133,12 +140,32 @@ def _series_per_service(stack, evidence, datatable):
     for row in rows:
         wanted = dict(zip(header, row, strict=False))
         expression = f'{wanted["series"]}{{job="{wanted["job"]}"}}'
-        found = poll(lambda expression=expression: (f := prometheus_server.query(_port(stack), expression)).observed
-                     and f, timeout=FIRST_SCRAPE_WAIT_S, interval=0.5, transient=(ProbeError,))
-        if found:
+        found = poll(_series_or_settled(stack, wanted["job"], expression), timeout=FIRST_SCRAPE_WAIT_S,
+                     interval=0.5, transient=(ProbeError,))
+        if found and found.observed:
             evidence.record(found)
-        problems.check(bool(found), f"series {expression}", f"none within {FIRST_SCRAPE_WAIT_S} s")
+        problems.check(bool(found and found.observed), f"series {expression}",
+                       "none after two scrapes of the job" if found else f"none within {FIRST_SCRAPE_WAIT_S} s")
     problems.raise_any()
+
+
+def _series_or_settled(stack, job: str, expression: str):
+    """A poll condition: the query's Fact once it finds series, or once every target of `job` has been
+    scraped twice more while we watched without them (a scrape adds its series at once: they will
+    not come); else None."""
+    scrapes: dict[str, set] = {}
+
+    def condition():
+        fact = prometheus_server.query(_port(stack), expression)
+        if fact.observed:
+            return fact
+        for target in prometheus_server.targets(_port(stack)).observed:
+            if target["job"] == job:
+                scrapes.setdefault(target["url"], set()).add(target["last_scrape"])
+        # The first scrape seen may be older than the wait; two more are the job's answer.
+        return fact if scrapes and all(len(seen) >= 3 for seen in scrapes.values()) else None
+
+    return condition
 
 
 def _values(stack, evidence, expression: str) -> list:

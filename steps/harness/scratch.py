@@ -146,15 +146,19 @@ def connections_from_network(network: str, image_of: tuple, targets: list, timeo
                 raw="\n".join(lines))
 
 
-def output_from_network(network: str, image_of: tuple, entrypoint: list, probe: str) -> str:
+def output_from_network(network: str, image_of: tuple, entrypoint: list, probe: str, address: str | None = None) -> str:
     """What `entrypoint` prints in a throwaway container on `network` alone (the image of `image_of`
-    = (project, service), no capability, read-only, as nobody), removed once it ends."""
+    = (project, service), no capability, read-only, as nobody), at `address` when given, removed once
+    it ends."""
     project, service = image_of
+    engine = client()
+    at_address = {"networking_config": {network: engine.api.create_endpoint_config(ipv4_address=address)}} \
+        if address else {}
     try:
         exit_code, output = run_scratch(
             container(project, service).image.id, project=project, probe=probe, entrypoint=entrypoint,
             network=network, stderr=False, cap_drop=["ALL"], security_opt=["no-new-privileges:true"],
-            read_only=True, user="nobody")
+            read_only=True, user="nobody", engine=engine, **at_address)
     except DockerException as error:
         raise ProbeError(f"could not run a container on network {network}: {error}") from error
     if exit_code != 0:
@@ -190,3 +194,32 @@ def replica_answers(network: str, image_of: tuple, name: str, port: int, path: s
     output = output_from_network(network, image_of, ["python3", "-c", script], "replica-answers")
     return Fact(f"docker run --network {network} python3: GET {path} of every address of tasks.{name}",
                 f"network {network}", json.loads(output.strip().splitlines()[-1]))
+
+
+def http_gets_from_address(network: str, image_of: tuple, address: str, requests: list[tuple[str, dict]]) -> Fact:
+    """From a throwaway container at `address` on `network` (the image of `image_of`, which has
+    python3), as a service of the ecosystem there: GET each (url, headers) of `requests`, one after
+    another. Observed: [{"url", "status", "body"}], the body parsed when it is JSON (status None and
+    the error when nothing answered)."""
+    script = (
+        "import json, sys, urllib.request, urllib.error\n"
+        "answers = []\n"
+        "for url, headers in json.loads(sys.argv[1]):\n"
+        "    try:\n"
+        "        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as r:\n"
+        "            status, text = r.status, r.read().decode()\n"
+        "    except urllib.error.HTTPError as error:\n"
+        "        status, text = error.code, error.read().decode()\n"
+        "    except OSError as error:\n"
+        "        status, text = None, str(error)\n"
+        "    try:\n"
+        "        body = json.loads(text)\n"
+        "    except ValueError:\n"
+        "        body = text[:500]\n"
+        "    answers.append({'url': url, 'status': status, 'body': body})\n"
+        "print(json.dumps(answers))\n")
+    output = output_from_network(network, image_of, ["python3", "-c", script, json.dumps(requests)],
+                                 "http-gets-from-address", address=address)
+    return Fact(f"docker run --network {network} --ip {address} python3: GET {len(requests)} URLs",
+                f"{address} on network {network}", json.loads(output.strip().splitlines()[-1]))
+

@@ -19,7 +19,7 @@ DEFAULTS = {
     "REGISTRY_HOST_PORT": "8080",
     "CONFIG_HOST_PORT": "8090",
     "PROMETHEUS_HOST_PORT": "9090",
-    "ALERTMANAGER_HOST_PORT": "9093",
+    "ALERTMANAGER_HOST_PORT": "9095",
     "ALERT_RECEIVER_HOST_PORT": "9097",
     # The `telemetry` profile's ports (used only when it runs).
     "GRAFANA_HOST_PORT": "3000",

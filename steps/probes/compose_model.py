@@ -3,6 +3,8 @@
 """
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -88,3 +90,22 @@ def declared_addresses(config: dict, network_key: str) -> dict:
         if network_key in (svc.get("networks") or {}) else None
         for name, svc in config["services"].items()
     }
+
+
+def model_as_users_run_it(folder: Path, files: list[str], env_file: str, profiles: list[str]) -> Fact:
+    """The model `docker compose -f <files> --env-file <env_file> --profile <profiles> config` makes in
+    `folder` with no variable of this process's environment (what a user's plain `docker compose up`
+    with that env file starts). Observed: {"exit_code", "model" (None when invalid), "errors"}."""
+    command = ["docker", "compose", *(arg for name in files for arg in ("-f", name)), "--env-file", env_file,
+               *(arg for name in profiles for arg in ("--profile", name)), "config", "--format", "json"]
+    keep = {name: value for name, value in os.environ.items() if name in ("PATH", "HOME", "DOCKER_CONFIG")}
+    result = subprocess.run(command, cwd=folder, capture_output=True, text=True, env=keep)
+    model = json.loads(result.stdout) if result.returncode == 0 else None
+    return Fact(" ".join(command), str(folder), {"exit_code": result.returncode, "model": model,
+                                                 "errors": result.stderr.strip()[-2000:]})
+
+
+def published_host_ports(service: dict) -> list[tuple[str, str, str]]:
+    """(host_ip, host port, protocol) of each port the service publishes."""
+    return [(p.get("host_ip", ""), str(p.get("published", "")), p.get("protocol", "tcp"))
+            for p in service.get("ports") or [] if p.get("published")]

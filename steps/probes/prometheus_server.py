@@ -19,10 +19,12 @@ def _data(port: int, path: str, params: dict | None = None) -> tuple[Fact, objec
 
 
 def targets(port: int) -> Fact:
-    """Active scrape targets: [{"job", "url", "health", "error"}], one per target."""
+    """Active scrape targets: [{"job", "url", "health", "error", "last_scrape"}], one per target
+    (last_scrape: when Prometheus last scraped it, as it says it)."""
     fact, data = _data(port, "/api/v1/targets", {"state": "active"})
     observed = [{"job": t["labels"].get("job"), "url": t["scrapeUrl"], "health": t["health"],
-                 "error": t.get("lastError", "")} for t in data["activeTargets"]]
+                 "error": t.get("lastError", ""), "last_scrape": t.get("lastScrape", "")}
+                for t in data["activeTargets"]]
     return Fact(fact.probe, fact.where, observed)
 
 

@@ -73,6 +73,7 @@ REGISTRY_STORE = "infra/service-registry/registry/store.py"
 REGISTRY_MODELS = "infra/service-registry/registry/models.py"
 REGISTRY_DEPS = "infra/service-registry/registry/deps.py"
 REGISTRY_INFRASTRUCTURE = "infra/service-registry/infrastructure.json"
+REGISTRY_APP = "infra/service-registry/registry/app.py"
 REDIS_EXPORTER_ENTRYPOINT = "infra/redis-exporter/entrypoint.sh"
 SECRETS_HANDOUT = "infra/secrets/handout"
 SECRETS_DISTRIBUTE = "infra/secrets/distribute"
@@ -389,6 +390,14 @@ FAULTS = [
            (ENV_EXAMPLE, r"^PG_PASSWORD_TEST_COORDINATOR_ADAPTER=.*$",
             "PG_PASSWORD_TEST_COORDINATOR_ADAPTER=test-coordinator-dev-password")],
           {"checklist_E_2", "checklist_E_3"}),
+    fault("alertmanager-on-audit-correlators-grpc-port", "Alertmanager published on host port 9093 again, where the "
+          "milestone document publishes audit-correlator's gRPC",
+          [(ENV_EXAMPLE, r"^ALERTMANAGER_HOST_PORT=9095$", "ALERTMANAGER_HOST_PORT=9093")],
+          {"checklist_E_5"}),
+    fault("registry-answers-no-configuration-reads", "the registry without the configuration reads the simulators "
+          "send to CONFIG_SERVICE_URL, its address",
+          [(REGISTRY_APP, r"\n    app\.include_router\(configuration_route\.router\)", "")],
+          {"checklist_E_6"}),
     # Section S (extra): security baseline
     fault("registry-writes-anonymous", "registry writes taken without signing in (as the registry's own user)",
           [(REGISTRY_DEPS, r"def writer\(caller: Caller = Depends\(signed_in\)\) -> Store:\n(.*\n)"

@@ -19,7 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from steps.harness.compose import compose_for, new_workdir
+from steps.harness.compose import IMAGES_BUILT_VARIABLE, compose_for, new_workdir
 from steps.harness.settings import StackSettings
 from steps.harness.swarm import join_swarm, leave_swarm
 from steps.probes import docker_engine
@@ -109,7 +109,8 @@ def run_fault(fault: Fault, workdir: Path, reservations: Reservations, scope: st
 
 def _run_fault(fault: Fault, copy: Path, project: str, selection: list, reservations: Reservations) -> FaultRun:
     images = own_images(copy, project)
-    env = reservations.environment(project, **images)
+    # Sharing the images built before the runs started: the copy's run builds nothing.
+    env = reservations.environment(project, **(images or {IMAGES_BUILT_VARIABLE: "1"}))
     if fault.external_volume:
         docker_engine.client().volumes.create(fault.external_volume)
     if fault.mode == "production":

@@ -1,8 +1,13 @@
-"""Sign-ins for the two services' unit tests (`FakeAcl`: Redis ACL users from a table), and the
-registry on an in-memory Redis (fakeredis)."""
+"""Sign-ins for the two services' unit tests (`FakeAcl`: Redis ACL users from a table), the
+registry on an in-memory Redis (fakeredis), and a stand-in configuration service for the reads the
+registry forwards."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import redis
 
@@ -60,3 +65,39 @@ def editor_client(app, auth: tuple | None = PRODUCTION_EDITOR_AUTH):
     client = TestClient(app)
     client.auth = auth
     return client
+
+
+PARAMETER = {"key": "risk.max_position_usd", "value": "1000000", "type": "number", "environment": "development",
+             "service": None, "version": 3, "last_updated": "2026-12-07T10:00:00Z"}
+
+
+class ConfigurationService(BaseHTTPRequestHandler):
+    """Answers GET: PARAMETER for its key, 404 otherwise; keeps (path, X-Service-Name) of each request."""
+
+    asked: list = []
+
+    def do_GET(self):
+        type(self).asked.append((self.path, self.headers.get("X-Service-Name")))
+        found = "risk.max_position_usd" in self.path
+        body = PARAMETER if found else {"detail": "no parameter missing.key in development"}
+        payload = json.dumps(body).encode()
+        self.send_response(200 if found else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def configuration_service_stub():
+    """A configuration service on a loopback port that knows one parameter (PARAMETER): its URL."""
+    ConfigurationService.asked = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ConfigurationService)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()

@@ -23,6 +23,8 @@ class Settings:
     probe_interval_s: float = 5.0
     infrastructure: list = field(default_factory=list)  # the stack's own services, probed live
     postgres_password: str = ""               # the probe role's (its entry's "user"), for the SQL round trip
+    # Where the configuration reads sent to the registry's address go (registry/configuration_route.py).
+    configuration_url: str = "http://configuration-service:8090"
 
     @property
     def reserved_names(self) -> frozenset:
@@ -44,6 +46,7 @@ class Settings:
             probe_interval_s=float(env.get("REGISTRY_PROBE_INTERVAL_SECONDS", cls.probe_interval_s)),
             infrastructure=infrastructure,
             postgres_password=secret(env, "REGISTRY_POSTGRES_PASSWORD"),
+            configuration_url=env.get("REGISTRY_CONFIGURATION_URL", cls.configuration_url),
         )
 
 
