@@ -46,7 +46,14 @@ def _active_alertmanager(stack, evidence, host):
 
     def discovered():
         fact = last["fact"] = prometheus_server.alertmanagers(port)
-        return fact if any(f"//{host}:" in url for url in fact.observed["active"]) else None
+        if any(f"//{host}:" in url for url in fact.observed["active"]):
+            return fact
+        # Loaded without any Alertmanager to find: no discovery will ever bring one.
+        loaded = prometheus_server.loaded_configuration(port)
+        expect(bool((loaded.observed.get("alerting") or {}).get("alertmanagers")), "Prometheus's Alertmanagers",
+               f"one at {host}", "none in the configuration it runs with (alerting.alertmanagers)", loaded,
+               "alerting.alertmanagers in infra/prometheus/prometheus.yml")
+        return None
 
     found = poll(discovered, timeout=ALERTMANAGER_DISCOVERY_S, interval=0.5, transient=(ProbeError,))
     fact = evidence.record(found or last.get("fact") or prometheus_server.alertmanagers(port))
@@ -68,6 +75,13 @@ def _watchdog_delivered(stack, evidence, name, receiver, seconds):
         fact = alerting.notifications(_receiver_port(stack))
         if alerting.delivered(fact.observed, name, "firing", receiver, since=since):
             return fact
+        # Alertmanager tried while we waited and could not deliver: no later attempt will differ.
+        failed = _webhook_failures(stack)
+        started.setdefault("failed", failed)
+        expect(failed <= started["failed"], f"a {name} notification at the alert receiver",
+               "Alertmanager's webhook notifications delivered",
+               f"{failed - started['failed']:g} failed while we waited (alertmanager_notifications_failed_total)",
+               fact, hint)
         # An always-firing alert younger than the window (a stack started a moment ago) has its first
         # notification due within FIRST_NOTIFICATION_S of its start, not a whole window later.
         started["at"] = started.get("at") or _firing_since(stack, name)
@@ -80,6 +94,13 @@ def _watchdog_delivered(stack, evidence, name, receiver, seconds):
         f"firing, through {receiver}, received after {time.strftime('%H:%M:%S', time.localtime(since))}"),
         timeout=seconds, interval=2, transient=(ProbeError,), hint=hint)
     evidence.record(fact)
+
+
+def _webhook_failures(stack) -> float:
+    """Alertmanager's failed webhook notifications so far, as Prometheus last scraped them."""
+    fact = prometheus_server.query(stack.settings.port("PROMETHEUS_HOST_PORT"),
+                                   'sum(alertmanager_notifications_failed_total{integration="webhook"})')
+    return sum(value for _, value in fact.observed)
 
 
 # Prometheus hands a new alert to Alertmanager within its next evaluation or resend (5 s, 10 s),

@@ -69,3 +69,11 @@ def alertmanagers(port: int) -> Fact:
     observed = {"active": [a["url"] for a in data.get("activeAlertmanagers", [])],
                 "dropped": [a["url"] for a in data.get("droppedAlertmanagers", [])]}
     return Fact(fact.probe, fact.where, observed)
+
+
+def loaded_configuration(port: int) -> Fact:
+    """The configuration Prometheus runs with (GET /api/v1/status/config), parsed."""
+    import yaml
+
+    fact, data = _data(port, "/api/v1/status/config")
+    return Fact(fact.probe, fact.where, yaml.safe_load(data["yaml"]) or {})
