@@ -53,7 +53,7 @@ Feature: E. The ecosystem's services connect (extra, beyond the milestone)
       | request                                                            | fields           |
       | GET /api/v1/configuration/features.paper_trading?environment=docker | key, value, type |
 
-  @checklist_E_4
+  @checklist_E_4 @registry_keys
   Scenario: The Go data adapters connect
     Then each data adapter signs in to Redis and PostgreSQL with the passwords its repository defaults to, and runs what its code runs on its own keys:
       | adapter                     | redis user          | keys                     | commands                                   | role                | schema      |
@@ -94,4 +94,17 @@ Feature: E. The ecosystem's services connect (extra, beyond the milestone)
       | trading-engine-py      | 86   | /api/v1/configuration/trading.order_rate_limit_per_second             |                                    | flat                   |
       | test-coordinator-py    | 87   | /api/v1/configuration/features.paper_trading?environment=docker       |                                    | flat                   |
     Then every read is answered 200 in the shape that service's client parses, with the value the configuration service itself answers
+
+  @checklist_E_7 @registry_keys
+  Scenario: The Go services' own registrations are discovered
+    When each Go service registers as its code does, a JSON entry with a TTL, signed in to Redis as its own user:
+      | service               | redis user          | layout                             |
+      | audit-correlator      | audit-adapter       | services:{name}:{id}               |
+      | custodian-simulator   | custodian-adapter   | services:{name}:{host}:{grpc port} |
+      | market-data-simulator | market-data-adapter | services:{name}:{id}               |
+      | exchange-simulator    | exchange-adapter    | {namespace}:service:{id}           |
+    Then the registry returns each by name within 3 s of its write, the next walk of Redis
+    And each of those Redis users is refused the registration keys of the others
+    When each deletes its own entry
+    Then the registry stops returning each within 1 s, the age its answers may have
 

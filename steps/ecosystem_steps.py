@@ -11,7 +11,7 @@ import uuid
 from pytest_bdd import parsers, then, when
 
 from steps.expect import Mismatches, expect, expect_eventually
-from steps.probes import Fact, container_exec, http_api, postgres_server, redis_server, registry_api
+from steps.probes import Fact, ProbeError, container_exec, http_api, postgres_server, redis_server, registry_api
 from steps.probes.waiting import poll
 
 # SHA-256 of the development passwords the services default to: the original stack's compose
@@ -315,4 +315,127 @@ def _configuration_reads(stack, evidence, datatable, service):
         problems.check(fact.observed["status"] == 200 and not missing and typed,
                        f"{request}: 200 with {fields} (value a string of its type)",
                        f"{fact.observed['status']} {body or fact.raw[:200]}", fact)
+    problems.raise_any()
+
+
+# What each Go service's own code SETs to register (JSON, with a TTL), by layout; `{id}` is the
+# scenario's own instance id. Read from audit-data-adapter-go (internal/redis/service_discovery.go),
+# custodian-simulator-go and market-data-simulator-go (internal/infrastructure/service_discovery.go)
+# and exchange-data-adapter-go (pkg/adapters/redis_service_discovery.go).
+def _go_entry(service: str, layout: str, instance_id: str, now: str) -> dict:
+    if layout == "services:{name}:{id}" and service == "market-data-simulator":
+        return {"service_name": service, "service_version": "1.0.0", "instance_id": instance_id,
+                "address": "acceptance-probe", "port": 8080, "grpc_port": 50051, "http_port": 8080,
+                "health": "healthy", "status": "active", "registered_at": now, "last_heartbeat": now,
+                "metadata": {"environment": "docker"}, "tags": ["market-data", "simulator"]}
+    if layout == "services:{name}:{id}":
+        return {"id": instance_id, "name": service, "version": "1.0.0", "host": "acceptance-probe",
+                "grpc_port": 50051, "http_port": 8080, "status": "healthy", "metadata": {"environment": "docker"},
+                "last_seen": now, "registered_at": now}
+    if layout == "services:{name}:{host}:{grpc port}":
+        return {"name": service, "version": "1.0.0", "host": "acceptance-probe", "grpc_port": 50051,
+                "http_port": 8080, "status": "healthy", "last_seen": now}
+    return {"ServiceName": service, "ServiceID": instance_id, "Address": "acceptance-probe", "Port": 8080,
+            "Version": "1.0.0", "Metadata": {}, "RegisteredAt": now, "LastHeartbeat": now}
+
+
+def _go_key(service: str, layout: str, instance_id: str) -> str:
+    return (layout.replace("{name}", service).replace("{host}:{grpc port}", f"{instance_id}:50051")
+            .replace("{id}", instance_id).replace("{namespace}", service.split("-")[0]))
+
+
+@when("each Go service registers as its code does, a JSON entry with a TTL, signed in to Redis as its own user:",
+      target_fixture="go_registrations")
+def _go_services_register(stack, evidence, datatable):
+    header, *rows = datatable
+    now = time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime())
+    registrations, problems = [], Mismatches("the Go services' own registrations", "~<their keys> for each in "
+                                                                                  "infra/redis/users.acl")
+    for row in rows:
+        wanted = dict(zip(header, row, strict=False))
+        instance_id = f"acceptance-{uuid.uuid4().hex[:10]}"
+        key = _go_key(wanted["service"], wanted["layout"], instance_id)
+        value = json.dumps(_go_entry(wanted["service"], wanted["layout"], instance_id, now))
+        fact = evidence.record(redis_server.run(*stack.redis(wanted["redis user"]), "SET", key, value, "EX", "60"))
+        problems.check(fact.observed.allowed, f"{wanted['redis user']} SET {key}", fact.observed.reply[:120], fact)
+        registrations.append({**wanted, "key": key, "instance_id": key.removeprefix(
+            f"services:{wanted['service']}:") if key.startswith("services:") else instance_id,
+                              "written_at": time.monotonic()})
+    problems.raise_any()
+    yield registrations
+    for registration in registrations:  # the scenario's own keys, whatever happened
+        redis_server.run(*stack.redis(registration["redis user"]), "DEL", registration["key"])
+
+
+def _instance_ids(stack, name: str) -> set:
+    fact = registry_api.service(stack.registry_port(), name)
+    body = http_api.json_object(fact)
+    return {i.get("instance_id") for i in body.get("instances") or []}
+
+
+@then(parsers.parse("the registry returns each by name within {seconds:d} s of its write, the next walk of Redis"))
+def _go_services_discovered(stack, evidence, go_registrations, seconds):
+    problems = Mismatches("the Go services' registrations in the registry",
+                          "registry/models.py reads each layout; registry/reconcile.py walks them")
+    found_after = {}
+
+    def all_found():
+        for registration in go_registrations:
+            if registration["key"] not in found_after and \
+                    registration["instance_id"] in _instance_ids(stack, registration["service"]):
+                found_after[registration["key"]] = round(time.monotonic() - registration["written_at"], 2)
+        return len(found_after) == len(go_registrations)
+
+    poll(all_found, timeout=seconds, interval=0.1, transient=(ProbeError,))
+    for registration in go_registrations:
+        name, wanted = registration["service"], registration["instance_id"]
+        delay = found_after.get(registration["key"])
+        evidence.record(Fact(f"GET /api/v1/services/{name} until {wanted} is listed", "registry",
+                             {"found": delay is not None, "seconds_after_the_write": delay}))
+        problems.check(delay is not None, f"{name} instance {wanted} ({registration['layout']}) within {seconds} s",
+                       "not returned")
+    problems.raise_any()
+
+
+@then("each of those Redis users is refused the registration keys of the others")
+def _go_users_confined(stack, evidence, go_registrations):
+    problems = Mismatches("the Go services' Redis users", "each user's ~services:<its service>:* only")
+    for registration in go_registrations:
+        for other in go_registrations:
+            if other is registration:
+                continue
+            key = f"{other['key']}-by-{registration['redis user']}"
+            fact = evidence.record(redis_server.run(*stack.redis(registration["redis user"]), "SET", key, "{}", "EX",
+                                                    "5"))
+            problems.check(fact.observed.refused_by_acl, f"{registration['redis user']} refused SET {key}",
+                           fact.observed.reply[:120], fact)
+            if fact.observed.allowed:
+                redis_server.run(*stack.redis(registration["redis user"]), "DEL", key)
+    problems.raise_any()
+
+
+@when("each deletes its own entry", target_fixture="deleted_at")
+def _go_services_deregister(stack, evidence, go_registrations):
+    for registration in go_registrations:
+        evidence.record(redis_server.run(*stack.redis(registration["redis user"]), "DEL", registration["key"]))
+    return time.monotonic()
+
+
+@then(parsers.parse("the registry stops returning each within {seconds:d} s, the age its answers may have"))
+def _go_services_gone(stack, evidence, go_registrations, deleted_at, seconds):
+    """An answer may be up to `seconds` old: one asked for once that much time has passed since the DEL
+    must not show the entry (those asked before may)."""
+    problems = Mismatches("deregistration by DEL", "discovery reads each entry's key: a deleted one is gone")
+    for registration in go_registrations:
+        name, wanted = registration["service"], registration["instance_id"]
+        while True:
+            asked_at = time.monotonic()
+            gone = wanted not in _instance_ids(stack, name)
+            if gone or asked_at - deleted_at >= seconds:
+                break
+            time.sleep(0.1)
+        evidence.record(Fact(f"GET /api/v1/services/{name} until {wanted} is gone", "registry",
+                             {"gone": gone, "asked_seconds_after_the_delete": round(asked_at - deleted_at, 2)}))
+        problems.check(gone, f"{name} instance {wanted} gone from answers asked {seconds} s after its DEL",
+                       "still returned")
     problems.raise_any()

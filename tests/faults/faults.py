@@ -394,6 +394,11 @@ FAULTS = [
           "milestone document publishes audit-correlator's gRPC",
           [(ENV_EXAMPLE, r"^ALERTMANAGER_HOST_PORT=9095$", "ALERTMANAGER_HOST_PORT=9093")],
           {"checklist_E_5"}),
+    fault("registry-reads-no-go-layouts", "the registry's walk of Redis keeping its own prefix only: the entries "
+          "the Go services write themselves are never indexed",
+          [("infra/service-registry/registry/reconcile.py", r"if k\.startswith\(PREFIX\) or json_layout\(k\)",
+            "if k.startswith(PREFIX)")],
+          {"checklist_E_7"}),
     fault("registry-answers-no-configuration-reads", "the registry without the configuration reads the simulators "
           "send to CONFIG_SERVICE_URL, its address",
           [(REGISTRY_APP, r"\n    app\.include_router\(configuration_route\.router\)", "")],

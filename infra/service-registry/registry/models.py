@@ -193,6 +193,90 @@ def read_entry(key: str, fields: Dict[str, str], ttl: Optional[int]) -> Dict[str
     }
 
 
+# The layouts the Go services write themselves, each a JSON string with a TTL (their code; README "What
+# each service of the ecosystem uses"):
+# - services:{name}:{instance_id} (audit-correlator through its data adapter, market-data-simulator) and
+#   services:{name}:{host}:{grpc_port} (custodian- and exchange-simulator): snake_case fields;
+# - {namespace}:service:{id}, beside {namespace}:heartbeat:{id} (the Go data adapters): Go's field names.
+SERVICES_PREFIX = "services:"
+ADAPTER_KEY = re.compile(r"^([a-z][a-z0-9_]*):service:(.+)$")
+GO_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$")
+GO_STATUSES = {"active": "healthy"}   # market-data-simulator's word for it
+MAX_JSON_BYTES = 64 * 1024
+
+
+def json_layout(key: str) -> bool:
+    """Whether `key` is one of the Go services' JSON layouts (the registry reads it with GET)."""
+    return (key.startswith(SERVICES_PREFIX) and ":" in key[len(SERVICES_PREFIX):]) or bool(ADAPTER_KEY.match(key))
+
+
+def _go_time(value: Any, name: str) -> str:
+    """A Go time.Time as JSON (RFC 3339, up to nanoseconds) as the registry's RFC 3339 text."""
+    found = GO_TIME.match(value) if isinstance(value, str) else None
+    if not found:
+        raise Unreadable(f"{name} {str(value)[:40]!r} is not an RFC 3339 time")
+    zone = "+00:00" if found.group(3) == "Z" else found.group(3)
+    fraction = (found.group(2) or ".0")[:7]
+    return rfc3339(datetime.fromisoformat(found.group(1) + fraction + zone))
+
+
+def _go_fields(key: str, data: dict) -> tuple:
+    """(name, instance id, fields) of a Go service's entry, in the words of its layout."""
+    adapter = ADAPTER_KEY.match(key)
+    if adapter:
+        instance_id = data.get("ServiceID")
+        if instance_id != adapter.group(2):
+            raise Unreadable(f"ServiceID {str(instance_id)[:70]!r} is not the key's {adapter.group(2)[:70]!r}")
+        return data.get("ServiceName"), instance_id, {
+            "host": data.get("Address"), "http_port": data.get("Port"), "grpc_port": None, "status": "healthy",
+            "version": data.get("Version"), "metadata": data.get("Metadata"),
+            "registered_at": data.get("RegisteredAt"), "last_heartbeat": data.get("LastHeartbeat")}
+    name, _, rest = key[len(SERVICES_PREFIX):].partition(":")
+    if (data.get("name") or data.get("service_name")) != name:
+        raise Unreadable(f"its name is not the key's {name[:70]!r}")
+    return name, str(data.get("id") or data.get("instance_id") or rest), {
+        "host": data.get("host") or data.get("address"), "http_port": data.get("http_port") or data.get("port"),
+        "grpc_port": data.get("grpc_port"), "status": GO_STATUSES.get(data.get("status"), data.get("status")),
+        "version": data.get("version") or data.get("service_version"), "metadata": data.get("metadata"),
+        "registered_at": data.get("registered_at") or data.get("last_seen"),
+        "last_heartbeat": data.get("last_heartbeat") or data.get("last_seen")}
+
+
+def read_json_entry(key: str, text: str, ttl: Optional[int]) -> Dict[str, str]:
+    """The instance a Go service's JSON string holds, as a hash of the registry's own layout; raises
+    Unreadable when it is none."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise Unreadable("not JSON") from None
+    if not isinstance(data, dict):
+        raise Unreadable("not a JSON object")
+    name, instance_id, fields = _go_fields(key, data)
+    if not isinstance(name, str) or not re.match(NAME, name):
+        raise Unreadable(f"{str(name)[:70]!r} is not a service name")
+    if not isinstance(instance_id, str) or not re.match(INSTANCE, instance_id.replace(":", "-")):
+        raise Unreadable(f"{str(instance_id)[:70]!r} is not an instance id")
+    if fields["status"] not in STATUSES:
+        raise Unreadable(f"status {str(fields['status'])[:40]!r} is none of {', '.join(STATUSES)}")
+    if not isinstance(fields["host"], str) or not fields["host"]:
+        raise Unreadable("no host")
+    if fields["metadata"] is not None and not isinstance(fields["metadata"], dict):
+        raise Unreadable("metadata is not a JSON object")
+    ports = {p: _port({p: str(fields[p] if fields[p] is not None else "")}, p) for p in ("http_port", "grpc_port")}
+    host = fields["host"]
+    endpoints = {**({"http": f"http://{host}:{ports['http_port']}"} if ports["http_port"] else {}),
+                 **({"grpc": f"{host}:{ports['grpc_port']}"} if ports["grpc_port"] else {})}
+    return {
+        "name": name, "instance_id": instance_id, "version": str(fields["version"] or "unknown")[:64],
+        "host": host[:253], **ports, "status": fields["status"], "endpoints": json.dumps(endpoints),
+        "metadata": json.dumps(fields["metadata"] or {}), "tags": "[]",
+        "ttl_seconds": str(ttl) if ttl and ttl > 0 else "",
+        "registered_at": _go_time(fields["registered_at"], "registered_at"),
+        "last_heartbeat": _go_time(fields["last_heartbeat"], "last_heartbeat"),
+        "registered_via": "redis",
+    }
+
+
 def instance_view(fields: Dict[str, str]) -> Dict[str, Any]:
     """A stored hash as the API returns it (JSON fields decoded, ports as numbers)."""
     def decoded(key, default):

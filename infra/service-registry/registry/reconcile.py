@@ -1,8 +1,10 @@
-"""The background walk of registry:services:* that indexes what the API did not write.
+"""The background walk of the keys the services register under that indexes what the API did not write.
 
-risk-monitor-py and trading-engine-py write their own hash at registry:services:{name}; a client can
-store an instance in the registry's layout directly. Discovery by name reads the writer-owned hash by
-its key, so it sees those at once; listing every service reads the names the registry knows
+risk-monitor-py and trading-engine-py write their own hash at registry:services:{name}, the Go
+services their own JSON entries (services:{name}:..., {namespace}:service:{id}: models.json_layout);
+a client can store an instance in the registry's layout directly. Discovery by name reads the
+writer-owned hash by its key, so it sees those at once (the Go services' entries once a walk indexed
+them); listing every service reads the names the registry knows
 (store.py), and this walk is how such names get known. It SCANs a bounded number of keys per step,
 so its cost does not grow with what else Redis holds (a domain's cache of a million keys): only how
 long a pass takes does (KEYS_PER_SECOND). It also counts, per pass, the keys no layout reads, and
@@ -17,14 +19,16 @@ from typing import Callable, Dict, Optional
 
 import redis
 
-from registry.models import PREFIX
+from registry.models import PREFIX, json_layout
 from registry.store import Store
 
 log = logging.getLogger("registry.reconcile")
 
 KEYS_PER_STEP = 1000      # SCAN's COUNT: about how many keys one step examines
 STEP_INTERVAL_S = 0.05    # so at most about 20,000 keys a second: a pass over a million keys takes ~50 s
-PASS_INTERVAL_S = 1.0     # the pause between passes: the staleness of a listing on a small keyspace
+PASS_INTERVAL_S = 1.0
+# Every key a layout may use has "service" in it: registry:services:*, services:*, {namespace}:service:*.
+SCAN_MATCH = "*service*"     # the pause between passes: the staleness of a listing on a small keyspace
 
 
 class Reconciler:
@@ -42,8 +46,9 @@ class Reconciler:
         (on_pass then gets the unreadable keys the pass met, {key: why}, and when the pass began)."""
         if self.cursor == 0:
             self.began = time.time()
-        self.cursor, keys = self.store.redis.scan(self.cursor, match=f"{PREFIX}*", count=self.keys_per_step)
-        listing = self.store.read(sorted(keys))
+        # One walk for every layout: the registry's prefix and the Go services' (models.json_layout).
+        self.cursor, keys = self.store.redis.scan(self.cursor, match=SCAN_MATCH, count=self.keys_per_step)
+        listing = self.store.read(sorted(k for k in keys if k.startswith(PREFIX) or json_layout(k)))
         if self.store.index_found(listing):
             self.on_indexed()
         self.unreadable.update(listing.unreadable)

@@ -26,7 +26,7 @@ from typing import Dict, List, Optional, Tuple
 
 import redis
 
-from registry.models import PREFIX, Unreadable, read_entry, rfc3339
+from registry.models import MAX_JSON_BYTES, PREFIX, Unreadable, json_layout, read_entry, read_json_entry, rfc3339
 
 # Keys already logged as unreadable: each is logged once (bounded, a flood of bad keys cannot grow it).
 MAX_LOGGED_KEYS = 10_000
@@ -56,6 +56,15 @@ def key(name: str, instance_id: str) -> str:
 
 def index_key(name: str) -> str:
     return f"{INDEX_PREFIX}{name}"
+
+
+# An index member is an instance id of the registry's layout, or "@" and the key of a Go service's
+# own JSON entry (models.json_layout), which no id and name rebuild.
+FOREIGN_MEMBER = "@"
+
+
+def member_key(name: str, member: str) -> str:
+    return member[1:] if member.startswith(FOREIGN_MEMBER) else key(name, member)
 
 
 class Index:
@@ -117,7 +126,7 @@ class Index:
                 pipe.zrangebyscore(index_key(name), now, "+inf", start=0, num=MAX_INSTANCES_PER_SERVICE)
             indexed = pipe.execute()[1::2]
         return [k for name, ids in zip(names, indexed, strict=True)
-                for k in (f"{PREFIX}{name}", *sorted(key(name, instance_id) for instance_id in ids))]
+                for k in (f"{PREFIX}{name}", *sorted(member_key(name, member) for member in ids))]
 
 
 def glob_escaped(text: str) -> str:
@@ -214,6 +223,13 @@ class Store:
         bad fields) skipped and logged once each."""
         if not found:
             return Listing()
+        listing = Listing()
+        strings = [k for k in found if json_layout(k)]
+        if strings:
+            self._read_strings(strings, listing)
+            found = [k for k in found if not json_layout(k)]
+            if not found:
+                return listing
         with self.redis.pipeline(transaction=False) as pipe:
             for k in found:
                 pipe.hlen(k)
@@ -226,7 +242,6 @@ class Store:
             for k in whole:
                 pipe.hgetall(k)
             contents = dict(zip(whole, pipe.execute(), strict=True)) if whole else {}
-        listing = Listing()
         for k, ttl in zip(found, replies[1::2], strict=True):
             if isinstance(ttl, Exception):
                 raise ttl  # the connection, not a key, failed
@@ -239,6 +254,36 @@ class Store:
                 listing.unreadable[k] = str(why)
                 self._log_once(k, str(why))
         return listing
+
+    def _read_strings(self, found: List[str], listing: Listing) -> None:
+        """The Go services' JSON entries at `found` into `listing`: one pipeline of STRLEN and TTL, then
+        one of GET of those of at most MAX_JSON_BYTES; gone ones skipped, unreadable ones logged once."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for k in found:
+                pipe.strlen(k)
+                pipe.ttl(k)
+            replies = pipe.execute(raise_on_error=False)
+        sizes = dict(zip(found, replies[0::2], strict=True))
+        whole = [k for k in found if isinstance(sizes[k], int) and 0 < sizes[k] <= MAX_JSON_BYTES]
+        with self.redis.pipeline(transaction=False) as pipe:
+            for k in whole:
+                pipe.get(k)
+            texts = dict(zip(whole, pipe.execute(), strict=True)) if whole else {}
+        for k, ttl in zip(found, replies[1::2], strict=True):
+            if isinstance(ttl, Exception):
+                raise ttl
+            if ttl == -2 or sizes[k] == 0 or (k in whole and texts.get(k) is None):
+                continue
+            try:
+                if isinstance(sizes[k], redis.ResponseError):
+                    raise Unreadable(f"not a string ({str(sizes[k]).split(' ', 1)[0]})")
+                if k not in texts:
+                    raise Unreadable(f"a string of {sizes[k]} bytes, over the {MAX_JSON_BYTES} an entry may have")
+                listing.instances[k] = read_json_entry(k, texts[k], ttl)
+                listing.ttls[k] = ttl
+            except Unreadable as why:
+                listing.unreadable[k] = str(why)
+                self._log_once(k, str(why))
 
     @staticmethod
     def _fields(size, fields: Optional[Dict[str, str]]) -> Dict[str, str]:
@@ -256,7 +301,8 @@ class Store:
         found = []
         for k, instance in listing.instances.items():
             writer_owned = k == f"{PREFIX}{instance['name']}"
-            found.append((instance["name"], None if writer_owned else instance["instance_id"], listing.ttls[k]))
+            member = FOREIGN_MEMBER + k if json_layout(k) else instance["instance_id"]
+            found.append((instance["name"], None if writer_owned else member, listing.ttls[k]))
         return self.index.add_all(found, only_new=True) if found else 0
 
     def _log_once(self, k: str, why: str) -> None:
