@@ -218,72 +218,54 @@ class Store:
         return self.read(self.index.keys(names[offset:offset + limit])), len(names)
 
     def read(self, found: List[str]) -> Listing:
-        """The instances at `found`: one pipeline of HLEN and TTL per key, then one of HGETALL of the hashes
-        of at most MAX_FIELDS fields; keys gone skipped, unreadable ones (another type, an oversized hash,
-        bad fields) skipped and logged once each."""
-        if not found:
-            return Listing()
+        """The instances at `found`: the hashes (HLEN, TTL, then HGETALL of those of at most MAX_FIELDS
+        fields) and the Go services' JSON strings (STRLEN, TTL, then GET of those of at most
+        MAX_JSON_BYTES); keys gone skipped, unreadable ones (another type, an oversized value, bad
+        fields) skipped and logged once each."""
         listing = Listing()
-        strings = [k for k in found if json_layout(k)]
-        if strings:
-            self._read_strings(strings, listing)
-            found = [k for k in found if not json_layout(k)]
-            if not found:
-                return listing
+        self._read_each([k for k in found if not json_layout(k)], listing, "hlen", "hgetall", MAX_FIELDS,
+                        lambda k, size, fields, ttl: read_entry(k, self._fields(size, fields), ttl))
+        self._read_each([k for k in found if json_layout(k)], listing, "strlen", "get", MAX_JSON_BYTES,
+                        lambda k, size, text, ttl: read_json_entry(k, self._text(size, text), ttl))
+        return listing
+
+    def _read_each(self, found: List[str], listing: Listing, measure: str, fetch: str, limit: int, parse) -> None:
+        """Into `listing`: one pipeline of `measure` (the value's size) and TTL per key, then one of
+        `fetch` of the values of at most `limit`; `parse(key, size, value, ttl)` makes the instance."""
+        if not found:
+            return
         with self.redis.pipeline(transaction=False) as pipe:
             for k in found:
-                pipe.hlen(k)
+                getattr(pipe, measure)(k)
                 pipe.ttl(k)
             # A key of another type answers WRONGTYPE: that reply is kept as an error, not raised.
             replies = pipe.execute(raise_on_error=False)
         sizes = dict(zip(found, replies[0::2], strict=True))
-        whole = [k for k in found if isinstance(sizes[k], int) and 0 < sizes[k] <= MAX_FIELDS]
+        whole = [k for k in found if isinstance(sizes[k], int) and 0 < sizes[k] <= limit]
         with self.redis.pipeline(transaction=False) as pipe:
             for k in whole:
-                pipe.hgetall(k)
+                getattr(pipe, fetch)(k)
             contents = dict(zip(whole, pipe.execute(), strict=True)) if whole else {}
         for k, ttl in zip(found, replies[1::2], strict=True):
             if isinstance(ttl, Exception):
                 raise ttl  # the connection, not a key, failed
-            if ttl == -2 or sizes[k] == 0 or contents.get(k) == {}:
+            if ttl == -2 or sizes[k] == 0 or (k in contents and not contents[k]):
                 continue  # gone since it was found (expired, deleted) or never there
             try:
-                listing.instances[k] = read_entry(k, self._fields(sizes[k], contents.get(k)), ttl)
+                listing.instances[k] = parse(k, sizes[k], contents.get(k), ttl)
                 listing.ttls[k] = ttl
             except Unreadable as why:
                 listing.unreadable[k] = str(why)
                 self._log_once(k, str(why))
-        return listing
 
-    def _read_strings(self, found: List[str], listing: Listing) -> None:
-        """The Go services' JSON entries at `found` into `listing`: one pipeline of STRLEN and TTL, then
-        one of GET of those of at most MAX_JSON_BYTES; gone ones skipped, unreadable ones logged once."""
-        with self.redis.pipeline(transaction=False) as pipe:
-            for k in found:
-                pipe.strlen(k)
-                pipe.ttl(k)
-            replies = pipe.execute(raise_on_error=False)
-        sizes = dict(zip(found, replies[0::2], strict=True))
-        whole = [k for k in found if isinstance(sizes[k], int) and 0 < sizes[k] <= MAX_JSON_BYTES]
-        with self.redis.pipeline(transaction=False) as pipe:
-            for k in whole:
-                pipe.get(k)
-            texts = dict(zip(whole, pipe.execute(), strict=True)) if whole else {}
-        for k, ttl in zip(found, replies[1::2], strict=True):
-            if isinstance(ttl, Exception):
-                raise ttl
-            if ttl == -2 or sizes[k] == 0 or (k in whole and texts.get(k) is None):
-                continue
-            try:
-                if isinstance(sizes[k], redis.ResponseError):
-                    raise Unreadable(f"not a string ({str(sizes[k]).split(' ', 1)[0]})")
-                if k not in texts:
-                    raise Unreadable(f"a string of {sizes[k]} bytes, over the {MAX_JSON_BYTES} an entry may have")
-                listing.instances[k] = read_json_entry(k, texts[k], ttl)
-                listing.ttls[k] = ttl
-            except Unreadable as why:
-                listing.unreadable[k] = str(why)
-                self._log_once(k, str(why))
+    @staticmethod
+    def _text(size, text: Optional[str]) -> str:
+        """A JSON entry's text as read; Unreadable for another type or an oversized one (never read)."""
+        if isinstance(size, redis.ResponseError):
+            raise Unreadable(f"not a string ({str(size).split(' ', 1)[0]})")
+        if text is None:
+            raise Unreadable(f"a string of {size} bytes, over the {MAX_JSON_BYTES} an entry may have")
+        return text
 
     @staticmethod
     def _fields(size, fields: Optional[Dict[str, str]]) -> Dict[str, str]:
