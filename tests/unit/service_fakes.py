@@ -3,7 +3,6 @@ registry on an in-memory Redis (fakeredis), and a stand-in configuration service
 registry forwards."""
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import threading
@@ -91,13 +90,14 @@ class ConfigurationService(BaseHTTPRequestHandler):
         pass
 
 
-@contextlib.contextmanager
-def configuration_service_stub():
-    """A configuration service on a loopback port that knows one parameter (PARAMETER): its URL."""
+def configuration_service_stub() -> ThreadingHTTPServer:
+    """A configuration service on a loopback port that knows one parameter (PARAMETER), served by a
+    daemon thread (stub_url gives its URL); shut it down when done, or leave it to the process's end."""
     ConfigurationService.asked = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), ConfigurationService)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
+    return server
+
+
+def stub_url(server: ThreadingHTTPServer) -> str:
+    return f"http://127.0.0.1:{server.server_address[1]}"

@@ -5,13 +5,21 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.unit.service_fakes import PARAMETER, ConfigurationService, configuration_service_stub, registry_app
+from tests.unit.service_fakes import (
+    PARAMETER,
+    ConfigurationService,
+    configuration_service_stub,
+    registry_app,
+    stub_url,
+)
 
 
 @pytest.fixture
 def configuration_service():
-    with configuration_service_stub() as url:
-        yield url
+    server = configuration_service_stub()
+    yield stub_url(server)
+    server.shutdown()
+    server.server_close()
 
 
 @pytest.fixture

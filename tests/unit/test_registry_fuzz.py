@@ -2,18 +2,16 @@
 the registry never answers with a 5xx. Runs in-process, on an in-memory Redis (fakeredis)."""
 from __future__ import annotations
 
-import contextlib
-
 import fakeredis
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from tests.unit.service_fakes import SIBLING_AUTH, configuration_service_stub, registry_app
+from tests.unit.service_fakes import SIBLING_AUTH, configuration_service_stub, registry_app, stub_url
 
-# The configuration reads it forwards reach a stand-in configuration service, up for the session.
-CONFIGURATION = contextlib.ExitStack()
+# The configuration reads it forwards reach a stand-in configuration service, up until the process
+# ends (a shutdown at exit would wait for its thread, which is gone by then).
 app = registry_app(fakeredis.FakeRedis(decode_responses=True),
-                   configuration_url=CONFIGURATION.enter_context(configuration_service_stub()))
+                   configuration_url=stub_url(configuration_service_stub()))
 schema = schemathesis.openapi.from_asgi("/openapi.json", app)
 
 
