@@ -12,6 +12,7 @@ from pytest_bdd import parsers, then, when
 
 from steps.expect import Mismatches, expect, not_applicable_on_swarm
 from steps.harness import scratch
+from steps.harness.settings import read_env_file
 from steps.phrases import listed
 from steps.probes import compose_model, http_api
 from steps.service_checks import STATIC_ADDRESSES
@@ -28,10 +29,9 @@ def _address_in(model: dict, service: str) -> str | None:
     return (networks.get("trading-ecosystem") or {}).get("ipv4_address")
 
 
-def _ecosystem_services(stack) -> set:
-    """The services docker-compose.ecosystem.yml adds (those the stack's own file does not declare)."""
-    own = set(stack.compose.config_all_profiles["services"])
-    return set(_model(stack).observed["model"]["services"]) - own
+def _ecosystem_services(stack, model: dict) -> set:
+    """The services docker-compose.ecosystem.yml adds to `model` (those the stack's own file does not declare)."""
+    return set(model["services"]) - set(stack.compose.config_all_profiles["services"])
 
 
 def _model(stack):
@@ -48,9 +48,7 @@ def _ecosystem_model(stack, evidence, datatable):
     expect(fact.observed["exit_code"] == 0, "docker compose config of both files", "a valid model",
            fact.observed["errors"], fact, hint=f"docker compose -f docker-compose.yml -f {ECOSYSTEM_FILE} config")
     model = fact.observed["model"]
-    prefix = next(line.partition("=")[2] for line in
-                  (stack.settings.compose_file.parent / ".env.example").read_text().splitlines()
-                  if line.startswith("TSE_SUBNET_PREFIX="))
+    prefix = read_env_file(stack.settings.compose_file.parent / ".env.example")["TSE_SUBNET_PREFIX"]
     header, *rows = datatable
     problems = Mismatches(f"the orchestrator's services in {ECOSYSTEM_FILE}",
                           "the orchestrator's compose gives each its address and host ports")
@@ -85,7 +83,7 @@ def _no_collision(stack, evidence, ecosystem_model, ports):
                           "move the stack's default (docker-compose.yml and .env.example), never the ecosystem's")
     for what, names in sorted(holders.items()):
         problems.check(len(names) == 1, f"{what} held once", f"held by {', '.join(sorted(names))}")
-    ecosystem = _ecosystem_services(stack)
+    ecosystem = _ecosystem_services(stack, ecosystem_model)
     for port in listed(ports):
         taken = sorted(name for name, service in ecosystem_model["services"].items() if name not in ecosystem
                        and any(published == port for _, published, _ in compose_model.published_host_ports(service)))
@@ -106,7 +104,7 @@ def _settings_name_the_stack(stack, evidence, ecosystem_model):
                "OTEL_EXPORTER_ENDPOINT": ("jaeger", 4317)}
     problems = Mismatches("the ecosystem's settings against the stack's addresses",
                           "a service's address and port in docker-compose.yml, where the orchestrator put it")
-    ecosystem = sorted(_ecosystem_services(stack))
+    ecosystem = sorted(_ecosystem_services(stack, ecosystem_model))
     problems.check(bool(ecosystem), f"services in {ECOSYSTEM_FILE}", "none")
     for name in ecosystem:
         environment = ecosystem_model["services"][name].get("environment") or {}
