@@ -38,6 +38,7 @@ from tests.acceptance_copy import (
 )
 from tests.faults.faults import Fault
 from tests.faults.scope import selection
+from tests.faults.sharing import shared_runs
 from tests.faults.timings import busy_cpu_seconds, start_rank, summary
 
 # What one stack holds in memory, measured with `docker stats` (7 services, about 0.6 GiB) plus the
@@ -83,8 +84,10 @@ def shard(faults: list[Fault]) -> list[Fault]:
 
 @dataclass
 class FaultRun:
-    """A fault's run and what it left: its project's containers, networks, volumes and images."""
+    """A run of one fault, or of the faults sharing it, and what it left: its project's containers,
+    networks, volumes and images."""
 
+    faults: tuple
     copy: Path
     project: str
     run: AcceptanceRun
@@ -94,20 +97,24 @@ class FaultRun:
     seconds: float  # from the copy to the last leftover read
 
 
-def run_fault(fault: Fault, workdir: Path, reservations: Reservations, scope: str) -> FaultRun:
-    """Apply `fault` to a copy in `workdir` and run the acceptance suite on it, taking what `scope`
-    selects (tests/faults/scope.py)."""
+def run_faults(faults: tuple, workdir: Path, reservations: Reservations, scope: str) -> FaultRun:
+    """Apply `faults` (one, or those sharing a run: tests/faults/sharing.py) to a copy in `workdir`
+    and run the acceptance suite on it, taking what `scope` selects (tests/faults/scope.py)."""
     started = time.monotonic()
     copy = copy_repository(workdir / "stack")
-    fault.apply(copy)
-    # A swarm stack's name prefixes its services' (at most 63 characters with the longest).
+    for fault in faults:
+        fault.apply(copy)
+    # The first fault names the run. A swarm stack's name prefixes its services' (at most 63
+    # characters with the longest).
+    fault = faults[0]
     project = f"tse-fault-{fault.name}"[:60] if fault.stack == "up" else f"tse-{fault.name}"[:32]
-    run = _run_fault(fault, copy, project, selection(fault, scope, stack_changing_only_tags()), reservations)
-    run.seconds = time.monotonic() - started
+    run = _run_fault(fault, copy, project, selection(faults, scope, stack_changing_only_tags()), reservations)
+    run.faults, run.seconds = faults, time.monotonic() - started
     return run
 
 
 def _run_fault(fault: Fault, copy: Path, project: str, selection: list, reservations: Reservations) -> FaultRun:
+    """The run of `fault`'s copy; the faults sharing a run have neither a volume nor a mode of their own."""
     images = own_images(copy, project)
     # Sharing the images built before the runs started: the copy's run builds nothing.
     env = reservations.environment(project, **(images or {IMAGES_BUILT_VARIABLE: "1"}))
@@ -126,7 +133,8 @@ def _run_fault(fault: Fault, copy: Path, project: str, selection: list, reservat
         if fault.external_volume:
             docker_engine.client().volumes.get(fault.external_volume).remove(force=True)
         remove_own_images(project)
-    return FaultRun(copy, project, run, docker_engine.leftovers(project), images_tagged(project), bool(images), 0.0)
+    return FaultRun((fault,), copy, project, run, docker_engine.leftovers(project), images_tagged(project),
+                    bool(images), 0.0)
 
 
 def build_shared_images() -> None:
@@ -147,7 +155,7 @@ class FaultRuns:
     one it made when the last run has ended: a swarm's init and leave reset the engine's networking,
     which once cut a compose run's connections inside its own network."""
 
-    def __init__(self, faults: list[Fault], workdir: Path, jobs: int, scope: str):
+    def __init__(self, faults: list[Fault], workdir: Path, jobs: int, scope: str, alone=frozenset()):
         self.started, self.busy_at_start = time.monotonic(), busy_cpu_seconds()
         self.ended, self.busy_at_end = None, None  # when the last run ended: the suite's figures stop there
         self.faults, self.jobs = faults, jobs
@@ -155,7 +163,7 @@ class FaultRuns:
         self.reservations = RESERVATIONS
         self.workdir, self.scope = workdir, scope
         self.closing, self.initialised_swarm = False, False
-        self.lock, self.outstanding = threading.Lock(), len(faults)
+        self.lock = threading.Lock()
         self.executor = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="fault-run")
         swarm = [fault for fault in faults if fault.stack == "swarm"]
         self.runs: dict[str, Future] = {fault.name: Future() for fault in swarm}
@@ -167,14 +175,20 @@ class FaultRuns:
                     self.runs[fault.name].set_exception(error)
             else:
                 self.executor.submit(self._swarm_lane, swarm)
-        compose = sorted((fault for fault in faults if fault.stack != "swarm"),
-                         key=lambda fault: start_rank(fault, stack_changing_only_tags()))
-        self.runs.update({fault.name: self.executor.submit(self._run, fault) for fault in compose})
-        for run in list(self.runs.values()):
+        # The compose faults' runs (several sharing one in the scoped runs: tests/faults/sharing.py),
+        # each started by the rank of its first to start.
+        stack_only = stack_changing_only_tags()
+        compose = shared_runs([fault for fault in faults if fault.stack != "swarm"], scope, stack_only, alone)
+        for shared in sorted(compose, key=lambda run: min(start_rank(fault, stack_only) for fault in run)):
+            future = self.executor.submit(self._run, shared)
+            self.runs.update({fault.name: future for fault in shared})
+        distinct = set(self.runs.values())
+        self.outstanding = len(distinct)
+        for run in distinct:
             run.add_done_callback(self._one_ended)
 
-    def _run(self, fault: Fault) -> FaultRun:
-        return run_fault(fault, self.workdir / fault.name, self.reservations, self.scope)
+    def _run(self, faults: tuple) -> FaultRun:
+        return run_faults(faults, self.workdir / faults[0].name, self.reservations, self.scope)
 
     def _swarm_lane(self, faults: list[Fault]) -> None:
         for fault in faults:
@@ -182,7 +196,7 @@ class FaultRuns:
                 self.runs[fault.name].cancel()
                 continue
             try:
-                self.runs[fault.name].set_result(self._run(fault))
+                self.runs[fault.name].set_result(self._run((fault,)))
             except BaseException as error:  # noqa: BLE001 - handed to the fault's own test
                 self.runs[fault.name].set_exception(error)
 
@@ -217,9 +231,8 @@ class FaultRuns:
     def timings(self) -> dict:
         """Where the time went (tests/faults/timings.py), read after close(): from the start to the
         last run's end (not to the session's end, after the other tests), or to now after an interrupt."""
-        ended = {fault: self.runs[fault.name].result() for fault in self.faults
-                 if self.runs[fault.name].done() and not self.runs[fault.name].cancelled()
-                 and self.runs[fault.name].exception() is None}
+        ended = [run.result() for run in set(self.runs.values())
+                 if run.done() and not run.cancelled() and run.exception() is None]
         ended_at, busy_at_end = (self.ended, self.busy_at_end) if self.ended else (time.monotonic(), busy_cpu_seconds())
         return summary(self.scope, self.jobs, ended_at - self.started, busy_at_end - self.busy_at_start, ended,
                        stack_changing_only_tags())

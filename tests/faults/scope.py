@@ -5,9 +5,12 @@ cheap read-only scenario per feature, together touching every service of the sta
 must fail; for an `exact` fault every other scenario that ran (the sentinels) must pass, so a fault
 that breaks more than it names (a service down, the network gone) is still refused as proof.
 
+Scoped runs are shared: up to three faults of different services, naming different scenarios,
+in one copy (tests/faults/sharing.py says which may).
+
 `full`: every read-only scenario, and the stack-changing ones the fault names; for an `exact` fault
 every scenario beyond those named must pass, which documents the fault's whole reach. Run nightly
-and on demand (`--fault-scope=full`).
+and on demand (`--fault-scope=full`); each fault runs alone.
 
 A swarm fault takes section W (the swarm's own sentinels) and the scenarios it names in both scopes.
 """
@@ -54,33 +57,37 @@ def fault_scope(option: str | None) -> str:
     return value
 
 
-def selection(fault: Fault, scope: str, stack_changing_only: set) -> list[str]:
-    """The acceptance run's arguments that select what `fault`'s run takes in `scope`. Scenarios that
-    stop and start services are slow: they run only when the fault names them."""
-    stack_changing = " or ".join(["not changes_stack", *sorted(fault.fails & stack_changing_only)])
-    if fault.stack == "swarm":
+def selection(faults, scope: str, stack_changing_only: set) -> list[str]:
+    """The acceptance run's arguments that select what the run of `faults` (a fault, or the faults
+    sharing a run: tests/faults/sharing.py) takes in `scope`. Scenarios that stop and start services
+    are slow: they run only when a fault names them."""
+    faults = (faults,) if isinstance(faults, Fault) else tuple(faults)
+    fails = frozenset().union(*(fault.fails for fault in faults))
+    may_fail = frozenset().union(*(fault.may_fail for fault in faults))
+    stack_changing = " or ".join(["not changes_stack", *sorted(fails & stack_changing_only)])
+    if faults[0].stack == "swarm":
         # What swarm adds, and the swarm forms of the scenarios the fault names: the rest of the
         # suite on swarm is the compose faults' to prove.
-        named = " or ".join(["section_W", *sorted(tag for tag in fault.fails if not tag.startswith("checklist_W_"))])
+        named = " or ".join(["section_W", *sorted(tag for tag in fails if not tag.startswith("checklist_W_"))])
         return ["--stack=swarm", "-m", f"({named}) and ({stack_changing})"]
     if scope == "full":
         return ["-m", stack_changing]
-    taken = " or ".join(sorted(fault.fails | fault.may_fail | SENTINELS))
+    taken = " or ".join(sorted(fails | may_fail | SENTINELS))
     return ["-m", f"({taken}) and ({stack_changing})"]
 
 
-def scenario_problems(fault: Fault, scenarios: dict) -> list[str]:
+def scenario_problems(fault: Fault, scenarios: dict, partners=()) -> list[str]:
     """What keeps a run's scenarios ({name: {"tags", "status"}}) from proving `fault`: a named tag
-    with no failed scenario; for an exact fault, a scenario failed beyond those named (in the scoped
-    runs, a sentinel: the fault breaks more than it says)."""
+    with no failed scenario; for an exact fault, a scenario failed beyond those named by it and the
+    `partners` sharing its run (in the scoped runs, a sentinel: a fault breaks more than it says)."""
     failed = [s for s in scenarios.values() if s["status"] == "failed"]
     caught = set().union(*(s["tags"] for s in failed))
     problems = []
     if fault.fails - caught:
         problems.append(f"not caught by {sorted(fault.fails - caught)}")
     if fault.exact:
-        collateral = sorted(name for name, s in scenarios.items()
-                            if s["status"] == "failed" and not s["tags"] & (fault.fails | fault.may_fail))
+        named = frozenset().union(*(f.fails | f.may_fail for f in (fault, *partners)))
+        collateral = sorted(name for name, s in scenarios.items() if s["status"] == "failed" and not s["tags"] & named)
         if collateral:
             problems.append(f"scenarios failed beyond those named: {collateral}")
     return problems

@@ -41,7 +41,8 @@ def fault_runs(request, tmp_path_factory):
                  if item.originalname == "test_a_fault_that_breaks_more_than_it_names_is_refused"]
     volumes_before = volumes()
     scope = fault_scope(request.config.getoption("fault_scope"))
-    runs = FaultRuns(selected, tmp_path_factory.mktemp("faults"), fault_jobs(), scope)
+    # The overreaching fault's run must be refused: it runs alone, failing no partner.
+    runs = FaultRuns(selected, tmp_path_factory.mktemp("faults"), fault_jobs(), scope, alone={OVERREACHING})
     try:
         yield runs
     finally:
@@ -55,6 +56,7 @@ def fault_runs(request, tmp_path_factory):
 def test_fault_is_caught(fault, fault_runs):
     outcome = fault_runs.result(fault)
     run = outcome.run
+    partners = tuple(other for other in outcome.faults if other != fault)
     if fault.aborts:
         assert run.exit_code == 3, f"{fault.name}: expected the run to stop (exit 3), got {run.exit_code}"
         # One message naming the service; tracebacks may appear only in the service's own log lines.
@@ -65,9 +67,11 @@ def test_fault_is_caught(fault, fault_runs):
         return
     assert run.scenarios, f"{fault.name}: the acceptance run reported no scenario:\n{run.output[-3000:]}"
     assert run.exit_code == 1, f"{fault.name}: expected pytest exit 1 (scenarios failed), got {run.exit_code}"
-    problems = scenario_problems(fault, run.scenarios)
-    assert not problems, f"{fault.name} ({fault.why}): {'; '.join(problems)}:\n{run.output[-3000:]}"
-    _checklist_shows_the_fault(outcome.copy, outcome.run.reports, fault)
+    problems = scenario_problems(fault, run.scenarios, partners)
+    shared = f" (its run shared with {', '.join(p.name for p in partners)}: `-k {fault.name}` runs it alone)" \
+        if partners else ""
+    assert not problems, f"{fault.name} ({fault.why}){shared}: {'; '.join(problems)}:\n{run.output[-3000:]}"
+    _checklist_shows_the_fault(outcome.copy, outcome.run.reports, fault, partners)
     _assert_nothing_left(outcome)
 
 
@@ -96,9 +100,9 @@ def _assert_nothing_left(outcome) -> None:
     assert_project_gone(outcome.project, outcome.leftovers, outcome.images_left)
 
 
-def _checklist_shows_the_fault(copy, reports, fault) -> None:
-    """The run's checklist marks failed exactly the items of the scenarios the fault names, with the
-    failure as the reason; no other item is failed."""
+def _checklist_shows_the_fault(copy, reports, fault, partners=()) -> None:
+    """The run's checklist marks failed exactly the items of the scenarios the fault (and the partners
+    sharing its run) name, with the failure as the reason; no other item is failed."""
     import json
 
     from steps.report import checklist
@@ -115,6 +119,6 @@ def _checklist_shows_the_fault(copy, reports, fault) -> None:
     failed = {item["id"] for item in report["items"] if item["verdict"] == "failed"}
     assert expected <= failed, f"{fault.name}: checklist items not marked failed: {sorted(expected - failed)}"
     if fault.exact:
-        beyond = failed - expected - items_of(fault.may_fail)
+        beyond = failed - expected - items_of(fault.may_fail.union(*(p.fails | p.may_fail for p in partners)))
         assert not beyond, f"{fault.name}: checklist items failed beyond the fault's: {sorted(beyond)}"
     assert all(item["reason"] for item in report["items"] if item["verdict"] == "failed")

@@ -37,7 +37,7 @@ def fault_kind(fault, stack_changing_only: set) -> str:
 
 
 # The kinds by their runs' length (CI's figures in docs/faults.md), longest first.
-LONGEST_FIRST = ("alert", "abort", "stack-changing", "plain")
+LONGEST_FIRST = ("alert", "abort", "stack-changing", "plain")  # a shared run's faults are all plain
 
 
 def start_rank(fault, stack_changing_only: set) -> tuple:
@@ -49,12 +49,18 @@ def start_rank(fault, stack_changing_only: set) -> tuple:
     return LONGEST_FIRST.index(kind), not waits_on_prometheus
 
 
-def summary(scope: str, jobs: int, wall_s: float, busy_cpu_s: float, runs: dict, stack_changing_only: set) -> dict:
-    """The suite's figures; `runs` maps each fault to its FaultRun (those that ended)."""
-    faults = [{"name": fault.name, "kind": fault_kind(fault, stack_changing_only), "own_images": run.own_images,
-               "seconds": round(run.seconds, 1)} for fault, run in runs.items()]
-    return {"machine": machine(), "scope": scope, "jobs": jobs, "faults_run": len(faults), "wall_s": round(wall_s, 1),
-            "busy_cpu_s": round(busy_cpu_s, 1), "faults": faults}
+def run_kind(faults: tuple, stack_changing_only: set) -> str:
+    """A run's kind: its fault's, or `shared` for several faults in one run (tests/faults/sharing.py)."""
+    return "shared" if len(faults) > 1 else fault_kind(faults[0], stack_changing_only)
+
+
+def summary(scope: str, jobs: int, wall_s: float, busy_cpu_s: float, runs: list, stack_changing_only: set) -> dict:
+    """The suite's figures; `runs` are the FaultRuns that ended."""
+    figures = [{"faults": [fault.name for fault in run.faults], "kind": run_kind(run.faults, stack_changing_only),
+                "own_images": run.own_images, "seconds": round(run.seconds, 1)}
+               for run in sorted(runs, key=lambda run: run.faults[0].name)]
+    return {"machine": machine(), "scope": scope, "jobs": jobs, "faults_run": sum(len(run.faults) for run in runs),
+            "runs": len(runs), "wall_s": round(wall_s, 1), "busy_cpu_s": round(busy_cpu_s, 1), "faults": figures}
 
 
 def write_timings(figures: dict) -> None:
