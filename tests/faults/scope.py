@@ -40,7 +40,7 @@ SENTINELS = frozenset({
     "checklist_4_1",    # the registry's registration, discovery and deregistration, Redis behind it
     "checklist_5_1",    # the registry's and the configuration service's health endpoints
     "checklist_6_2",    # the configuration service's reads from PostgreSQL
-    "checklist_E_1",    # the ecosystem's own client code (risk-monitor-py) against Redis and the registry
+    "checklist_E_2",    # trading-engine-py's own client code: Redis, PostgreSQL, the registry, its configuration reads
     "checklist_S_4",    # every container's privileges: capabilities, read-only root, pids limit, users
 })
 # Features with no sentinel, and why (tests/unit/test_fault_scope.py holds the others to one each).
