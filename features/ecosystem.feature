@@ -103,8 +103,11 @@ Feature: E. The ecosystem's services connect (extra, beyond the milestone)
       | custodian-simulator   | custodian-adapter   | services:{name}:{host}:{grpc port} |
       | market-data-simulator | market-data-adapter | services:{name}:{id}               |
       | exchange-simulator    | exchange-adapter    | {namespace}:service:{id}           |
-    Then the registry returns each by name within 3 s of its write, the next walk of Redis
+    Then Redis announces every change of those keys to the registry, which listens
+    And the registry returns each by name within 1 s of its write, the age its answers may have
     And each of those Redis users is refused the registration keys of the others
     When each deletes its own entry
     Then the registry stops returning each within 1 s, the age its answers may have
+    When each registers again with a TTL of 2 s, left to run out
+    Then the registry stops returning each within 1 s of its TTL's end, having returned it before
 

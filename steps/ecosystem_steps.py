@@ -344,23 +344,32 @@ def _go_key(service: str, layout: str, instance_id: str) -> str:
             .replace("{id}", instance_id).replace("{namespace}", service.split("-")[0]))
 
 
+def _set_go_entries(stack, evidence, registrations: list, ttl_s: int, problems: Mismatches) -> None:
+    """SET each registration's entry as its own Redis user, with a TTL of `ttl_s`; `written_at` is
+    when Redis answered."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime())
+    for registration in registrations:
+        value = json.dumps(_go_entry(registration["service"], registration["layout"], registration["id"], now))
+        fact = evidence.record(redis_server.run(*stack.redis(registration["redis user"]), "SET", registration["key"],
+                                                value, "EX", str(ttl_s)))
+        registration["written_at"] = time.monotonic()
+        problems.check(fact.observed.allowed, f"{registration['redis user']} SET {registration['key']}",
+                       fact.observed.reply[:120], fact)
+
+
 @when("each Go service registers as its code does, a JSON entry with a TTL, signed in to Redis as its own user:",
       target_fixture="go_registrations")
 def _go_services_register(stack, evidence, datatable):
     header, *rows = datatable
-    now = time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime())
     registrations, problems = [], Mismatches("the Go services' own registrations", "~<their keys> for each in "
                                                                                   "infra/redis/users.acl")
     for row in rows:
         wanted = dict(zip(header, row, strict=False))
         instance_id = f"acceptance-{uuid.uuid4().hex[:10]}"
         key = _go_key(wanted["service"], wanted["layout"], instance_id)
-        value = json.dumps(_go_entry(wanted["service"], wanted["layout"], instance_id, now))
-        fact = evidence.record(redis_server.run(*stack.redis(wanted["redis user"]), "SET", key, value, "EX", "60"))
-        problems.check(fact.observed.allowed, f"{wanted['redis user']} SET {key}", fact.observed.reply[:120], fact)
-        registrations.append({**wanted, "key": key, "instance_id": key.removeprefix(
-            f"services:{wanted['service']}:") if key.startswith("services:") else instance_id,
-                              "written_at": time.monotonic()})
+        registrations.append({**wanted, "key": key, "id": instance_id, "instance_id": key.removeprefix(
+            f"services:{wanted['service']}:") if key.startswith("services:") else instance_id})
+    _set_go_entries(stack, evidence, registrations, 60, problems)
     problems.raise_any()
     yield registrations
     for registration in registrations:  # the scenario's own keys, whatever happened
@@ -373,10 +382,48 @@ def _instance_ids(stack, name: str) -> set:
     return {i.get("instance_id") for i in body.get("instances") or []}
 
 
-@then(parsers.parse("the registry returns each by name within {seconds:d} s of its write, the next walk of Redis"))
+# Redis's keyspace notifications (infra/redis/redis.conf) the registry needs: keyspace channels (K),
+# key commands (g: DEL), strings ($: SET), hashes (h) and expiries (x).
+KEYSPACE_CLASSES = "Kg$hx"
+
+
+@then("Redis announces every change of those keys to the registry, which listens")
+def _changes_announced(stack, evidence):
+    problems = Mismatches("the changes the registry hears", "infra/redis/redis.conf's notify-keyspace-events; "
+                                                          "registry/keyspace.py and its user's channel in users.acl")
+    admin = stack.redis_password("admin")
+    setting = evidence.record(redis_server.config(stack.redis_port(), admin, "notify-keyspace-events"))
+    # Redis writes the setting back in its own order, "A" for "g$lshzxetd".
+    classes = set(setting.observed.replace("A", "g$lshzxetd"))
+    problems.check(set(KEYSPACE_CLASSES) <= classes, f"notify-keyspace-events with at least {KEYSPACE_CLASSES}",
+                   repr(setting.observed), setting)
+    subscribers = evidence.record(redis_server.pattern_subscribers(stack.redis_port(), admin))
+    problems.check(subscribers.observed.get("registry-service", 0) >= 1, "a pattern subscription of registry-service",
+                   f"pattern subscriptions by user: {subscribers.observed}", subscribers)
+    problems.raise_any()
+
+
+def _watch_registry(stack, registrations: list, until: float, interval: float = 0.05) -> dict:
+    """Ask the registry for each registration's name every `interval` until each is gone after its
+    `lapses_at`, or `until` (monotonic): {key: [(asked_at, returned)]} as each answer came."""
+    answers: dict = {r["key"]: [] for r in registrations}
+    while True:
+        for registration in registrations:
+            asked_at = time.monotonic()
+            returned = registration["instance_id"] in _instance_ids(stack, registration["service"])
+            answers[registration["key"]].append((asked_at, returned))
+        lapsed = all(asked[-1][0] >= r["lapses_at"] and not asked[-1][1]
+                     for r, asked in ((r, answers[r["key"]]) for r in registrations))
+        if lapsed or time.monotonic() >= until:
+            return answers
+        time.sleep(interval)
+
+
+@then(parsers.parse("the registry returns each by name within {seconds:d} s of its write, the age its answers may "
+                    "have"))
 def _go_services_discovered(stack, evidence, go_registrations, seconds):
     problems = Mismatches("the Go services' registrations in the registry",
-                          "registry/models.py reads each layout; registry/reconcile.py walks them")
+                          "registry/models.py reads each layout; registry/keyspace.py hears each write")
     found_after = {}
 
     def all_found():
@@ -386,14 +433,49 @@ def _go_services_discovered(stack, evidence, go_registrations, seconds):
                 found_after[registration["key"]] = round(time.monotonic() - registration["written_at"], 2)
         return len(found_after) == len(go_registrations)
 
-    poll(all_found, timeout=seconds, interval=0.1, transient=(ProbeError,))
+    poll(all_found, timeout=seconds + 2, interval=0.05, transient=(ProbeError,))
     for registration in go_registrations:
         name, wanted = registration["service"], registration["instance_id"]
         delay = found_after.get(registration["key"])
         evidence.record(Fact(f"GET /api/v1/services/{name} until {wanted} is listed", "registry",
                              {"found": delay is not None, "seconds_after_the_write": delay}))
-        problems.check(delay is not None, f"{name} instance {wanted} ({registration['layout']}) within {seconds} s",
-                       "not returned")
+        problems.check(delay is not None and delay <= seconds,
+                       f"{name} instance {wanted} ({registration['layout']}) within {seconds} s of its write",
+                       "not returned" if delay is None else f"returned {delay} s after it")
+    problems.raise_any()
+
+
+@when(parsers.parse("each registers again with a TTL of {ttl:d} s, left to run out"))
+def _go_services_lapse(stack, evidence, go_registrations, ttl):
+    problems = Mismatches("the Go services' registrations again", "~<their keys> for each in infra/redis/users.acl")
+    _set_go_entries(stack, evidence, go_registrations, ttl, problems)
+    for registration in go_registrations:
+        registration["lapses_at"] = registration["written_at"] + ttl
+    problems.raise_any()
+
+
+@then(parsers.parse("the registry stops returning each within {seconds:d} s of its TTL's end, having returned it "
+                    "before"))
+def _go_services_lapsed(stack, evidence, go_registrations, seconds):
+    """Redis's clock starts the TTL before SET answers (`written_at`): the delay measured from
+    `lapses_at` is at most a few milliseconds long."""
+    problems = Mismatches("registrations whose TTL ran out", "discovery reads each entry's key; registry/keyspace.py "
+                                                             "hears each expiry")
+    answers = _watch_registry(stack, go_registrations, max(r["lapses_at"] for r in go_registrations) + seconds + 0.2)
+    for registration in go_registrations:
+        name, wanted, lapses_at = registration["service"], registration["instance_id"], registration["lapses_at"]
+        asked = answers[registration["key"]]
+        returned_before = any(returned for asked_at, returned in asked if asked_at < lapses_at)
+        # Gone once asked after its TTL's end and never returned since (the watch ends with every one gone).
+        gone_at = next((asked_at for asked_at, returned in asked if asked_at >= lapses_at and not returned and
+                        not any(r for a, r in asked if a > asked_at)), None)
+        delay = None if gone_at is None else round(gone_at - lapses_at, 2)
+        evidence.record(Fact(f"GET /api/v1/services/{name} every 50 ms around {wanted}'s TTL end", "registry",
+                             {"returned_before_its_ttl_ended": returned_before, "gone_seconds_after_it": delay}))
+        problems.check(returned_before, f"{name} instance {wanted} returned before its TTL ended", "never returned")
+        problems.check(delay is not None and delay <= seconds,
+                       f"{name} instance {wanted} ({registration['layout']}) gone within {seconds} s of its TTL's end",
+                       "still returned" if delay is None else f"gone {delay} s after it")
     problems.raise_any()
 
 

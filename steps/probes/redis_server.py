@@ -95,6 +95,18 @@ def config(port: int, admin_password: str, name: str) -> Fact:
     return Fact(f"CONFIG GET {name}", _where(port, "admin"), value)
 
 
+def pattern_subscribers(port: int, admin_password: str) -> Fact:
+    """CLIENT LIST as admin: {user: pattern subscriptions} of the clients holding any (psub)."""
+    def read(conn) -> dict:
+        held: dict = {}
+        for client in conn.client_list():
+            if int(client.get("psub", 0)):
+                held[client["user"]] = held.get(client["user"], 0) + int(client["psub"])
+        return held
+
+    return Fact("CLIENT LIST (psub)", _where(port, "admin"), ask(port, "admin", admin_password, "CLIENT LIST", read))
+
+
 def acl_users(port: int, admin_password: str) -> Fact:
     """ACL USERS as admin: the set of users the running server knows."""
     users = ask(port, "admin", admin_password, "ACL USERS", lambda conn: conn.acl_users())

@@ -396,11 +396,17 @@ FAULTS = [
           "milestone document publishes audit-correlator's gRPC",
           [(ENV_EXAMPLE, r"^ALERTMANAGER_HOST_PORT=9095$", "ALERTMANAGER_HOST_PORT=9093")],
           {"checklist_E_5"}),
-    fault("registry-reads-no-go-layouts", "the registry's walk of Redis keeping its own prefix only: the entries "
-          "the Go services write themselves are never indexed",
-          [("infra/service-registry/registry/reconcile.py", r"if k\.startswith\(PREFIX\) or json_layout\(k\)",
-            "if k.startswith(PREFIX)")],
+    fault("registry-reads-no-go-layouts", "the registry knowing its own layout only: the entries the Go services "
+          "write themselves are never indexed, by the walk or when heard",
+          [(REGISTRY_MODELS, r"    return \(key\.startswith\(SERVICES_PREFIX\)", "    return False and (key.startswith("
+            "SERVICES_PREFIX)")],
           {"checklist_E_7"}),
+    fault("redis-keyspace-notifications-off", "Redis announcing no change of a key: a sibling's new entry waits for "
+          "the registry's next walk of Redis",
+          [(REDIS_CONF, r"^notify-keyspace-events .*$", 'notify-keyspace-events ""')], {"checklist_E_7"}),
+    fault("registry-deaf-to-keyspace", "the registry's Redis user without the keyspace channel: its subscription is "
+          "refused, and it hears no change",
+          [(USERS_ACL, r" &__keyspace@0__:\*service\*", "")], {"checklist_E_7"}),
     fault("registry-answers-no-configuration-reads", "the registry without the configuration reads the simulators "
           "send to CONFIG_SERVICE_URL, its address",
           [(REGISTRY_APP, r"\n    app\.include_router\(configuration_route\.router\)", "")],

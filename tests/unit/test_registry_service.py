@@ -1,6 +1,7 @@
 """Unit tests of the registry service (infra/service-registry), on an in-memory Redis (fakeredis)."""
 from __future__ import annotations
 
+import asyncio
 import time
 
 import fakeredis
@@ -261,7 +262,17 @@ def test_the_index_follows_deregistration_heartbeats_and_expiry(client, redis_cl
     assert redis_client.zrange("registry:index:risk-monitor", 0, -1) == []
 
 
-def test_an_instance_written_into_redis_directly_is_found_once_the_reconciliation_saw_it(client, redis_client):
+def test_an_instance_written_into_redis_directly_is_found_once_the_reconciliation_saw_it(redis_client, monkeypatch):
+    """On a Redis that announces no change (registry/keyspace.py hears nothing), the walk finds it."""
+    async def deaf(self):
+        await asyncio.Event().wait()  # until the app's end cancels it
+
+    monkeypatch.setattr("registry.keyspace.KeyspaceWatch.run", deaf)
+    with TestClient(registry_app(redis_client)) as client:
+        _found_by_the_walk(client, redis_client)
+
+
+def _found_by_the_walk(client, redis_client):
     fields = instance_fields(Registration(name="risk-monitor", instance_id="direct"), "2026-11-28T00:00:00.000Z",
                              None)
     redis_client.hset("registry:services:risk-monitor:direct", mapping=fields)

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from registry import configuration_route
 from registry.deps import CACHED_ROUTES, RegistryState
 from registry.infrastructure import InfrastructureMonitor
+from registry.keyspace import KeyspaceWatch
 from registry.metrics import Metrics
 from registry.routes import router
 from registry.settings import Settings
@@ -46,9 +47,12 @@ def create_app(settings: Optional[Settings] = None, client: Optional[redis.Redis
                                     lambda name, healthy: metrics.infrastructure_healthy.labels(name).set(healthy),
                                     registry.cache.changed)
 
+    # The siblings' own writes and deletions in Redis, heard as they happen (registry/keyspace.py).
+    keyspace = KeyspaceWatch(store, registry.cache.changed)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        tasks = [asyncio.create_task(registry.reconciler.run())]
+        tasks = [asyncio.create_task(registry.reconciler.run()), asyncio.create_task(keyspace.run())]
         if settings.infrastructure:
             tasks.append(asyncio.create_task(monitor.run()))
         yield
