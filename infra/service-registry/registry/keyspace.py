@@ -19,6 +19,7 @@ import redis
 
 from registry.models import PREFIX, json_layout
 from registry.store import Store
+from servicekit.readcache import close_quietly
 
 log = logging.getLogger("registry.keyspace")
 
@@ -77,12 +78,8 @@ class KeyspaceWatch:
             message = self.pubsub.get_message(timeout=0.0)
 
     def close(self) -> None:
-        if self.pubsub is not None:
-            try:
-                self.pubsub.close()
-            except Exception:  # noqa: BLE001 - already broken
-                pass
-            self.pubsub = None
+        close_quietly(self.pubsub)
+        self.pubsub = None
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()

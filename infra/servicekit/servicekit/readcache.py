@@ -117,12 +117,17 @@ class ReadCache:
 
     def _unsubscribe(self) -> None:
         self.clear()
-        if self.pubsub is not None:
-            try:
-                self.pubsub.close()
-            except Exception:  # noqa: BLE001 - already broken
-                pass
+        close_quietly(self.pubsub)
         self.pubsub = None
+
+
+def close_quietly(pubsub: Optional[redis.client.PubSub]) -> None:
+    """Close a subscription that may be broken already (what closing it says then is of no use)."""
+    if pubsub is not None:
+        try:
+            pubsub.close()
+        except Exception:  # noqa: BLE001 - already broken
+            pass
 
 
 def path_pattern(route: str) -> str:
