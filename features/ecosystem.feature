@@ -111,3 +111,17 @@ Feature: E. The ecosystem's services connect (extra, beyond the milestone)
     When each registers again with a TTL of 2 s, left to run out
     Then the registry stops returning each within 1 s of its TTL's end, having returned it before
 
+  @checklist_E_8 @changes_stack @registered_service_down
+  Scenario: Prometheus scrapes the ecosystem's services as they register, and alerts when one stops answering
+    When stand-ins of the ecosystem's services serve their health and metrics paths at their addresses and register as their code does:
+      | service               | address | redis user        | layout                             | metrics path    |
+      | audit-correlator      | .80     | audit-adapter     | services:{name}:{id}               | /metrics        |
+      | custodian-simulator   | .81     | custodian-adapter | services:{name}:{host}:{grpc port} | /metrics        |
+      | exchange-simulator    | .82     | exchange-adapter  | {namespace}:service:{id}           | /metrics        |
+      | trading-system-engine | .86     | trading-adapter   | registry:services:{name}           | /api/v1/metrics |
+    Then Prometheus scrapes each at its address and metrics path, its job the service's name, within 20 s
+    When the stand-in of "audit-correlator" stops answering, its registration left in place
+    Then Prometheus shows the "InstanceDown" alert for job "audit-correlator" pending or firing within 20 s
+    When every stand-in deregisters
+    Then Prometheus scrapes none of them within 20 s
+    And the "InstanceDown" alert for job "audit-correlator" is gone within 20 s

@@ -73,9 +73,9 @@ Feature: S. Security baseline (extra, beyond the milestone)
     And no process of the stack holds a password of the env file in its environment, but the Redis exporter its web password
 
   @checklist_S_11
-  Scenario: Prometheus and the exporters sit on a monitoring network the ecosystem cannot reach
-    Then Prometheus, the exporters, Alertmanager and the alert receiver are on the monitoring network only, with the services Prometheus scrapes
-    And from a container on the ecosystem's network, none of them can be reached, by name or by address, while Redis and PostgreSQL can
+  Scenario: The exporters and Alertmanager sit on a monitoring network the ecosystem cannot reach
+    Then the exporters, Alertmanager and the alert receiver are on the monitoring network only, Prometheus on it and on the ecosystem's network, with the services Prometheus scrapes
+    And from a container on the ecosystem's network, none of the exporters, Alertmanager and the alert receiver can be reached, by name or by address, while Redis, PostgreSQL and Prometheus can
 
   @checklist_S_12 @production_only
   Scenario: In production mode everything on the wire is encrypted, and a service's name alone earns no connection

@@ -37,7 +37,7 @@ def _compose_v2_form(stack, evidence, name, key):
 @then("every service of the stack network is at its declared address there")
 def _declared_addresses(stack, evidence):
     not_applicable_on_swarm(stack, STATIC_ADDRESSES)
-    # Prometheus and the exporters are on the monitoring network only (section S.11).
+    # The exporters and Alertmanager are on the monitoring network only (section S.11).
     problems = Mismatches("service addresses", "every service on the stack network sets its ipv4_address there")
     declared = compose_model.declared_addresses(stack.compose.config, "trading-ecosystem")
     on_network = [s for s, keys in compose_model.declared_networks(stack.compose.config).items()

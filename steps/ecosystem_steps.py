@@ -10,9 +10,20 @@ import uuid
 
 from pytest_bdd import parsers, then, when
 
-from steps.expect import Mismatches, expect, expect_eventually
-from steps.probes import Fact, ProbeError, container_exec, http_api, postgres_server, redis_server, registry_api
+from steps.expect import Mismatches, expect, expect_eventually, not_applicable_on_swarm
+from steps.harness import scratch
+from steps.probes import (
+    Fact,
+    ProbeError,
+    container_exec,
+    http_api,
+    postgres_server,
+    prometheus_server,
+    redis_server,
+    registry_api,
+)
 from steps.probes.waiting import poll
+from steps.service_checks import STATIC_ADDRESSES
 
 # SHA-256 of the development passwords the services default to: the original stack's compose
 # (trading-ecosystem-orchestrator-docker, each service's REDIS_URL and POSTGRES_URL) and the Go
@@ -521,3 +532,114 @@ def _go_services_gone(stack, evidence, go_registrations, deleted_at, seconds):
         problems.check(gone, f"{name} instance {wanted} gone from answers asked {seconds} s after its DEL",
                        "still returned")
     problems.raise_any()
+
+
+# -- E.8: Prometheus scrapes what registers -----------------------------------------------------
+
+STAND_IN_IMAGE = "service-registry"  # an image of the stack with python3, for the stand-ins
+
+
+def _stand_in_key(row: dict) -> str:
+    if row["layout"] == "registry:services:{name}":
+        return f"registry:services:{row['service']}"
+    return _go_key(row["service"], row["layout"], row["id"])
+
+
+def _register_stand_in(stack, row: dict) -> Fact:
+    """The registration of `row`'s service in its own layout, as its Redis user, at its address."""
+    user, key = stack.redis(row["redis user"]), row["key"]
+    if row["layout"] == "registry:services:{name}":
+        # Its host stays its code's default, 0.0.0.0: the registry then offers its name (the stand-in's alias).
+        return redis_server.write_hash(*user, key, _service_hash(row["service"], time.time()), 60)
+    entry = _go_entry(row["service"], row["layout"], row["id"], time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z",
+                                                                              time.gmtime()))
+    entry.update({"Address": row["address"], "Port": scratch.STAND_IN_PORT} if "Address" in entry else
+                 {"address": row["address"], "port": scratch.STAND_IN_PORT} if "address" in entry else
+                 {"host": row["address"], "http_port": scratch.STAND_IN_PORT})
+    return redis_server.run(*user, "SET", key, json.dumps(entry), "EX", "60")
+
+
+@when("stand-ins of the ecosystem's services serve their health and metrics paths at their addresses and register "
+      "as their code does:", target_fixture="stand_ins")
+def _stand_ins_register(stack, evidence, datatable):
+    not_applicable_on_swarm(stack, STATIC_ADDRESSES)
+    header, *rows = datatable
+    stand_ins = [dict(zip(header, row, strict=False)) for row in rows]
+    problems = Mismatches("the stand-ins' registrations", "~<their keys> for each in infra/redis/users.acl")
+    try:
+        for row in stand_ins:
+            row["address"] = stack.settings.address(f"0.{row['address'].lstrip('.')}")
+            row["id"] = f"acceptance-{uuid.uuid4().hex[:10]}"
+            row["key"] = _stand_in_key(row)
+            row["container"] = scratch.start_stand_in(
+                stack.settings.network_name, (stack.project, STAND_IN_IMAGE), row["address"], [row["metrics path"]],
+                f"stand-in-{row['service']}", aliases=[row["service"]])
+            fact = evidence.record(_register_stand_in(stack, row))
+            problems.check(fact.observed.allowed, f"{row['redis user']} writing {row['key']}",
+                           fact.observed.reply[:120], fact)
+        problems.raise_any()
+        yield stand_ins
+    finally:
+        for row in stand_ins:
+            if row.get("container") is not None:
+                scratch.remove_stand_in(row["container"])
+            if row.get("key"):
+                redis_server.run(*stack.redis("admin"), "DEL", row["key"])
+
+
+def _scraped(stack, stand_ins: list) -> tuple:
+    """Prometheus's targets now, and for each stand-in its target's health ("up", "down", "unknown"),
+    or None when Prometheus has no target at its address and metrics path."""
+    fact = prometheus_server.targets(stack.settings.port("PROMETHEUS_HOST_PORT"))
+    found = {}
+    for row in stand_ins:
+        host = row["service"] if row["layout"] == "registry:services:{name}" else row["address"]
+        url = f"http://{host}:{scratch.STAND_IN_PORT}{row['metrics path']}"
+        found[row["service"]] = next((t["health"] for t in fact.observed if t["url"] == url and
+                                      t["job"] == row["service"]), None)
+    return fact, found
+
+
+@then(parsers.parse("Prometheus scrapes each at its address and metrics path, its job the service's name, within "
+                    "{seconds:d} s"))
+def _stand_ins_scraped(stack, evidence, stand_ins, seconds):
+    def all_up():
+        fact, found = _scraped(stack, stand_ins)
+        return (fact, found) if all(health == "up" for health in found.values()) else None
+
+    seen = poll(all_up, timeout=seconds, interval=1, transient=(ProbeError,))
+    fact, found = seen or _scraped(stack, stand_ins)
+    evidence.record(fact)
+    problems = Mismatches("Prometheus's targets from the registry's discovery",
+                          "the ecosystem job's http_sd_configs in infra/prometheus/prometheus.yml; "
+                          "registry/prometheus_sd.py; Prometheus on the ecosystem's network")
+    for service, health in found.items():
+        problems.check(health == "up", f"{service} scraped and up", health or "no such target", fact)
+    problems.raise_any()
+
+
+@when(parsers.parse('the stand-in of "{service}" stops answering, its registration left in place'))
+def _stand_in_stops(stand_ins, service):
+    row = next(row for row in stand_ins if row["service"] == service)
+    scratch.remove_stand_in(row["container"])
+    row["container"] = None
+
+
+@when("every stand-in deregisters")
+def _stand_ins_deregister(stack, evidence, stand_ins):
+    for row in stand_ins:
+        evidence.record(redis_server.run(*stack.redis(row["redis user"]), "DEL", row["key"]))
+
+
+@then(parsers.parse("Prometheus scrapes none of them within {seconds:d} s"))
+def _stand_ins_dropped(stack, evidence, stand_ins, seconds):
+    def none_left():
+        fact, found = _scraped(stack, stand_ins)
+        return (fact, found) if all(health is None for health in found.values()) else None
+
+    seen = poll(none_left, timeout=seconds, interval=1, transient=(ProbeError,))
+    fact, found = seen or _scraped(stack, stand_ins)
+    evidence.record(fact)
+    left = {service: health for service, health in found.items() if health is not None}
+    expect(not left, "Prometheus's targets once every stand-in deregistered", "none of theirs", left, fact,
+           "registry/prometheus_sd.py lists what is registered now")

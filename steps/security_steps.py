@@ -618,18 +618,19 @@ def _secret_files_private(stack, evidence):
     problems.raise_any()
 
 
-MONITORING = ["prometheus", "redis-exporter", "postgres-exporter", "alertmanager", "alert-receiver"]
-SCRAPED = ["redis", "postgres", "service-registry", "configuration-service"]
-MONITORING_HINT = ("networks: [monitoring] for Prometheus, the exporters, Alertmanager and the alert receiver in "
-                   "docker-compose.yml; the services Prometheus scrapes on both networks")
+MONITORING = ["redis-exporter", "postgres-exporter", "alertmanager", "alert-receiver"]
+# On both networks: Prometheus, to scrape the ecosystem's services, and the services it scrapes there.
+SCRAPED = ["prometheus", "redis", "postgres", "service-registry", "configuration-service"]
+MONITORING_HINT = ("networks: [monitoring] for the exporters, Alertmanager and the alert receiver in "
+                   "docker-compose.yml; Prometheus and the services it scrapes on both networks")
 
 
 def _monitoring_network(stack) -> str:
     return stack.compose.config["networks"]["monitoring"]["name"]
 
 
-@then("Prometheus, the exporters, Alertmanager and the alert receiver are on the monitoring network only, with the "
-      "services Prometheus scrapes")
+@then("the exporters, Alertmanager and the alert receiver are on the monitoring network only, Prometheus on it and "
+      "on the ecosystem's network, with the services Prometheus scrapes")
 def _monitoring_network_members(stack, evidence):
     problems = Mismatches("the monitoring network's members", MONITORING_HINT)
     monitoring = _monitoring_network(stack)
@@ -639,7 +640,8 @@ def _monitoring_network_members(stack, evidence):
         if service in MONITORING:
             problems.check(networks == {monitoring}, f"{service} on {monitoring} only", sorted(networks), fact)
         else:
-            problems.check(monitoring in networks, f"{service} on {monitoring} too", sorted(networks), fact)
+            problems.check({monitoring, stack.settings.network_name} <= networks,
+                           f"{service} on {monitoring} and {stack.settings.network_name}", sorted(networks), fact)
     problems.raise_any()
 
 
@@ -654,12 +656,11 @@ def _expect_no_route_into(stack, evidence, problems: Mismatches, subnet: str) ->
         problems.check(not into, f"no route into {subnet} but the default ({fact.where})", into, fact)
 
 
-@then("from a container on the ecosystem's network, none of them can be reached, by name or by address, while Redis "
-      "and PostgreSQL can")
+@then("from a container on the ecosystem's network, none of the exporters, Alertmanager and the alert receiver can be "
+      "reached, by name or by address, while Redis, PostgreSQL and Prometheus can")
 def _monitoring_unreachable(stack, evidence):
     problems = Mismatches("connections from the ecosystem's network", MONITORING_HINT)
-    ports = {"prometheus": 9090, "redis-exporter": 9121, "postgres-exporter": 9187, "alertmanager": 9093,
-             "alert-receiver": 9097}
+    ports = {"redis-exporter": 9121, "postgres-exporter": 9187, "alertmanager": 9093, "alert-receiver": 9097}
     addresses = {service: evidence.record(container_state.addresses(stack.project, service)).observed.get(
         _monitoring_network(stack)) for service in MONITORING}
     closed = [(service, ports[service]) for service in MONITORING] + [
@@ -670,7 +671,7 @@ def _monitoring_unreachable(stack, evidence):
         # the routes say there is no way to the addresses.
         closed = [(service, ports[service]) for service in MONITORING]
         _expect_no_route_into(stack, evidence, problems, stack.settings.values["TSE_MONITORING_SUBNET"])
-    controls = [("redis", 6379), ("postgres", 5432)]
+    controls = [("redis", 6379), ("postgres", 5432), ("prometheus", 9090)]
     fact = evidence.record(scratch.connections_from_network(
         stack.settings.network_name, (stack.project, REGISTRY), closed + controls))
     reached = [(host, port) for host, port in closed if fact.observed[f"{host}:{port}"]]

@@ -1,9 +1,9 @@
 #!/bin/sh
 # Production mode (TSE_MODE=production): every server Prometheus talks to speaks HTTPS, and so does
 # Prometheus. The mounted prometheus.yml stays as it is; the running server reads a copy in /tmp in
-# which each of the stack's jobs, and the Alertmanager it alerts, use scheme https and verify the
-# server's certificate and name against the stack's CA (handed out by the secrets service); its own
-# web server takes the certificate the secrets service made for it.
+# which each of the stack's jobs, the registry's discovery and the Alertmanager it alerts use https
+# and verify the server's certificate and name against the stack's CA (handed out by the secrets
+# service); its own web server takes the certificate the secrets service made for it.
 set -eu
 if [ "${TSE_MODE:-development}" = production ]; then
   config=/etc/prometheus/prometheus.yml
@@ -14,6 +14,12 @@ if [ "${TSE_MODE:-development}" = production ]; then
          print "      tls_config: {ca_file: /run/secrets/ca.crt}"
          print "      static_configs:"
          alerting = 0; print_line = 0
+       }
+       /^      - url: http:\/\/service-registry:8080\// {
+         sub("http://", "https://")
+         print
+         print "        tls_config: {ca_file: /run/secrets/ca.crt}"
+         print_line = 0
        }
        print_line { print }
        /^  - job_name: (prometheus|redis|postgres|alertmanager|service-registry|configuration-service)$/ {

@@ -223,3 +223,60 @@ def http_gets_from_address(network: str, image_of: tuple, address: str, requests
     return Fact(f"docker run --network {network} --ip {address} python3: GET {len(requests)} URLs",
                 f"{address} on network {network}", json.loads(output.strip().splitlines()[-1]))
 
+
+
+# A stand-in of an ecosystem service: answers GET of its health path and of its metrics paths (a
+# one-line exposition), 404 for anything else, on port 8080 as the siblings do.
+STAND_IN_PORT = 8080
+_STAND_IN = (
+    "import http.server, json, sys\n"
+    "metrics = set(json.loads(sys.argv[1]))\n"
+    "class Handler(http.server.BaseHTTPRequestHandler):\n"
+    "    def do_GET(self):\n"
+    "        if self.path == '/api/v1/health':\n"
+    "            body, kind = b'{\"status\": \"healthy\"}', 'application/json'\n"
+    "        elif self.path in metrics:\n"
+    "            body, kind = b'# TYPE stand_in_up gauge\\nstand_in_up 1\\n', 'text/plain; version=0.0.4'\n"
+    "        else:\n"
+    "            self.send_error(404)\n"
+    "            return\n"
+    "        self.send_response(200)\n"
+    "        self.send_header('Content-Type', kind)\n"
+    "        self.send_header('Content-Length', str(len(body)))\n"
+    "        self.end_headers()\n"
+    "        self.wfile.write(body)\n"
+    "    def log_message(self, *args):\n"
+    "        pass\n"
+    f"http.server.ThreadingHTTPServer(('0.0.0.0', {STAND_IN_PORT}), Handler).serve_forever()\n")
+
+
+def start_stand_in(network: str, image_of: tuple, address: str, metrics_paths: list[str], probe: str,
+                   aliases: list[str] = ()):
+    """Start a stand-in at `address` on `network`, also named `aliases` there (the image of `image_of`,
+    which has python3; no capability, read-only, as nobody) serving /api/v1/health and `metrics_paths`
+    on STAND_IN_PORT; returns the container, running. The caller removes it (remove_stand_in)."""
+    project, service = image_of
+    engine = client()
+    try:
+        stand_in = engine.containers.create(
+            container(project, service).image.id, entrypoint=["python3", "-c", _STAND_IN, json.dumps(metrics_paths)],
+            labels=scratch_labels(project, probe), network=network, cap_drop=["ALL"],
+            security_opt=["no-new-privileges:true"], read_only=True, user="nobody",
+            networking_config={network: engine.api.create_endpoint_config(ipv4_address=address,
+                                                                           aliases=list(aliases))})
+    except DockerException as error:
+        raise ProbeError(f"could not create a stand-in at {address} on network {network}: {error}") from error
+    try:
+        stand_in.start()
+    except DockerException as error:
+        remove_stand_in(stand_in)
+        raise ProbeError(f"could not start a stand-in at {address} on network {network}: {error}") from error
+    return stand_in
+
+
+def remove_stand_in(stand_in) -> None:
+    """Remove a stand-in (gone already is fine)."""
+    try:
+        stand_in.remove(force=True, v=True)
+    except DockerException:
+        pass

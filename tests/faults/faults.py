@@ -407,6 +407,15 @@ FAULTS = [
     fault("registry-deaf-to-keyspace", "the registry's Redis user without the keyspace channel: its subscription is "
           "refused, and it hears no change",
           [(USERS_ACL, r" &__keyspace@0__:\*service\*", "")], {"checklist_E_7"}),
+    fault("registry-offers-prometheus-no-targets", "the registry's Prometheus discovery answering an empty list: "
+          "nothing that registers is scraped, nor its silence noticed",
+          [("infra/service-registry/registry/prometheus_sd.py", r"target_groups\(instances, ", "target_groups([], ")],
+          {"checklist_E_8", "registered_service_down"}),
+    fault("prometheus-off-the-ecosystem-network", "Prometheus on the monitoring network only: it discovers the "
+          "services that register but cannot reach them",
+          [(COMPOSE, r"(^  prometheus:\n(?:    .*\n)*?    networks:\n      monitoring: \{\}\n)(?:      #.*\n)*"
+                     r"      trading-ecosystem:\n        ipv4_address: .*\n", r"\1")],
+          {"checklist_E_8", "registered_service_down", "checklist_S_11"}),
     fault("registry-answers-no-configuration-reads", "the registry without the configuration reads the simulators "
           "send to CONFIG_SERVICE_URL, its address",
           [(REGISTRY_APP, r"\n    app\.include_router\(configuration_route\.router\)", "")],

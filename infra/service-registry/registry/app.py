@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
-from registry import configuration_route
+from registry import configuration_route, prometheus_sd
 from registry.deps import CACHED_ROUTES, RegistryState
 from registry.infrastructure import InfrastructureMonitor
 from registry.keyspace import KeyspaceWatch
@@ -63,6 +63,7 @@ def create_app(settings: Optional[Settings] = None, client: Optional[redis.Redis
     app.state.registry = registry
     app.include_router(router)
     app.include_router(configuration_route.router)
+    app.include_router(prometheus_sd.router)
     # Innermost: answers kept in memory still pass the Host check, CORS and the request metrics.
     app.add_middleware(CachedReads, cache=registry.cache, routes=CACHED_ROUTES)
     app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["*"],

@@ -25,6 +25,9 @@ class Settings:
     postgres_password: str = ""               # the probe role's (its entry's "user"), for the SQL round trip
     # Where the configuration reads sent to the registry's address go (registry/configuration_route.py).
     configuration_url: str = "http://configuration-service:8090"
+    # A service's metrics path where it is not /metrics, for Prometheus's discovery
+    # (registry/prometheus_sd.py): REGISTRY_METRICS_PATHS="name=/path,...".
+    metrics_paths: dict = field(default_factory=dict)
 
     @property
     def reserved_names(self) -> frozenset:
@@ -47,6 +50,8 @@ class Settings:
             infrastructure=infrastructure,
             postgres_password=secret(env, "REGISTRY_POSTGRES_PASSWORD"),
             configuration_url=env.get("REGISTRY_CONFIGURATION_URL", cls.configuration_url),
+            metrics_paths=dict(pair.split("=", 1) for pair in _names(env.get("REGISTRY_METRICS_PATHS", ""))
+                               if "=" in pair),
         )
 
 
