@@ -4,7 +4,8 @@ Feature: E. The ecosystem's services connect (extra, beyond the milestone)
   with the credentials, key namespaces, schema and environment name its code uses (read from the
   sk-quantfidential repositories, not their READMEs), and is discovered the way its code registers.
   A foreign or malformed entry never takes a shared service down. Every probe key and service name
-  is the scenario's own ("acceptance-…"), so a real service running alongside is never touched.
+  is the scenario's own ("acceptance-…"), so a real service running alongside is never touched;
+  E.8's stand-ins, which register under the services' own names, change the stack (never in attach mode).
   Development mode only: production mode refuses the published passwords and plain connections.
 
   Background:
