@@ -36,7 +36,7 @@ Feature: 7. Enhanced observability
     And amtool, inside the Alertmanager container, finds its configuration valid and routes each alert of the route tests to its receiver
     And Prometheus sends its alerts to "alertmanager" as its active Alertmanager
     And the always-firing "Watchdog" alert reaches the alert receiver through the "watchdog" route: a notification received within the last 120 s
-    And no alert but "Watchdog" is pending or firing on the healthy stack
+    And no alert but "Watchdog" is pending or firing for the healthy stack's own services
 
   @checklist_7_7 @changes_stack @alert_fires
   Scenario: Alerting configuration: alerts fire when the configuration service stops

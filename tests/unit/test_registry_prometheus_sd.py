@@ -29,11 +29,13 @@ def test_each_registered_instance_is_a_target_named_by_its_service(redis_client)
     assert answer.status_code == 200 and answer.headers["content-type"] == "application/json"
     assert answer.json() == [
         {"targets": ["172.20.0.80:8080"],
-         "labels": {"job": "audit-correlator", "instance_id": "audit-correlator", "__metrics_path__": "/metrics"}},
+         "labels": {"job": "audit-correlator", "instance_id": "audit-correlator", "registered": "true",
+                    "__metrics_path__": "/metrics"}},
         {"targets": ["172.20.0.85:8080"],
-         "labels": {"job": "risk-monitor", "instance_id": "risk-1", "__metrics_path__": "/metrics"}},
+         "labels": {"job": "risk-monitor", "instance_id": "risk-1", "registered": "true", "__metrics_path__": "/metrics"}},
         {"targets": ["172.20.0.86:8080"],
-         "labels": {"job": "trading-system-engine", "instance_id": "engine-1", "__metrics_path__": "/api/v1/metrics"}},
+         "labels": {"job": "trading-system-engine", "instance_id": "engine-1", "registered": "true",
+                    "__metrics_path__": "/api/v1/metrics"}},
     ]
 
 

@@ -4,7 +4,8 @@ names the service that stops answering.
 
 GET /api/v1/prometheus/targets answers Prometheus's format: a JSON list of
 {"targets": ["<host>:<http_port>"], "labels": {...}}, labelled `job` (the service's name: Prometheus
-keeps a target's own job label), `instance_id`, and `__metrics_path__` (the instance's metadata
+keeps a target's own job label), `instance_id`, `registered` "true" (what the registry lists, not
+the stack's own), and `__metrics_path__` (the instance's metadata
 `metrics_path`, else the service's path in REGISTRY_METRICS_PATHS, else /metrics); a host of 0.0.0.0
 (where a service listens) becomes the service's name, which the network resolves. The stack's own
 services (the registry's reserved names) are left out: Prometheus scrapes them by their own jobs.
@@ -41,7 +42,7 @@ def target_groups(instances: list, reserved: frozenset, metrics_paths: dict) -> 
             path = DEFAULT_METRICS_PATH
         groups.append({"targets": [f"{host}:{port}"],
                        "labels": {"job": name, "instance_id": instance.get("instance_id") or name,
-                                  "__metrics_path__": path}})
+                                  "registered": "true", "__metrics_path__": path}})
     return groups
 
 
