@@ -20,6 +20,17 @@ class Edit:
     pattern: str
     replacement: str
 
+    def applied_to(self, text: str) -> str:
+        """`text` with this edit made; NotOnce when its pattern does not match exactly once."""
+        matches = len(re.findall(self.pattern, text, flags=re.M))
+        if matches != 1:
+            raise NotOnce(f"{self.pattern!r} matches {matches} times in {self.path}")
+        return re.sub(self.pattern, self.replacement, text, flags=re.M)
+
+
+class NotOnce(ValueError):
+    """An edit's pattern matches its file other than exactly once."""
+
 
 @dataclass(frozen=True)
 class Fault:
@@ -45,11 +56,10 @@ class Fault:
     def apply(self, root: Path) -> None:
         for edit in self.edits:
             target = root / edit.path
-            text = target.read_text()
-            matches = len(re.findall(edit.pattern, text, flags=re.M))
-            if matches != 1:
-                raise ValueError(f"fault {self.name}: {edit.pattern!r} matches {matches} times in {edit.path}")
-            target.write_text(re.sub(edit.pattern, edit.replacement, text, flags=re.M))
+            try:
+                target.write_text(edit.applied_to(target.read_text()))
+            except NotOnce as problem:
+                raise ValueError(f"fault {self.name}: {problem}") from None
 
 
 def fault(name: str, why: str, edits: list, fails: set, exact: bool = True, external_volume=None,

@@ -26,7 +26,7 @@ from pathlib import Path
 import yaml
 
 from tests.acceptance_copy import ROOT, feature_scenarios
-from tests.faults.faults import COMPOSE, ENV_EXAMPLE, Fault
+from tests.faults.faults import COMPOSE, ENV_EXAMPLE, Fault, NotOnce
 from tests.faults.scope import SENTINELS
 
 SHARED_RUN_SIZE = 3
@@ -70,6 +70,7 @@ def compose_block(text: str, start: int, end: int) -> str | None:
     return first if first == last else None
 
 
+@cache  # asked for every pair of faults a run may hold
 def edit_services(fault: Fault, root: Path = ROOT) -> frozenset | None:
     """The services `fault`'s edits reach, or None when one reaches every service or none known
     (the env file, a shared block of docker-compose.yml, the harness's own code)."""
@@ -111,14 +112,12 @@ def may_share(fault: Fault, stack_changing_only: set, scenarios: dict) -> bool:
 def apply_together(faults, root: Path = ROOT) -> bool:
     """Whether every edit of `faults`, applied one after another, still matches exactly once."""
     texts: dict = {}
-    for fault in faults:
-        for edit in fault.edits:
-            text = texts.get(edit.path)
-            if text is None:
-                text = (root / edit.path).read_text()
-            if len(re.findall(edit.pattern, text, flags=re.M)) != 1:
-                return False
-            texts[edit.path] = re.sub(edit.pattern, edit.replacement, text, flags=re.M)
+    try:
+        for edit in (edit for fault in faults for edit in fault.edits):
+            text = texts[edit.path] if edit.path in texts else (root / edit.path).read_text()
+            texts[edit.path] = edit.applied_to(text)
+    except NotOnce:
+        return False
     return True
 
 

@@ -65,7 +65,7 @@ class KeyspaceWatch:
             try:
                 pubsub.psubscribe(PATTERN)
             except BaseException:
-                pubsub.close()
+                close_quietly(pubsub)
                 raise
             self.pubsub = pubsub
             # Whatever changed while no one listened is the walk's to find; answers kept meanwhile go.
